@@ -1,0 +1,1 @@
+"""Built-in callbacks (filled in by the callbacks module's issue)."""

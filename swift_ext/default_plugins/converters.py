@@ -1,0 +1,1 @@
+"""Built-in converters (filled in by the converters module's issue)."""

@@ -1,0 +1,1 @@
+"""Built-in schedules (filled in by the schedules module's issue)."""

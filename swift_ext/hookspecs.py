@@ -1,0 +1,46 @@
+"""Hook specifications. Plugins implement them with ``@swift_ext.hookimpl``.
+
+Every hook is ``register_*(register)``: the plugin calls ``register(name, obj)`` once per thing it
+provides. The host's ``register`` validates the object and refuses a name that is already taken,
+naming both sources (see :mod:`swift_ext.plugins`).
+"""
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("swift_ext")
+hookimpl = pluggy.HookimplMarker("swift_ext")
+
+
+@hookspec
+def register_rewards(register):
+    """Register reward classes: ``register(name, RewardSubclass)``."""
+
+
+@hookspec
+def register_converters(register):
+    """Register dataset readers/writers: ``register(name, converter)`` (see ``swift_ext.convert``)."""
+
+
+@hookspec
+def register_negatives(register):
+    """Register DPO negative generators (rule-based corruptions): ``register(name, callable)``."""
+
+
+@hookspec
+def register_schedules(register):
+    """Register CHORD mu schedules: ``register(name, fn(step, total_steps, **params) -> float)``."""
+
+
+@hookspec
+def register_callbacks(register):
+    """Register ms-swift trainer callbacks: ``register(name, TrainerCallbackClass)`` (selected with ``--callbacks``)."""
+
+
+@hookspec
+def register_metrics(register):
+    """Register offline evaluation metrics for ``swift-ext eval``: ``register(name, metric)``."""
+
+
+@hookspec
+def register_commands(cli):
+    """Add click commands to the ``swift-ext`` CLI group ``cli``."""

@@ -1,0 +1,75 @@
+"""Small file helpers shared by the CLI and the library: atomic writes, JSON/YAML mappings, JSONL rows."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, Iterator, Tuple
+
+from .errors import ConfigError, SwiftExtError
+
+
+def load_mapping(path: str) -> Dict[str, Any]:
+    """Read a YAML or JSON file that must hold a mapping."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        if p.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as exc:
+        raise ConfigError(f"{path}: not valid {'JSON' if p.suffix.lower() == '.json' else 'YAML'}: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+class BadLine(SwiftExtError):
+    def __init__(self, path: str, lineno: int, reason: str):
+        self.path, self.lineno, self.reason = path, lineno, reason
+        super().__init__(f"{path}:{lineno}: {reason}")
+
+
+def iter_jsonl(path: str) -> Iterator[Tuple[int, Any]]:
+    """(line number, parsed object) for each non-blank line; a bad line raises BadLine with file:line."""
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            if not raw.strip():
+                continue
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise BadLine(path, lineno, f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
+            try:
+                yield lineno, json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise BadLine(path, lineno, f"invalid JSON: {exc.msg} (column {exc.colno})") from None
+
+
+@contextlib.contextmanager
+def atomic_write(path: str, mode: str = "w", encoding: str = "utf-8"):
+    """Write to a temporary file next to ``path`` and rename it into place only on success."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=str(target.parent))
+    try:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": encoding})) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,179 @@
+"""The plugin manager and the registries its hooks fill.
+
+Built-in plugins (``swift_ext.default_plugins.*``) register through the same hooks as third-party
+packages, which are found through the entry-point group ``swift_ext``. Loading is lazy and happens
+once. ``SWIFT_EXT_LOAD_PLUGINS=a,b`` loads only those entry points (empty: none);
+``SWIFT_EXT_DISABLED_PLUGINS=a,b`` blocks them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple
+
+import pluggy
+
+from . import hookspecs
+from .errors import DuplicateNameError, PluginError, UnknownNameError
+
+ENTRY_POINT_GROUP = "swift_ext"
+
+DEFAULT_PLUGINS = (
+    "swift_ext.default_plugins.rewards",
+    "swift_ext.default_plugins.converters",
+    "swift_ext.default_plugins.schedules",
+    "swift_ext.default_plugins.callbacks",
+    "swift_ext.default_plugins.metrics",
+)
+
+# ms-swift 4.6's own `swift.rewards.orms` keys: a swift-ext reward may not shadow them.
+SWIFT_BUILTIN_REWARDS = frozenset(
+    {"toolbench", "math", "accuracy", "format", "react_format", "cosine", "repetition", "soft_overlong"}
+)
+
+HOOK_OF_KIND = {
+    "reward": "register_rewards",
+    "converter": "register_converters",
+    "negative": "register_negatives",
+    "schedule": "register_schedules",
+    "callback": "register_callbacks",
+    "metric": "register_metrics",
+}
+
+_pm: Optional[pluggy.PluginManager] = None
+_registries: Dict[str, "Registry"] = {}
+_validators: Dict[str, Callable[[str, Any], None]] = {}
+
+
+class Registry:
+    """Name -> object, remembering which plugin registered each name."""
+
+    def __init__(self, kind: str, reserved: Optional[Dict[str, str]] = None):
+        self.kind = kind
+        self._items: Dict[str, Any] = {}
+        self._sources: Dict[str, str] = dict(reserved or {})
+
+    def add(self, name: str, obj: Any, source: str) -> None:
+        if not isinstance(name, str) or not name or any(c in name for c in " :,=\t\n"):
+            raise PluginError(f"{source} registered a {self.kind} with an invalid name {name!r} "
+                              f"(no spaces, ':', ',' or '=')")
+        if name in self._sources:
+            raise DuplicateNameError(self.kind, name, self._sources[name], source)
+        validator = _validators.get(self.kind)
+        if validator is not None:
+            validator(name, obj)
+        self._items[name] = obj
+        self._sources[name] = source
+
+    def get(self, name: str) -> Any:
+        try:
+            return self._items[name]
+        except KeyError:
+            raise UnknownNameError(self.kind, name, self._items) from None
+
+    def source(self, name: str) -> str:
+        return self._sources[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._items))
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def items(self) -> Iterator[Tuple[str, Any]]:
+        return ((n, self._items[n]) for n in sorted(self._items))
+
+
+def set_validator(kind: str, fn: Callable[[str, Any], None]) -> None:
+    """Let the module that owns a kind check what plugins register (e.g. rewards must subclass Reward)."""
+    _validators[kind] = fn
+
+
+def _split_env(var: str) -> Optional[list]:
+    value = os.environ.get(var)
+    if value is None:
+        return None
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def get_pm() -> pluggy.PluginManager:
+    """The plugin manager, with built-ins and entry-point plugins loaded (once)."""
+    global _pm
+    if _pm is not None:
+        return _pm
+    pm = pluggy.PluginManager("swift_ext")
+    pm.add_hookspecs(hookspecs)
+    for modname in DEFAULT_PLUGINS:
+        pm.register(importlib.import_module(modname), name=modname)
+    blocked = _split_env("SWIFT_EXT_DISABLED_PLUGINS") or []
+    for name in blocked:
+        pm.set_blocked(name)
+    allow = _split_env("SWIFT_EXT_LOAD_PLUGINS")
+    try:
+        if allow is None:
+            pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        else:
+            for name in allow:
+                pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP, name=name)
+    except Exception as exc:  # a broken plugin must fail loudly, with its name
+        raise PluginError(f"a swift_ext entry-point plugin failed to load: {exc!r}") from exc
+    pm.check_pending()
+    _pm = pm
+    return pm
+
+
+def plugin_source(pm: pluggy.PluginManager, plugin: Any) -> str:
+    name = pm.get_name(plugin)
+    if name in DEFAULT_PLUGINS:
+        return f"swift-ext built-in ({name})"
+    for p, dist in pm.list_plugin_distinfo():
+        if p is plugin:
+            return f"plugin {name!r} from {dist.project_name} {dist.version}"
+    return f"plugin {name!r}"
+
+
+def registry(kind: str) -> Registry:
+    """The registry of ``kind`` ('reward', 'converter', 'schedule', ...), filled on first use."""
+    if kind in _registries:
+        return _registries[kind]
+    pm = get_pm()
+    reserved = {n: "ms-swift's built-in rewards (swift.rewards.orms)" for n in SWIFT_BUILTIN_REWARDS} \
+        if kind == "reward" else None
+    reg = Registry(kind, reserved)
+    hook = getattr(pm.hook, HOOK_OF_KIND[kind])
+    # call each implementation alone, so that every registered name knows its plugin
+    for impl in reversed(hook.get_hookimpls()):
+        source = plugin_source(pm, impl.plugin)
+
+        def register(name, obj, _source=source):
+            reg.add(name, obj, _source)
+
+        try:
+            impl.function(register=register)
+        except (PluginError, UnknownNameError):
+            raise
+        except Exception as exc:
+            raise PluginError(f"{source} failed in {HOOK_OF_KIND[kind]}: {exc!r}") from exc
+    _registries[kind] = reg
+    return reg
+
+
+def reset() -> None:
+    """Forget loaded plugins and registries (tests, or after installing a plugin in-process)."""
+    global _pm
+    _pm = None
+    _registries.clear()
+
+
+def list_plugins() -> list:
+    """[{name, source, hooks}] for every loaded plugin."""
+    pm = get_pm()
+    out = []
+    for plugin in pm.get_plugins():
+        hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
+        out.append({"name": pm.get_name(plugin), "source": plugin_source(pm, plugin), "hooks": hooks})
+    return sorted(out, key=lambda d: d["name"])

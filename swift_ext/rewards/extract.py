@@ -1,0 +1,148 @@
+"""Answer extraction shared by every accuracy-style reward.
+
+All functions take any string and return ``None`` when nothing is found; none of them raises.
+
+>>> extract_answer("<think>2+2</think><answer>The answer is 4</answer>")
+'The answer is 4'
+>>> extract_answer(r"so $\\boxed{\\frac{1}{2}}$", mode="boxed")
+'\\\\frac{1}{2}'
+>>> extract_answer("I think it is 3, no, -1,250.5 apples", mode="last_number")
+'-1250.5'
+>>> extract_answer("Between (A) and (C), the answer is C.", mode="last_letter")
+'C'
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Optional
+
+MODES = ("auto", "answer_tag", "boxed", "last_number", "last_letter", "none")
+
+_ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.S | re.I)
+_ANSWER_OPEN_RE = re.compile(r"<answer>", re.I)
+_THINK_BLOCK_RE = re.compile(r"<think>.*?</think>", re.S | re.I)
+_NUMBER_RE = re.compile(r"(?<![\w.])[-+−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?%?|[-+−]?\.\d+%?")
+_LETTER_RE = re.compile(
+    r"(?:\(([A-Z])\)|\b([A-Z])\b(?=[\s.,:;)\]]|$)|答案(?:是|为)?[:：]?\s*([A-Z])|选\s*([A-Z]))")
+_MAX_SCAN = 200_000  # characters looked at from the end: bounds the cost of huge completions
+
+
+def strip_think(text: str) -> str:
+    """Drop reasoning: everything up to the last ``</think>`` (handles templates that pre-fill ``<think>``)."""
+    if not text:
+        return ""
+    idx = text.lower().rfind("</think>")
+    if idx >= 0:
+        return text[idx + len("</think>"):]
+    return _THINK_BLOCK_RE.sub("", text)
+
+
+def answer_tag(text: str) -> Optional[str]:
+    """Content of the last ``<answer>…</answer>``; an unclosed last ``<answer>`` takes the rest."""
+    found = _ANSWER_RE.findall(text)
+    if found:
+        return found[-1].strip()
+    opens = list(_ANSWER_OPEN_RE.finditer(text))
+    if opens:
+        return text[opens[-1].end():].strip()
+    return None
+
+
+def boxed(text: str) -> Optional[str]:
+    r"""Content of the last ``\boxed{…}`` (or ``\fbox{…}``), with nested braces; unbalanced gives None."""
+    start = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
+    if start < 0:
+        return None
+    i = text.find("{", start)
+    if i < 0:
+        # "\boxed 5" form
+        m = re.match(r"\\(?:boxed|fbox)\s+([^\s$]+)", text[start:])
+        return m.group(1) if m else None
+    depth = 0
+    for j in range(i, len(text)):
+        ch = text[j]
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if depth == 0:
+                return text[i + 1:j].strip()
+    return None
+
+
+def last_number(text: str) -> Optional[str]:
+    """The last number, thousands separators removed (``1,250`` -> ``1250``; keeps a trailing ``%``)."""
+    found = _NUMBER_RE.findall(text[-_MAX_SCAN:])
+    if not found:
+        return None
+    return found[-1].replace(",", "").replace("−", "-").lstrip("+")
+
+
+def last_letter(text: str) -> Optional[str]:
+    """The last stand-alone option letter A–Z: ``(B)``, ``B.``, ``option B``, ``答案是B``."""
+    found = _LETTER_RE.findall(text[-_MAX_SCAN:])
+    for groups in reversed(found):
+        for g in groups:
+            if g:
+                return g
+    return None
+
+
+def extract_answer(text: str, mode: str = "auto") -> Optional[str]:
+    """The answer in ``text`` by ``mode``; ``auto``: ``<answer>`` tag, else ``\\boxed``, else the text after reasoning.
+
+    Inside an ``<answer>`` tag a ``\\boxed{}`` wins (``<answer>\\boxed{3}</answer>`` -> ``3``).
+    """
+    if not isinstance(text, str):
+        text = "" if text is None else str(text)
+    if mode == "none":
+        return text.strip()
+    if mode == "answer_tag":
+        return answer_tag(text)
+    body = strip_think(text)
+    if mode == "boxed":
+        return boxed(body)
+    if mode == "last_number":
+        inner = answer_tag(body)
+        return last_number(inner if inner is not None else body)
+    if mode == "last_letter":
+        inner = answer_tag(body)
+        return last_letter(inner if inner is not None else body)
+    if mode == "auto":
+        inner = answer_tag(body)
+        if inner is not None:
+            b = boxed(inner)
+            return b if b is not None else inner
+        b = boxed(body)
+        if b is not None:
+            return b
+        body = body.strip()
+        return body or None
+    raise ValueError(f"unknown extraction mode {mode!r}; choose from {MODES}")
+
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCT = re.compile(r"[^\w\s]", re.U)
+
+
+def normalize(text: str, *, case_sensitive: bool = False, drop_articles: bool = True) -> str:
+    """NFKC, lower-case, strip LaTeX wrappers, punctuation and articles, collapse spaces (SQuAD style).
+
+    >>> normalize("  The  ANSWER: Paris! ")
+    'answer paris'
+    >>> normalize("\\\\text{Ｐａｒｉｓ}")
+    'paris'
+    """
+    if text is None:
+        return ""
+    s = unicodedata.normalize("NFKC", str(text))
+    s = re.sub(r"\\(?:text|mathrm|textbf|mathbf)\{([^{}]*)\}", r"\1", s)
+    s = s.replace("$", "")
+    if not case_sensitive:
+        s = s.lower()
+    s = _PUNCT.sub(" ", s)
+    if drop_articles:
+        s = _ARTICLES.sub(" ", s)
+    return " ".join(s.split())
