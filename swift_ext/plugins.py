@@ -107,11 +107,11 @@ def get_pm() -> pluggy.PluginManager:
         return _pm
     pm = pluggy.PluginManager("swift_ext")
     pm.add_hookspecs(hookspecs)
+    for name in _split_env("SWIFT_EXT_DISABLED_PLUGINS") or []:
+        pm.set_blocked(name)  # built-in module names and entry-point names alike
     for modname in DEFAULT_PLUGINS:
-        pm.register(importlib.import_module(modname), name=modname)
-    blocked = _split_env("SWIFT_EXT_DISABLED_PLUGINS") or []
-    for name in blocked:
-        pm.set_blocked(name)
+        if not pm.is_blocked(modname):
+            pm.register(importlib.import_module(modname), name=modname)
     allow = _split_env("SWIFT_EXT_LOAD_PLUGINS")
     try:
         if allow is None:

@@ -44,15 +44,23 @@ def swift_version() -> Optional[str]:
 
 
 # -- registries -----------------------------------------------------------------------------------
+def _is_v3() -> bool:
+    import importlib.util
+
+    if importlib.util.find_spec("swift") is None:
+        raise BridgeError("ms-swift is not installed: pip install 'ms-swift>=4.6,<5'")
+    return importlib.util.find_spec("swift.rewards") is None and importlib.util.find_spec("swift.plugin") is not None
+
+
 def get_orms() -> Dict[str, Any]:
-    """ms-swift's reward registry: ``swift.rewards.orms`` (4.x) or ``swift.plugin.orms`` (3.x)."""
-    try:
+    """ms-swift's reward registry: ``swift.rewards.orms`` (4.x) or ``swift.plugin.orms`` (3.x).
+
+    Import errors from inside ms-swift (a broken torchvision, say) propagate unchanged.
+    """
+    if _is_v3():
+        from swift.plugin import orms  # ms-swift 3.x
+    else:
         from swift.rewards import orms  # ms-swift 4.x
-    except ImportError:
-        try:
-            from swift.plugin import orms  # ms-swift 3.x
-        except ImportError as exc:
-            raise BridgeError("ms-swift is not importable: pip install 'ms-swift>=4.6,<5'") from exc
     return orms
 
 
@@ -60,22 +68,21 @@ def _orm_bases(reward_cls: type) -> tuple:
     """ms-swift's ORM/AsyncORM base, mixed in so that isinstance checks in ms-swift code hold."""
     from .rewards import is_async
 
-    try:
+    if _is_v3():
+        from swift.plugin import ORM
+
+        AsyncORM = getattr(__import__("swift.plugin", fromlist=["AsyncORM"]), "AsyncORM", ORM)
+    else:
         from swift.rewards import AsyncORM, ORM
-    except ImportError:
-        try:
-            from swift.plugin import ORM  # 3.x has no AsyncORM before 3.12
-            AsyncORM = ORM
-        except ImportError:
-            return ()
     return (AsyncORM,) if is_async(reward_cls) else (ORM,)
 
 
-def swift_reward_class(spec: str) -> type:
-    """The class ms-swift will instantiate for ``spec``: the configured reward plus ms-swift's ORM base."""
+def swift_reward_class(spec: str, alias: Optional[str] = None) -> type:
+    """The class ms-swift will instantiate for ``spec`` (named ``alias`` if given): the configured reward
+    plus ms-swift's ORM base."""
     from .rewards import configure
 
-    cls = configure(spec)
+    cls = configure(spec, alias=alias)
     bases = tuple(b for b in _orm_bases(cls) if not issubclass(cls, b))
     if bases:
         cls = type(cls.__name__, (cls, *bases), {"__module__": cls.__module__, "__qualname__": cls.__name__})
@@ -92,7 +99,7 @@ def _register_orm(orms: Dict[str, Any], name: str, spec: str) -> bool:
             if spec.split(":", 1)[0] in plugins.registry("reward") else "swift-ext"
         raise DuplicateNameError("reward", name, f"ms-swift's orms ({getattr(existing, '__module__', '?')})",
                                  source)
-    orms[name] = swift_reward_class(spec)
+    orms[name] = swift_reward_class(spec, alias=name if name != spec else None)
     return True
 
 

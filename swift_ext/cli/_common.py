@@ -8,7 +8,8 @@ from typing import Any
 
 from rich.console import Console
 
-console = Console(stderr=True)
+# wide tables stay readable in logs and pipes (rich falls back to 80 columns when stderr is not a terminal)
+console = Console(stderr=True, width=None if sys.stderr.isatty() else 150)
 
 
 def echo_json(data: Any) -> None:

@@ -31,7 +31,8 @@ def list_cmd(as_json):
                   title="swift-ext rewards  (use as --reward_funcs NAME or NAME:key=value,...)")
     for r in rows:
         params = ", ".join(f"{k}={v['default']}" for k, v in r["params"].items())
-        table.add_row(r["name"], r["family"], r["summary"], params or "-", r["abstains"], r["source"])
+        source = "built-in" if r["source"].startswith("swift-ext built-in") else r["source"]
+        table.add_row(r["name"], r["family"], r["summary"], params or "-", r["abstains"], source)
     console.print(table)
 
 

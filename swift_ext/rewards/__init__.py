@@ -26,7 +26,9 @@ def _validate(name: str, obj: Any) -> None:
         raise PluginError(f"reward {name!r} must be a subclass of swift_ext.rewards.Reward, got {obj!r}")
     if obj.name and obj.name != name:
         raise PluginError(f"reward class {obj.__name__} has name={obj.name!r} but was registered as {name!r}")
-    bind(obj.params, {}, owner=f"reward {name}")  # defaults must be valid
+    for key, param in obj.params.items():  # defaults must pass their own checks
+        if param.default is not None:
+            param.coerce(f"{name}.{key}", param.default)
 
 
 plugins.set_validator("reward", _validate)

@@ -12,25 +12,43 @@ import multiprocessing as mp
 from typing import List, Optional, Sequence, Tuple
 
 
-def _verify(gold: str, pred: str) -> Optional[bool]:
-    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+_LATEX_CHARS = set("\\^{}_")
+
+
+def _parse(text: str):
+    """math-verify parse of an already isolated answer; LaTeX-looking text is parsed as math mode first
+    (bare ``2^{10}`` would otherwise be read as the number 2)."""
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
 
     cfg = [LatexExtractionConfig(), ExprExtractionConfig()]
-    g = parse(gold, extraction_config=cfg, parsing_timeout=None)
-    if not g:
-        g = parse(f"${gold}$", extraction_config=cfg, parsing_timeout=None)
+    wrapped = text if text.strip().startswith("$") else f"${text}$"
+    order = (wrapped, text) if _LATEX_CHARS & set(text) else (text, wrapped)
+    for candidate in order:
+        parsed = parse(candidate, extraction_config=cfg, parsing_timeout=None)
+        if any(not isinstance(x, str) for x in parsed or ()):  # only the raw string back: nothing parsed
+            return parsed
+    return None
+
+
+def _verify(gold: str, pred: str) -> Optional[bool]:
+    from math_verify import verify
+
+    g = _parse(gold)
     if not g:
         return None  # the gold answer itself is unusable: abstain
-    p = parse(pred, extraction_config=cfg, parsing_timeout=None)
-    if not p:
-        p = parse(f"${pred}$", extraction_config=cfg, parsing_timeout=None)
+    p = _parse(pred)
     if not p:
         return False
     return bool(verify(g, p, timeout_seconds=None))
 
 
 def _serve(conn) -> None:
+    import logging
+
     import math_verify  # noqa: F401  (fail here, once, if missing)
+
+    # timeouts are enforced by the parent killing this process; silence math-verify's warning about that
+    logging.getLogger("math_verify").setLevel(logging.ERROR)
 
     conn.send(("ready", None))
     while True:

@@ -1,0 +1,107 @@
+"""The bridge against the real ms-swift registry (swift.rewards.orms), in this process."""
+
+import textwrap
+
+import pytest
+
+from swift_ext import swift_bridge
+from swift_ext.errors import DuplicateNameError
+
+SEED_RECIPE = textwrap.dedent('''
+    # the seed recipe's hand-written reward plugin, as users pass it to --external_plugins
+    import random
+    from swift.rewards import ORM, orms
+
+    class MyLength(ORM):
+        def __call__(self, completions, **kwargs):
+            return [float(len(c)) for c in completions]
+
+    orms['my_length_test'] = MyLength
+''')
+
+
+@pytest.fixture(scope="module")
+def orms():
+    return swift_bridge.get_orms()
+
+
+@pytest.fixture
+def clean_orms(orms):
+    before = dict(orms)
+    yield orms
+    for k in set(orms) - set(before):
+        del orms[k]
+    orms.update(before)
+
+
+def test_install_registers_every_reward_and_requested_specs(clean_orms, monkeypatch):
+    monkeypatch.setenv("SWIFT_EXT_REWARDS", "random:low=2,high=2")
+    done = swift_bridge.install(["--reward_funcs", "think_format", "exact_match:extract=last_number",
+                                 "accuracy", "--beta", "0.1"])
+    for name in ("think_format", "exact_match", "math_accuracy", "random",
+                 "exact_match:extract=last_number", "random:low=2,high=2"):
+        assert name in clean_orms and name in done["rewards"]
+    assert "accuracy" not in done["rewards"]                         # ms-swift's own, untouched
+    cls = clean_orms["exact_match:extract=last_number"]
+    assert cls.__name__ == "exact_match:extract=last_number"        # ms-swift logs rewards/<class name>/mean
+    from swift.rewards import ORM
+
+    reward = cls(args=None)                                          # how GRPOTrainer._prepare_rewards builds it
+    assert isinstance(reward, ORM)
+    assert reward(["it is 12", "it is 13"], solution=["12", "12"], trainer_state=None) == [1.0, 0.0]
+    assert clean_orms["random:low=2,high=2"](args=None)(["a"]) == [2.0]
+
+
+def test_install_is_idempotent(clean_orms):
+    swift_bridge.install([])
+    assert swift_bridge.install([])["rewards"] == []
+
+
+def test_specs_come_from_the_arguments_object_that_imports_the_plugin(clean_orms):
+    class FakeArgsCaller:  # stands in for ms-swift's BaseArguments.__post_init__ frame (self.reward_funcs)
+        reward_funcs = ["think_format:think=optional"]
+
+        def _import_external_plugins(self):
+            return swift_bridge.install([])
+
+    FakeArgsCaller()._import_external_plugins()
+    assert clean_orms["think_format:think=optional"](args=None)(["<answer>1</answer>"]) == [1.0]
+
+
+def test_name_taken_in_orms_by_someone_else_is_an_error(clean_orms):
+    class Other:
+        def __init__(self, args=None):
+            pass
+
+    clean_orms["think_format"] = Other
+    with pytest.raises(DuplicateNameError, match="think_format.*ms-swift's orms.*swift-ext built-in"):
+        swift_bridge.install([])
+
+
+def test_bad_parametrised_spec_fails_at_install(clean_orms):
+    from swift_ext.errors import ParamError
+
+    with pytest.raises(ParamError, match="timeout"):
+        swift_bridge.install(["--reward_funcs", "math_accuracy:timeout=-1"])
+
+
+def test_alias_from_config_file(clean_orms, tmp_path, monkeypatch):
+    cfg = tmp_path / "swift_ext.yaml"
+    cfg.write_text("rewards:\n  lenient_em:\n    reward: exact_match\n    extract: last_number\n")
+    monkeypatch.setenv("SWIFT_EXT_CONFIG", str(cfg))
+    swift_bridge.install([])
+    cls = clean_orms["lenient_em"]
+    assert cls.__name__ == "lenient_em"
+    assert cls(args=None)(["so 7"], solution=["7"]) == [1.0]
+
+
+def test_load_third_party_orm_file(clean_orms, tmp_path):
+    plugin = tmp_path / "my_plugin.py"
+    plugin.write_text(SEED_RECIPE)
+    assert swift_bridge.load_orm_file(str(plugin)) == ["my_length_test"]
+    assert swift_bridge.get_orm("my_length_test")()(["abc", ""]) == [3.0, 0.0]
+
+
+def test_plugin_file_exists_and_only_calls_install():
+    text = open(swift_bridge.plugin_path()).read()
+    assert "swift_bridge.install()" in text
