@@ -1,5 +1,225 @@
-"""CLI commands of this area (filled in by its issue)."""
+"""``swift-ext launch``, ``swift-ext migrate`` and ``swift-ext plan memory`` (logic in :mod:`swift_ext.launch`)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import sys
+import time
+
+import click
+
+from ..errors import ConfigError
+from ._common import console, echo_json
+
+RECIPES = ("sft", "dpo", "grpo", "chord", "rollout", "export")
+
+
+def _default_swift(portable: bool) -> str:
+    """``swift`` next to this Python (the venv swift-ext runs in) when it exists; plain ``swift`` in scripts."""
+    from pathlib import Path
+
+    here = Path(sys.executable).with_name("swift")
+    return str(here) if here.exists() and not portable else "swift"
+
+
+def _warn(msg: str) -> None:
+    console.print(f"[yellow]warning:[/] {msg}", highlight=False)
+
+
+@click.command("launch", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": True})
+@click.argument("recipe", type=click.Choice(RECIPES))
+@click.argument("extra", nargs=-1, type=click.UNPROCESSED)
+@click.option("--recipe-file", "template", metavar="YAML",
+              help="your own template file (default: the shipped templates/RECIPE.yaml)")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="override a template value: lora_rank=16, env.MAX_PIXELS=..., rollout.port=8001")
+@click.option("--gpus", metavar="IDS|N",
+              help="devices of this node: 0-7, 0,1,4 or a count (8); default: SWIFT_EXT_GPUS, "
+                   "CUDA_VISIBLE_DEVICES, nvidia-smi -L, else none (CPU)")
+@click.option("--rollout-gpus", metavar="IDS|N", help="devices for the rollout server (ids or the last N of --gpus)")
+@click.option("--nproc", type=int, help="trainer processes per node (CPU runs; normally = trainer GPUs)")
+@click.option("--nnodes", type=int, default=1, show_default=True, help="training nodes (torchrun via ms-swift)")
+@click.option("--node-rank", type=int, default=0, show_default=True)
+@click.option("--master-addr", help="address of node 0 (multi-node)")
+@click.option("--master-port", type=int, default=29500, show_default=True)
+@click.option("--rollout-host", help="rollout server started elsewhere: only wait for its /health")
+@click.option("--dry-run", is_flag=True, help="print the commands as a bash script; run nothing")
+@click.option("--json", "as_json", is_flag=True, help="print the plan as JSON; run nothing")
+@click.option("--slurm", is_flag=True, help="print an sbatch script for --nnodes nodes (last node: rollout server)")
+@click.option("--gpus-per-node", type=int, default=8, show_default=True, help="with --slurm")
+@click.option("--partition", help="with --slurm")
+@click.option("--time", "time_limit", help="with --slurm, e.g. 24:00:00")
+@click.option("--log-dir", default=None, help="default: swift-ext-logs/RECIPE-TIMESTAMP")
+@click.option("--swift", "swift_cmd", default=None, envvar="SWIFT_EXT_SWIFT",
+              help="the swift executable (a command line; default: swift)")
+@click.option("--grace", type=float, default=10.0, show_default=True, help="seconds between SIGTERM and SIGKILL")
+def launch_cmd(recipe, extra, template, sets, gpus, rollout_gpus, nproc, nnodes, node_rank, master_addr, master_port,
+               rollout_host, dry_run, as_json, slurm, gpus_per_node, partition, time_limit, log_dir, swift_cmd, grace):
+    """Run a recipe (sft, dpo, grpo, chord, rollout, export) from its YAML template.
+
+    \b
+    Extra swift flags go after the recipe (or after --) and win over the template;
+    3.x flag names are translated with a warning.
+    \b
+        swift-ext launch sft --set dataset=data.jsonl --gpus 0-3 -- --max_steps 100
+        swift-ext launch grpo --gpus 0-7 --rollout-gpus 6,7 --set dataset=math.jsonl --dry-run
+        swift-ext launch grpo --slurm --nnodes 3 --set dataset=math.jsonl > job.sbatch
+    """
+    from ..launch import Nodes, build_plan, detect_gpus, load_template, run_plan
+
+    tpl = load_template(template or recipe)
+    extra = [e for e in extra if e != "--"]
+    swift = shlex.split(swift_cmd) if swift_cmd else [_default_swift(dry_run or as_json or slurm)]
+    if slurm:
+        from ..launch.slurm import render_sbatch
+
+        click.echo(render_sbatch(recipe, tpl, nodes=nnodes, gpus_per_node=gpus_per_node, sets=sets, extra=extra,
+                                 partition=partition, time_limit=time_limit, master_port=master_port, swift=swift),
+                   nl=False)
+        return
+    if gpus is None:  # SWIFT_EXT_GPUS -> CUDA_VISIBLE_DEVICES -> nvidia-smi -L -> CPU
+        found = detect_gpus(warn=_warn)
+        gpus = ",".join(map(str, found)) + "," if found else None
+    plan = build_plan(recipe, tpl, sets=sets, extra=extra, gpus=gpus, rollout_gpus=rollout_gpus, nproc=nproc,
+                      nodes=Nodes(nnodes, node_rank, master_addr, master_port), rollout_host=rollout_host,
+                      swift=swift, base_env=os.environ)
+    for w in plan.warnings:
+        _warn(w)
+    log_dir = log_dir or os.path.join("swift-ext-logs", f"{recipe}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if as_json:
+        echo_json(plan.to_dict())
+        return
+    if dry_run:
+        click.echo(plan.to_shell(log_dir), nl=False)
+        return
+    if not shutil.which(swift[0]):
+        raise ConfigError(f"{swift[0]!r} not found on PATH: pip install 'ms-swift>=4.6,<5' (or pass --swift)")
+    sys.exit(run_plan(plan, log_dir=log_dir, grace=grace))
+
+
+@click.command("migrate")
+@click.argument("script", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="write here instead of rewriting SCRIPT")
+@click.option("--check", is_flag=True, help="only report; exit 1 when the script needs changes")
+def migrate_cmd(script, output, check):
+    """Rewrite an ms-swift 3.x launch script for 4.x (flags renamed; removed flags refused).
+
+    SCRIPT is rewritten atomically and the original kept as SCRIPT.bak, unless -o is given.
+    """
+    from ..io import atomic_write
+    from ..launch.migrate import migrate_script
+
+    with open(script, encoding="utf-8") as fh:
+        text = fh.read()
+    new, notes = migrate_script(text, source=script)
+    for n in notes:
+        _warn(n)
+    if check:
+        sys.exit(1 if new != text else 0)
+    target = output or script
+    if new == text and not output:
+        console.print(f"{script}: nothing to change")
+        return
+    mode = os.stat(script).st_mode & 0o777
+    if not output:
+        shutil.copy2(script, script + ".bak")
+    with atomic_write(target) as fh:
+        fh.write(new)
+    os.chmod(target, mode)
+    console.print(f"{target}: {len(notes)} change(s)" + ("" if output else f"; original kept as {script}.bak"))
+
+
+_SIZE = re.compile(r"^\s*([0-9.]+(?:e[0-9]+)?)\s*([kmbt]?)\s*$", re.IGNORECASE)
+
+
+def parse_params(text: str) -> float:
+    """``8B`` -> 8e9, ``500M`` -> 5e8, ``7.6e9`` -> 7.6e9."""
+    m = _SIZE.match(str(text))
+    if not m:
+        raise click.BadParameter(f"{text!r}: use a count like 8B, 500M or 7.6e9")
+    return float(m.group(1)) * {"": 1, "k": 1e3, "m": 1e6, "b": 1e9, "t": 1e12}[m.group(2).lower()]
+
+
+@click.group("plan")
+def plan_group():
+    """Planning helpers (GPU memory)."""
+
+
+@plan_group.command("memory")
+@click.option("--params", help="parameter count: 8B, 500M, 7.6e9")
+@click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False),
+              help="local model dir: params from safetensors headers, sizes from config.json")
+@click.option("--tuning", type=click.Choice(["full", "lora", "qlora"]), default="lora", show_default=True)
+@click.option("--dtype", default="bf16", show_default=True, help="bf16, fp16, fp32")
+@click.option("--rlhf", type=click.Choice(["sft", "dpo", "grpo", "chord"]), default="sft", show_default=True)
+@click.option("--beta", type=float, help="GRPO beta (a reference model only when > 0; ms-swift default 0.04)")
+@click.option("--ref-model", type=click.Choice(["auto", "separate", "shared", "none"]), default="auto",
+              show_default=True, help="auto: separate copy for full tuning, adapter-disabled base for LoRA")
+@click.option("--trainable-fraction", type=float, help="LoRA/QLoRA trained share of params (default 0.005)")
+@click.option("--optimizer", default="adamw", show_default=True)
+@click.option("--optim-dtype", help="optimizer state dtype (default: --dtype)")
+@click.option("--zero", type=click.IntRange(0, 3), default=0, show_default=True, help="DeepSpeed ZeRO stage")
+@click.option("--n-gpus", type=int, default=1, show_default=True, help="data-parallel GPUs (ZeRO sharding)")
+@click.option("--seq-len", type=int, help="max_length, for the activation estimate")
+@click.option("--hidden-size", type=int)
+@click.option("--num-layers", type=int)
+@click.option("--vocab-size", type=int)
+@click.option("--gpu-mem", type=float, default=80.0, show_default=True, help="GB per GPU")
+@click.option("--global-batch", type=int, default=16, show_default=True)
+@click.option("--total-gpus", type=int, help="GPUs of the node (GRPO: recommend the rollout share)")
+@click.option("--json", "as_json", is_flag=True)
+def memory_cmd(params, model_dir, tuning, dtype, rlhf, beta, ref_model, trainable_fraction, optimizer, optim_dtype,
+               zero, n_gpus, seq_len, hidden_size, num_layers, vocab_size, gpu_mem, global_batch, total_gpus, as_json):
+    """Estimate GPU memory per device for full / LoRA / QLoRA training (an estimate: see the README)."""
+    from ..launch.memory import MemoryInput, estimate, model_facts
+
+    facts = model_facts(model_dir) if model_dir else {}
+    if params is None and not facts:
+        raise click.UsageError("give --params (e.g. 8B) or --model DIR")
+    inp = MemoryInput(params=parse_params(params) if params else facts["params"], dtype=dtype, tuning=tuning,
+                      trainable_fraction=trainable_fraction, rlhf=None if rlhf == "sft" else rlhf, beta=beta,
+                      ref_model=ref_model, optimizer=optimizer, optim_dtype=optim_dtype, zero=zero, n_gpus=n_gpus,
+                      hidden_size=hidden_size or facts.get("hidden_size"),
+                      num_layers=num_layers or facts.get("num_layers"),
+                      vocab_size=vocab_size or facts.get("vocab_size"), seq_len=seq_len, gpu_mem_gb=gpu_mem,
+                      global_batch=global_batch, total_gpus=total_gpus)
+    est = estimate(inp)
+    if as_json:
+        echo_json({"input": inp.__dict__, **est.to_dict()})
+        return
+    _print_estimate(inp, est)
+
+
+def _gb(v: float) -> str:
+    return f"{v:.2f}" if v == 0 or v >= 0.01 else f"{v:.2e}"
+
+
+def _print_estimate(inp, est) -> None:
+    from rich.table import Table
+
+    table = Table("part", "GB per GPU", title=f"{inp.params / 1e9:.2f}B params, {inp.tuning}, {inp.dtype}"
+                  + (f", {inp.rlhf}" if inp.rlhf else "") + (f", ZeRO-{inp.zero} x {inp.n_gpus}" if inp.zero else ""))
+    for k, v in est.parts_gb.items():
+        table.add_row(k, _gb(v))
+    table.add_row("[b]fixed total[/]", f"[b]{_gb(est.fixed_gb)}[/]")
+    if est.act_per_seq_gb:
+        table.add_row("activations / sequence", f"{_gb(est.act_per_seq_gb)} ({_gb(est.act_per_seq_ckpt_gb)} with "
+                      "gradient checkpointing)")
+    console.print(table)
+    for n in est.notes:
+        console.print(f"note: {n}", highlight=False)
+    for k, v in est.recommendation.items():
+        console.print(f"{k}: {v}", highlight=False)
 
 
 def register(cli):
-    pass
+    cli.add_command(launch_cmd)
+    cli.add_command(migrate_cmd)
+    existing = cli.commands.get("plan")
+    if isinstance(existing, click.Group):
+        existing.add_command(plan_group.commands["memory"])
+    else:
+        cli.add_command(plan_group)

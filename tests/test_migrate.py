@@ -1,0 +1,175 @@
+"""ms-swift 3.x -> 4.x flag migration: argv, whole scripts, the CLI, and the table checked against the
+real ms-swift 4.6 argument dataclasses."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from click.testing import CliRunner
+
+from swift_ext.cli import cli
+from swift_ext.errors import ConfigError
+from swift_ext.launch.migrate import REMOVED, RENAMED, migrate_argv, migrate_script, split_flags
+
+OLD_SCRIPT = textwrap.dedent("""\
+    #!/bin/bash
+    # GRPO on 8 GPUs (ms-swift 3.x)
+    CUDA_VISIBLE_DEVICES=6,7 swift rollout --model Qwen/Qwen2.5-7B --tensor_parallel_size 2 \\
+        --gpu_memory_utilization 0.9 &
+    NPROC_PER_NODE=6 swift rlhf \\
+        --rlhf_type grpo \\
+        --train_type lora \\
+        --metric acc \\
+        --scale_rewards false \\
+        --custom_register_path plugin.py
+    swift infer --metric acc --val_dataset x.jsonl
+    swift megatron sft --train_type full
+    echo --train_type is not a swift flag here
+    """)
+
+
+def test_argv_renames_with_warnings():
+    argv, notes = migrate_argv("rlhf", ["--train_type", "lora", "--metric=acc", "--tensor_parallel_size", "2",
+                                        "--scale_rewards", "true", "--lora_rank", "8"])
+    assert argv == ["--tuner_type", "lora", "--eval_metric=acc", "--vllm_tensor_parallel_size", "2",
+                    "--scale_rewards", "group", "--lora_rank", "8"]
+    assert len(notes) == 4  # train_type, metric, tensor_parallel_size, scale_rewards value
+
+
+def test_metric_stays_for_infer_and_vllm_prefix_only_for_vllm_commands():
+    assert migrate_argv("infer", ["--metric", "acc"])[0] == ["--metric", "acc"]
+    assert migrate_argv("sft", ["--tensor_parallel_size", "2"])[0] == ["--tensor_parallel_size", "2"]
+    assert migrate_argv("sft", ["--sft_type", "full"])[0] == ["--tuner_type", "full"]
+
+
+@pytest.mark.parametrize("flag, replacement", [("context_manager", "--multi_turn_scheduler"),
+                                               ("use_flash_attn", "--attn_impl flash_attn"),
+                                               ("vllm_device", "swift rollout"),
+                                               ("num_infer_workers", "--vllm_mode")])
+def test_removed_flags_are_refused_with_the_replacement(flag, replacement):
+    with pytest.raises(ConfigError, match=f"--{flag} is removed.*{replacement}"):
+        migrate_argv("rlhf", [f"--{flag}", "x"])
+
+
+def test_script_rewrite_keeps_everything_else():
+    new, notes = migrate_script(OLD_SCRIPT, "old.sh")
+    expected = textwrap.dedent("""\
+        #!/bin/bash
+        # GRPO on 8 GPUs (ms-swift 3.x)
+        CUDA_VISIBLE_DEVICES=6,7 swift rollout --model Qwen/Qwen2.5-7B --vllm_tensor_parallel_size 2 \\
+            --vllm_gpu_memory_utilization 0.9 &
+        NPROC_PER_NODE=6 swift rlhf \\
+            --rlhf_type grpo \\
+            --tuner_type lora \\
+            --eval_metric acc \\
+            --scale_rewards none \\
+            --external_plugins plugin.py
+        swift infer --metric acc --val_dataset x.jsonl
+        megatron sft --tuner_type full
+        echo --train_type is not a swift flag here
+        """)
+    assert new == expected
+    assert "old.sh:3: --tensor_parallel_size -> --vllm_tensor_parallel_size" in notes[0]
+    assert sum("old.sh:12" in n for n in notes) == 2  # megatron entry point + --train_type
+    assert not any("old.sh:13" in n for n in notes)
+
+
+def test_script_with_removed_flag_names_file_and_line():
+    with pytest.raises(ConfigError, match=r"s\.sh:2: --context_manager is removed"):
+        migrate_script("swift rollout --model m \\\n  --context_manager x\n", "s.sh")
+
+
+def test_cli_rewrites_atomically_with_backup_and_mode(tmp_path):
+    script = tmp_path / "train.sh"
+    script.write_text(OLD_SCRIPT)
+    script.chmod(0o755)
+    res = CliRunner().invoke(cli, ["migrate", str(script)])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "train.sh.bak").read_text() == OLD_SCRIPT
+    assert "--tuner_type lora" in script.read_text() and "--train_type lora" not in script.read_text()
+    assert script.stat().st_mode & 0o777 == 0o755
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+    res = CliRunner().invoke(cli, ["migrate", str(script), "--check"])
+    assert res.exit_code == 0  # already migrated
+
+
+def test_cli_output_file_and_refusal_leave_the_source_untouched(tmp_path):
+    script = tmp_path / "a.sh"
+    script.write_text(OLD_SCRIPT)
+    out = tmp_path / "b.sh"
+    res = CliRunner().invoke(cli, ["migrate", str(script), "-o", str(out)])
+    assert res.exit_code == 0 and script.read_text() == OLD_SCRIPT and "--eval_metric acc" in out.read_text()
+    assert not (tmp_path / "a.sh.bak").exists()
+    assert CliRunner().invoke(cli, ["migrate", str(script), "--check"]).exit_code == 1
+    bad = tmp_path / "bad.sh"
+    bad.write_text("swift rollout --context_manager x --train_type lora\n")
+    res = CliRunner().invoke(cli, ["migrate", str(bad)])
+    assert res.exit_code == 1 and "bad.sh:1: --context_manager is removed" in res.output
+    assert bad.read_text() == "swift rollout --context_manager x --train_type lora\n"
+    assert not (tmp_path / "bad.sh.bak").exists()
+
+
+def test_split_flags():
+    assert split_flags(["--a", "1", "--b", "x", "y", "--c=3", "--d"]) == [("a", ["1"]), ("b", ["x", "y"]),
+                                                                         ("c", ["3"]), ("d", [])]
+    with pytest.raises(ConfigError, match="not a --flag"):
+        split_flags(["stray", "--a", "1"])
+
+
+# -- against the installed ms-swift ------------------------------------------------------------------
+PROBE = """
+import dataclasses, json
+from swift.arguments import ExportArguments, InferArguments, RLHFArguments, RolloutArguments, SftArguments
+print("FIELDS=" + json.dumps({c.__name__: sorted(f.name for f in dataclasses.fields(c))
+      for c in (SftArguments, RLHFArguments, RolloutArguments, ExportArguments, InferArguments)}))
+"""
+
+
+@pytest.fixture(scope="module")
+def swift_fields():
+    from swift_ext import cpu_compat
+
+    env = cpu_compat.subprocess_env(os.environ)
+    res = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=600)
+    line = next((l for l in res.stdout.splitlines() if l.startswith("FIELDS=")), None)
+    assert line, res.stderr[-3000:]
+    return {k: set(v) for k, v in json.loads(line[len("FIELDS="):]).items()}
+
+
+CLASS_OF = {"sft": "SftArguments", "rlhf": "RLHFArguments", "rollout": "RolloutArguments",
+            "export": "ExportArguments", "infer": "InferArguments"}
+
+
+def test_rename_table_matches_ms_swift_46(swift_fields):
+    for old, rename in RENAMED.items():
+        for cmd, cls in CLASS_OF.items():
+            if not rename.applies(cmd):
+                continue
+            if rename.new in swift_fields[cls]:
+                assert old not in swift_fields[cls] or old == "custom_register_path", (old, cls)
+        # the new name exists in 4.6 wherever the rename applies to a training or rollout command
+        targets = [CLASS_OF[c] for c in ("sft", "rlhf", "rollout") if rename.applies(c)]
+        assert any(rename.new in swift_fields[c] for c in targets), (old, rename.new)
+    for old in ("train_type", "sft_type", "tensor_parallel_size", "gpu_memory_utilization", "use_flash_attn",
+                "num_infer_workers", "vllm_device", "lora_target_modules", "model_id_or_path"):
+        assert all(old not in f for f in swift_fields.values()), old  # really gone in 4.6
+    assert "metric" not in swift_fields["SftArguments"] and "metric" in swift_fields["InferArguments"]
+    assert "context_manager" in REMOVED and "context_manager" in swift_fields["RolloutArguments"]  # raises there
+
+
+def test_every_template_flag_is_a_46_argument(swift_fields):
+    from swift_ext.launch import load_template
+
+    cls = {"sft": "SftArguments", "dpo": "RLHFArguments", "grpo": "RLHFArguments", "chord": "RLHFArguments",
+           "rollout": "RolloutArguments", "export": "ExportArguments"}
+    for recipe, c in cls.items():
+        tpl = load_template(recipe)
+        unknown = sorted(set(tpl["args"]) - swift_fields[c])
+        assert not unknown, (recipe, unknown)
+        rollout_args = set((tpl.get("rollout") or {}).get("args", {}))
+        assert not rollout_args - swift_fields["RolloutArguments"], recipe
