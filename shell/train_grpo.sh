@@ -8,7 +8,7 @@ MODEL=Qwen/Qwen2.5-7B-Instruct
 DATASET=data/grpo.jsonl
 GPUS=0-7                 # all devices of this node
 ROLLOUT_GPUS=6,7         # served by swift rollout (TP x DP = this many); the rest train
-REWARDS="accuracy format"
+REWARDS="think_format math_accuracy"
 OUTPUT=output/grpo
 
 swift-ext launch grpo \

@@ -102,7 +102,7 @@ SHELL_DIR = Path(__file__).resolve().parent.parent / "shell"
 @pytest.mark.parametrize("script, expect", [
     ("train_sft.sh", ["CUDA_VISIBLE_DEVICES=0,1,2,3 NPROC_PER_NODE=4 swift sft", "--dataset data/sft.jsonl"]),
     ("train_dpo.sh", ["swift rlhf", "--rlhf_type dpo", "--beta 0.1", "swift_ext_plugin.py"]),
-    ("train_grpo.sh", ["CUDA_VISIBLE_DEVICES=6,7 setsid swift rollout", "--reward_funcs accuracy format",
+    ("train_grpo.sh", ["CUDA_VISIBLE_DEVICES=6,7 setsid swift rollout", "--reward_funcs think_format math_accuracy",
                        "NPROC_PER_NODE=6 swift rlhf"]),
     ("train_chord.sh", ["--chord_sft_dataset data/sft.jsonl", "--chord_mu_decay_steps 200", "swift rollout"]),
     ("rollout.sh", ["CUDA_VISIBLE_DEVICES=0,1,2,3,4,5,6,7 swift rollout", "--vllm_data_parallel_size 8",
