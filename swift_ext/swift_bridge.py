@@ -221,5 +221,264 @@ def install_callbacks() -> List[str]:
 def install(argv: Optional[List[str]] = None) -> Dict[str, List[str]]:
     """Everything the ``--external_plugins`` file does. Safe to call more than once."""
     done = {"rewards": install_rewards(requested_reward_specs(argv)), "callbacks": install_callbacks()}
+    done["callbacks"] += install_callback_specs(argv)  # chord-eval: parametrised --callbacks names
+    done["chord"] = install_chord(argv)  # chord-eval: validate --chord_* and apply SWIFT_EXT_CHORD_SCHEDULE
     logger.info("swift-ext installed into ms-swift: %s", done)
     return done
+
+
+# == CHORD and evaluation hooks (helper "chord-eval") ===============================================
+# Levers used, all on ms-swift 4.6 internals read in the installed code:
+# * swift.rlhf_trainers.utils.mu_schedule_function: looked up at call time by compute_chord_loss, so
+#   replacing the module attribute changes the mu every CHORD step uses;
+# * swift.rlhf_trainers.grpo_trainer.compute_chord_loss: wrapped (same signature) only to know which
+#   trainer is asking (total steps for plugin shapes);
+# * GRPOTrainer._compute_rewards_per_func / _rollout_samples / reward_func_names: read by the
+#   evaluation callbacks (per-completion rewards of the eval rollouts, sanity rollouts).
+CALLBACKS_ENV = "SWIFT_EXT_CALLBACKS"
+_CHORD_STATE: Dict[str, Any] = {"spec": None, "patched": False, "trainer": None, "orig_mu": None}
+
+
+def _caller_attr(name: str) -> Any:
+    """``name`` of the ms-swift arguments object whose ``__post_init__`` imports the plugin file (or None)."""
+    frame = sys._getframe(1)
+    for _ in range(60):
+        if frame is None:
+            break
+        obj = frame.f_locals.get("self")
+        if obj is not None and hasattr(obj, "output_dir") and hasattr(obj, name):
+            return getattr(obj, name)
+        frame = frame.f_back
+    return None
+
+
+def _argv_values(flag: str, argv: Optional[List[str]] = None) -> List[str]:
+    argv = sys.argv[1:] if argv is None else argv
+    out: List[str] = []
+    for i, tok in enumerate(argv):
+        if tok == flag:
+            for value in argv[i + 1:]:
+                if value.startswith("--"):
+                    break
+                out.append(value)
+        elif tok.startswith(flag + "="):
+            out += tok.split("=", 1)[1].split()
+    return out
+
+
+def chord_mu_args(obj: Any) -> Dict[str, Any]:
+    """``{"chord_mu_peak": ..., ...}`` of an arguments / training-arguments object."""
+    from .chord import SWIFT_ARG_OF_PARAM
+
+    return {arg: getattr(obj, arg, None) for arg in SWIFT_ARG_OF_PARAM.values()}
+
+
+def _mu_fn(global_step, mu_warmup_steps, mu_decay_steps, mu_peak, mu_valley) -> float:
+    """Drop-in for ms-swift's ``mu_schedule_function``: the selected swift-ext shape (or ms-swift's own)."""
+    from . import chord
+
+    spec = _CHORD_STATE["spec"]
+    if spec:
+        trainer = _CHORD_STATE["trainer"]
+        total = int(getattr(getattr(trainer, "state", None), "max_steps", 0) or 0)
+        mu = chord.runtime_mu(spec, int(global_step), total, {
+            "chord_mu_warmup_steps": mu_warmup_steps, "chord_mu_decay_steps": mu_decay_steps,
+            "chord_mu_peak": mu_peak, "chord_mu_valley": mu_valley})
+    else:
+        mu = float(_CHORD_STATE["orig_mu"](global_step, mu_warmup_steps, mu_decay_steps, mu_peak, mu_valley))
+    chord.MU_TRACE[int(global_step)] = mu
+    if len(chord.MU_TRACE) > 4096:  # nobody reads it without the chord_mu callback: keep it bounded
+        del chord.MU_TRACE[min(chord.MU_TRACE)]
+    return mu
+
+
+def _patch_chord() -> None:
+    if _CHORD_STATE["patched"]:
+        return
+    import swift.rlhf_trainers.grpo_trainer as grpo_mod
+    import swift.rlhf_trainers.utils as utils_mod
+
+    _CHORD_STATE["orig_mu"] = utils_mod.mu_schedule_function
+    orig_loss = grpo_mod.compute_chord_loss
+
+    def compute_chord_loss(trainer, grpo_loss):
+        _CHORD_STATE["trainer"] = trainer
+        return orig_loss(trainer, grpo_loss)
+
+    compute_chord_loss.__wrapped__ = orig_loss
+    utils_mod.mu_schedule_function = _mu_fn
+    grpo_mod.compute_chord_loss = compute_chord_loss
+    _CHORD_STATE["patched"] = True
+
+
+def native_mu(args: Any, global_step: int) -> Optional[float]:
+    """mu ms-swift's own schedule gives ``global_step`` for these arguments (None when CHORD is off)."""
+    values = chord_mu_args(args)
+    if not getattr(args, "chord_sft_dataset", None) or any(v is None for v in values.values()):
+        return None
+    fn = _CHORD_STATE["orig_mu"]
+    if fn is None:
+        from swift.rlhf_trainers.utils import mu_schedule_function as fn
+    return float(fn(global_step, values["chord_mu_warmup_steps"], values["chord_mu_decay_steps"],
+                    values["chord_mu_peak"], values["chord_mu_valley"]))
+
+
+def install_chord(argv: Optional[List[str]] = None, args: Any = None) -> List[str]:
+    """Validate the run's ``--chord_*`` arguments and apply ``SWIFT_EXT_CHORD_SCHEDULE`` inside ms-swift.
+
+    Without ``--chord_sft_dataset`` nothing is patched (a set schedule variable is reported and ignored).
+    Errors (unset mu arguments, valley > peak, SFT rows without an answer) raise ConfigError before any
+    model is loaded. Returns the applied spec in a list (empty when ms-swift's own schedule is used).
+    """
+    from . import chord
+
+    if args is not None:
+        sft = list(getattr(args, "chord_sft_dataset", None) or [])
+        values = chord_mu_args(args)
+        rl = list(getattr(args, "dataset", None) or [])
+    else:
+        sft = _caller_attr("chord_sft_dataset")
+        if sft is None:
+            sft = _argv_values("--chord_sft_dataset", argv)
+            values = {a: (_argv_values(f"--{a}", argv) or [None])[0]
+                      for a in chord.SWIFT_ARG_OF_PARAM.values()}
+            rl = _argv_values("--dataset", argv)
+        else:
+            values = {a: _caller_attr(a) for a in chord.SWIFT_ARG_OF_PARAM.values()}
+            rl = list(_caller_attr("dataset") or [])
+        sft = list(sft or [])
+    spec = chord.schedule_from_env()
+    if not sft:
+        if spec:
+            logger.warning("%s=%s is set but the run has no --chord_sft_dataset: the schedule is ignored",
+                           chord.SCHEDULE_ENV, spec)
+        return []
+    if args is not None:
+        sft_bs = getattr(args, "chord_sft_per_device_train_batch_size", None)
+    else:
+        sft_bs = _caller_attr("chord_sft_per_device_train_batch_size") \
+            or (_argv_values("--chord_sft_per_device_train_batch_size", argv) or [None])[0]
+    missing = [f"--{a}" for a, v in values.items() if v is None] if not spec else []
+    if sft_bs is None:
+        missing.append("--chord_sft_per_device_train_batch_size")
+    if missing:
+        from .errors import ConfigError
+
+        raise ConfigError(f"CHORD (--chord_sft_dataset is set) needs {', '.join(missing)}; ms-swift has no default "
+                          f"for them and would fail with a TypeError mid-training. `swift-ext chord plan` prints a "
+                          f"complete, checked set")
+    sched = chord.resolve(spec or "warmup_cosine", values)  # ConfigError names unset mu arguments
+    for warning in chord.check_values(sched):
+        logger.warning("CHORD: %s", warning)
+    local_sft = [p for p in sft if os.path.isfile(p)]
+    if local_sft:
+        report = chord.check_datasets(local_sft, [p for p in rl if os.path.isfile(p)])
+        for warning in report.warnings:
+            logger.warning("CHORD: %s", warning)
+    if spec:
+        _patch_chord()
+        _CHORD_STATE["spec"] = sched.spec
+        logger.info("swift-ext CHORD mu schedule: %s", sched.spec)
+        return [sched.spec]
+    return []
+
+
+# -- evaluation capture (GRPO) ---------------------------------------------------------------------
+def reward_func_names(trainer: Any) -> List[str]:
+    return list(getattr(trainer, "reward_func_names", None) or [])
+
+
+def _sample_record(sample: Any, rewards: List[Optional[float]], names: List[str]) -> Dict[str, Any]:
+    messages = list(getattr(sample, "messages", None) or [])
+    completion = messages[-1].get("content") if messages and isinstance(messages[-1], dict) else None
+    extra = dict(getattr(sample, "extra", None) or {})
+    return {
+        "prompt_id": getattr(sample, "prompt_id", None),
+        "messages": messages[:-1],
+        "completion": completion if isinstance(completion, str) else str(completion),
+        "rewards": {n: (None if r is None or r != r else float(r)) for n, r in zip(names, rewards)},
+        "solution": extra.get("solution"),
+        "images": getattr(sample, "images", None) or None,
+    }
+
+
+def _local_rows(trainer: Any, rewards_per_func: Any, n_local: int) -> List[List[float]]:
+    rows = rewards_per_func.detach().float().cpu().tolist()
+    if len(rows) == n_local:
+        return rows
+    rank = int(getattr(getattr(trainer, "accelerator", None), "process_index", 0) or 0)
+    return rows[rank * n_local:(rank + 1) * n_local]
+
+
+def capture_grpo_eval(trainer: Any, sink: Any) -> bool:
+    """Wrap ``trainer._compute_rewards_per_func`` so that each evaluation-mode call hands
+    ``sink(records)`` one record per completion (prompt messages, completion, per-reward scores,
+    solution). Returns False when the trainer is not an ms-swift GRPO trainer. Idempotent per sink."""
+    original = getattr(trainer, "_compute_rewards_per_func", None)
+    if original is None or not hasattr(trainer, "reward_func_names"):
+        return False
+    sinks = getattr(trainer, "_swift_ext_eval_sinks", None)
+    if sinks is None:
+        sinks = trainer._swift_ext_eval_sinks = []
+
+        calls = [0]
+
+        def wrapped(samples, *a, **kw):
+            out = original(samples, *a, **kw)
+            if not trainer.model.training and not getattr(trainer, "_swift_ext_in_sanity", False):
+                names = reward_func_names(trainer)
+                rows = _local_rows(trainer, out, len(samples))
+                records = [_sample_record(s, r, names) for s, r in zip(samples, rows)]
+                calls[0] += 1
+                for rec in records:  # prompt ids restart with every eval batch: make the group key unique
+                    rec["group"] = f"{calls[0]}:{rec['prompt_id']}"
+                for fn in list(trainer._swift_ext_eval_sinks):
+                    fn(records)
+            return out
+
+        trainer._compute_rewards_per_func = wrapped
+    if sink not in sinks:
+        sinks.append(sink)
+    return True
+
+
+def grpo_rollout(trainer: Any, rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Generate and score completions for raw dataset ``rows`` with the trainer's own rollout path and
+    reward functions, in eval mode (one completion per row: repeat a row k times for k samples)."""
+    import copy
+
+    model = trainer.model
+    was_training = model.training
+    model.eval()
+    trainer._swift_ext_in_sanity = True
+    try:
+        samples = trainer._rollout_samples([copy.deepcopy(r) for r in rows])
+        rewards = trainer._compute_rewards_per_func(samples)
+        names = reward_func_names(trainer)
+        return [_sample_record(s, r, names) for s, r in zip(samples, _local_rows(trainer, rewards, len(samples)))]
+    finally:
+        trainer._swift_ext_in_sanity = False
+        if was_training:
+            model.train()
+
+
+def install_callback_specs(argv: Optional[List[str]] = None) -> List[str]:
+    """Register the parametrised callback names this run uses (``--callbacks reward_eval:threshold=0.5``,
+    read from the importing arguments object, ``argv`` and ``SWIFT_EXT_CALLBACKS``)."""
+    from .callbacks import configure_callback
+    from .params import parse_spec
+
+    specs = list(_caller_attr("callbacks") or []) + _argv_values("--callbacks", argv)
+    specs += (os.environ.get(CALLBACKS_ENV) or "").split()
+    try:
+        from swift.callbacks import callbacks_map
+    except ImportError:
+        return []
+    added = []
+    for spec in dict.fromkeys(s for s in specs if isinstance(s, str)):
+        name, params = parse_spec(spec)
+        if not params or spec in callbacks_map or name not in plugins.registry("callback"):
+            continue
+        callbacks_map[spec] = configure_callback(spec)
+        added.append(spec)
+    return added

@@ -1,1 +1,15 @@
-"""Built-in callbacks (filled in by the callbacks module's issue)."""
+"""Built-in trainer callbacks: reward_eval, train_sanity, sample_logger, chord_mu, plateau_stop.
+
+The classes live in :mod:`swift_ext.callbacks`; the swift-ext plugin file registers them into
+``swift.callbacks.callbacks_map`` (select with ``--callbacks NAME[:key=value,...]``).
+"""
+
+from swift_ext.hookspecs import hookimpl
+
+
+@hookimpl
+def register_callbacks(register):
+    from swift_ext.callbacks import BUILTIN_CALLBACKS
+
+    for name, cls in BUILTIN_CALLBACKS.items():
+        register(name, cls)

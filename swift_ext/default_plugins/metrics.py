@@ -1,1 +1,14 @@
-"""Built-in metrics (filled in by the metrics module's issue)."""
+"""Built-in offline evaluation metrics for ``swift-ext eval``: accuracy, yes_no, mcq, iou.
+
+The metric classes live in :mod:`swift_ext.evaluation`; ``reward:SPEC`` uses any registered reward.
+"""
+
+from swift_ext.hookspecs import hookimpl
+
+
+@hookimpl
+def register_metrics(register):
+    from swift_ext.evaluation import BUILTIN_METRICS
+
+    for name, cls in BUILTIN_METRICS.items():
+        register(name, cls)

@@ -1,0 +1,97 @@
+"""Callback logic that runs without a training process (the e2e tests run them inside swift sft / rlhf)."""
+
+import pytest
+
+from swift_ext import cpu_compat
+
+cpu_compat.apply()
+
+from transformers import TrainerControl, TrainerState  # noqa: E402
+
+from swift_ext import callbacks, plugins  # noqa: E402
+from swift_ext.errors import ParamError, PluginError  # noqa: E402
+
+
+def rec(group, **scores):
+    return {"group": group, "rewards": scores}
+
+
+def test_reward_metrics_by_hand():
+    records = [rec("p1", acc=1.0, fmt=0.0), rec("p1", acc=0.0, fmt=1.0),
+               rec("p2", acc=0.0, fmt=None), rec("p2", acc=0.0, fmt=1.0)]
+    m = callbacks.reward_metrics(records, ["acc", "fmt"], threshold=1.0, ks=[1, 2], prefix="eval_ext")
+    # acc: 1 of 4 correct -> accuracy 0.25; pass@2: p1 has a hit (1), p2 none (0) -> 0.5
+    assert m["eval_ext/acc/accuracy"] == 0.25 and m["eval_ext/acc/pass@2"] == 0.5
+    assert m["eval_ext/acc/pass@1"] == 0.25 and m["eval_ext/acc/mean@2"] == 0.25
+    # fmt: one abstention; scored 0, 1, 1 -> mean 2/3; pass@2 only over groups with 2 scored samples (p1) -> 1.0
+    assert m["eval_ext/fmt/mean"] == pytest.approx(2 / 3) and m["eval_ext/fmt/abstained"] == 1
+    assert m["eval_ext/fmt/pass@2"] == 1.0
+    assert m["eval_ext/prompts"] == 2
+
+
+def test_reward_metrics_threshold():
+    records = [rec("a", r=0.4), rec("a", r=0.6), rec("b", r=0.5), rec("b", r=0.1)]
+    m = callbacks.reward_metrics(records, ["r"], threshold=0.5, ks=None, prefix="x")
+    # >= 0.5: 0.6 and 0.5 -> 2/4; every group has one hit -> pass@2 = 1; pass@1 = mean over groups of 1/2
+    assert (m["x/r/accuracy"], m["x/r/pass@1"], m["x/r/pass@2"]) == (0.5, 0.5, 1.0)
+
+
+def test_configure_callback():
+    cls = callbacks.configure_callback("plateau_stop:metric=eval_loss,mode=min,patience=2")
+    cb = cls(None, None)
+    assert (cb.metric, cb.mode, cb.patience) == ("eval_loss", "min", 2)
+    with pytest.raises(ParamError, match="unknown parameter"):
+        callbacks.configure_callback("plateau_stop:speed=2")
+    with pytest.raises(ParamError, match="choose one of"):
+        callbacks.configure_callback("plateau_stop:mode=sideways")
+    with pytest.raises(Exception, match="unknown callback 'nope'"):
+        callbacks.configure_callback("nope:x=1")
+
+
+def test_registered_names():
+    assert set(plugins.registry("callback")) >= {"reward_eval", "train_sanity", "sample_logger", "chord_mu",
+                                                 "plateau_stop"}
+
+
+def _log(cb, state, control, step, **logs):
+    state.global_step = step
+    cb.on_log(None, state, control, logs=dict(logs))
+
+
+def test_plateau_stop_max():
+    cb = callbacks.configure_callback("plateau_stop:metric=eval_reward,patience=2,min_delta=0.01")(None, None)
+    state, control = TrainerState(), TrainerControl()
+    _log(cb, state, control, 1, eval_reward=0.10)
+    _log(cb, state, control, 2, eval_reward=0.20)    # improved
+    _log(cb, state, control, 3, loss=1.0)             # other keys are ignored
+    _log(cb, state, control, 4, eval_reward=0.205)   # +0.005 < min_delta: 1st bad
+    assert not control.should_training_stop
+    _log(cb, state, control, 5, eval_reward=0.19)    # 2nd bad -> stop
+    assert control.should_training_stop and cb.stopped_at == 5 and cb.best == 0.20
+
+
+def test_plateau_stop_min():
+    cb = callbacks.configure_callback("plateau_stop:metric=eval_loss,mode=min,patience=1")(None, None)
+    state, control = TrainerState(), TrainerControl()
+    _log(cb, state, control, 1, eval_loss=2.0)
+    _log(cb, state, control, 2, eval_loss=1.5)
+    assert not control.should_training_stop
+    _log(cb, state, control, 3, eval_loss=1.6)
+    assert control.should_training_stop
+
+
+def test_emit_without_swift_trainer_goes_to_next_log():
+    # a plain object with no ms-swift logging hooks: metrics wait for the next on_log
+    class Plain:
+        model = None
+
+    cb = callbacks.ChordMu(None, Plain())
+    cb.emit({"chord/mu": 0.25, "bad": float("nan")})
+    logs = {"loss": 1.0}
+    cb.on_log(None, TrainerState(), TrainerControl(), logs=logs)
+    assert logs == {"loss": 1.0, "chord/mu": 0.25}
+
+
+def test_bad_ks():
+    with pytest.raises(PluginError, match="every k must be >= 1"):
+        callbacks.configure_callback("reward_eval:ks=0|2")(None, None)
