@@ -53,6 +53,7 @@ PROBE = textwrap.dedent('''
 
 def measure(plugin: str, repeat: int, env) -> dict:
     runs = []
+    subprocess.run([sys.executable, "-c", PROBE, plugin], capture_output=True, env=env)  # warm-up: .pyc files
     for _ in range(repeat):
         out = subprocess.run([sys.executable, "-c", PROBE, plugin], capture_output=True, text=True, env=env)
         if out.returncode != 0:
@@ -71,6 +72,7 @@ def main() -> None:
     from swift_ext.swift_bridge import plugin_path
 
     env = cpu_compat.subprocess_env(dict(os.environ))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # measure as users run: with cached bytecode (a warm-up run writes it)
     with tempfile.TemporaryDirectory() as tmp:
         seed = os.path.join(tmp, "seed_plugin.py")
         with open(seed, "w") as fh:

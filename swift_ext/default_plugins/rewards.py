@@ -6,8 +6,18 @@ from ..hookspecs import hookimpl
 @hookimpl
 def register_rewards(register):
     from ..rewards.accuracy import ExactMatch, MathAccuracy
+    from ..rewards.answers import Counting, MultipleChoice, Numeric, SetAccuracy, YesNo
     from ..rewards.debug import RandomReward
+    from ..rewards.distill import TeacherSimilarity
     from ..rewards.format import ThinkFormat
+    from ..rewards.grounding import BoxF1, GIoU, IoU, IoUThreshold, PointInBox
+    from ..rewards.shaping import LanguageConsistency, LengthBudget, NgramRepetition, ReasoningSteps, TagCount
+    from ..rewards.structured import JsonSchema, JsonValid
 
-    for cls in (ThinkFormat, ExactMatch, MathAccuracy, RandomReward):
+    for cls in (ThinkFormat, ExactMatch, MathAccuracy, RandomReward,
+                Numeric, MultipleChoice, YesNo, Counting, SetAccuracy,
+                IoU, GIoU, IoUThreshold, BoxF1, PointInBox,
+                JsonValid, JsonSchema,
+                NgramRepetition, LengthBudget, ReasoningSteps, LanguageConsistency, TagCount,
+                TeacherSimilarity):
         register(cls.name, cls)

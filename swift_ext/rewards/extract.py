@@ -20,9 +20,9 @@ from typing import Optional
 
 MODES = ("auto", "answer_tag", "boxed", "last_number", "last_letter", "none")
 
-_ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.S | re.I)
 _ANSWER_OPEN_RE = re.compile(r"<answer>", re.I)
-_THINK_BLOCK_RE = re.compile(r"<think>.*?</think>", re.S | re.I)
+_ANSWER_CLOSE_RE = re.compile(r"</answer>", re.I)
+_THINK_CLOSE_RE = re.compile(r"</think>", re.I)
 _NUMBER_RE = re.compile(r"(?<![\w.])[-+−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?%?|[-+−]?\.\d+%?")
 _LETTER_RE = re.compile(
     r"(?:\(([A-Z])\)|\b([A-Z])\b(?=[\s.,:;)\]]|$)|答案(?:是|为)?[:：]?\s*([A-Z])|选\s*([A-Z]))")
@@ -33,20 +33,28 @@ def strip_think(text: str) -> str:
     """Drop reasoning: everything up to the last ``</think>`` (handles templates that pre-fill ``<think>``)."""
     if not text:
         return ""
-    idx = text.lower().rfind("</think>")
-    if idx >= 0:
-        return text[idx + len("</think>"):]
-    return _THINK_BLOCK_RE.sub("", text)
+    last = None
+    for last in _THINK_CLOSE_RE.finditer(text):  # linear; a lazy <think>.*?</think> is quadratic on "<think>"*n
+        pass
+    return text[last.end():] if last is not None else text
 
 
 def answer_tag(text: str) -> Optional[str]:
     """Content of the last ``<answer>…</answer>``; an unclosed last ``<answer>`` takes the rest."""
-    found = _ANSWER_RE.findall(text)
-    if found:
-        return found[-1].strip()
-    opens = list(_ANSWER_OPEN_RE.finditer(text))
-    if opens:
-        return text[opens[-1].end():].strip()
+    close = None
+    for close in _ANSWER_CLOSE_RE.finditer(text):  # linear scans: no lazy .*? that is quadratic on "<answer>"*n
+        pass
+    if close is not None:
+        opening = None
+        for opening in _ANSWER_OPEN_RE.finditer(text, 0, close.start()):
+            pass
+        if opening is not None:
+            return text[opening.end():close.start()].strip()
+    opens = None
+    for opens in _ANSWER_OPEN_RE.finditer(text):
+        pass
+    if opens is not None:
+        return text[opens.end():].strip()
     return None
 
 

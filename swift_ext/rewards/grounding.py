@@ -1,0 +1,341 @@
+"""Vision grounding rewards: IoU / GIoU, thresholded IoU, Hungarian multi-box F1, point-in-box.
+
+Predicted boxes are parsed from the completion (see :mod:`swift_ext.rewards.boxes` for the formats)
+in the model's coordinate frame (``frame``); reference boxes come from a dataset column
+(``gold_key``, default ``solution``) in ``gold_frame``. Both are mapped to the unit square using the
+row's image size (an ``image_size`` / ``width`` + ``height`` column, or the image file in ``images``,
+read once and cached) and, for Qwen2.5-VL's ``resized`` frame, the smart-resize policy
+(``min_pixels`` / ``max_pixels``, default ``MIN_PIXELS`` / ``MAX_PIXELS`` from the environment like
+ms-swift, else qwen-vl-utils' defaults).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Tuple
+
+from ..errors import ParamError
+from ..params import Param
+from .base import Reward, Score, logger
+from .boxes import (FRAMES, GOLD_FRAMES, HARD_CAP, Frame, Labeled, SizeCache, giou, gold_boxes, gold_frame_of, iou,
+                    parse_boxes, parse_point, point_in, row_image_size, scope, valid)
+
+_MISSING = object()
+
+FRAME_PARAMS: Dict[str, Param] = {
+    "frame": Param("norm1000", "coordinate frame of the model's boxes: norm1000 (Qwen2-VL, Qwen3-VL), resized "
+                   "(Qwen2.5-VL: pixels of the smart-resized image), pixels, norm1; or a model name "
+                   "qwen2_vl / qwen2_5_vl / qwen3_vl", choices=FRAMES),
+    "gold_frame": Param("pixels", "frame of the reference boxes: pixels (of the original image), norm1, norm1000, "
+                        "resized, or same (already in the model's frame: no conversion)", choices=GOLD_FRAMES),
+    "gold_key": Param("solution", "dataset column holding the reference box(es)"),
+    "extract": Param("auto", "where to look for boxes: auto (<answer> content, else the text after </think>), "
+                     "answer_tag (only inside <answer>), none (whole completion)",
+                     choices=("auto", "answer_tag", "none")),
+    "min_pixels": Param(None, "smart-resize lower bound for frame=resized (default: $MIN_PIXELS, else 3136)",
+                        type=int, min=1),
+    "max_pixels": Param(None, "smart-resize upper bound for frame=resized (default: $MAX_PIXELS, else 12845056)",
+                        type=int, min=1),
+    "factor": Param(28, "smart-resize factor: patch size x merge size (28 for Qwen2/2.5-VL)", min=1, max=1024),
+}
+
+
+class _Grounded(Reward):
+    """Shared machinery: parse predictions and references and map both to the unit square."""
+
+    abstains = ("when the reference box column is missing or malformed, or when a frame conversion needs the "
+                "image size and the row has none")
+    params = FRAME_PARAMS
+
+    def setup(self) -> None:
+        if self.min_pixels is not None and self.max_pixels is not None and self.min_pixels > self.max_pixels:
+            raise ParamError(f"reward {self.name}: min_pixels={self.min_pixels} is above max_pixels={self.max_pixels}")
+        self._pred_frame = Frame(self.frame, self.factor, self.min_pixels, self.max_pixels)
+        self._frames: Dict[str, Frame] = {"same": self._pred_frame}
+        self._sizes = SizeCache()
+        self._size_warned = False
+        self._frame_warned = False
+        self._gold_memo: Dict[str, Optional[List[Labeled]]] = {}
+
+    def _gold_frame(self, value: Any) -> Frame:
+        name = gold_frame_of(value) or self.gold_frame
+        frame = self._frames.get(name)
+        if frame is None:
+            frame = self._frames[name] = Frame(name, self.factor, self.min_pixels, self.max_pixels)
+        return frame
+
+    def _golds(self, raw: Any) -> Optional[List[Labeled]]:
+        """The reference boxes of a column value; a GRPO group repeats its value, so strings are memoised."""
+        if not isinstance(raw, str):
+            return gold_boxes(raw)
+        got = self._gold_memo.get(raw, _MISSING)
+        if got is _MISSING:
+            got = gold_boxes(raw)
+            if len(self._gold_memo) > 1024:
+                self._gold_memo.clear()
+            self._gold_memo[raw] = got
+        return got  # type: ignore[return-value]
+
+    def _size(self, row: Dict[str, Any], pred: Frame, gold: Frame) -> Tuple[bool, Optional[Tuple[int, int]]]:
+        """(ok, size): ok is False when a conversion is needed and the size is unknown."""
+        if self._same_scale(pred, gold):
+            return True, None  # same frame: compared as they are (IoU does not depend on the scale)
+        if not (pred.needs_size or gold.needs_size):
+            return True, None
+        size = row_image_size(row, self._sizes)
+        if size is None and not self._size_warned:
+            self._size_warned = True
+            self._warn_size()
+        return size is not None, size
+
+    def _warn_size(self) -> None:
+        logger.warning(
+            "reward %s: frame=%s / gold_frame=%s needs the image size, but a row has no image_size/width/height "
+            "column and no readable image; such rows are not scored (logged once)", self.name, self.frame,
+            self.gold_frame)
+
+    def _same_scale(self, pred: Frame, gold: Frame) -> bool:
+        return gold is pred or (pred.name == gold.name and pred.name in ("pixels", "resized"))
+
+    def unit_pairs(self, completion: str, row: Dict[str, Any], limit: int = HARD_CAP
+                   ) -> Optional[Tuple[List[Labeled], int, List[Labeled]]]:
+        """``(predicted, n_predicted_total, references)`` in the unit square, or None to abstain."""
+        raw = row.get(self.gold_key)
+        golds = self._golds(raw)
+        if golds is None or not all(valid(b) for b, _ in golds):
+            return None
+        gold_frame = self._gold_frame(raw)
+        ok, size = self._size(row, self._pred_frame, gold_frame)
+        if not ok:
+            return None
+        preds, total = parse_boxes(scope(completion, self.extract), limit)
+        if self._same_scale(self._pred_frame, gold_frame):
+            return preds, total, golds
+        g = [(gold_frame.to_unit(b, size), lab) for b, lab in golds]
+        if any(b is None for b, _ in g):
+            return None
+        if not self._frame_warned and any(min(b) < -0.05 or max(b) > 1.05 for b, _ in g):
+            self._frame_warned = True
+            logger.warning("reward %s: a reference box lies outside its image once read as gold_frame=%s (%s); "
+                           "is gold_frame right? (logged once)", self.name, self.gold_frame, golds[0][0])
+        p = [(self._pred_frame.to_unit(b, size), lab) for b, lab in preds]
+        return [x for x in p if x[0] is not None], total, g  # type: ignore[misc]
+
+
+class IoU(_Grounded):
+    """IoU (0 to 1) between the predicted box and the reference box, frame-aware.
+
+    The first predicted box is scored (``pick=first``; ``last`` also works; ``best`` takes the best of
+    every predicted box and is easy to game by listing many). With several reference boxes the
+    predicted box is compared with the one it overlaps most. No box in the completion scores 0.
+
+    Example:
+        >>> r = IoU(frame="norm1000", gold_frame="same")
+        >>> r(['{"bbox_2d": [0, 0, 200, 200]}', "[100, 100, 300, 300]", "no box"], solution=["[0, 0, 200, 200]"] * 3)
+        [1.0, 0.14285714285714285, 0.0]
+    """
+
+    name = "iou"
+    params = {**FRAME_PARAMS,
+              "pick": Param("first", "which predicted box to score", choices=("first", "last", "best"))}
+
+    def _metric(self, a, b) -> float:
+        return iou(a, b)
+
+    def _empty(self) -> float:
+        return 0.0
+
+    def score(self, completion: str, **row: Any) -> Score:
+        got = self.unit_pairs(completion, row, limit=HARD_CAP if self.pick != "first" else 1)
+        if got is None:
+            return None
+        preds, _, golds = got
+        if not golds:
+            return None  # one box is expected; an empty reference cannot be scored
+        if not preds:
+            return self._empty()
+        if self.pick == "first":
+            cands = preds[:1]
+        elif self.pick == "last":
+            cands = preds[-1:]
+        else:
+            cands = preds
+        return max(self._metric(p, g) for p, _ in cands for g, _ in golds)
+
+
+class GIoU(IoU):
+    """Generalised IoU between the predicted and the reference box, rescaled to 0..1 as (GIoU + 1) / 2.
+
+    Unlike IoU it still ranks boxes that do not overlap (by how far apart they are), which gives a
+    gradient early in training. ``range=signed`` returns the raw GIoU in [-1, 1]. No box scores the
+    minimum (0.0, or -1.0 signed).
+
+    Example:
+        >>> r = GIoU(frame="norm1", gold_frame="same")
+        >>> r(["[0, 0, 1, 1]", "[2, 0, 3, 1]"], solution=["[0, 0, 1, 1]"] * 2)   # (1+1)/2; (-1/3+1)/2
+        [1.0, 0.33333333333333337]
+    """
+
+    name = "giou"
+    params = {**IoU.params, "range": Param("unit", "unit: (GIoU+1)/2 in [0, 1]; signed: GIoU in [-1, 1]",
+                                           choices=("unit", "signed"))}
+
+    def _metric(self, a, b) -> float:
+        v = giou(a, b)
+        return v if self.range == "signed" else (v + 1.0) / 2.0
+
+    def _empty(self) -> float:
+        return -1.0 if self.range == "signed" else 0.0
+
+
+class IoUThreshold(IoU):
+    """1.0 when the IoU of the predicted box with the reference reaches ``threshold``, else 0.0.
+
+    Example:
+        >>> r = IoUThreshold(threshold=0.5, gold_frame="same")
+        >>> r(["[0, 0, 100, 100]", "[0, 0, 100, 40]"], solution=["[0, 0, 100, 80]"] * 2)  # iou .8; 40/80=.5
+        [1.0, 1.0]
+    """
+
+    name = "iou_threshold"
+    params = {**IoU.params, "threshold": Param(0.5, "IoU needed for a score of 1", min=0.0, max=1.0)}
+
+    def _metric(self, a, b) -> float:
+        return 1.0 if iou(a, b) >= self.threshold else 0.0
+
+
+class BoxF1(_Grounded):
+    """Detection F1 (or precision / recall / soft IoU / count) over boxes matched by the Hungarian algorithm.
+
+    Predicted and reference boxes are matched one-to-one to maximise the summed IoU; a match counts
+    when its IoU reaches ``threshold``.
+
+    ``metric``: ``f1`` (default), ``precision``, ``recall``, ``soft`` (sum of matched IoUs divided by
+    max(#predicted, #reference): penalises both extra and missing boxes, as Visual-RFT), or ``count``
+    (1 - |#predicted - #reference| / max(...), counting only). With ``match_labels`` a pair counts only
+    when both labels agree (case-insensitive; a box without a label matches any). An empty reference
+    (``[]``, ``"none"``) and no predicted box scores 1.0. Predictions beyond ``max_boxes`` are not
+    matched but still count as predictions (so they lower precision).
+
+    Example:
+        >>> r = BoxF1(gold_frame="same")
+        >>> gold = "[[0,0,10,10],[20,20,30,30]]"
+        >>> r(["[0,0,10,10] [20,20,30,30]", "[0,0,10,10]", "[0,0,10,10] [20,20,30,30] [50,50,60,60]"],
+        ...   solution=[gold] * 3)   # P=R=1; P=1,R=.5 -> 2/3; P=2/3,R=1 -> .8
+        [1.0, 0.6666666666666666, 0.8]
+    """
+
+    name = "box_f1"
+    params = {**FRAME_PARAMS,
+              "threshold": Param(0.5, "IoU a matched pair needs to count as a hit", min=0.0, max=1.0),
+              "metric": Param("f1", "what to return", choices=("f1", "precision", "recall", "soft", "count")),
+              "match_labels": Param(False, "a pair counts only if the labels agree"),
+              "max_boxes": Param(100, "predicted boxes matched at most (the rest count as misses)", min=1,
+                                 max=HARD_CAP)}
+
+    def _labels_ok(self, a: Optional[str], b: Optional[str]) -> bool:
+        if not self.match_labels or a is None or b is None:
+            return True
+        return a.strip().lower() == b.strip().lower()
+
+    def score(self, completion: str, **row: Any) -> Score:
+        got = self.unit_pairs(completion, row, limit=self.max_boxes)
+        if got is None:
+            return None
+        preds, n_pred, golds = got
+        n_gold = len(golds)
+        if self.metric == "count":
+            top = max(n_pred, n_gold)
+            return 1.0 if top == 0 else 1.0 - abs(n_pred - n_gold) / top
+        if n_gold == 0 and n_pred == 0:
+            return 1.0
+        if n_gold == 0 or n_pred == 0:
+            return 0.0
+        hits, iou_sum = self._match(preds, golds)
+        precision, recall = hits / n_pred, hits / n_gold
+        if self.metric == "precision":
+            return precision
+        if self.metric == "recall":
+            return recall
+        if self.metric == "soft":
+            return iou_sum / max(n_pred, n_gold)
+        return 0.0 if hits == 0 else 2 * precision * recall / (precision + recall)
+
+    def _match(self, preds: List[Labeled], golds: List[Labeled]) -> Tuple[int, float]:
+        """(matched pairs at or above the threshold, sum of their IoUs) under the optimal assignment.
+
+        Only pairs reaching the threshold can count, so when no box has two such candidates the
+        assignment is forced and read off directly; otherwise scipy's Hungarian solver decides.
+        """
+        golds = golds[:HARD_CAP]
+        thr = self.threshold
+        g_area = [(g[2] - g[0]) * (g[3] - g[1]) for g, _ in golds]
+        cand: Dict[Tuple[int, int], float] = {}
+        row_hits = [0] * len(preds)
+        col_hits = [0] * len(golds)
+        for i, (p, pl) in enumerate(preds):
+            if not (p[2] > p[0] and p[3] > p[1]):
+                continue
+            pa = (p[2] - p[0]) * (p[3] - p[1])
+            for j, (g, gl) in enumerate(golds):
+                iw = min(p[2], g[2]) - max(p[0], g[0])
+                if iw <= 0:
+                    continue
+                ih = min(p[3], g[3]) - max(p[1], g[1])
+                if ih <= 0:
+                    continue
+                inter = iw * ih
+                union = pa + g_area[j] - inter
+                v = inter / union if union > 0 and union != float("inf") else 0.0
+                if v >= thr and v > 0 and self._labels_ok(pl, gl):
+                    cand[(i, j)] = v
+                    row_hits[i] += 1
+                    col_hits[j] += 1
+        if not cand:
+            return 0, 0.0
+        if max(row_hits) <= 1 and max(col_hits) <= 1:
+            return len(cand), float(sum(cand.values()))
+        import numpy as np
+        from scipy.optimize import linear_sum_assignment
+
+        m = np.zeros((len(preds), len(golds)))
+        for (i, j), v in cand.items():
+            m[i, j] = v
+        rows, cols = linear_sum_assignment(m, maximize=True)
+        vals = m[rows, cols]
+        vals = vals[vals > 0]
+        return int(len(vals)), float(vals.sum())
+
+
+class PointInBox(_Grounded):
+    """1.0 when the predicted click point lies inside the reference box (GUI / click grounding), else 0.0.
+
+    The point is ``{"point_2d": [x, y]}``, ``[x, y]``, ``(x, y)``, or the centre of a predicted box,
+    in the model's ``frame``. With several reference boxes any of them counts.
+
+    Example:
+        >>> r = PointInBox(frame="norm1000", gold_frame="pixels")
+        >>> r(["click(250, 500)", "(900, 100)"], solution=["[0, 0, 100, 100]"] * 2, image_size=[[200, 100]] * 2)
+        [1.0, 0.0]
+    """
+
+    name = "point_in_box"
+    params = FRAME_PARAMS
+
+    def score(self, completion: str, **row: Any) -> Score:
+        raw = row.get(self.gold_key)
+        golds = self._golds(raw)
+        if not golds or not all(valid(b) for b, _ in golds):
+            return None
+        gold_frame = self._gold_frame(raw)
+        ok, size = self._size(row, self._pred_frame, gold_frame)
+        if not ok:
+            return None
+        pt = parse_point(scope(completion, self.extract))
+        if pt is None:
+            return 0.0
+        if not self._same_scale(self._pred_frame, gold_frame):
+            pt = self._pred_frame.point_to_unit(pt, size)
+            golds = [(gold_frame.to_unit(b, size), lab) for b, lab in golds]
+            if pt is None or any(b is None for b, _ in golds):
+                return None
+        return 1.0 if any(point_in(pt, b) for b, _ in golds) else 0.0

@@ -1,0 +1,328 @@
+"""Shaping rewards: repetition, length budget, reasoning steps, language consistency, tag counts.
+
+They score the form of a completion, not its correctness, and never abstain except
+``language_consistency`` when it cannot tell the prompt's language. Lengths and n-grams can be counted
+in model tokens (``response_token_ids``, which ms-swift passes to every reward), characters, or words
+(whitespace-separated words, each CJK character counting as one word).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, List, Optional, Sequence
+
+from ..errors import ParamError
+from ..params import Param
+from .base import Reward, Score
+from .extract import answer_tag, strip_think
+
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
+_UNITS = re.compile(f"[{_CJK}]|[^\\s{_CJK}]+")
+_HAN = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
+# code, LaTeX, URLs, tags; lazy spans are bounded so that "\\(" * n costs at most n * 500 steps
+_NOISE = re.compile(r"```.{0,20000}?(?:```|\Z)|`[^`\n]{0,2000}`|\$\$.{0,1000}?\$\$|\$[^$\n]{0,2000}\$"
+                    r"|\\\(.{0,500}?\\\)|\\\[.{0,500}?\\\]|https?://\S+|<[^<>\n]{0,40}>", re.S)
+SCOPES = ("all", "think", "answer")
+
+
+def words(text: str) -> List[str]:
+    """Lower-cased whitespace-separated words, each CJK character on its own.
+
+    >>> words("The cat 喜欢鱼")
+    ['the', 'cat', '喜', '欢', '鱼']
+    """
+    if text.isascii():  # no CJK: a plain split gives the same words, several times faster
+        return text.lower().split()
+    return _UNITS.findall(text.lower())
+
+
+def part(text: str, scope: str) -> str:
+    """``all`` the completion, the ``think`` part (up to the last ``</think>``; all of it if none), or the
+    ``answer`` part (``<answer>`` content, else the text after ``</think>``)."""
+    if scope == "all":
+        return text
+    idx = text.rfind("</think>")
+    if scope == "think":
+        return text[:idx].replace("<think>", "", 1) if idx >= 0 else text
+    body = strip_think(text)
+    inner = answer_tag(body)
+    return inner if inner is not None else body
+
+
+def token_ids(row: dict) -> Optional[Sequence[Any]]:
+    """The row's ``response_token_ids`` flattened (multi-turn rows hold a list per turn), or None."""
+    ids = row.get("response_token_ids")
+    if not isinstance(ids, (list, tuple)):
+        return None
+    if ids and isinstance(ids[0], (list, tuple)):
+        return [t for turn in ids if isinstance(turn, (list, tuple)) for t in turn]
+    return ids
+
+
+class NgramRepetition(Reward):
+    """Penalty for repeated word / CJK-character / token n-grams: max_penalty * (1 - distinct / total).
+
+    The formula of ms-swift's ``repetition`` and open-r1's ``repetition_penalty`` (arXiv 2502.03373),
+    but language-aware: ``unit=word`` (default) splits on whitespace and makes each CJK character a
+    word, so Chinese repetition is caught too (ms-swift's whitespace split sees a Chinese paragraph as
+    one word); ``char`` uses characters (spaces dropped); ``token`` uses ``response_token_ids`` (words
+    when the row has none). Fewer than ``n`` units score 0.
+
+    Example:
+        >>> r = NgramRepetition(n=2)
+        >>> r(["a b a b a b", "a b c d", "好好好好"])   # 5 bigrams, 2 distinct: -(1-2/5); 0; 3 bigrams, 1 distinct
+        [-0.6, 0.0, -0.6666666666666667]
+    """
+
+    name = "ngram_repetition"
+    params = {
+        "n": Param(3, "n-gram size", min=1, max=64),
+        "max_penalty": Param(-1.0, "score of a completion that is all repetition (<= 0)", max=0.0),
+        "unit": Param("word", "word (CJK characters count as words), char, or token (response_token_ids)",
+                      choices=("word", "char", "token")),
+        "scope": Param("all", "part of the completion to look at", choices=SCOPES),
+    }
+
+    def _units(self, completion: str, row: dict) -> Sequence[Any]:
+        if self.unit == "token":
+            ids = token_ids(row)
+            if ids is not None:
+                return ids
+        text = part(completion, self.scope)
+        if self.unit == "char":
+            return "".join(text.lower().split())
+        return words(text)
+
+    def score(self, completion: str, **row: Any) -> Score:
+        units = self._units(completion, row)
+        total = len(units) - self.n + 1
+        if total <= 0:
+            return 0.0
+        if self.n == 1:
+            distinct = len(set(units))
+        else:
+            distinct = len(set(zip(*[units[i:] for i in range(self.n)])))
+        if distinct >= total:
+            return 0.0
+        return (1.0 - distinct / total) * self.max_penalty
+
+
+class LengthBudget(Reward):
+    """Length budget in tokens, characters or words: DAPO's soft overlong penalty, floored at -penalty.
+
+    0 up to ``max_length - soft_cache``, then falling linearly to ``-penalty`` at ``max_length``, and
+    ``-penalty`` beyond it.
+
+    ``unit=token`` (default) counts ``response_token_ids`` (what ms-swift's ``soft_overlong`` counts),
+    falling back to words (CJK characters count as words) when the row has none; ``char`` and
+    ``word`` count characters or words. ``soft_cache=0`` makes it a hard budget. ``budget_key`` names a
+    column with a per-row budget that replaces ``max_length`` (the soft zone keeps its size, capped
+    at the budget). Unlike ms-swift's ``soft_overlong`` the penalty stops at ``-penalty`` (DAPO Eq. 13).
+
+    Example:
+        >>> r = LengthBudget(max_length=10, soft_cache=4, unit="char")
+        >>> r(["x" * 6, "x" * 8, "x" * 20])   # <= 6: 0; (8-6)/4 = 0.5; beyond 10: -1
+        [0.0, -0.5, -1.0]
+        >>> LengthBudget(max_length=10, soft_cache=4)(["..."], response_token_ids=[[7] * 9])   # (9-6)/4
+        [-0.75]
+    """
+
+    name = "length_budget"
+    params = {
+        "max_length": Param(1024, "length at which the full penalty applies", min=1),
+        "soft_cache": Param(0, "width of the zone before max_length where the penalty grows linearly", min=0),
+        "unit": Param("token", "token (response_token_ids; words if absent), char, or word",
+                      choices=("token", "char", "word")),
+        "penalty": Param(1.0, "size of the full penalty", min=0.0),
+        "budget_key": Param("", "column with a per-row budget replacing max_length (empty: none)"),
+        "scope": Param("all", "part of the completion to measure (char/word units)", choices=SCOPES),
+    }
+
+    def setup(self) -> None:
+        if self.soft_cache >= self.max_length:
+            raise ParamError(f"reward length_budget: soft_cache={self.soft_cache} must be below "
+                             f"max_length={self.max_length}")
+
+    def length(self, completion: str, row: dict) -> int:
+        if self.unit == "token":
+            ids = token_ids(row)
+            if ids is not None:
+                return len(ids)
+        text = part(completion, self.scope)
+        if self.unit == "char":
+            return len(text)
+        return len(words(text))
+
+    def score(self, completion: str, **row: Any) -> Score:
+        limit, cache = self.max_length, self.soft_cache
+        if self.budget_key:
+            try:
+                b = float(row.get(self.budget_key))
+                if b >= 1 and b < 1e12:
+                    limit, cache = int(b), min(cache, int(b) - 1)
+            except (TypeError, ValueError):
+                pass
+        n = self.length(completion, row)
+        if n <= limit - cache:
+            return 0.0
+        if n >= limit or cache == 0:
+            return -self.penalty
+        return -self.penalty * (n - (limit - cache)) / cache
+
+
+_STEP = re.compile(r"(Step \d+:|^\d+\.|\n-|\n\*|First,|Second,|Next,|Finally,)", re.M)
+_STEP_CJK = re.compile(r"第\s*[一二三四五六七八九十\d]+\s*步|首先|其次|然后|接着|最后")
+
+
+class ReasoningSteps(Reward):
+    """Credit for laying out reasoning in steps (Step 1:, lists, First/Next, 首先): min(1, steps / target).
+
+    Counts open-r1's markers (``Step 1:``, numbered lines ``1.``, bullets ``-`` / ``*`` at a line start,
+    ``First,`` ``Second,`` ``Next,`` ``Finally,``) plus Chinese ones (``第一步`` ``首先`` ``其次`` ``然后``
+    ``接着`` ``最后``). ``scope=think`` counts only in the reasoning.
+
+    Example:
+        >>> r = ReasoningSteps()
+        >>> r(["Step 1: add.\\nStep 2: carry.\\nStep 3: done.", "First, add. Finally, stop.", "首先相加，然后进位", "42"])
+        [1.0, 0.6666666666666666, 0.6666666666666666, 0.0]
+    """
+
+    name = "reasoning_steps"
+    params = {
+        "target": Param(3, "number of steps worth the full score", min=1),
+        "scope": Param("all", "part of the completion to count in", choices=SCOPES),
+    }
+
+    def score(self, completion: str, **row: Any) -> Score:
+        text = part(completion, self.scope)
+        n = len(_STEP.findall(text))
+        if not text.isascii() and _HAN.search(text):
+            n += len(_STEP_CJK.findall(text))
+        return min(1.0, n / self.target)
+
+
+def language_units(text: str) -> tuple:
+    """``(han, latin)``: Chinese characters and Latin words of 2+ letters, ignoring code, LaTeX, URLs, tags.
+
+    >>> language_units("我们用 Python 写 `code` $x^2$")   # 我 们 用 写; Python
+    (4, 1)
+    """
+    text = _NOISE.sub(" ", text)
+    return len(_HAN.findall(text)), len(_LATIN_WORD.findall(text))
+
+
+def _prompt_text(row: dict) -> Optional[str]:
+    msgs = row.get("messages")
+    if isinstance(msgs, (list, tuple)):
+        texts = []
+        for m in msgs:
+            if isinstance(m, dict) and m.get("role") == "user":
+                c = m.get("content")
+                if isinstance(c, list):
+                    c = " ".join(b.get("text", "") for b in c if isinstance(b, dict) and isinstance(b.get("text"), str))
+                if isinstance(c, str):
+                    texts.append(c)
+        if texts:
+            return "\n".join(texts)
+    for key in ("prompt", "query"):
+        v = row.get(key)
+        if isinstance(v, str) and v.strip():
+            return v
+    return None
+
+
+class LanguageConsistency(Reward):
+    """Share of the completion written in the prompt's language, zh or en (DeepSeek-R1's consistency reward).
+
+    Chinese characters are weighed against English words, ignoring code, LaTeX, URLs and tags.
+
+    The target is the language of the user messages (``target=auto``: Chinese when Chinese characters
+    are at least half of the language units) or fixed with ``target=zh`` / ``en``. Each Chinese
+    character and each Latin word of 2+ letters is one unit; the score is the share of units in the
+    target language. A completion with no language units scores ``empty_score``.
+
+    Example:
+        >>> r = LanguageConsistency()
+        >>> msgs = [[{"role": "user", "content": "图中有几只猫？"}]] * 3
+        >>> r(["图中有两只猫", "There are two cats", "图中有 two cats"], messages=msgs)   # 6/6; 0/4; 3/(3+2)
+        [1.0, 0.0, 0.6]
+    """
+
+    name = "language_consistency"
+    abstains = "when target=auto and the prompt has no Chinese or English text (or no prompt is passed)"
+    params = {
+        "target": Param("auto", "language to reward: auto (the prompt's), zh or en", choices=("auto", "zh", "en")),
+        "scope": Param("all", "part of the completion to judge", choices=SCOPES),
+        "empty_score": Param(1.0, "score of a completion with no Chinese or English text", min=-1.0, max=1.0),
+    }
+
+    def setup(self) -> None:
+        self._memo = (None, None)
+
+    def prompt_language(self, row: dict) -> Optional[str]:
+        text = _prompt_text(row)
+        if text is None:
+            return None
+        if self._memo[0] == text:
+            return self._memo[1]
+        han, latin = language_units(text)
+        lang = None if han + latin == 0 else ("zh" if han >= latin else "en")
+        self._memo = (text, lang)
+        return lang
+
+    def score(self, completion: str, **row: Any) -> Score:
+        target = self.target if self.target != "auto" else self.prompt_language(row)
+        if target is None:
+            return None
+        han, latin = language_units(part(completion, self.scope))
+        if han + latin == 0:
+            return self.empty_score
+        return (han if target == "zh" else latin) / (han + latin)
+
+
+class TagCount(Reward):
+    """Partial credit for format tags: an equal share for each opening / closing tag present exactly once.
+
+    As open-r1's ``tag_count``: 0.25 each for ``<think>``, ``</think>``, ``<answer>``, ``</answer>``.
+
+    ``newlines=true`` uses open-r1's exact patterns (``<think>\\n``, ``\\n</think>\\n``, ``\\n<answer>\\n``,
+    ``\\n</answer>``). With ``allow_prefilled`` a missing ``<think>`` counts when ``</think>`` is there
+    (chat templates such as Qwen3's put ``<think>`` in the prompt).
+
+    Example:
+        >>> r = TagCount()
+        >>> r(["<think>a</think><answer>b</answer>", "<think>a</think>b", "a</think><answer>b</answer>", "b"])
+        [1.0, 0.5, 1.0, 0.0]
+    """
+
+    name = "tag_count"
+    params = {
+        "tags": Param(["think", "answer"], "tag names, in order (list: think|answer)", type=list),
+        "newlines": Param(False, "require open-r1's newlines around the tags"),
+        "allow_prefilled": Param(True, "count a missing first opening tag when its closing tag is present"),
+    }
+
+    def setup(self) -> None:
+        tags = [str(t).strip().strip("<>/") for t in self.tags]
+        if not tags or not all(re.fullmatch(r"[\w.:-]+", t) for t in tags):
+            raise ParamError(f"reward tag_count: tags={self.tags!r} must be tag names like think|answer")
+        self._checks = []
+        last = len(tags) - 1
+        for i, t in enumerate(tags):
+            if self.newlines:
+                opening = ("\n" if i else "") + f"<{t}>\n"
+                closing = f"\n</{t}>" + ("\n" if i < last else "")
+            else:
+                opening, closing = f"<{t}>", f"</{t}>"
+            self._checks.append((opening, closing, i == 0))
+
+    def score(self, completion: str, **row: Any) -> Score:
+        ok = 0
+        for opening, closing, first in self._checks:
+            c_open, c_close = completion.count(opening), completion.count(closing)
+            if c_open == 1 or (first and self.allow_prefilled and c_open == 0 and c_close == 1
+                               and completion.count(opening.strip()) == 0):
+                ok += 1
+            ok += c_close == 1
+        return ok / (2 * len(self._checks))

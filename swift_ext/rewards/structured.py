@@ -1,0 +1,324 @@
+"""Structured-output rewards: does the completion hold valid JSON, and does it match a JSON schema?
+
+Most fine-tunes for structured output start because the format is unstable ("the JSON is missing a
+bracket"). These rewards find the JSON in a completion (a fenced ```json block, else the text after
+reasoning / inside ``<answer>``, else the first balanced ``{...}`` or ``[...]``), parse it with the
+standard library, and optionally validate it with ``jsonschema`` (``pip install jsonschema``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections import OrderedDict
+from typing import Any, Optional, Tuple
+
+from ..errors import ParamError
+from ..params import Param
+from .base import Reward, Score
+from .extract import answer_tag, strip_think
+
+_FENCE = re.compile(r"```[ \t]*(?:json|JSON|json5)?[ \t]*\n?(.*?)(?:```|\Z)", re.S)
+MAX_JSON_CHARS = 1_000_000  # longer candidates are not parsed (scored as invalid)
+_NOT_FOUND = object()
+
+
+def json_candidate(text: Any) -> Optional[str]:
+    """The text that should be JSON: a fenced block (an unclosed fence runs to the end), else the
+    ``<answer>`` content or the text after ``</think>``, trimmed to start at its first ``{`` or ``[``.
+
+    >>> json_candidate('<think>hm</think>Here: ```json\\n{"a": 1}\\n``` done')
+    '{"a": 1}'
+    >>> json_candidate('Result: {"a": [1, 2]} (as asked)')
+    '{"a": [1, 2]} (as asked)'
+    """
+    if not isinstance(text, str):
+        text = "" if text is None else str(text)
+    body = strip_think(text)
+    inner = answer_tag(body)
+    if inner is not None:
+        body = inner
+    m = _FENCE.search(body)
+    if m:
+        return m.group(1).strip()
+    starts = [i for i in (body.find("{"), body.find("[")) if i >= 0]
+    if not starts:
+        return body.strip() or None
+    return body[min(starts):].strip()
+
+
+def _balanced_prefix(s: str) -> Optional[str]:
+    """The first balanced ``{...}`` / ``[...]`` at the start of ``s`` (strings and escapes respected)."""
+    if not s or s[0] not in "{[":
+        return None
+    depth, in_str, esc = 0, False, False
+    for i, ch in enumerate(s):
+        if in_str:
+            if esc:
+                esc = False
+            elif ch == "\\":
+                esc = True
+            elif ch == '"':
+                in_str = False
+        elif ch == '"':
+            in_str = True
+        elif ch in "{[":
+            depth += 1
+        elif ch in "}]":
+            depth -= 1
+            if depth == 0:
+                return s[:i + 1]
+    return None
+
+
+def _close(s: str) -> Optional[str]:
+    """``s`` with unterminated strings and brackets closed (a truncated or bracket-short JSON), else None."""
+    stack, in_str, esc = [], False, False
+    for ch in s:
+        if in_str:
+            if esc:
+                esc = False
+            elif ch == "\\":
+                esc = True
+            elif ch == '"':
+                in_str = False
+        elif ch == '"':
+            in_str = True
+        elif ch in "{[":
+            stack.append("}" if ch == "{" else "]")
+        elif ch in "}]":
+            if not stack or stack.pop() != ch:
+                return None
+    if not stack and not in_str:
+        return None
+    tail = s + ('"' if in_str else "")
+    tail = re.sub(r"[,:]\s*$", "", tail.rstrip())
+    return tail + "".join(reversed(stack))
+
+
+def parse_json(text: Any, repair: bool = False) -> Tuple[Any, str]:
+    """``(value, how)``: how is ``"ok"`` (parsed as is, or its first balanced bracket block), ``"repaired"``
+    (parsed after closing open strings / brackets; only with ``repair``) or ``"invalid"`` (value None).
+
+    >>> parse_json('{"a": 1} trailing words')
+    ({'a': 1}, 'ok')
+    >>> parse_json('{"a": [1, 2', repair=True)
+    ({'a': [1, 2]}, 'repaired')
+    >>> parse_json('{"a": }')
+    (None, 'invalid')
+    """
+    cand = json_candidate(text)
+    if not cand or len(cand) > MAX_JSON_CHARS:
+        return None, "invalid"
+    for attempt in (cand, _balanced_prefix(cand)):
+        if attempt is None:
+            continue
+        try:
+            return json.loads(attempt), "ok"
+        except (ValueError, RecursionError):
+            pass
+    if repair:
+        fixed = _close(cand)
+        if fixed is not None:
+            try:
+                return json.loads(fixed), "repaired"
+            except (ValueError, RecursionError):
+                pass
+    return None, "invalid"
+
+
+_KINDS = {"object": dict, "array": list, "any": object}
+
+
+class JsonValid(Reward):
+    """1.0 when the completion holds JSON that parses (fenced or bare), else 0.0.
+
+    ``require`` restricts the top level to an ``object`` or an ``array``. ``repaired_score`` (default
+    0) is given to JSON that parses only after closing its open strings and brackets: a small
+    partial credit for "almost" early in training. Text before the JSON is allowed; text after it is
+    allowed when ``allow_trailing`` (default).
+
+    Example:
+        >>> r = JsonValid()
+        >>> r(['```json\\n{"name": "cat"}\\n```', '{"name": "cat"', "no json", '[1, 2]'])
+        [1.0, 0.0, 0.0, 1.0]
+        >>> JsonValid(require="object", repaired_score=0.5)(['{"name": "cat"', '[1, 2]'])
+        [0.5, 0.0]
+    """
+
+    name = "json_valid"
+    params = {
+        "require": Param("any", "top-level type required", choices=tuple(_KINDS)),
+        "repaired_score": Param(0.0, "score for JSON that parses only after closing brackets/strings",
+                                min=0.0, max=1.0),
+        "allow_trailing": Param(True, "accept text after the JSON value"),
+    }
+
+    def _whole(self, cand: str) -> Tuple[Any, str]:
+        if len(cand) > MAX_JSON_CHARS:
+            return None, "invalid"
+        try:
+            return json.loads(cand), "ok"
+        except (ValueError, RecursionError):
+            pass
+        fixed = _close(cand) if self.repaired_score > 0 else None
+        if fixed is not None:
+            try:
+                return json.loads(fixed), "repaired"
+            except (ValueError, RecursionError):
+                pass
+        return None, "invalid"
+
+    def score(self, completion: str, **row: Any) -> Score:
+        if self.allow_trailing:
+            value, how = parse_json(completion, repair=self.repaired_score > 0)
+        else:  # the candidate (from its first bracket) must be the JSON value and nothing else
+            value, how = self._whole(json_candidate(completion) or "")
+        if how == "invalid" or not isinstance(value, _KINDS[self.require]):
+            return 0.0
+        return 1.0 if how == "ok" else self.repaired_score
+
+
+class JsonSchema(Reward):
+    """1.0 when the completion's JSON validates against a JSON schema; partial credit for required fields.
+
+    The schema comes from the row's ``schema_key`` column (a dict or JSON text) or, when that is
+    absent, from the ``schema`` parameter (a path to a ``.json`` file, or inline JSON). JSON that does
+    not validate scores ``partial_max`` x the fraction of the schema's top-level ``required`` fields
+    that are present and valid against their own property schema ("well typed"), so full validity is
+    always worth more. JSON that does not parse scores 0. Needs ``pip install jsonschema``.
+
+    Example:
+        >>> schema = {"type": "object", "required": ["name", "age"],
+        ...           "properties": {"name": {"type": "string"}, "age": {"type": "integer"}}}
+        >>> r = JsonSchema()
+        >>> r(['{"name": "Ann", "age": 3}', '{"name": "Ann", "age": "three"}', '{"nick": 1}', "oops"],
+        ...   schema=[schema] * 4)   # valid; 1 of 2 required ok -> 0.5 * 0.5; 0 of 2; no JSON
+        [1.0, 0.25, 0.0, 0.0]
+    """
+
+    name = "json_schema"
+    abstains = ("when there is no usable schema (no column value and no schema parameter, an invalid schema, or one "
+                "that cannot be evaluated such as an unresolvable $ref)")
+    params = {
+        "schema": Param("", "schema for every row: a path to a JSON file or inline JSON (a row's column wins)"),
+        "schema_key": Param("schema", "dataset column holding a per-row schema (dict or JSON text)"),
+        "partial_max": Param(0.5, "score of invalid JSON whose required fields are all present and well typed",
+                             min=0.0, max=1.0),
+        "repair": Param(False, "also try JSON with unclosed brackets/strings closed"),
+    }
+
+    def setup(self) -> None:
+        try:
+            import jsonschema  # noqa: F401
+        except ImportError:
+            raise ImportError("reward json_schema needs jsonschema: pip install jsonschema") from None
+        self._validators: "OrderedDict[str, Any]" = OrderedDict()
+        self._recent: list = []
+        self._default = None
+        if self.schema:
+            text = self.schema
+            if not text.lstrip().startswith("{"):
+                if not os.path.isfile(text):
+                    raise ParamError(f"reward json_schema: schema={text!r} is neither inline JSON nor a file")
+                with open(text, encoding="utf-8") as fh:
+                    text = fh.read()
+            try:
+                schema = json.loads(text)
+            except ValueError as exc:
+                raise ParamError(f"reward json_schema: schema {self.schema!r} is not valid JSON: {exc}") from None
+            if self._validator(schema) is None:
+                raise ParamError(f"reward json_schema: schema {self.schema!r} is not a valid JSON schema")
+            self._default = schema
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_validators"] = OrderedDict()
+        state["_recent"] = []
+        return state
+
+    def _validator(self, schema: Any) -> Optional[Any]:
+        """A compiled validator for ``schema`` (cached by its JSON text), None if the schema is invalid.
+
+        A GRPO group hands over the same schema object for each of its completions, so the last few
+        objects are also remembered by identity (holding a reference keeps their ``id`` unique).
+        """
+        for obj, validator in self._recent:
+            if obj is schema:
+                return validator
+        validator = self._compile(schema)
+        self._recent = ([(schema, validator)] + self._recent)[:8]
+        return validator
+
+    def _compile(self, schema: Any) -> Optional[Any]:
+        if isinstance(schema, str):
+            try:
+                schema = json.loads(schema)
+            except (ValueError, RecursionError):
+                return None
+        if not isinstance(schema, (dict, bool)):
+            return None
+        try:
+            key = json.dumps(schema, sort_keys=True)
+        except (TypeError, ValueError):
+            return None
+        got = self._validators.get(key, _NOT_FOUND)
+        if got is not _NOT_FOUND:
+            self._validators.move_to_end(key)
+            return got
+        from jsonschema import exceptions
+        from jsonschema.validators import validator_for
+
+        try:
+            cls = validator_for(schema)
+            cls.check_schema(schema)
+            validator = cls(schema)
+        except (exceptions.SchemaError, TypeError, ValueError, RecursionError, LookupError):
+            validator = None
+        self._validators[key] = validator
+        if len(self._validators) > 256:
+            self._validators.popitem(last=False)
+        return validator
+
+    def score(self, completion: str, **row: Any) -> Score:
+        schema = row.get(self.schema_key)
+        if schema is None or (isinstance(schema, str) and not schema.strip()):
+            schema = self._default
+        if schema is None:
+            return None
+        validator = self._validator(schema)
+        if validator is None:
+            return None
+        value, how = parse_json(completion, repair=self.repair)
+        if how == "invalid":
+            return 0.0
+        try:
+            if validator.is_valid(value):
+                return 1.0
+            return self.partial_max * self._required_fraction(validator, value)
+        except Exception:  # the schema cannot be evaluated (an unresolvable $ref, ...): unusable gold
+            return None
+
+    @staticmethod
+    def _required_fraction(validator: Any, value: Any) -> float:
+        schema = validator.schema if isinstance(validator.schema, dict) else {}
+        required = schema.get("required")
+        if not isinstance(value, dict) or not isinstance(required, list) or not required:
+            return 0.0
+        props = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+        ok = 0
+        for key in required:
+            if not isinstance(key, str) or key not in value:
+                continue
+            sub = props.get(key)
+            if sub is None:
+                ok += 1
+                continue
+            try:
+                if validator.evolve(schema=sub).is_valid(value[key]):
+                    ok += 1
+            except Exception:  # a $ref into the parent schema etc.: judge it by the whole-schema errors
+                errors = [e for e in validator.iter_errors(value) if e.path and e.path[0] == key]
+                ok += not errors
+        return ok / len(required)
