@@ -46,6 +46,9 @@ class ExactMatch(Reward):
         "case_sensitive": Param(False, "compare case-sensitively"),
     }
 
+    def needed_columns(self):
+        return (self.gold_key,)
+
     def score(self, completion: str, **row: Any) -> Score:
         golds = gold_values(row.get(self.gold_key))
         if golds is None:
@@ -85,6 +88,9 @@ class MathAccuracy(Reward):
         "extract": Param("auto", "how to find the answer in the completion", choices=MODES),
         "gold_key": Param("solution", "dataset column holding the gold answer"),
     }
+
+    def needed_columns(self):
+        return (self.gold_key,)
 
     def setup(self) -> None:
         if importlib.util.find_spec("math_verify") is None:

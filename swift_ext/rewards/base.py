@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from typing import Any, ClassVar, Dict, List, Optional, Sequence
+from typing import Any, ClassVar, Collection, Dict, List, Optional, Sequence, Tuple
 
 from ..params import Param, bind
 
@@ -73,6 +73,9 @@ class Reward:
     abstains: ClassVar[str] = "never"
     #: score given when a reward's own code fails on an input (logged once); rewards should not rely on it
     fallback: ClassVar[float] = 0.0
+    #: dataset columns :meth:`score` reads (``None``: all of them). ms-swift passes a dozen columns per
+    #: row; declaring the few a reward uses keeps the per-row dicts small (see :meth:`needed_columns`).
+    columns: ClassVar[Optional[Tuple[str, ...]]] = None
     #: parameters bound by a parametrised registry name (``name:key=value``); see swift_ext.rewards.configure
     _bound_params: ClassVar[Dict[str, Any]] = {}
 
@@ -87,6 +90,10 @@ class Reward:
 
     def setup(self) -> None:
         """Check parameter combinations and precompute; raise ParamError for bad settings."""
+
+    def needed_columns(self) -> Optional[Collection[str]]:
+        """The columns this instance reads (override when it depends on a parameter such as ``gold_key``)."""
+        return self.columns
 
     # -- scoring --------------------------------------------------------------------------------
     def score(self, completion: str, **row: Any) -> Score:
@@ -123,8 +130,8 @@ class Reward:
             self._warned = True
 
     def __call__(self, completions: Sequence[Any], **kwargs: Any) -> List[Score]:
-        completions = list(completions or [])
-        return self.score_batch([as_text(c) for c in completions], split_rows(len(completions), kwargs))
+        texts = [as_text(c) for c in completions or ()]
+        return self.score_batch(texts, split_rows(len(texts), select(kwargs, self.needed_columns())))
 
     # -- description ----------------------------------------------------------------------------
     @classmethod
@@ -171,7 +178,7 @@ class AsyncReward(Reward):
 
     async def __call__(self, completions: Sequence[Any], **kwargs: Any) -> List[Score]:  # type: ignore[override]
         completions = list(completions or [])
-        rows = split_rows(len(completions), kwargs)
+        rows = split_rows(len(completions), select(kwargs, self.needed_columns()))
         sem = asyncio.Semaphore(self.concurrency)
         return list(await asyncio.gather(*(self._safe_ascore(sem, c, r) for c, r in zip(completions, rows))))
 
@@ -180,8 +187,17 @@ def is_async(cls: type) -> bool:
     return asyncio.iscoroutinefunction(getattr(cls, "__call__", None))
 
 
+def select(columns: Dict[str, Any], needed: Optional[Collection[str]]) -> Dict[str, Any]:
+    """The columns a reward declared it reads (all when ``needed`` is None)."""
+    if needed is None:
+        return columns
+    return {k: v for k, v in columns.items() if k in needed}
+
+
 def split_rows(n: int, columns: Dict[str, Any]) -> List[Dict[str, Any]]:
     """ms-swift passes each dataset column as a list of length n; other kwargs (trainer_state) are shared."""
+    if not columns:
+        return [{} for _ in range(n)]
     per_row = {k: v for k, v in columns.items() if isinstance(v, (list, tuple)) and len(v) == n}
     shared = {k: v for k, v in columns.items() if k not in per_row}
     rows = []

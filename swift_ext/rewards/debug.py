@@ -20,6 +20,7 @@ class RandomReward(Reward):
     """
 
     name = "random"
+    columns = ()
     params = {
         "seed": Param(None, "seed for reproducible scores (unset: random)", type=int),
         "low": Param(0.0, "lowest score"),

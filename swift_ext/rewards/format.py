@@ -27,6 +27,7 @@ class ThinkFormat(Reward):
     """
 
     name = "think_format"
+    columns = ()
     params = {
         "think": Param("required", "required: a </think> must close the reasoning; optional: an answer "
                        "block alone also counts (non-thinking templates)", choices=("required", "optional")),

@@ -76,6 +76,7 @@ class NgramRepetition(Reward):
     """
 
     name = "ngram_repetition"
+    columns = ("response_token_ids",)
     params = {
         "n": Param(3, "n-gram size", min=1, max=64),
         "max_penalty": Param(-1.0, "score of a completion that is all repetition (<= 0)", max=0.0),
@@ -129,6 +130,7 @@ class LengthBudget(Reward):
     """
 
     name = "length_budget"
+    columns = ("response_token_ids",)
     params = {
         "max_length": Param(1024, "length at which the full penalty applies", min=1),
         "soft_cache": Param(0, "width of the zone before max_length where the penalty grows linearly", min=0),
@@ -138,6 +140,9 @@ class LengthBudget(Reward):
         "budget_key": Param("", "column with a per-row budget replacing max_length (empty: none)"),
         "scope": Param("all", "part of the completion to measure (char/word units)", choices=SCOPES),
     }
+
+    def needed_columns(self):
+        return ("response_token_ids", self.budget_key) if self.budget_key else self.columns
 
     def setup(self) -> None:
         if self.soft_cache >= self.max_length:
@@ -189,6 +194,7 @@ class ReasoningSteps(Reward):
     """
 
     name = "reasoning_steps"
+    columns = ()
     params = {
         "target": Param(3, "number of steps worth the full score", min=1),
         "scope": Param("all", "part of the completion to count in", choices=SCOPES),
@@ -297,6 +303,7 @@ class TagCount(Reward):
     """
 
     name = "tag_count"
+    columns = ()
     params = {
         "tags": Param(["think", "answer"], "tag names, in order (list: think|answer)", type=list),
         "newlines": Param(False, "require open-r1's newlines around the tags"),
