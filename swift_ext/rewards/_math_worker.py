@@ -3,14 +3,21 @@
 math-verify's own timeouts use SIGALRM, which only works in a main thread and cannot stop C code;
 a separate process can always be stopped. The parent (:class:`MathJudge`) sends one job at a time and
 waits for each answer at most ``timeout`` seconds; on expiry it kills the child, scores that item as
-timed out and starts a fresh child for the rest.
+timed out and carries on with a warm spare process.
+
+The child is a plain ``python -m swift_ext.rewards._math_worker`` speaking JSON lines on stdin/stdout,
+not a ``multiprocessing`` child: spawn would re-import the trainer's ``__main__`` (ms-swift's whole
+import chain, seconds and gigabytes) in every worker.
 """
 
 from __future__ import annotations
 
-import multiprocessing as mp
+import json
+import os
+import select
+import subprocess
+import sys
 from typing import List, Optional, Sequence, Tuple
-
 
 _LATEX_CHARS = set("\\^{}_")
 
@@ -42,86 +49,142 @@ def _verify(gold: str, pred: str) -> Optional[bool]:
     return bool(verify(g, p, timeout_seconds=None))
 
 
-def _serve(conn) -> None:
+def serve() -> None:
+    """The worker loop: one JSON job per stdin line, one JSON answer per stdout line."""
     import logging
 
+    proto = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
+    sys.stdout = sys.stderr  # anything a library prints must not corrupt the protocol
     import math_verify  # noqa: F401  (fail here, once, if missing)
 
     # timeouts are enforced by the parent killing this process; silence math-verify's warning about that
     logging.getLogger("math_verify").setLevel(logging.ERROR)
-
-    conn.send(("ready", None))
-    while True:
-        job = conn.recv()
+    proto.write('"ready"\n')
+    for line in sys.stdin:
+        job = json.loads(line)
         if job is None:
             return
-        gold, pred = job
         try:
-            conn.send(("ok", _verify(gold, pred)))
+            answer = ["ok", _verify(*job)]
         except Exception as exc:  # a parse error on the completion means "wrong", not "crash"
-            conn.send(("error", repr(exc)))
+            answer = ["error", repr(exc)]
+        proto.write(json.dumps(answer) + "\n")
+
+
+class _Worker:
+    """One worker process and a line reader with a timeout on its stdout."""
+
+    def __init__(self):
+        self.proc = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, bufsize=0)
+        self._buf = b""
+
+    def readline(self, timeout: float) -> Optional[str]:
+        import time
+
+        deadline = time.monotonic() + timeout
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return None
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return None  # the worker died
+            self._buf += chunk
+        line, _, self._buf = self._buf.partition(b"\n")
+        return line.decode("utf-8")
+
+    def send(self, obj) -> None:
+        self.proc.stdin.write((json.dumps(obj) + "\n").encode("utf-8"))
+        self.proc.stdin.flush()
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> None:
+        for stream in (self.proc.stdin, self.proc.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(5)
 
 
 class MathJudge:
-    """Verifies (gold, prediction) pairs in a killable child process, ``timeout`` seconds per pair."""
+    """Verifies (gold, prediction) pairs in a killable child process, ``timeout`` seconds per pair.
 
-    def __init__(self, timeout: float = 1.0, start_timeout: float = 60.0):
+    A warm spare process waits beside the active one, so after a kill the next pair is served at once
+    instead of waiting about a second for a fresh interpreter to import math-verify.
+    """
+
+    def __init__(self, timeout: float = 1.0, start_timeout: float = 60.0, spare: bool = True):
         self.timeout = timeout
         self.start_timeout = start_timeout
-        self._ctx = mp.get_context("spawn")
-        self._proc = None
-        self._conn = None
+        self.spare = spare
+        self._active: Optional[_Worker] = None  # ready
+        self._spare: Optional[_Worker] = None   # possibly still importing math-verify
         self.timeouts = 0
 
-    def _start(self) -> None:
-        parent, child = self._ctx.Pipe()
-        proc = self._ctx.Process(target=_serve, args=(child,), daemon=True, name="swift-ext-math-verify")
-        proc.start()
-        child.close()
-        if not parent.poll(self.start_timeout):
-            proc.kill()
-            raise RuntimeError("math-verify worker did not start")
-        parent.recv()
-        self._proc, self._conn = proc, parent
+    def _ready(self, worker: _Worker) -> bool:
+        if worker.alive() and worker.readline(self.start_timeout) == '"ready"':
+            return True
+        worker.stop()
+        return False
 
-    def _kill(self) -> None:
-        if self._proc is not None:
-            self._proc.kill()
-            self._proc.join(5)
-        if self._conn is not None:
-            self._conn.close()
-        self._proc = self._conn = None
+    def _ensure_active(self) -> None:
+        if self._active is not None and self._active.alive():
+            return
+        if self._active is not None:
+            self._active.stop()
+        self._active = None
+        candidate, self._spare = self._spare, None
+        if candidate is None or not self._ready(candidate):
+            candidate = _Worker()
+            if not self._ready(candidate):
+                raise RuntimeError("math-verify worker did not start (is math-verify installed?)")
+        self._active = candidate
+        if self.spare:
+            self._spare = _Worker()  # imports math-verify in the background
 
     def judge(self, pairs: Sequence[Tuple[str, str]]) -> List[Tuple[str, Optional[bool]]]:
         """For each pair: ("ok", True/False/None) | ("timeout", None) | ("error", None)."""
         out: List[Tuple[str, Optional[bool]]] = []
         for gold, pred in pairs:
-            if self._proc is None or not self._proc.is_alive():
-                self._kill()
-                self._start()
+            self._ensure_active()
             try:
-                self._conn.send((gold, pred))
-                if self._conn.poll(self.timeout):
-                    status, value = self._conn.recv()
-                    out.append((status, value if status == "ok" else None))
-                    continue
-            except (EOFError, OSError, BrokenPipeError):
-                pass
+                self._active.send([gold, pred])
+                line = self._active.readline(self.timeout)
+            except (OSError, ValueError):
+                line = None
+            if line is not None:
+                status, value = json.loads(line)
+                out.append((status, value if status == "ok" else None))
+                continue
             self.timeouts += 1
-            self._kill()
+            self._active.stop()
+            self._active = None
             out.append(("timeout", None))
         return out
 
     def close(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.send(None)
-            except OSError:
-                pass
-        self._kill()
+        for worker in (self._active, self._spare):
+            if worker is not None:
+                try:
+                    worker.send(None)
+                except (OSError, ValueError):
+                    pass
+                worker.stop()
+        self._active = self._spare = None
 
-    def __del__(self):  # pragma: no cover - best effort at interpreter exit
+    def __del__(self):  # pragma: no cover - best effort, also at interpreter exit
         try:
-            self._kill()
+            self.close()
         except Exception:
             pass
+
+
+if __name__ == "__main__":
+    serve()

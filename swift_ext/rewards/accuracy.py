@@ -139,4 +139,7 @@ class MathAccuracy(Reward):
     def __del__(self):
         judge = getattr(self, "_judge", None)
         if judge is not None:
-            judge.close()
+            try:
+                judge.close()
+            except Exception:  # interpreter shutdown: modules may already be gone
+                pass
