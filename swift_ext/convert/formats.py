@@ -1,0 +1,421 @@
+"""Input formats: detection from a row's columns and readers into the canonical row (:mod:`.rows`).
+
+====================  ==========================================================================
+name                  columns
+====================  ==========================================================================
+``swift``             ``messages`` (+ ``images``, ``videos``, ``solution``, ``rejected_response``,
+                      ``rejected_messages``, ``rejected_images``, ``label``)
+``query_response``    legacy ms-swift ``query`` / ``response`` / ``history`` / ``system`` / ``images``
+``sharegpt``          ``conversations`` (or ``conversation``) with ``from`` / ``value``, ``system``
+``llava``             LLaVA JSON: ``conversations`` + ``image`` (``<image>`` in the human turn)
+``alpaca``            ``instruction`` / ``input`` / ``output`` (or ``chosen`` / ``rejected``)
+``rlaif_v``           ``question`` / ``chosen`` / ``rejected`` / ``image`` (path or bytes)
+``trl_preference``    ``prompt`` + ``chosen`` / ``rejected`` or ``completion`` (+ ``label``), plain or
+                      conversational, optional ``images`` / ``image``
+``prompt_answer``     ``problem`` / ``answer`` (or ``solution``) / ``images`` (EasyR1, R1-V)
+``verl``              verl parquet: ``prompt`` messages + ``reward_model.ground_truth`` + ``images``
+====================  ==========================================================================
+
+>>> detect({"conversations": [], "image": "a.jpg"}).name
+'llava'
+>>> fmt = get_format("alpaca")
+>>> fmt.read({"instruction": "Add", "input": "2+2", "output": "4"})["messages"][0]["content"]
+'Add\\n2+2'
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from typing import Any, Callable, Dict, List, Optional
+
+from .rows import (ROLE_ALIASES, RowError, block_media, canonical, content_text, media_list, norm_message)
+
+
+class InputFormat:
+    """A named reader: ``detect(row) -> bool`` and ``read(row) -> canonical row`` (raises RowError)."""
+
+    kind = "format"
+
+    def __init__(self, name: str, detect: Callable[[Dict[str, Any]], bool],
+                 read: Callable[[Dict[str, Any]], Dict[str, Any]], help: str = "", priority: int = 50):
+        self.name, self.detect, self.read, self.help, self.priority = name, detect, read, help, priority
+
+    def __repr__(self) -> str:
+        return f"InputFormat({self.name!r})"
+
+
+def _str(row: Dict[str, Any], key: str, required: bool = True) -> Optional[str]:
+    value = row.get(key)
+    if value is None:
+        if required:
+            raise RowError(f"missing '{key}'")
+        return None
+    if not isinstance(value, str):
+        raise RowError(f"'{key}' must be a string, got {type(value).__name__}")
+    return value
+
+
+def _images(row: Dict[str, Any]) -> List[Any]:
+    if row.get("images") is not None:
+        return media_list(row["images"], "images")
+    return media_list(row.get("image"), "image")
+
+
+def _videos(row: Dict[str, Any]) -> List[Any]:
+    if row.get("videos") is not None:
+        return media_list(row["videos"], "videos")
+    return media_list(row.get("video"), "video")
+
+
+def _extra(row: Dict[str, Any], used) -> Dict[str, Any]:
+    return {k: v for k, v in row.items() if k not in used}
+
+
+def _rejected_text(value: Any, where: str) -> Optional[str]:
+    """``rejected_response`` may be a string or a list of assistant messages (ms-swift)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        value = [value]
+    if isinstance(value, list):
+        msgs = [norm_message(m, f"{where}[{i}]") for i, m in enumerate(value)]
+        if any(m["role"] == "user" for m in msgs):
+            raise RowError(f"{where} may not contain a user turn")
+        return "".join(m["content"] for m in msgs)
+    raise RowError(f"{where} must be a string or a list of messages, got {type(value).__name__}")
+
+
+def _label(value: Any) -> Optional[bool]:
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
+        return value.lower() in ("true", "1")
+    raise RowError(f"'label' must be a boolean, got {value!r}")
+
+
+_PLAIN_ROLES = frozenset(("system", "user", "assistant", "tool", "tool_call", "tool_response"))
+
+
+def _messages(value: Any, where: str = "messages", role_key: str = "role", content_key: str = "content"):
+    if role_key == "role" and content_key == "content" and type(value) is list and value:
+        # hot path: plain {"role", "content": str} messages are used as they are (no copies)
+        for m in value:
+            if type(m) is not dict or len(m) != 2 or type(m.get("content")) is not str \
+                    or m.get("role") not in _PLAIN_ROLES:
+                break
+        else:
+            return value
+    if not isinstance(value, list):
+        raise RowError(f"'{where}' must be a list of messages, got {type(value).__name__}")
+    if not value:
+        raise RowError(f"'{where}' is empty")
+    return [norm_message(m, f"{where}[{i}]", role_key, content_key) for i, m in enumerate(value)]
+
+
+# -- swift messages ---------------------------------------------------------------------------------
+_SWIFT_USED = {"messages", "images", "image", "videos", "video", "solution", "rejected_response", "label",
+               "rejected_messages", "rejected_images"}
+
+
+def read_swift(row: Dict[str, Any]) -> Dict[str, Any]:
+    raw = row.get("messages")
+    msgs = _messages(raw)
+    if len(row) == 1 or all(k not in _SWIFT_USED for k in row if k != "messages"):  # hot path: text row
+        return {"messages": msgs, "images": [], "videos": [], "solution": None, "rejected": None,
+                "rejected_messages": None, "rejected_images": None, "label": None,
+                "extra": {k: v for k, v in row.items() if k != "messages"} if len(row) > 1 else {}}
+    images = _images(row)
+    if not images and isinstance(raw, list):  # OpenAI image_url blocks carry the media inline
+        for m in raw:
+            if isinstance(m, dict):
+                images.extend(block_media(m.get("content")))
+    rej_msgs = row.get("rejected_messages")
+    solution = row.get("solution")
+    if solution is not None and not isinstance(solution, str):
+        solution = json.dumps(solution, ensure_ascii=False)  # e.g. a box list; rewards get a string
+    return canonical(
+        msgs, images, _videos(row), solution=solution,
+        rejected=_rejected_text(row.get("rejected_response"), "rejected_response"),
+        label=_label(row.get("label")), extra=_extra(row, _SWIFT_USED),
+        rejected_messages=_messages(rej_msgs, "rejected_messages") if rej_msgs is not None else None,
+        rejected_images=media_list(row.get("rejected_images"), "rejected_images")
+        if row.get("rejected_images") is not None else None)
+
+
+# -- legacy query / response ------------------------------------------------------------------------
+_QR_USED = {"query", "response", "history", "system", "images", "image", "videos", "video", "solution",
+            "rejected_response", "label"}
+
+
+def _history(value: Any) -> List[Dict[str, str]]:
+    if value is None:
+        return []
+    if isinstance(value, str):  # ms-swift literal_evals a string history
+        try:
+            value = json.loads(value)
+        except ValueError:
+            try:
+                value = ast.literal_eval(value)
+            except (ValueError, SyntaxError):
+                raise RowError("'history' is a string that is neither JSON nor a Python literal") from None
+    if not isinstance(value, list):
+        raise RowError(f"'history' must be a list of [query, response] pairs, got {type(value).__name__}")
+    out = []
+    for i, pair in enumerate(value):
+        if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and all(isinstance(x, str) for x in pair)):
+            raise RowError(f"history[{i}] must be a [query, response] pair of strings")
+        out += [{"role": "user", "content": pair[0]}, {"role": "assistant", "content": pair[1]}]
+    return out
+
+
+def _with_system(system: Optional[str], msgs: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    return ([{"role": "system", "content": system}] if system else []) + msgs
+
+
+def read_query_response(row: Dict[str, Any]) -> Dict[str, Any]:
+    msgs = _history(row.get("history")) + [{"role": "user", "content": _str(row, "query")}]
+    response = _str(row, "response", required=False)
+    if response is not None:
+        msgs.append({"role": "assistant", "content": response})
+    solution = row.get("solution")
+    return canonical(_with_system(_str(row, "system", False), msgs), _images(row), _videos(row),
+                     solution=solution if isinstance(solution, str) else None,
+                     rejected=_rejected_text(row.get("rejected_response"), "rejected_response"),
+                     label=_label(row.get("label")), extra=_extra(row, _QR_USED))
+
+
+# -- ShareGPT / LLaVA -------------------------------------------------------------------------------
+_SG_USED = {"conversations", "conversation", "system", "images", "image", "videos", "video", "chosen",
+            "rejected", "solution", "label"}
+
+
+def _sharegpt_turns(turns: Any) -> List[Dict[str, Any]]:
+    if not isinstance(turns, list) or not turns:
+        raise RowError("'conversations' must be a non-empty list")
+    first = turns[0]
+    if isinstance(first, dict) and "from" in first:
+        return [norm_message(t, f"conversations[{i}]", "from", "value") for i, t in enumerate(turns)]
+    if isinstance(first, dict) and ("human" in first or "assistant" in first):  # ms-swift's pair style
+        out = []
+        for i, t in enumerate(turns):
+            if not isinstance(t, dict):
+                raise RowError(f"conversations[{i}] must be an object")
+            out.append({"role": "user", "content": content_text(t.get("human"), f"conversations[{i}].human")})
+            if t.get("assistant") is not None:
+                out.append({"role": "assistant",
+                            "content": content_text(t["assistant"], f"conversations[{i}].assistant")})
+        return out
+    if isinstance(first, dict) and "role" in first:
+        return _messages(turns, "conversations")
+    raise RowError("conversations[0] has neither 'from'/'value' nor 'role'/'content'")
+
+
+def _pref_turn(value: Any, where: str) -> Optional[str]:
+    """LLaMA-Factory ShareGPT preference: ``chosen``/``rejected`` are one ``{from, value}`` turn."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        return norm_message(value, where, "from" if "from" in value else "role",
+                            "value" if "value" in value else "content")["content"]
+    raise RowError(f"'{where}' must be a turn object or a string")
+
+
+def read_sharegpt(row: Dict[str, Any]) -> Dict[str, Any]:
+    turns = row.get("conversations", row.get("conversation"))
+    msgs = _sharegpt_turns(turns)
+    chosen = _pref_turn(row.get("chosen"), "chosen")
+    if chosen is not None:
+        msgs.append({"role": "assistant", "content": chosen})
+    solution = row.get("solution")
+    return canonical(_with_system(_str(row, "system", False), msgs), _images(row), _videos(row),
+                     solution=solution if isinstance(solution, str) else None,
+                     rejected=_pref_turn(row.get("rejected"), "rejected"), label=_label(row.get("label")),
+                     extra=_extra(row, _SG_USED))
+
+
+# -- Alpaca -----------------------------------------------------------------------------------------
+_ALPACA_USED = {"instruction", "input", "output", "system", "history", "images", "image", "chosen", "rejected",
+                "label", "solution"}
+
+
+def read_alpaca(row: Dict[str, Any]) -> Dict[str, Any]:
+    instruction = _str(row, "instruction")
+    inp = _str(row, "input", required=False)
+    query = f"{instruction}\n{inp}" if inp else instruction  # ms-swift's AlpacaPreprocessor joins with \n
+    msgs = _history(row.get("history")) + [{"role": "user", "content": query}]
+    response = _str(row, "output", False)
+    if response is None:
+        response = _str(row, "chosen", False)
+    if response is not None:
+        msgs.append({"role": "assistant", "content": response})
+    solution = row.get("solution")
+    return canonical(_with_system(_str(row, "system", False), msgs), _images(row), _videos(row),
+                     solution=solution if isinstance(solution, str) else None,
+                     rejected=_str(row, "rejected", False), label=_label(row.get("label")),
+                     extra=_extra(row, _ALPACA_USED))
+
+
+# -- RLAIF-V ----------------------------------------------------------------------------------------
+_RLAIF_USED = {"question", "chosen", "rejected", "image", "images"}
+
+
+def _ensure_tags(text: str, n: int, tag: str = "<image>") -> str:
+    """Prepend missing tags so that the tag count equals the media count (explicit, unlike ms-swift)."""
+    have = text.count(tag)
+    return tag * (n - have) + text if have < n else text
+
+
+def read_rlaif_v(row: Dict[str, Any]) -> Dict[str, Any]:
+    images = _images(row)
+    question = _ensure_tags(_str(row, "question"), len(images))
+    msgs = [{"role": "user", "content": question}, {"role": "assistant", "content": _str(row, "chosen")}]
+    return canonical(msgs, images, rejected=_str(row, "rejected"), extra=_extra(row, _RLAIF_USED))
+
+
+# -- TRL --------------------------------------------------------------------------------------------
+_TRL_USED = {"prompt", "chosen", "rejected", "completion", "label", "images", "image", "solution"}
+
+
+def _trl_part(value: Any, where: str, default_role: str) -> List[Dict[str, Any]]:
+    if isinstance(value, str):
+        return [{"role": default_role, "content": value}]
+    return _messages(value, where)
+
+
+def _assistant_text(msgs: List[Dict[str, Any]], where: str) -> str:
+    if any(m["role"] == "user" for m in msgs):
+        raise RowError(f"'{where}' contains a user turn; with an explicit 'prompt' it must hold the answer only")
+    return "".join(m["content"] for m in msgs)
+
+
+def _common_prefix(a, b):
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
+
+
+def read_trl(row: Dict[str, Any]) -> Dict[str, Any]:
+    images = _images(row)
+    solution = row.get("solution") if isinstance(row.get("solution"), str) else None
+    extra = _extra(row, _TRL_USED)
+    if row.get("prompt") is None and row.get("chosen") is not None:  # implicit prompt
+        chosen = _messages(row.get("chosen"), "chosen")
+        rejected = _messages(row.get("rejected"), "rejected")
+        n = _common_prefix(chosen, rejected)
+        if n == 0 or chosen[n - 1]["role"] == "assistant":
+            raise RowError("implicit-prompt preference row: chosen and rejected share no prompt")
+        return canonical(chosen[:n] + [{"role": "assistant", "content": _assistant_text(chosen[n:], "chosen")}],
+                         images, rejected=_assistant_text(rejected[n:], "rejected"), extra=extra,
+                         solution=solution)
+    prompt = _trl_part(row.get("prompt"), "prompt", "user") if row.get("prompt") is not None else None
+    if prompt is None:
+        raise RowError("missing 'prompt'")
+    msgs = list(prompt)
+    chosen = row.get("chosen", row.get("completion"))
+    if chosen is not None:
+        msgs.append({"role": "assistant",
+                     "content": _assistant_text(_trl_part(chosen, "chosen", "assistant"), "chosen")})
+    rejected = row.get("rejected")
+    rej = _assistant_text(_trl_part(rejected, "rejected", "assistant"), "rejected") if rejected is not None else None
+    return canonical(msgs, images, rejected=rej, label=_label(row.get("label")), extra=extra, solution=solution)
+
+
+# -- prompt / answer RL rows ------------------------------------------------------------------------
+_PA_USED = {"problem", "answer", "solution", "images", "image", "videos", "video", "system"}
+
+
+def read_prompt_answer(row: Dict[str, Any]) -> Dict[str, Any]:
+    gold = row.get("answer", row.get("solution"))
+    if gold is not None and not isinstance(gold, str):
+        if isinstance(gold, (int, float)) and not isinstance(gold, bool):
+            gold = str(gold)
+        else:
+            raise RowError(f"'answer' must be a string or a number, got {type(gold).__name__}")
+    msgs = [{"role": "user", "content": _str(row, "problem")}]
+    if gold is not None:
+        msgs.append({"role": "assistant", "content": gold})
+    return canonical(_with_system(_str(row, "system", False), msgs), _images(row), _videos(row),
+                     solution=gold, extra=_extra(row, _PA_USED))
+
+
+# -- verl -------------------------------------------------------------------------------------------
+_VERL_USED = {"prompt", "images", "image", "videos", "reward_model"}
+
+
+def read_verl(row: Dict[str, Any]) -> Dict[str, Any]:
+    msgs = _messages(row.get("prompt"), "prompt")
+    rm = row.get("reward_model")
+    gold = rm.get("ground_truth") if isinstance(rm, dict) else None
+    if gold is not None and not isinstance(gold, str):
+        gold = json.dumps(gold, ensure_ascii=False)
+    if gold is not None:
+        msgs.append({"role": "assistant", "content": gold})
+    return canonical(msgs, _images(row), _videos(row), solution=gold, extra=_extra(row, _VERL_USED))
+
+
+# -- registry of built-ins, detection ---------------------------------------------------------------
+def _has(*keys):
+    return lambda row: all(k in row for k in keys)
+
+
+BUILTIN_FORMATS = [
+    InputFormat("swift", _has("messages"), read_swift, "ms-swift messages (+images, solution, rejected_response, "
+                "rejected_messages, label)", 10),
+    InputFormat("llava", lambda r: ("conversations" in r or "conversation" in r) and isinstance(r.get("image"), str),
+                read_sharegpt, "LLaVA JSON: conversations[from,value] + image", 20),
+    InputFormat("sharegpt", lambda r: "conversations" in r or "conversation" in r, read_sharegpt,
+                "ShareGPT conversations[from,value] (+system, images, chosen/rejected turns)", 25),
+    InputFormat("verl", _has("prompt", "reward_model"), read_verl,
+                "verl parquet: prompt messages + reward_model.ground_truth", 30),
+    InputFormat("rlaif_v", _has("question", "chosen", "rejected"), read_rlaif_v,
+                "RLAIF-V preference: question/chosen/rejected/image", 35),
+    InputFormat("trl_preference",
+                lambda r: "prompt" in r or ("chosen" in r and "rejected" in r and "instruction" not in r), read_trl,
+                "TRL prompt/chosen/rejected or prompt/completion/label, plain or conversational", 40),
+    InputFormat("alpaca", _has("instruction"), read_alpaca, "Alpaca instruction/input/output (or chosen/rejected)", 45),
+    InputFormat("query_response", _has("query"), read_query_response,
+                "legacy ms-swift query/response/history/system/images", 50),
+    InputFormat("prompt_answer", _has("problem"), read_prompt_answer,
+                "RL rows problem/answer (or solution)/images (EasyR1, R1-V)", 55),
+]
+
+
+def formats() -> List[InputFormat]:
+    """Every registered input format (built-in and from plugins), in detection order."""
+    from .registry import converters
+
+    return sorted((obj for _, obj in converters() if isinstance(obj, InputFormat)), key=lambda f: f.priority)
+
+
+def get_format(name: str) -> InputFormat:
+    from .registry import get
+
+    return get(name, InputFormat)
+
+
+def detect(row: Any) -> Optional[InputFormat]:
+    """The first format whose ``detect`` accepts ``row`` (None when none does)."""
+    if not isinstance(row, dict):
+        return None
+    for fmt in formats():
+        try:
+            if fmt.detect(row):
+                return fmt
+        except Exception:  # a plugin's detect must not break detection
+            continue
+    return None
+
+
+def describe_columns(row: Any) -> str:
+    if isinstance(row, dict):
+        return "columns [" + ", ".join(sorted(map(str, row))[:20]) + "]"
+    return f"a JSON {type(row).__name__}"
+
+
+__all__ = ["InputFormat", "BUILTIN_FORMATS", "formats", "get_format", "detect", "ROLE_ALIASES"]

@@ -1,0 +1,49 @@
+"""Views on the ``converter`` and ``negative`` plugin registries (built-ins: ``default_plugins.converters``).
+
+Converters share one namespace: input formats (:class:`.formats.InputFormat`) and targets
+(:class:`.targets.Target`). Negatives are callables ``fn(text, rng) -> str | None``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import plugins
+from ..errors import PluginError, UnknownNameError
+
+
+def _validate_converter(name: str, obj: Any) -> None:
+    from .formats import InputFormat
+    from .targets import Target
+
+    if not isinstance(obj, (InputFormat, Target)):
+        raise PluginError(f"converter {name!r} must be a swift_ext.convert InputFormat or Target, got {obj!r}")
+    if obj.name != name:
+        raise PluginError(f"converter object named {obj.name!r} was registered as {name!r}")
+
+
+def _validate_negative(name: str, obj: Any) -> None:
+    if not callable(obj):
+        raise PluginError(f"negative {name!r} must be callable fn(text, rng) -> str | None, got {obj!r}")
+
+
+plugins.set_validator("converter", _validate_converter)
+plugins.set_validator("negative", _validate_negative)
+
+
+def converters():
+    return plugins.registry("converter").items()
+
+
+def get(name: str, cls: type) -> Any:
+    """The registered converter ``name`` that is an instance of ``cls`` (format or target)."""
+    reg = plugins.registry("converter")
+    obj = reg._items.get(name)
+    if not isinstance(obj, cls):
+        known = [n for n, o in reg.items() if isinstance(o, cls)]
+        raise UnknownNameError("input format" if cls.__name__ == "InputFormat" else "target", name, known)
+    return obj
+
+
+def negatives():
+    return plugins.registry("negative")

@@ -1,0 +1,145 @@
+"""The canonical row every reader produces and every target consumes, and the per-row error.
+
+A canonical row is a plain dict (cheap to build on the hot path) with these keys:
+
+- ``messages``: list of ``{"role", "content"}`` (content is a string with ``<image>``/``<video>`` tags),
+  possibly ending with the (chosen) assistant turn;
+- ``images`` / ``videos``: lists of paths, URLs, base64 strings or ``{"bytes", "path"}`` dicts;
+- ``solution``: the reference answer (or None);
+- ``rejected``: the rejected assistant text (or None); ``rejected_messages`` / ``rejected_images``:
+  a full rejected conversation (or None);
+- ``label``: KTO label (bool or None);
+- ``extra``: every other column, passed through.
+
+>>> c = canonical([{"role": "user", "content": "hi"}])
+>>> sorted(c)
+['extra', 'images', 'label', 'messages', 'rejected', 'rejected_images', 'rejected_messages', 'solution', 'videos']
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional
+
+from ..errors import SwiftExtError
+
+ROLES = ("system", "user", "assistant", "tool", "tool_call", "tool_response")
+
+# ShareGPT / LLaVA / LLaMA-Factory role spellings -> ms-swift roles
+ROLE_ALIASES = {
+    "human": "user", "user": "user",
+    "gpt": "assistant", "assistant": "assistant", "model": "assistant", "chatgpt": "assistant",
+    "bard": "assistant", "bing": "assistant", "bot": "assistant",
+    "system": "system",
+    "function_call": "tool_call", "tool_call": "tool_call",
+    "observation": "tool_response", "tool_response": "tool_response", "tool": "tool",
+}
+
+
+class RowError(SwiftExtError, ValueError):
+    """One input row cannot be converted; ``reason`` says why (the engine adds file and line)."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(reason)
+
+
+def canonical(messages: List[Dict[str, Any]], images=None, videos=None, solution=None, rejected=None,
+              label=None, extra=None, rejected_messages=None, rejected_images=None) -> Dict[str, Any]:
+    """Build a canonical row (see the module docstring)."""
+    return {"messages": messages, "images": images or [], "videos": videos or [], "solution": solution,
+            "rejected": rejected, "rejected_messages": rejected_messages, "rejected_images": rejected_images,
+            "label": label, "extra": extra if extra is not None else {}}
+
+
+def content_text(content: Any, where: str = "content") -> str:
+    """A message content as text: strings pass; OpenAI/TRL content blocks become text with ``<image>`` tags.
+
+    >>> content_text([{"type": "image"}, {"type": "text", "text": "What is it?"}])
+    '<image>What is it?'
+    """
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for block in content:
+            if isinstance(block, str):
+                parts.append(block)
+                continue
+            if not isinstance(block, dict):
+                raise RowError(f"{where}: content block must be an object, got {type(block).__name__}")
+            kind = block.get("type")
+            if kind == "text":
+                text = block.get("text")
+                if not isinstance(text, str):
+                    raise RowError(f"{where}: text block without a string 'text'")
+                parts.append(text)
+            elif kind in ("image", "image_url"):
+                parts.append("<image>")
+            elif kind in ("video", "video_url"):
+                parts.append("<video>")
+            else:
+                raise RowError(f"{where}: unsupported content block type {kind!r}")
+        return "".join(parts)
+    if content is None:
+        raise RowError(f"{where} is missing (null)")
+    raise RowError(f"{where} must be a string, got {type(content).__name__}")
+
+
+def block_media(content: Any) -> List[Any]:
+    """Media embedded in OpenAI-style blocks (``image_url.url``/``image``), in order; empty if none."""
+    out = []
+    if isinstance(content, list):
+        for block in content:
+            if isinstance(block, dict) and block.get("type") == "image_url":
+                url = block.get("image_url")
+                out.append(url.get("url") if isinstance(url, dict) else url)
+            elif isinstance(block, dict) and block.get("type") == "image" and block.get("image") is not None:
+                out.append(block["image"])
+    return out
+
+
+def norm_message(msg: Any, where: str, role_key: str = "role", content_key: str = "content") -> Dict[str, Any]:
+    """One message dict normalised to ms-swift ``{"role", "content"}`` (keeps ``loss``/``loss_scale``)."""
+    if not isinstance(msg, dict):
+        raise RowError(f"{where} must be an object, got {type(msg).__name__}")
+    raw_role = msg.get(role_key)
+    if not isinstance(raw_role, str):
+        raise RowError(f"{where}: missing or non-string '{role_key}'")
+    role = ROLE_ALIASES.get(raw_role.lower())
+    if role is None:
+        raise RowError(f"{where}: unknown role {raw_role!r}")
+    out = {"role": role, "content": content_text(msg.get(content_key), f"{where}.{content_key}")}
+    for k in ("loss", "loss_scale"):
+        if k in msg and msg[k] is not None:
+            out[k] = msg[k]
+    return out
+
+
+def media_list(value: Any, where: str) -> List[Any]:
+    """``images`` / ``image`` value as a list (a string or dict becomes a one-item list; None -> [])."""
+    if value is None:
+        return []
+    if isinstance(value, (str, dict, bytes)):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            if item is None or not isinstance(item, (str, dict, bytes, list)):
+                raise RowError(f"{where}[{i}] must be a path, URL, base64 string or {{bytes, path}} object, "
+                               f"got {type(item).__name__}")
+        return list(value)
+    raise RowError(f"{where} must be a string or a list, got {type(value).__name__}")
+
+
+def last_assistant(messages: List[Dict[str, Any]]) -> Optional[str]:
+    """Content of the final message if it is an assistant turn, else None."""
+    if messages and messages[-1]["role"] == "assistant":
+        return messages[-1]["content"]
+    return None
+
+
+def prompt_part(messages: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The messages without the trailing assistant turn(s)."""
+    end = len(messages)
+    while end and messages[end - 1]["role"] == "assistant":
+        end -= 1
+    return messages[:end]
