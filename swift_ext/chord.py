@@ -534,7 +534,7 @@ def plot(plan_or_schedules: Any, total_steps: Optional[int], path: str, title: O
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .io import atomic_write
+    from .io import save_png
 
     if isinstance(plan_or_schedules, ChordPlan):
         total_steps = plan_or_schedules.steps.total_steps
@@ -551,11 +551,7 @@ def plot(plan_or_schedules: Any, total_steps: Optional[int], path: str, title: O
     ax.grid(alpha=0.3)
     ax.set_title(title or "CHORD mu schedule")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_write(path, "wb") as fh:
-        fig.savefig(fh, format="png")
-    plt.close(fig)
-    return path
+    return save_png(fig, path)
 
 
 # -- what the swift-ext plugin applies inside ms-swift ---------------------------------------------

@@ -446,7 +446,7 @@ def plot_reports(reports: Sequence[EvalReport], path: str, labels: Optional[Sequ
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .io import atomic_write
+    from .io import save_png
 
     labels = list(labels or [r.path for r in reports])
     keys: List[str] = []
@@ -468,11 +468,7 @@ def plot_reports(reports: Sequence[EvalReport], path: str, labels: Optional[Sequ
     ax.set_xticklabels(keys, rotation=45, ha="right", fontsize=8)
     ax.set_ylim(0, 1.05)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_write(path, "wb") as fh:
-        fig.savefig(fh, format="png")
-    plt.close(fig)
-    return path
+    return save_png(fig, path)
 
 
 def write_per_item(report: EvalReport, path: str) -> str:

@@ -73,3 +73,14 @@ def atomic_write(path: str, mode: str = "w", encoding: str = "utf-8"):
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def save_png(fig, path: str) -> str:
+    """Save a matplotlib figure as PNG atomically and close it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    with atomic_write(path, "wb") as fh:
+        fig.savefig(fh, format="png")
+    plt.close(fig)
+    return path
