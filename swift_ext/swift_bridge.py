@@ -103,40 +103,40 @@ def _register_orm(orms: Dict[str, Any], name: str, spec: str) -> bool:
     return True
 
 
-def requested_reward_specs(argv: Optional[List[str]] = None) -> List[str]:
-    """Reward names this run asks for: the importing arguments object, ``argv``, ``SWIFT_EXT_REWARDS``."""
-    found: List[str] = []
-    found += _reward_funcs_from_caller()
-    argv = sys.argv[1:] if argv is None else argv
-    for i, tok in enumerate(argv):
-        if tok == "--reward_funcs":
-            for value in argv[i + 1:]:
-                if value.startswith("--"):
-                    break
-                found.append(value)
-        elif tok.startswith("--reward_funcs="):
-            found += tok.split("=", 1)[1].split()
-    found += (os.environ.get(REWARDS_ENV) or "").split()
-    seen, out = set(), []
-    for spec in found:
-        if isinstance(spec, str) and spec not in seen:
-            seen.add(spec)
-            out.append(spec)
-    return out
-
-
-def _reward_funcs_from_caller() -> List[str]:
-    """``reward_funcs`` of the ms-swift arguments object whose ``__post_init__`` imports the plugin file."""
+# -- reading the run's arguments (the plugin file is imported from BaseArguments.__post_init__) --------------
+def _caller_attr(name: str) -> Any:
+    """``name`` of the ms-swift arguments object whose ``__post_init__`` imports the plugin file (or None)."""
     frame = sys._getframe(1)
-    for _ in range(40):
+    for _ in range(60):
         if frame is None:
             break
         obj = frame.f_locals.get("self")
-        funcs = getattr(obj, "reward_funcs", None) if obj is not None else None
-        if isinstance(funcs, (list, tuple)):
-            return [f for f in funcs if isinstance(f, str)]
+        if obj is not None and hasattr(obj, "output_dir") and hasattr(obj, name):
+            return getattr(obj, name)
         frame = frame.f_back
-    return []
+    return None
+
+
+def _argv_values(flag: str, argv: Optional[List[str]] = None) -> List[str]:
+    argv = sys.argv[1:] if argv is None else argv
+    out: List[str] = []
+    for i, tok in enumerate(argv):
+        if tok == flag:
+            for value in argv[i + 1:]:
+                if value.startswith("--"):
+                    break
+                out.append(value)
+        elif tok.startswith(flag + "="):
+            out += tok.split("=", 1)[1].split()
+    return out
+
+
+def requested_reward_specs(argv: Optional[List[str]] = None) -> List[str]:
+    """Reward names this run asks for: the importing arguments object, ``argv``, ``SWIFT_EXT_REWARDS``."""
+    found = [f for f in (_caller_attr("reward_funcs") or []) if isinstance(f, str)]
+    found += _argv_values("--reward_funcs", argv)
+    found += (os.environ.get(REWARDS_ENV) or "").split()
+    return list(dict.fromkeys(found))
 
 
 def install_rewards(specs: Iterable[str] = ()) -> List[str]:
@@ -237,33 +237,6 @@ def install(argv: Optional[List[str]] = None) -> Dict[str, List[str]]:
 #   evaluation callbacks (per-completion rewards of the eval rollouts, sanity rollouts).
 CALLBACKS_ENV = "SWIFT_EXT_CALLBACKS"
 _CHORD_STATE: Dict[str, Any] = {"spec": None, "patched": False, "trainer": None, "orig_mu": None}
-
-
-def _caller_attr(name: str) -> Any:
-    """``name`` of the ms-swift arguments object whose ``__post_init__`` imports the plugin file (or None)."""
-    frame = sys._getframe(1)
-    for _ in range(60):
-        if frame is None:
-            break
-        obj = frame.f_locals.get("self")
-        if obj is not None and hasattr(obj, "output_dir") and hasattr(obj, name):
-            return getattr(obj, name)
-        frame = frame.f_back
-    return None
-
-
-def _argv_values(flag: str, argv: Optional[List[str]] = None) -> List[str]:
-    argv = sys.argv[1:] if argv is None else argv
-    out: List[str] = []
-    for i, tok in enumerate(argv):
-        if tok == flag:
-            for value in argv[i + 1:]:
-                if value.startswith("--"):
-                    break
-                out.append(value)
-        elif tok.startswith(flag + "="):
-            out += tok.split("=", 1)[1].split()
-    return out
 
 
 def chord_mu_args(obj: Any) -> Dict[str, Any]:

@@ -60,6 +60,7 @@ def test_install_is_idempotent(clean_orms):
 def test_specs_come_from_the_arguments_object_that_imports_the_plugin(clean_orms):
     class FakeArgsCaller:  # stands in for ms-swift's BaseArguments.__post_init__ frame (self.reward_funcs)
         reward_funcs = ["think_format:think=optional"]
+        output_dir = "out"
 
         def _import_external_plugins(self):
             return swift_bridge.install([])
