@@ -227,7 +227,7 @@ def install(argv: Optional[List[str]] = None) -> Dict[str, List[str]]:
     return done
 
 
-# == CHORD and evaluation hooks (helper "chord-eval") ===============================================
+# == CHORD and evaluation hooks ====================================================================
 # Levers used, all on ms-swift 4.6 internals read in the installed code:
 # * swift.rlhf_trainers.utils.mu_schedule_function: looked up at call time by compute_chord_loss, so
 #   replacing the module attribute changes the mu every CHORD step uses;
