@@ -219,9 +219,15 @@ class TestBase:
         assert asyncio.run(r(["ab", "bad", "abcd"])) == [2.0, 0.0, 4.0]
         assert Slow.describe()["async"] is True
 
+    @pytest.mark.parametrize("spec", ["exact_match:extract=last_number", "think_format"])
+    def test_configured_rewards_pickle_by_spec(self, spec):
+        reward = build(spec)
+        copy = pickle.loads(pickle.dumps(reward))
+        assert type(copy).__name__ == spec and copy.config == reward.config
+        assert copy(["it is 3"], solution=["3"]) == reward(["it is 3"], solution=["3"])
+
     @pytest.mark.parametrize("name", ["think_format", "exact_match", "random"])
     def test_pickle_round_trip(self, name):
-        r = build(name) if name != "random" else build("random")
         from swift_ext.rewards import get_reward
 
         inst = get_reward(name)()

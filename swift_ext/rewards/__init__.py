@@ -85,8 +85,18 @@ def configure(spec: str, *, alias: Optional[str] = None) -> type:
     params = bind(cls.params, raw, owner=f"reward {name}")  # raises ParamError on bad values
     bound = {k: v for k, v in params.items() if k in raw}
     label = alias or spec
-    return type(label, (cls,), {"_bound_params": bound, "__module__": cls.__module__,
-                                "__qualname__": label, "__doc__": cls.__doc__})
+    return type(label, (cls,), {"_bound_params": bound, "_spec": (spec, alias), "__module__": cls.__module__,
+                                "__qualname__": label, "__doc__": cls.__doc__, "__reduce__": _reduce})
+
+
+def _reduce(self):
+    """Pickle a configured reward by its spec (its class is made at run time, so not importable by name)."""
+    spec, alias = type(self)._spec
+    return _rebuild, (spec, alias, self.args)
+
+
+def _rebuild(spec: str, alias: Optional[str], args: Any) -> Reward:
+    return configure(spec, alias=alias)(args=args)
 
 
 def build(spec: str, args: Any = None) -> Reward:
