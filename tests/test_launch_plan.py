@@ -276,3 +276,29 @@ def test_own_recipe_file_and_swift_flags_that_share_our_option_names(tmp_path):
     assert res.exit_code == 1 and f"{bad}: unknown key 'argz'" in res.output
     res = CliRunner().invoke(cli, ["launch", "sft", "--recipe-file", str(tmp_path / "none.yaml"), "--dry-run"])
     assert res.exit_code == 1 and "no launch template" in res.output
+
+
+class TestChordRecipeChecks:
+    """The chord recipe's settings are checked when the plan is built, before any process starts."""
+
+    def _plan(self, *sets):
+        from swift_ext.launch.templates import load_template
+
+        return build_plan("chord", load_template("chord"), sets=["dataset=rl.jsonl", "chord_sft_dataset=sft.jsonl",
+                                                                 *sets], gpus="0-3", rollout_gpus="3,",
+                          base_env={})
+
+    def test_default_recipe_passes(self):
+        assert self._plan().steps[-1].name == "train"
+
+    def test_valley_above_peak_refused(self):
+        with pytest.raises(ConfigError, match=r"valley \(0.95\) > peak \(0.9\)"):
+            self._plan("chord_mu_valley=0.95")
+
+    def test_unset_mu_argument_refused(self):
+        with pytest.raises(ConfigError, match="unset mu argument.*chord_mu_peak"):
+            self._plan("chord_mu_peak=")
+
+    def test_custom_shape_from_recipe_env(self):
+        plan = self._plan("env.SWIFT_EXT_CHORD_SCHEDULE=linear_decay:decay_steps=0,peak=0.9,valley=0.1")
+        assert any("decay_steps=0" in w for w in plan.warnings)

@@ -150,6 +150,20 @@ def _with_plugin(args: Dict[str, Any], plugin: str) -> Dict[str, Any]:
     return args
 
 
+def _check_chord(args: Mapping[str, Any], env: Mapping[str, str]) -> List[str]:
+    """CHORD settings checked before anything starts (the plugin checks them again inside swift):
+    unset mu arguments, valley > peak, an unknown or badly parametrised SWIFT_EXT_CHORD_SCHEDULE shape."""
+    if not args.get("chord_sft_dataset"):
+        return []
+    from .. import chord
+
+    if args.get("chord_sft_per_device_train_batch_size") is None:
+        raise ConfigError("CHORD (chord_sft_dataset is set) needs chord_sft_per_device_train_batch_size")
+    spec = env.get(chord.SCHEDULE_ENV) or "warmup_cosine"
+    values = {arg: args.get(arg) for arg in chord.SWIFT_ARG_OF_PARAM.values()}
+    return [f"CHORD: {w}" for w in chord.check_values(chord.resolve(spec, values))]
+
+
 def _truthy(v: Any) -> bool:
     return v is True or str(v).lower() in ("true", "1", "yes")
 
@@ -162,7 +176,8 @@ def build_plan(recipe: str, template: Mapping[str, Any], *, sets: Sequence[str] 
 
     ``gpus``/``rollout_gpus``: device specs (``"0-7"``, ``"6,7"`` or counts); ``nproc`` forces the trainer's
     process count (CPU runs); ``plugin``: the swift-ext plugin file (default: the installed one) added to
-    ``--external_plugins`` of ``swift rlhf``; ``base_env`` is only read to extend an existing ``NO_PROXY``.
+    ``--external_plugins`` of ``swift rlhf``; ``base_env`` is only read to extend an existing ``NO_PROXY`` and
+    for ``SWIFT_EXT_CHORD_SCHEDULE`` (CHORD settings are checked here, before anything starts).
     """
     tpl = validate(apply_sets(validate(dict(template), recipe), sets), recipe)
     command, warnings = tpl["command"], []
@@ -175,6 +190,7 @@ def build_plan(recipe: str, template: Mapping[str, Any], *, sets: Sequence[str] 
         return _rollout_only(recipe, args, devices, common_env, swift, warnings)
     if command == "rlhf":
         args = _with_plugin(args, plugin or _default_plugin())
+        warnings += _check_chord(args, {**(base_env or {}), **common_env})
     ro = dict(tpl.get("rollout") or {})
     mode = ro.get("mode", "none") if command == "rlhf" else "none"
     if mode != "none" and "use_vllm" in args and not _truthy(args["use_vllm"]):
