@@ -8,9 +8,10 @@ the two operator schemas torchvision's Python code registers fakes for (``torchv
 video decoders) stay unavailable, and nothing on the Qwen-VL image path uses them.
 
     >>> from swift_ext import cpu_compat
-    >>> cpu_compat.needed()                 # True only on CPU-only torch + un-loadable torchvision ops
+    >>> cpu_compat.needed()   # True only on CPU-only torch + un-loadable torchvision ops  # doctest: +SKIP
     True
-    >>> cpu_compat.apply()                  # this process: lazy hook before torchvision's first import
+    >>> cpu_compat.apply()    # this process: lazy hook before torchvision's first import  # doctest: +SKIP
+    'hooked'
     >>> env = cpu_compat.subprocess_env(dict(os.environ))   # child processes: sitecustomize on PYTHONPATH
 
 On a CUDA node :func:`needed` is False and :func:`subprocess_env` returns the environment unchanged.
