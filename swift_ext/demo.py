@@ -171,16 +171,19 @@ class PrepareModel(Step):
 
 
 class PrepareDataset(Step):
-    """Copy the bundled sample rows (and images) into the work folder, or take the user's ``--dataset``."""
+    """Convert the bundled SFT sample rows to GRPO rows with ``swift-ext convert`` (or take ``--dataset``)."""
 
-    name, title = "data", "Writing the sample GRPO rows"
+    name, title = "data", "Converting the sample SFT rows to GRPO"
 
     def run(self, ctx: DemoContext) -> None:
         if ctx.config.dataset is not None:  # swift runs in the run folder: make local paths absolute
             local = Path(ctx.config.dataset).expanduser()
             ctx.dataset = str(local.resolve()) if local.exists() else ctx.config.dataset
             return
-        ctx.dataset = str(write_sample_dataset(ctx.workdir / "data", vl=ctx.is_vl))
+        path, report = convert_sample_dataset(ctx.workdir / "data", vl=ctx.is_vl)
+        ctx.dataset = str(path)
+        ctx.note(f"swift-ext convert --to grpo --extract answer_tag: {report.rows_in} SFT rows in = "
+                 f"{report.rows_converted} GRPO rows + {report.rows_rejected} rejected (answer -> solution)")
 
 
 class RunGRPO(Step):
@@ -292,9 +295,21 @@ def _looks_like_file(text: str) -> bool:
 
 
 def write_sample_dataset(out_dir: Path, vl: bool = True) -> Path:
-    """The bundled sample rows with image paths made absolute (images copied next to them)."""
+    """The bundled sample rows as a GRPO file (see :func:`convert_sample_dataset`)."""
+    return convert_sample_dataset(out_dir, vl)[0]
+
+
+def convert_sample_dataset(out_dir: Path, vl: bool = True):
+    """Copy the bundled SFT sample rows (images next to them, paths made absolute) and turn them into GRPO
+    rows with ``swift-ext convert``: prompt-only messages, the ``<answer>`` of the SFT reply in ``solution``.
+
+    Returns ``(grpo_path, convert_report)``.
+    """
+    from .convert import convert_file
+    from .tiny import write_jsonl
+
     out_dir.mkdir(parents=True, exist_ok=True)
-    source = DATA_DIR / ("grpo_vl.jsonl" if vl else "grpo_text.jsonl")
+    source = DATA_DIR / ("sft_vl.jsonl" if vl else "sft_text.jsonl")
     rows = []
     with open(source, encoding="utf-8") as fh:
         for line in fh:
@@ -310,9 +325,13 @@ def write_sample_dataset(out_dir: Path, vl: bool = True) -> Path:
                     images.append(str(target.resolve()))
                 row["images"] = images
             rows.append(row)
-    from .tiny import write_jsonl
-
-    return Path(write_jsonl(out_dir / source.name, rows))
+    sft = write_jsonl(out_dir / source.name, rows)
+    grpo = out_dir / source.name.replace("sft_", "grpo_")
+    report = convert_file(sft, str(grpo), to="grpo", extract="answer_tag")
+    if report.rows_rejected or report.rows_converted != len(rows):
+        raise DemoError(f"converting the bundled sample rows rejected {report.rows_rejected} of {len(rows)}; "
+                        f"reasons in {report.reject_file}")
+    return grpo, report
 
 
 def swift_executable(config: DemoConfig) -> str:
