@@ -48,11 +48,10 @@ def json_candidate(text: Any) -> Optional[str]:
     return body[min(starts):].strip()
 
 
-def _balanced_prefix(s: str) -> Optional[str]:
-    """The first balanced ``{...}`` / ``[...]`` at the start of ``s`` (strings and escapes respected)."""
-    if not s or s[0] not in "{[":
-        return None
-    depth, in_str, esc = 0, False, False
+def _brackets(s: str):
+    """``(index, bracket)`` for each ``{[]}`` outside JSON strings; returns (as StopIteration value)
+    whether ``s`` ends inside a string. Escapes inside strings are respected."""
+    in_str = esc = False
     for i, ch in enumerate(s):
         if in_str:
             if esc:
@@ -63,33 +62,37 @@ def _balanced_prefix(s: str) -> Optional[str]:
                 in_str = False
         elif ch == '"':
             in_str = True
-        elif ch in "{[":
-            depth += 1
-        elif ch in "}]":
-            depth -= 1
-            if depth == 0:
-                return s[:i + 1]
+        elif ch in "{[]}":
+            yield i, ch
+    return in_str
+
+
+def _balanced_prefix(s: str) -> Optional[str]:
+    """The first balanced ``{...}`` / ``[...]`` at the start of ``s`` (strings and escapes respected)."""
+    if not s or s[0] not in "{[":
+        return None
+    depth = 0
+    for i, ch in _brackets(s):
+        depth += 1 if ch in "{[" else -1
+        if depth == 0:
+            return s[:i + 1]
     return None
 
 
 def _close(s: str) -> Optional[str]:
     """``s`` with unterminated strings and brackets closed (a truncated or bracket-short JSON), else None."""
-    stack, in_str, esc = [], False, False
-    for ch in s:
-        if in_str:
-            if esc:
-                esc = False
-            elif ch == "\\":
-                esc = True
-            elif ch == '"':
-                in_str = False
-        elif ch == '"':
-            in_str = True
-        elif ch in "{[":
+    stack = []
+    scan = _brackets(s)
+    while True:
+        try:
+            _, ch = next(scan)
+        except StopIteration as done:
+            in_str = done.value
+            break
+        if ch in "{[":
             stack.append("}" if ch == "{" else "]")
-        elif ch in "}]":
-            if not stack or stack.pop() != ch:
-                return None
+        elif not stack or stack.pop() != ch:
+            return None
     if not stack and not in_str:
         return None
     tail = s + ('"' if in_str else "")
