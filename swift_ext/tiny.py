@@ -22,10 +22,10 @@ builders never see half a model.
 
     >>> from swift_ext import tiny
     >>> model = tiny.ensure("text")                     # ~2 s the first time, instant afterwards
-    >>> model.path, model.model_type, model.template
-    ('/root/.cache/swift-ext/tiny/v1/text', 'qwen3', 'qwen3')
+    >>> model.path, model.model_type, model.template      # path under the cache folder
+    ('.../v1/text', 'qwen3', 'qwen3')
     >>> tiny.common_flags(model)[:4]
-    ['--model', '/root/.cache/swift-ext/tiny/v1/text', '--model_type', 'qwen3']
+    ['--model', '.../v1/text', '--model_type', 'qwen3']
 
 Importing this module is cheap; torch/transformers/tokenizers are imported by the builders only.
 """
