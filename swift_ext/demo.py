@@ -1,14 +1,15 @@
 """``swift-ext demo``: a short, real GRPO run with swift-ext rewards, as a list of steps.
 
 With no arguments it needs no network and no GPU: it builds a tiny random-weight Qwen2-VL model in the
-work folder, writes the bundled sample rows (shapes with images, ground truth in ``solution``), runs
+work folder, converts the bundled SFT sample rows (shapes with images) to GRPO rows with ``swift-ext
+convert`` (the ``<answer>`` goes to ``solution``), runs
 ``swift rlhf --rlhf_type grpo --use_vllm false`` as a subprocess with swift-ext rewards loaded through the
 plugin file (one of them parametrised on the command line), and reads each reward's mean per step from the
 run's own ``logging.jsonl``. ``model``/``dataset`` point it at real ones (on a GPU node).
 
     >>> from swift_ext.demo import DemoConfig, run_demo
-    >>> result = run_demo(DemoConfig(workdir="/tmp/demo"))
-    >>> result.steps[0]["rewards"]
+    >>> result = run_demo(DemoConfig(workdir="/tmp/demo"))   # a real swift run, ~30 s  # doctest: +SKIP
+    >>> result.steps[0]["rewards"]                                                     # doctest: +SKIP
     {'exact_match:extract=last_number': 0.0, 'think_format': 0.0, 'random:seed=7': 0.29951316}
 
 The run is a list of :class:`Step` objects sharing a :class:`DemoContext`; later features add steps
