@@ -100,9 +100,10 @@ def _close(s: str) -> Optional[str]:
     return tail + "".join(reversed(stack))
 
 
-def parse_json(text: Any, repair: bool = False) -> Tuple[Any, str]:
+def parse_json(text: Any, repair: bool = False, trailing: bool = True) -> Tuple[Any, str]:
     """``(value, how)``: how is ``"ok"`` (parsed as is, or its first balanced bracket block), ``"repaired"``
     (parsed after closing open strings / brackets; only with ``repair``) or ``"invalid"`` (value None).
+    ``trailing=False``: the candidate (from its first bracket) must be the JSON value and nothing else.
 
     >>> parse_json('{"a": 1} trailing words')
     ({'a': 1}, 'ok')
@@ -114,7 +115,7 @@ def parse_json(text: Any, repair: bool = False) -> Tuple[Any, str]:
     cand = json_candidate(text)
     if not cand or len(cand) > MAX_JSON_CHARS:
         return None, "invalid"
-    for attempt in (cand, _balanced_prefix(cand)):
+    for attempt in (cand, _balanced_prefix(cand)) if trailing else (cand,):
         if attempt is None:
             continue
         try:
@@ -158,26 +159,8 @@ class JsonValid(Reward):
         "allow_trailing": Param(True, "accept text after the JSON value"),
     }
 
-    def _whole(self, cand: str) -> Tuple[Any, str]:
-        if len(cand) > MAX_JSON_CHARS:
-            return None, "invalid"
-        try:
-            return json.loads(cand), "ok"
-        except (ValueError, RecursionError):
-            pass
-        fixed = _close(cand) if self.repaired_score > 0 else None
-        if fixed is not None:
-            try:
-                return json.loads(fixed), "repaired"
-            except (ValueError, RecursionError):
-                pass
-        return None, "invalid"
-
     def score(self, completion: str, **row: Any) -> Score:
-        if self.allow_trailing:
-            value, how = parse_json(completion, repair=self.repaired_score > 0)
-        else:  # the candidate (from its first bracket) must be the JSON value and nothing else
-            value, how = self._whole(json_candidate(completion) or "")
+        value, how = parse_json(completion, repair=self.repaired_score > 0, trailing=self.allow_trailing)
         if how == "invalid" or not isinstance(value, _KINDS[self.require]):
             return 0.0
         return 1.0 if how == "ok" else self.repaired_score
