@@ -15,7 +15,7 @@ from typing import Any, List, Optional, Tuple
 
 from ..params import Param
 from .base import Reward, Score
-from .extract import answer_tag, boxed, normalize, strip_think
+from .extract import answer_tag, extract_answer, normalize, strip_think
 
 _SCAN = 100_000  # characters looked at from the end of a completion
 
@@ -39,15 +39,7 @@ def answer_scope(text: Any) -> str:
     >>> answer_scope("<think>maybe 3</think><answer>4</answer>")
     '4'
     """
-    if not isinstance(text, str):
-        text = "" if text is None else str(text)
-    body = strip_think(text)
-    inner = answer_tag(body)
-    if inner is not None:
-        b = boxed(inner)
-        return b if b is not None else inner
-    b = boxed(body)
-    return b if b is not None else body
+    return extract_answer(text, "auto") or ""
 
 
 def _to_float(s: str) -> Optional[float]:
