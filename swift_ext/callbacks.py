@@ -20,7 +20,9 @@ Metrics go through the trainer's own logging (``trainer.log`` during evaluation,
 like ms-swift's own. Evaluation-time keys start with ``eval_ext/``, sanity keys with ``train_sanity/``.
 
 This module imports ``transformers`` (the callback base class) but not ``swift``; what needs ms-swift
-internals goes through :mod:`swift_ext.swift_bridge`.
+internals goes through :mod:`swift_ext.swift_bridge`. On a CPU-only torch with a CUDA torchvision wheel,
+call :func:`swift_ext.cpu_compat.apply` before importing it (the plugin host does so when it loads the
+built-in callbacks).
 """
 
 from __future__ import annotations
@@ -33,39 +35,31 @@ import random
 import time
 from typing import Any, ClassVar, Dict, List, Optional, Sequence
 
-from . import cpu_compat
-
-cpu_compat.apply()  # CPU-only torch + CUDA torchvision wheel: transformers would fail to import otherwise
-
-from transformers import TrainerCallback  # noqa: E402
+from transformers import TrainerCallback
 
 from .errors import PluginError
-from .evaluation import group_stats, prompt_key
-from .params import Param, bind, parse_spec
+from .evaluation import group_stats
+from .results import prompt_key
+from .components import Component, configure
+from .params import Param
 
 logger = logging.getLogger("swift_ext.callbacks")
 
 SAMPLES_FILE = "swift_ext_samples.jsonl"
 
 
-class ExtCallback(TrainerCallback):
-    """Base class: declared ``params`` bound from the parametrised name; helpers to log metrics."""
+class ExtCallback(TrainerCallback, Component):
+    """Base class: declared ``params`` bound from the parametrised name (:mod:`swift_ext.components`);
+    :meth:`setup` checks them and attaches to the trainer; helpers to log metrics."""
 
-    name: ClassVar[str] = ""
-    params: ClassVar[Dict[str, Param]] = {}
-    _bound_params: ClassVar[Dict[str, Any]] = {}
+    kind: ClassVar[str] = "callback"
 
     def __init__(self, args: Any = None, trainer: Any = None, **params: Any):
         self.args = args
         self.trainer = trainer
-        self.config = bind(self.params, {**self._bound_params, **params}, owner=f"callback {self.name}")
-        for key, value in self.config.items():
-            setattr(self, key, value)
+        self.bind_params(params)
         self._pending: Dict[str, float] = {}
         self.setup()
-
-    def setup(self) -> None:
-        """Check parameters and attach to the trainer."""
 
     # -- logging ----------------------------------------------------------------------------------
     def emit(self, metrics: Dict[str, float]) -> None:
@@ -98,15 +92,7 @@ class ExtCallback(TrainerCallback):
 
 def configure_callback(spec: str) -> type:
     """The callback class for ``name:key=value,...``, parameters bound and checked now."""
-    from . import plugins
-
-    name, raw = parse_spec(spec)
-    cls = plugins.registry("callback").get(name)
-    if not (isinstance(cls, type) and issubclass(cls, ExtCallback)):
-        raise PluginError(f"callback {name!r} takes no parameters (not a swift_ext ExtCallback)")
-    params = bind(cls.params, raw, owner=f"callback {name}")
-    bound = {k: v for k, v in params.items() if k in raw}
-    return type(spec, (cls,), {"_bound_params": bound, "__module__": cls.__module__, "__qualname__": spec})
+    return configure("callback", spec)
 
 
 def _parse_ks(text: str) -> Optional[List[int]]:

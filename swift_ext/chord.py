@@ -38,7 +38,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from . import plugins
+from . import components, plugins
 from .errors import ConfigError, PluginError
 from .params import Param, bind, format_spec, parse_spec
 
@@ -240,15 +240,13 @@ def staircase(step: int, total_steps: int, peak: float, valley: float, warmup_st
 BUILTIN_SHAPES = {"warmup_cosine": warmup_cosine, "constant": constant, "linear_decay": linear_decay, "step": staircase}
 
 
-def _validate_schedule(name: str, obj: Any) -> None:
+def check_schedule(name: str, obj: Any) -> None:
+    """What the plugin host checks of a registered mu shape."""
     if not callable(obj):
         raise PluginError(f"schedule {name!r} must be a callable fn(step, total_steps, **params), got {obj!r}")
     params = getattr(obj, "params", {})
     if not isinstance(params, dict) or not all(isinstance(p, Param) for p in params.values()):
         raise PluginError(f"schedule {name!r}: .params must map names to swift_ext.params.Param")
-
-
-plugins.set_validator("schedule", _validate_schedule)
 
 
 def shape_names() -> List[str]:
@@ -307,17 +305,15 @@ class Schedule:
 def resolve(spec: str, swift_args: Optional[Dict[str, Any]] = None) -> Schedule:
     """Bind a shape spec (``linear_decay:peak=0.9,decay_steps=40``); parameters the spec leaves out come
     from ``swift_args`` (``{"chord_mu_peak": ..., ...}``, the run's ``--chord_mu_*`` values), then defaults."""
-    name, raw = parse_spec(spec)
-    fn = get_shape(name)
-    declared: Dict[str, Param] = getattr(fn, "params", {})
+    name, raw = components.resolve_spec("schedule", spec)
+    declared: Dict[str, Param] = getattr(get_shape(name), "params", {})
     given: Dict[str, Any] = {}
     for key, arg in SWIFT_ARG_OF_PARAM.items():
         if key in declared and swift_args and swift_args.get(arg) is not None:
             given[key] = swift_args[arg]
     if name == "constant" and "mu" not in raw and swift_args and swift_args.get("chord_mu_peak") is not None:
         given["mu"] = swift_args["chord_mu_peak"]
-    given.update(raw)
-    params = bind(declared, given, owner=f"schedule {name}")
+    name, fn, params, _ = components.lookup("schedule", spec, given)
     missing = [k for k, v in params.items() if v is None]
     if missing:
         flags = ", ".join(f"{k}=..." if k not in SWIFT_ARG_OF_PARAM else f"{k}=... (or --{SWIFT_ARG_OF_PARAM[k]})"

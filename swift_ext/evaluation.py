@@ -1,11 +1,9 @@
 """Evaluation metrics: offline scoring of result files (``swift-ext eval``) and the group statistics
 the training callbacks log (accuracy at a threshold, pass@k, mean@k).
 
-Input rows (a ``swift infer --result_path`` file, or any JSONL) hold a completion -- ``response``,
-``completion``, or a list in ``completions`` / ``responses`` (several samples of one prompt) -- and a
-reference column (``solution``, ``labels``, ``answer``, ``reference``, ``ground_truth``; first found, or
-``ref_key``). Rows sharing a prompt (``prompt_id``, else ``prompt``/``query``, else the user turns of
-``messages``) form one group, so pass@k works with one row per sample as well as with lists.
+Input files (a ``swift infer --result_path`` file, or any JSONL with completions) are read by
+:mod:`swift_ext.results`, the same reader ``swift-ext rewards score`` uses: completions, the reference
+column, and prompt groups (so pass@k works with one row per sample as well as with lists).
 
 Metrics (``plugins.registry("metric")``; a metric spec may carry parameters, ``iou:gold_frame=pixels``):
 
@@ -13,9 +11,12 @@ Metrics (``plugins.registry("metric")``; a metric spec may carry parameters, ``i
 * ``yes_no``    -- accuracy, precision / recall / F1 of "yes" and the yes-ratio, as POPE-style
   hallucination benchmarks report them
 * ``mcq``       -- option-letter accuracy (the ``mcq`` reward)
-* ``iou``       -- mean IoU and accuracy at IoU >= 0.5 (the ``iou`` reward; reference in the model's frame
-  unless ``gold_frame=`` says otherwise)
+* ``iou``       -- mean IoU and accuracy at IoU >= 0.5 (the ``iou`` reward with its defaults: reference
+  boxes in pixels of the original image unless ``gold_frame=`` says otherwise)
 * ``reward:SPEC`` -- any registered reward (``reward:think_format``), mean and accuracy at ``threshold``
+
+Every metric except third-party ones scores through :func:`swift_ext.scoring.score_results`, so
+``eval -m reward:R`` and ``rewards score -r R`` give the same per-completion scores.
 
 Every metric also reports ``pass@k`` (unbiased estimator, Chen et al. 2021) for each k up to the
 smallest group size when groups hold several completions, and ``mean@k``.
@@ -30,17 +31,16 @@ from __future__ import annotations
 
 import json
 import math
-import re
+
 import statistics
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from . import plugins
-from .errors import ConfigError, PluginError
-from .params import Param, bind, parse_spec
-
-REF_KEYS = ("solution", "labels", "answer", "reference", "ground_truth", "gold")
-PROMPT_KEYS = ("prompt_id", "prompt", "query", "question", "problem")
+from . import plugins, results
+from .errors import ConfigError
+from .components import Component, configure
+from .params import Param, format_spec, parse_spec
+from .results import Results
 
 
 # -- group statistics (shared with the training callbacks) ----------------------------------------
@@ -97,45 +97,18 @@ def group_stats(groups: Sequence[Sequence[Optional[float]]], threshold: float = 
     return out
 
 
-def group_by_prompt(records: Sequence[Dict[str, Any]], key: Callable[[Dict[str, Any]], Any]) -> List[List[int]]:
-    """Indices of ``records`` grouped by ``key(record)``, in order of first appearance."""
-    groups: Dict[Any, List[int]] = {}
-    for i, rec in enumerate(records):
-        groups.setdefault(key(rec), []).append(i)
-    return list(groups.values())
-
-
-def prompt_key(row: Dict[str, Any]) -> str:
-    """What identifies a row's prompt: prompt_id / prompt / query, else the non-assistant turns."""
-    for k in PROMPT_KEYS:
-        if row.get(k) not in (None, ""):
-            return f"{k}={row[k]}"
-    msgs = row.get("messages")
-    if isinstance(msgs, list):
-        turns = [m for m in msgs if isinstance(m, dict)]
-        while turns and turns[-1].get("role") == "assistant":
-            turns = turns[:-1]
-        return json.dumps(turns, ensure_ascii=False, sort_keys=True, default=str) + json.dumps(row.get("images"),
-                                                                                              default=str)
-    return json.dumps(row, sort_keys=True, default=str)
-
-
 # -- metrics --------------------------------------------------------------------------------------
-class Metric:
+class Metric(Component):
     """A per-completion score plus a summary. Subclasses set ``name``, ``params``, ``threshold`` and
-    implement :meth:`item` (one completion -> a score in [0, 1], or None to abstain)."""
+    implement :meth:`item` (one completion -> a score in [0, 1], or None to abstain). The reference answer
+    is the row's ``solution`` (:mod:`swift_ext.results` puts the file's reference column there)."""
 
-    name = ""
-    params: Dict[str, Param] = {}
+    kind = "metric"
     threshold = 1.0
 
-    def __init__(self, ref_key: str = "solution", **params: Any):
-        self.ref_key = ref_key
-        self.config = bind(self.params, params, owner=f"metric {self.name}")
+    def __init__(self, **params: Any):
+        self.bind_params(params)
         self.setup()
-
-    def setup(self) -> None:
-        pass
 
     def item(self, completion: str, row: Dict[str, Any]) -> Optional[float]:
         raise NotImplementedError
@@ -143,45 +116,57 @@ class Metric:
     def items(self, completions: Sequence[str], rows: Sequence[Dict[str, Any]]) -> List[Optional[float]]:
         return [self.item(c, r) for c, r in zip(completions, rows)]
 
+    def score(self, res: Results) -> List[Optional[float]]:
+        """Per-completion scores of a loaded completion file."""
+        return self.items(res.completions, res.rows)
+
     def summary(self, scores: List[Optional[float]], groups: List[List[int]], completions: Sequence[str],
                 rows: Sequence[Dict[str, Any]]) -> Dict[str, float]:
         return group_stats([[scores[i] for i in g] for g in groups], threshold=self.threshold)
 
 
 class RewardMetric(Metric):
-    """Scores with a registered swift-ext reward (``reward:SPEC``); reference read from ``ref_key``."""
+    """A metric backed by a registered reward (``reward:SPEC``, or a named metric's ``reward_spec``): its
+    per-completion scores are the reward's, computed by :func:`swift_ext.scoring.score_results` exactly as
+    ``swift-ext rewards score`` computes them. Parameters other than ``threshold`` go to the reward."""
 
     name = "reward"
     reward_spec = ""
     params = {"threshold": Param(1.0, "score counted as a success (accuracy, pass@k)", type=float)}
 
-    def __init__(self, ref_key: str = "solution", spec: Optional[str] = None, **params: Any):
-        threshold = params.pop("threshold", None)
-        super().__init__(ref_key, **({"threshold": threshold} if threshold is not None else {}))
-        self.threshold = self.config["threshold"]
-        self.spec = spec or self.reward_spec
-        from .rewards import build, get_reward
+    @classmethod
+    def declared_params(cls) -> Dict[str, Param]:
+        """The metric's own parameters plus its reward's (``iou:gold_frame=same``)."""
+        if not cls.reward_spec:
+            return cls.params
+        from .rewards import get_reward
 
-        name, raw = parse_spec(self.spec)
-        declared = getattr(get_reward(name), "params", {})
-        if "gold_key" in declared and "gold_key" not in raw:
-            raw["gold_key"] = ref_key
-        raw.update({k: v for k, v in params.items()})
-        from .params import format_spec
+        return {**get_reward(parse_spec(cls.reward_spec)[0]).params, **cls.params}
 
-        self.reward = build(format_spec(name, raw))
+    def __init__(self, spec: Optional[str] = None, **params: Any):
+        own = {k: params.pop(k) for k in list(params) if k in type(self).params}
+        super().__init__(**own)
+        name, raw = parse_spec(spec or self.reward_spec)  # reward:SPEC, or the named metric's reward
+        raw.update({k: v for k, v in {**self._bound_params, **params}.items() if k not in type(self).params})
+        self.spec = format_spec(name, raw) if raw else name
+        from .scoring import resolve
+
+        self.reward = resolve(self.spec)
+
+    def score(self, res: Results) -> List[Optional[float]]:
+        from .scoring import score_results
+
+        return score_results(res, [self.spec], rewards={self.spec: self.reward})[self.spec]
 
     def items(self, completions, rows):
-        return list(self.reward(list(completions), **_columns(rows)))
+        return self.score(results_from_items(completions, rows))
 
 
-def _columns(rows: Sequence[Dict[str, Any]]) -> Dict[str, List[Any]]:
-    keys = sorted({k for r in rows for k in r})
-    return {k: [r.get(k) for r in rows] for k in keys}
-
-
-def _reward_available(name: str) -> bool:
-    return name in plugins.registry("reward")
+def results_from_items(completions: Sequence[str], rows: Sequence[Dict[str, Any]]) -> Results:
+    """A :class:`Results` over in-memory completions and their reward columns (one group per completion)."""
+    n = len(completions)
+    return Results(completions=list(completions), rows=[dict(r) for r in rows], lines=list(range(1, n + 1)),
+                   group_of=list(range(n)), groups=[[i] for i in range(n)], rows_in=n)
 
 
 class Accuracy(RewardMetric):
@@ -199,10 +184,11 @@ class MCQ(RewardMetric):
 
 
 class IoUMetric(RewardMetric):
-    """Mean IoU and accuracy at IoU >= 0.5 (reward ``iou``; default ``gold_frame=same``)."""
+    """Mean IoU and accuracy at IoU >= 0.5 (reward ``iou`` with its own defaults, so reference boxes are
+    read in ``gold_frame=pixels`` unless the spec says otherwise: ``iou:gold_frame=same``)."""
 
     name = "iou"
-    reward_spec = "iou:gold_frame=same"
+    reward_spec = "iou"
     params = {"threshold": Param(0.5, "IoU counted as a hit", type=float, min=0.0, max=1.0)}
 
     def summary(self, scores, groups, completions, rows):
@@ -213,57 +199,24 @@ class IoUMetric(RewardMetric):
         return out
 
 
-_YES = re.compile(r"\b(yes|true|correct)\b", re.I)
-_NO = re.compile(r"\b(no|false|incorrect)\b", re.I)
-
-
-def _yes_no_fallback(text: Any) -> Optional[str]:
-    if isinstance(text, bool):
-        return "yes" if text else "no"
-    if isinstance(text, (list, tuple)) and len(text) == 1:
-        return _yes_no_fallback(text[0])
-    s = "" if text is None else str(text)
-    y, n = _YES.search(s), _NO.search(s)
-    if y and (not n or y.start() < n.start()):
-        return "yes"
-    if n:
-        return "no"
-    return None
-
-
-def parse_yes_no(text: Any) -> Optional[str]:
-    """'yes' / 'no' / None: the rewards module's parser (answer tag and think-aware) when present."""
-    try:
-        from .rewards.answers import answer_scope, yes_no
-    except ImportError:
-        return _yes_no_fallback(text)
-    if isinstance(text, (list, tuple)) and len(text) == 1:
-        text = text[0]
-    if isinstance(text, str):
-        text = answer_scope(text)
-    return yes_no(text)
-
-
-class YesNoMetric(Metric):
-    """Yes/no questions (POPE, AMBER discriminative): accuracy, precision, recall and F1 of the "yes"
-    class, yes-ratio of the answers, and how many answers said neither."""
+class YesNoMetric(RewardMetric):
+    """Yes/no questions (POPE, AMBER discriminative): the ``yes_no`` reward's accuracy, plus precision,
+    recall and F1 of the "yes" class, yes-ratio of the answers, and how many answers said neither."""
 
     name = "yes_no"
-
-    def item(self, completion, row):
-        gold = parse_yes_no(row.get(self.ref_key))
-        if gold is None:
-            return None
-        return 1.0 if parse_yes_no(completion) == gold else 0.0
+    reward_spec = "yes_no"
 
     def summary(self, scores, groups, completions, rows):
+        from .rewards.answers import YesNo
+
         out = super().summary(scores, groups, completions, rows)
+        gold_key = getattr(self.reward, "gold_key", "solution")
         tp = fp = fn = tn = unparsed = yes = answered = 0
         for c, r in zip(completions, rows):
-            gold = parse_yes_no(r.get(self.ref_key))
+            gold = YesNo.gold_label(r.get(gold_key))
             if gold is None:
                 continue
-            pred = parse_yes_no(c)
+            pred = YesNo.answer_label(c)
             if pred is None:
                 unparsed += 1
             else:
@@ -286,99 +239,14 @@ class YesNoMetric(Metric):
 BUILTIN_METRICS = {"accuracy": Accuracy, "yes_no": YesNoMetric, "mcq": MCQ, "iou": IoUMetric}
 
 
-def _validate_metric(name: str, obj: Any) -> None:
-    if not (isinstance(obj, type) and issubclass(obj, Metric)):
-        raise PluginError(f"metric {name!r} must be a subclass of swift_ext.evaluation.Metric, got {obj!r}")
-
-
-plugins.set_validator("metric", _validate_metric)
-
-
-def build_metric(spec: str, ref_key: str = "solution") -> Metric:
+def build_metric(spec: str) -> Metric:
     """``accuracy``, ``iou:threshold=0.75``, ``reward:think_format`` or ``reward:length_budget:max_tokens=64``."""
     if spec.startswith("reward:"):
-        inner = spec[len("reward:"):]
-        return RewardMetric(ref_key, spec=inner)
-    name, raw = parse_spec(spec)
-    cls = plugins.registry("metric").get(name)
-    if issubclass(cls, RewardMetric):
-        threshold = raw.pop("threshold", None)
-        return cls(ref_key, **({"threshold": threshold} if threshold is not None else {}), **raw)
-    return cls(ref_key, **raw)
+        return RewardMetric(spec=spec[len("reward:"):])
+    return configure("metric", spec)()
 
 
-# -- loading result files -------------------------------------------------------------------------
-@dataclass
-class Loaded:
-    path: str
-    completions: List[str] = field(default_factory=list)
-    rows: List[Dict[str, Any]] = field(default_factory=list)  # one per completion
-    lines: List[int] = field(default_factory=list)
-    rejected: List[Tuple[int, str]] = field(default_factory=list)
-    rows_in: int = 0
-    ref_key: str = "solution"
-
-
-def _completions_of(row: Dict[str, Any]) -> Optional[List[str]]:
-    for key in ("completions", "responses"):
-        v = row.get(key)
-        if isinstance(v, list):
-            return [x if isinstance(x, str) else json.dumps(x, ensure_ascii=False) for x in v]
-    for key in ("response", "completion"):
-        v = row.get(key)
-        if isinstance(v, str):
-            return [v]
-    return None
-
-
-def detect_ref_key(rows: Iterable[Dict[str, Any]]) -> Optional[str]:
-    rows = list(rows)
-    for key in REF_KEYS:
-        if any(r.get(key) not in (None, "", []) for r in rows):
-            return key
-    return None
-
-
-def load_results(path: str, ref_key: Optional[str] = None) -> Loaded:
-    """Read a result JSONL: one entry per completion; rows without a completion are rejected with their
-    line and reason (counts: ``rows_in`` = accepted rows + rejected)."""
-    from .io import iter_jsonl
-
-    out = Loaded(path=path)
-    raw: List[Tuple[int, Dict[str, Any]]] = []
-    try:
-        for lineno, obj in iter_jsonl(path):
-            out.rows_in += 1
-            if not isinstance(obj, dict):
-                out.rejected.append((lineno, f"expected a JSON object, got {type(obj).__name__}"))
-                continue
-            raw.append((lineno, obj))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    key = ref_key or detect_ref_key(r for _, r in raw) or "solution"
-    out.ref_key = key
-    for lineno, row in raw:
-        comps = _completions_of(row)
-        if comps is None:
-            out.rejected.append((lineno, "no completion (response / completion / completions)"))
-            continue
-        if not comps:
-            out.rejected.append((lineno, "empty completions list"))
-            continue
-        gid = prompt_key(row)
-        for c in comps:
-            r = {k: v for k, v in row.items() if k not in ("completions", "responses", "logprobs")}
-            r["_group"] = gid
-            out.completions.append(c)
-            out.rows.append(r)
-            out.lines.append(lineno)
-    out.rejected.sort()
-    if not out.completions:
-        reasons = "; ".join(f"line {n}: {why}" for n, why in out.rejected[:3])
-        raise ConfigError(f"{path}: no row with a completion ({out.rows_in} rows; {reasons or 'empty file'})")
-    return out
-
-
+# -- evaluating result files ----------------------------------------------------------------------
 @dataclass
 class EvalReport:
     path: str
@@ -397,32 +265,23 @@ class EvalReport:
 
 
 def evaluate(path: str, metrics: Sequence[str], ref_key: Optional[str] = None,
-             progress: Optional[Callable[[int], None]] = None) -> EvalReport:
-    """Score ``path`` with every metric spec in ``metrics``."""
+             progress: Optional[Callable[[int], None]] = None, completion_key: Optional[str] = None) -> EvalReport:
+    """Score the completion file ``path`` (read by :func:`swift_ext.results.load`) with every metric spec."""
     if not metrics:
         raise ConfigError("no metric given: pass --metric accuracy (or yes_no, mcq, iou, reward:NAME)")
-    data = load_results(path, ref_key)
-    groups = group_by_prompt(data.rows, lambda r: r["_group"])
-    results: Dict[str, Dict[str, float]] = {}
-    per_item = [{"line": ln, "group": gi} for ln, gi in zip(data.lines, _group_index(groups, len(data.rows)))]
+    data = results.load(path, completion_key=completion_key, ref_key=ref_key)
+    out: Dict[str, Dict[str, float]] = {}
+    per_item = [{"line": ln, "group": gi} for ln, gi in zip(data.lines, data.group_of)]
     for spec in metrics:
-        metric = build_metric(spec, data.ref_key)
-        scores = metric.items(data.completions, data.rows)
-        results[spec] = metric.summary(scores, groups, data.completions, data.rows)
+        metric = build_metric(spec)
+        scores = metric.score(data)
+        out[spec] = metric.summary(scores, data.groups, data.completions, data.rows)
         for entry, s in zip(per_item, scores):
             entry[spec] = s
         if progress:
             progress(1)
-    return EvalReport(path, data.rows_in, len(data.completions), len(groups), data.ref_key, results,
+    return EvalReport(path, data.rows_in, len(data.completions), len(data.groups), data.ref_key, out,
                       data.rejected, per_item)
-
-
-def _group_index(groups: List[List[int]], n: int) -> List[int]:
-    out = [0] * n
-    for gi, g in enumerate(groups):
-        for i in g:
-            out[i] = gi
-    return out
 
 
 def compare(a: EvalReport, b: EvalReport) -> List[Dict[str, Any]]:
@@ -481,4 +340,4 @@ def write_per_item(report: EvalReport, path: str) -> str:
 
 
 __all__ = ["pass_at_k", "group_stats", "default_ks", "Metric", "RewardMetric", "build_metric", "evaluate",
-           "compare", "load_results", "EvalReport", "plot_reports", "BUILTIN_METRICS"]
+           "compare", "EvalReport", "plot_reports", "BUILTIN_METRICS"]

@@ -13,7 +13,8 @@ hookimpl = pluggy.HookimplMarker("swift_ext")
 
 @hookspec
 def register_rewards(register):
-    """Register reward classes: ``register(name, RewardSubclass)``."""
+    """Register reward classes: ``register(RewardSubclass)`` (registered under its ``name``) or
+    ``register(name, RewardSubclass)``."""
 
 
 @hookspec
@@ -33,12 +34,14 @@ def register_schedules(register):
 
 @hookspec
 def register_callbacks(register):
-    """Register ms-swift trainer callbacks: ``register(name, TrainerCallbackClass)`` (selected with ``--callbacks``)."""
+    """Register ms-swift trainer callbacks: ``register(name, TrainerCallbackClass)`` (selected with ``--callbacks``);
+    an ``ExtCallback`` subclass may be registered as ``register(cls)`` under its ``name``."""
 
 
 @hookspec
 def register_metrics(register):
-    """Register offline evaluation metrics for ``swift-ext eval``: ``register(name, metric)``."""
+    """Register offline evaluation metrics for ``swift-ext eval``: ``register(MetricSubclass)`` (under its
+    ``name``) or ``register(name, MetricSubclass)``."""
 
 
 @hookspec

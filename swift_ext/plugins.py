@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 import pluggy
@@ -32,18 +33,61 @@ SWIFT_BUILTIN_REWARDS = frozenset(
     {"toolbench", "math", "accuracy", "format", "react_format", "cosine", "repetition", "soft_overlong"}
 )
 
-HOOK_OF_KIND = {
-    "reward": "register_rewards",
-    "converter": "register_converters",
-    "negative": "register_negatives",
-    "schedule": "register_schedules",
-    "callback": "register_callbacks",
-    "metric": "register_metrics",
+@dataclass(frozen=True)
+class Kind:
+    """One kind of registered thing: the hook that fills its registry, the base class(es) a registered
+    object must derive from (``instance=True``: be an instance of), and an extra check. Classes and checks
+    are named ``"module:attr"`` and imported on first registration, so this table imports nothing."""
+
+    hook: str
+    base: Tuple[str, ...] = ()
+    instance: bool = False
+    check: Optional[str] = None
+
+
+KINDS: Dict[str, Kind] = {
+    "reward": Kind("register_rewards", ("swift_ext.rewards:Reward",), check="swift_ext.components:check_component"),
+    "converter": Kind("register_converters", ("swift_ext.convert.formats:InputFormat",
+                                              "swift_ext.convert.targets:Target"), instance=True,
+                      check="swift_ext.convert.registry:check_converter"),
+    "negative": Kind("register_negatives", check="swift_ext.convert.registry:check_negative"),
+    "schedule": Kind("register_schedules", check="swift_ext.chord:check_schedule"),
+    "callback": Kind("register_callbacks", check="swift_ext.plugins:check_class"),
+    "metric": Kind("register_metrics", ("swift_ext.evaluation:Metric",), check="swift_ext.components:check_component"),
 }
+HOOK_OF_KIND = {kind: k.hook for kind, k in KINDS.items()}
+
+
+def _resolve(path: str) -> Any:
+    module, _, attr = path.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def check_class(name: str, obj: Any) -> None:
+    """A callback is any class ms-swift can build as ``cls(args, trainer)``; swift-ext's own are components."""
+    if not isinstance(obj, type):
+        raise PluginError(f"callback {name!r} must be a class, got {obj!r}")
+    from .components import check_component
+
+    check_component(name, obj)
+
+
+def validate(kind: str, name: str, obj: Any) -> None:
+    """Check what a plugin registers as ``kind`` against the :data:`KINDS` table (PluginError names it)."""
+    spec = KINDS[kind]
+    if spec.base:
+        bases = tuple(_resolve(b) for b in spec.base)
+        ok = isinstance(obj, bases) if spec.instance else isinstance(obj, type) and issubclass(obj, bases)
+        if not ok:
+            wanted = " or ".join(f"{'an instance' if spec.instance else 'a subclass'} of "
+                                 f"{b.replace(':', '.')}" for b in spec.base)
+            raise PluginError(f"{kind} {name!r} must be {wanted}, got {obj!r}")
+    if spec.check:
+        _resolve(spec.check)(name, obj)
+
 
 _pm: Optional[pluggy.PluginManager] = None
 _registries: Dict[str, "Registry"] = {}
-_validators: Dict[str, Callable[[str, Any], None]] = {}
 
 
 class Registry:
@@ -60,9 +104,7 @@ class Registry:
                               f"(no spaces, ':', ',' or '=')")
         if name in self._sources:
             raise DuplicateNameError(self.kind, name, self._sources[name], source)
-        validator = _validators.get(self.kind)
-        if validator is not None:
-            validator(name, obj)
+        validate(self.kind, name, obj)
         self._items[name] = obj
         self._sources[name] = source
 
@@ -86,11 +128,6 @@ class Registry:
 
     def items(self) -> Iterator[Tuple[str, Any]]:
         return ((n, self._items[n]) for n in sorted(self._items))
-
-
-def set_validator(kind: str, fn: Callable[[str, Any], None]) -> None:
-    """Let the module that owns a kind check what plugins register (e.g. rewards must subclass Reward)."""
-    _validators[kind] = fn
 
 
 def _split_env(var: str) -> Optional[list]:
@@ -144,12 +181,14 @@ def registry(kind: str) -> Registry:
     reserved = {n: "ms-swift's built-in rewards (swift.rewards.orms)" for n in SWIFT_BUILTIN_REWARDS} \
         if kind == "reward" else None
     reg = Registry(kind, reserved)
-    hook = getattr(pm.hook, HOOK_OF_KIND[kind])
+    hook = getattr(pm.hook, KINDS[kind].hook)
     # call each implementation alone, so that every registered name knows its plugin
     for impl in reversed(hook.get_hookimpls()):
         source = plugin_source(pm, impl.plugin)
 
-        def register(name, obj, _source=source):
+        def register(name, obj=None, _source=source):
+            if obj is None:  # register(cls): the registered name is the class's own
+                name, obj = getattr(name, "name", None), name
             reg.add(name, obj, _source)
 
         try:
@@ -157,7 +196,7 @@ def registry(kind: str) -> Registry:
         except (PluginError, UnknownNameError):
             raise
         except Exception as exc:
-            raise PluginError(f"{source} failed in {HOOK_OF_KIND[kind]}: {exc!r}") from exc
+            raise PluginError(f"{source} failed in {KINDS[kind].hook}: {exc!r}") from exc
     _registries[kind] = reg
     return reg
 

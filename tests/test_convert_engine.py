@@ -216,16 +216,17 @@ def test_fast_path_equals_generic_path(to, extract):
 
 
 def test_converter_registry_validates_plugins():
-    from swift_ext.convert.registry import _validate_converter, _validate_negative
     from swift_ext.errors import PluginError
+    from swift_ext.plugins import validate
 
-    with pytest.raises(PluginError, match="must be a swift_ext.convert InputFormat or Target"):
-        _validate_converter("x", object())
+    with pytest.raises(PluginError, match=r"must be an instance of swift_ext\.convert\.formats\.InputFormat or an "
+                                          r"instance of swift_ext\.convert\.targets\.Target"):
+        validate("converter", "x", object())
     from swift_ext.convert.targets import Target
     with pytest.raises(PluginError, match="registered as 'y'"):
-        _validate_converter("y", Target("z", lambda c, i, o: []))
+        validate("converter", "y", Target("z", lambda c, i, o: []))
     with pytest.raises(PluginError):
-        _validate_negative("n", 3)
+        validate("negative", "n", 3)
 
 
 def test_num_proc_on_parquet_and_saved_dataset(tmp_path):

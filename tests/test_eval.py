@@ -90,9 +90,25 @@ def test_iou_metric(tmp_path):
     rows = [{"prompt": "a", "response": "[0, 0, 100, 100]", "solution": [0, 0, 100, 100]},   # IoU 1
             {"prompt": "b", "response": "[0, 0, 100, 100]", "solution": [50, 0, 150, 100]},  # 5000/15000 = 1/3
             {"prompt": "c", "response": "no box", "solution": [0, 0, 10, 10]}]               # 0
-    m = evaluation.evaluate(_write(tmp_path / "r.jsonl", rows), ["iou"]).metrics["iou"]
+    # prediction and reference both in the model's 0-1000 frame: gold_frame=same (the iou reward's default,
+    # and so the metric's, is pixels of the original image, which these image-less rows cannot use)
+    m = evaluation.evaluate(_write(tmp_path / "r.jsonl", rows), ["iou:gold_frame=same"]).metrics["iou:gold_frame=same"]
     assert m["mean_iou"] == pytest.approx((1 + 1 / 3 + 0) / 3)
     assert m["acc@0.5"] == pytest.approx(1 / 3)
+
+
+def test_iou_metric_reads_pixel_gold_like_the_reward(tmp_path):
+    """`eval -m iou` is the iou reward with the reward's defaults: gold boxes in pixels of the image."""
+    from PIL import Image
+
+    img = tmp_path / "img.png"
+    Image.new("RGB", (200, 100)).save(img)
+    # pixel gold [0, 0, 100, 50] on a 200x100 image is [0, 0, 500, 500] in Qwen2-VL's 0-1000 frame
+    rows = [{"prompt": "a", "response": "[0, 0, 500, 500]", "solution": [0, 0, 100, 50], "images": [str(img)]},
+            {"prompt": "b", "response": "[0, 0, 250, 500]", "solution": [0, 0, 100, 50], "images": [str(img)]}]
+    m = evaluation.evaluate(_write(tmp_path / "r.jsonl", rows), ["iou"]).metrics["iou"]
+    assert m["mean_iou"] == pytest.approx((1 + 0.5) / 2)  # second box covers half the gold
+    assert m["acc@0.5"] == 1.0
 
 
 def test_rows_without_completion_are_rejected_not_dropped(tmp_path):

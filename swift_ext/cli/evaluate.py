@@ -4,6 +4,7 @@ references) with task metrics and registered rewards; compare two files side by 
 from __future__ import annotations
 
 import click
+from rich.markup import escape
 
 from ._common import console, echo_json, progress
 
@@ -22,11 +23,13 @@ def _fmt(v) -> str:
 @click.option("--ref-key", default=None,
               help="column with the reference answer (default: first of solution, labels, answer, reference, "
                    "ground_truth)")
+@click.option("--completion-key", default=None, help="column with the completion(s) (default: completions, "
+              "responses, completion or response)")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="write the JSON report to this file")
 @click.option("--per-item", type=click.Path(dir_okay=False), help="write per-completion scores as JSONL")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="bar chart PNG of the [0,1] metrics")
 @click.option("--label", "labels", multiple=True, help="names of the files in tables and plots (e.g. sft chord)")
-def eval_cmd(files, metrics, ref_key, output, per_item, plot_path, labels):
+def eval_cmd(files, metrics, ref_key, completion_key, output, per_item, plot_path, labels):
     """Score FILE with task metrics; with two files, compare them side by side (before/after).
 
     \b
@@ -54,12 +57,13 @@ def eval_cmd(files, metrics, ref_key, output, per_item, plot_path, labels):
     with progress() as bar:
         for f in files:
             task = bar.add_task(f"scoring {f}", total=len(metrics))
-            reports.append(evaluation.evaluate(f, metrics, ref_key, progress=lambda n: bar.advance(task, n)))
+            reports.append(evaluation.evaluate(f, metrics, ref_key, progress=lambda n: bar.advance(task, n),
+                                               completion_key=completion_key))
     for rep, lab in zip(reports, labels):
         console.print(f"[bold]{lab}[/bold]: {rep.rows_in} rows, {rep.completions} completions in {rep.groups} "
                       f"prompt groups, reference column '{rep.ref_key}', {len(rep.rejected)} rows rejected")
         for line, why in rep.rejected[:10]:
-            console.print(f"  [yellow]rejected[/yellow] {rep.path}:{line}: {why}")
+            console.print(f"  [yellow]rejected[/yellow] {rep.path}:{line}: {escape(why)}")
     if len(reports) == 1:
         rep = reports[0]
         table = Table("metric", "statistic", "value", title=f"swift-ext eval: {labels[0]}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import click
+from rich.markup import escape
 
 from ._common import console, echo_json, progress
 
@@ -43,27 +44,32 @@ def list_cmd(as_json):
 @click.option("--plugin", "plugin_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="an ms-swift ORM plugin file (as for --external_plugins) whose rewards to use; repeatable")
 @click.option("--completion-key", default=None, help="column with the completion(s) (default: completions, "
-              "completion or response)")
+              "responses, completion or response)")
+@click.option("--ref-key", default=None, help="column with the reference answer, handed to rewards as `solution` "
+              "(default: solution, else the first of labels, answer, reference, ground_truth, gold)")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="write per-completion scores as JSONL")
 @click.option("--json", "as_json", is_flag=True, help="the summary as JSON on stdout")
-def score_cmd(input_path, specs, plugin_files, completion_key, output, as_json):
+def score_cmd(input_path, specs, plugin_files, completion_key, ref_key, output, as_json):
     """Score completions in INPUT.jsonl with rewards and report mean / std / zero-variance groups.
 
     Rows carry the dataset columns (solution, images, ...) and either `completions` (a list: one GRPO
     group) or `completion` (rows sharing a prompt form a group). A reward whose scores never vary
     within a group gives GRPO nothing to learn from: check `frac_zero_std` before a real run.
+    `swift-ext eval -m reward:NAME` reads the file the same way and gives the same per-row scores.
     """
     from rich.table import Table
 
+    from .. import results, scoring
     from ..io import atomic_write
-    from ..scoring import load_records, score_records
 
-    records, n_rows = load_records(input_path, completion_key)
+    res = results.load(input_path, completion_key=completion_key, ref_key=ref_key)
+    for line, why in res.rejected[:10]:
+        console.print(f"[yellow]rejected[/yellow] {input_path}:{line}: {escape(why)}")
     with progress() as bar:
-        task = bar.add_task("scoring", total=len(records) * len(specs))
-        report = score_records(records, specs, plugin_files,
-                               on_batch=lambda n: bar.advance(task, n * len(specs)))
-    report.rows = n_rows
+        task = bar.add_task("scoring", total=len(res.completions) * len(specs))
+        scores = scoring.score_results(res, specs, plugin_files,
+                                       on_batch=lambda n: bar.advance(task, n * len(specs)))
+    report = scoring.report(res, scores)
     if output:
         with atomic_write(output) as fh:
             for row in report.scores:
@@ -72,7 +78,8 @@ def score_cmd(input_path, specs, plugin_files, completion_key, output, as_json):
         echo_json(report.as_dict())
         return
     table = Table("reward", "n", "abstained", "mean", "std", "min", "max", "zero-std groups",
-                  title=f"{input_path}: {report.rows} rows, {report.completions} completions")
+                  title=f"{input_path}: {report.rows} rows ({len(report.rejected)} rejected), "
+                        f"{report.completions} completions")
     fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
     for s in report.stats:
         frac = s.frac_zero_std

@@ -12,23 +12,16 @@ from .. import plugins
 from ..errors import PluginError, UnknownNameError
 
 
-def _validate_converter(name: str, obj: Any) -> None:
-    from .formats import InputFormat
-    from .targets import Target
-
-    if not isinstance(obj, (InputFormat, Target)):
-        raise PluginError(f"converter {name!r} must be a swift_ext.convert InputFormat or Target, got {obj!r}")
+def check_converter(name: str, obj: Any) -> None:
+    """What the plugin host checks of a registered format or target (after its type)."""
     if obj.name != name:
         raise PluginError(f"converter object named {obj.name!r} was registered as {name!r}")
 
 
-def _validate_negative(name: str, obj: Any) -> None:
+def check_negative(name: str, obj: Any) -> None:
+    """What the plugin host checks of a registered negative generator."""
     if not callable(obj):
         raise PluginError(f"negative {name!r} must be callable fn(text, rng) -> str | None, got {obj!r}")
-
-
-plugins.set_validator("converter", _validate_converter)
-plugins.set_validator("negative", _validate_negative)
 
 
 def converters():

@@ -9,7 +9,10 @@ from swift_ext.hookspecs import hookimpl
 
 @hookimpl
 def register_callbacks(register):
+    from swift_ext import cpu_compat
+
+    cpu_compat.apply()  # CPU-only torch + CUDA torchvision wheel: transformers would fail to import otherwise
     from swift_ext.callbacks import BUILTIN_CALLBACKS
 
-    for name, cls in BUILTIN_CALLBACKS.items():
-        register(name, cls)
+    for cls in BUILTIN_CALLBACKS.values():
+        register(cls)

@@ -10,5 +10,5 @@ from swift_ext.hookspecs import hookimpl
 def register_metrics(register):
     from swift_ext.evaluation import BUILTIN_METRICS
 
-    for name, cls in BUILTIN_METRICS.items():
-        register(name, cls)
+    for cls in BUILTIN_METRICS.values():
+        register(cls)

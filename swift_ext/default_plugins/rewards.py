@@ -20,4 +20,4 @@ def register_rewards(register):
                 JsonValid, JsonSchema,
                 NgramRepetition, LengthBudget, ReasoningSteps, LanguageConsistency, TagCount,
                 TeacherSimilarity):
-        register(cls.name, cls)
+        register(cls)

@@ -266,16 +266,24 @@ class YesNo(Reward):
     abstains = "when the gold column is not a yes/no value"
     params = {"gold_key": Param("solution", "dataset column holding the gold yes/no")}
 
-    def score(self, completion: str, **row: Any) -> Score:
-        raw = row.get(self.gold_key)
+    @staticmethod
+    def gold_label(raw: Any) -> Optional[str]:
+        """'yes' / 'no' of a gold value, None when it is not a yes/no value."""
         if isinstance(raw, (list, tuple)) and len(raw) == 1:
             raw = raw[0]
-        gold = yes_no(raw if isinstance(raw, bool) else answer_scope(raw) if isinstance(raw, str) else
+        return yes_no(raw if isinstance(raw, bool) else answer_scope(raw) if isinstance(raw, str) else
                       (str(int(raw)) if isinstance(raw, (int, float)) and raw in (0, 1) else None))
+
+    @staticmethod
+    def answer_label(completion: str) -> Optional[str]:
+        """'yes' / 'no' of a completion's answer, None when it says neither."""
+        return yes_no(answer_scope(completion))
+
+    def score(self, completion: str, **row: Any) -> Score:
+        gold = self.gold_label(row.get(self.gold_key))
         if gold is None:
             return None
-        pred = yes_no(answer_scope(completion))
-        return 1.0 if pred == gold else 0.0
+        return 1.0 if self.answer_label(completion) == gold else 0.0
 
 
 # -- counting ----------------------------------------------------------------------------------------------

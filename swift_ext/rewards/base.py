@@ -11,7 +11,7 @@ import logging
 import math
 from typing import Any, ClassVar, Collection, Dict, List, Optional, Sequence, Tuple
 
-from ..params import Param, bind
+from ..components import Component
 
 logger = logging.getLogger("swift_ext.rewards")
 
@@ -50,7 +50,7 @@ def as_text(completion: Any) -> str:
     return str(completion)
 
 
-class Reward:
+class Reward(Component):
     """Base class of every swift-ext reward.
 
     Subclasses set ``name`` (the registry key), declare ``params`` and implement :meth:`score` for one
@@ -68,28 +68,22 @@ class Reward:
                 return float(len(completion) >= self.min_len and completion.isupper())
     """
 
-    name: ClassVar[str] = ""
-    params: ClassVar[Dict[str, Param]] = {}
+    kind: ClassVar[str] = "reward"
     abstains: ClassVar[str] = "never"
     #: score given when a reward's own code fails on an input (logged once); rewards should not rely on it
     fallback: ClassVar[float] = 0.0
     #: dataset columns :meth:`score` reads (``None``: all of them). ms-swift passes a dozen columns per
     #: row; declaring the few a reward uses keeps the per-row dicts small (see :meth:`needed_columns`).
     columns: ClassVar[Optional[Tuple[str, ...]]] = None
-    #: parameters bound by a parametrised registry name (``name:key=value``); see swift_ext.rewards.configure
-    _bound_params: ClassVar[Dict[str, Any]] = {}
 
     def __init__(self, args: Any = None, **params: Any):
         self.args = args
-        merged = {**self._bound_params, **params}
-        self.config = bind(self.params, merged, owner=f"reward {self.name or type(self).__name__}")
-        for key, value in self.config.items():
-            setattr(self, key, value)
+        self.bind_params(params)
         self._warned = False
         self.setup()
 
-    def setup(self) -> None:
-        """Check parameter combinations and precompute; raise ParamError for bad settings."""
+    def reduce_kwargs(self) -> Dict[str, Any]:
+        return {"args": self.args}
 
     def needed_columns(self) -> Optional[Collection[str]]:
         """The columns this instance reads (override when it depends on a parameter such as ``gold_key``)."""

@@ -1,0 +1,164 @@
+"""Named, parametrised components: the one mechanism behind ``name:key=value`` for rewards, callbacks,
+metrics and CHORD schedules.
+
+ms-swift builds a reward as ``cls(args=...)`` and a callback as ``cls(args, trainer)``, with no way to pass
+parameters, so swift-ext puts them in the name. :func:`configure` turns a spec into a class: the registered
+class with the parameters bound (checked now, before any training starts), named after the spelling given
+(ms-swift logs a reward under its class name, so two configurations log apart), and pickled by its spec.
+
+Named configurations (aliases) come from the ``SWIFT_EXT_CONFIG`` YAML/JSON file, read once per process::
+
+    rewards:
+      strict_iou: {reward: iou, threshold: 0.75}
+
+Example::
+
+    >>> cls = configure("reward", "random:seed=1")
+    >>> cls.__name__, cls._bound_params
+    ('random:seed=1', {'seed': 1})
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, ClassVar, Dict, Optional, Tuple
+
+from . import plugins
+from .errors import ConfigError, ParamError, PluginError
+from .params import Param, bind, format_spec, parse_spec
+
+CONFIG_ENV = "SWIFT_EXT_CONFIG"
+#: the section of the SWIFT_EXT_CONFIG file holding each kind's aliases, and the key naming the base
+ALIAS_SECTIONS = {"reward": ("rewards", "reward"), "callback": ("callbacks", "callback"),
+                  "metric": ("metrics", "metric"), "schedule": ("schedules", "schedule")}
+
+
+class Component:
+    """Base of the parametrised kinds: declared ``params``, bound once in :meth:`bind_params`, then
+    :meth:`setup` checks combinations and precomputes (raise ParamError there)."""
+
+    kind: ClassVar[str] = ""
+    name: ClassVar[str] = ""
+    params: ClassVar[Dict[str, Param]] = {}
+    #: parameters bound by a parametrised name (set on the class :func:`configure` makes)
+    _bound_params: ClassVar[Dict[str, Any]] = {}
+    #: (kind, spec, alias) of a configured class, so instances pickle by spec
+    _spec: ClassVar[Optional[Tuple[str, str, Optional[str]]]] = None
+
+    @classmethod
+    def declared_params(cls) -> Dict[str, Param]:
+        """The parameters a spec may set (``params``; a subclass may add others it passes on)."""
+        return cls.params
+
+    def bind_params(self, params: Dict[str, Any]) -> None:
+        label = self.name or type(self).__name__
+        self.config = bind(self.declared_params(), {**self._bound_params, **params}, owner=f"{self.kind} {label}")
+        for key, value in self.config.items():
+            setattr(self, key, value)
+
+    def setup(self) -> None:
+        """Check parameter combinations and precompute; raise ParamError for bad settings."""
+
+    def reduce_kwargs(self) -> Dict[str, Any]:
+        """Constructor arguments that rebuild this instance from its configured class (pickling)."""
+        return {}
+
+    def __reduce__(self):
+        spec = type(self)._spec
+        if spec is None or type(self).__dict__.get("_spec") is None:
+            return super().__reduce__()
+        return _rebuild, (*spec, self.reduce_kwargs())
+
+
+def _rebuild(kind: str, spec: str, alias: Optional[str], kwargs: Dict[str, Any]) -> Any:
+    return configure(kind, spec, alias=alias)(**kwargs)
+
+
+def check_component(name: str, cls: Any) -> None:
+    """What the plugin host checks of a registered component class: its ``name`` is the registered name
+    (or unset), and every declared default passes its own checks."""
+    if not (isinstance(cls, type) and issubclass(cls, Component)):
+        return
+    if cls.name and cls.name != name:
+        raise PluginError(f"{cls.kind or 'component'} class {cls.__name__} has name={cls.name!r} but was "
+                          f"registered as {name!r}")
+    for key, param in cls.params.items():
+        if param.default is not None:
+            param.coerce(f"{name}.{key}", param.default)
+
+
+# -- aliases --------------------------------------------------------------------------------------
+_ALIAS_CACHE: Dict[Tuple[str, int, int], Dict[str, Dict[str, str]]] = {}
+
+
+def aliases(kind: str = "reward", path: Optional[str] = None) -> Dict[str, str]:
+    """``{alias: spec}`` of one kind from the ``SWIFT_EXT_CONFIG`` file (read once per file version)."""
+    path = path or os.environ.get(CONFIG_ENV)
+    if not path:
+        return {}
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise ConfigError(f"{CONFIG_ENV}={path}: cannot read ({exc.strerror})") from None
+    key = (os.path.abspath(path), st.st_mtime_ns, st.st_size)
+    if key not in _ALIAS_CACHE:
+        _ALIAS_CACHE[key] = _read_aliases(path)
+    return _ALIAS_CACHE[key].get(kind, {})
+
+
+def _read_aliases(path: str) -> Dict[str, Dict[str, str]]:
+    from .io import load_mapping
+
+    data = load_mapping(path)
+    out: Dict[str, Dict[str, str]] = {}
+    for kind, (section, base_key) in ALIAS_SECTIONS.items():
+        entries = data.get(section) or {}
+        if not isinstance(entries, dict):
+            raise ConfigError(f"{path}: '{section}:' must map alias names to settings, got {type(entries).__name__}")
+        for alias, cfg in entries.items():
+            if not isinstance(cfg, dict) or base_key not in cfg:
+                raise ConfigError(f"{path}: {section}.{alias} needs a '{base_key}:' key naming a registered {kind}")
+            cfg = dict(cfg)
+            out.setdefault(kind, {})[str(alias)] = format_spec(str(cfg.pop(base_key)), cfg)
+    return out
+
+
+# -- specs ----------------------------------------------------------------------------------------
+def resolve_spec(kind: str, spec: str) -> Tuple[str, Dict[str, str]]:
+    """``(registered name, raw parameters)`` of a spec, an alias expanded (its parameters under the spec's)."""
+    name, raw = parse_spec(spec)
+    known = aliases(kind)
+    if name in known and name not in plugins.registry(kind):
+        base_name, base_raw = parse_spec(known[name])
+        return base_name, {**base_raw, **raw}
+    return name, raw
+
+
+def lookup(kind: str, spec: str, given: Optional[Dict[str, Any]] = None) \
+        -> Tuple[str, Any, Dict[str, Any], Dict[str, str]]:
+    """``(name, registered object, parameters, raw)`` for a spec: every declared parameter bound, the spec's
+    own (``raw``) over ``given`` (defaults from the caller, e.g. a run's ``--chord_mu_*`` values) over the
+    declared defaults. A bad value raises ParamError naming the component and the parameter."""
+    name, raw = resolve_spec(kind, spec)
+    obj = plugins.registry(kind).get(name)
+    declared = obj.declared_params() if isinstance(obj, type) and issubclass(obj, Component) \
+        else getattr(obj, "params", {})
+    return name, obj, bind(declared, {**(given or {}), **raw}, owner=f"{kind} {name}"), raw
+
+
+def configure(kind: str, spec: str, *, alias: Optional[str] = None) -> type:
+    """The class for ``spec`` (``name`` or ``name:key=value,...``, or an alias) with its parameters bound and
+    checked now; named ``alias or spec``. A plain registered name gives a subclass all the same, so
+    whatever ms-swift instantiates pickles by its spec."""
+    name, cls, params, raw = lookup(kind, spec)
+    bound = {k: v for k, v in params.items() if k in raw}
+    if not (isinstance(cls, type) and issubclass(cls, Component)):
+        if raw:
+            raise PluginError(f"{kind} {name!r} takes no parameters (it is not a swift_ext component)")
+        return cls
+    label = alias or spec
+    return type(label, (cls,), {"_bound_params": bound, "_spec": (kind, spec, alias), "__module__": cls.__module__,
+                                "__qualname__": label, "__doc__": cls.__doc__})
+
+
+__all__ = ["Component", "configure", "lookup", "resolve_spec", "aliases", "CONFIG_ENV", "ParamError"]

@@ -1,0 +1,198 @@
+"""Completion files and prompt groups: the one reader behind ``rewards score``, ``eval``, the callbacks'
+group statistics and DPO negatives.
+
+A row of a completion file holds the dataset columns ms-swift would pass to a reward (``solution``,
+``images``, your own) and its completion(s), in one of these shapes:
+
+* ``completions`` / ``responses``: a list, the samples of one prompt (one GRPO group);
+* ``completion`` / ``response``: one string (``swift infer --result_path`` output); rows that share a prompt
+  form a group.
+
+The reference answer is read from ``solution`` or, when a file has none, the first of ``labels``, ``answer``,
+``reference``, ``ground_truth``, ``gold`` that holds a value (or ``ref_key``); it is handed to rewards as
+``solution``, ms-swift's gold column. Each completion is handed to rewards with the columns ms-swift would
+pass during training: ``messages`` is the prompt followed by the completion as the assistant turn.
+
+Example::
+
+    >>> rows = [{"prompt": "2+2?", "completions": ["4", "5"], "answer": "4"},
+    ...         {"prompt": "3+3?", "response": "6", "answer": "6"}]
+    >>> res = from_rows(rows)
+    >>> res.completions, res.ref_key, res.groups
+    (['4', '5', '6'], 'answer', [[0, 1], [2]])
+    >>> res.rows[2]["solution"]
+    '6'
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+from .errors import ConfigError
+from .io import iter_jsonl
+
+LIST_KEYS = ("completions", "responses")
+TEXT_KEYS = ("completion", "response")
+COMPLETION_KEYS = LIST_KEYS + TEXT_KEYS
+REF_KEYS = ("solution", "labels", "answer", "reference", "ground_truth", "gold")
+PROMPT_KEYS = ("prompt_id", "prompt", "query", "question", "problem")
+#: columns of a completion file that are not dataset columns (never handed to a reward)
+NOT_COLUMNS = frozenset(COMPLETION_KEYS) | {"logprobs"}
+
+
+def prompt_turns(messages: Any) -> List[Dict[str, Any]]:
+    """The prompt part of a conversation: its dict turns without the trailing assistant turn(s)."""
+    turns = [m for m in messages if isinstance(m, dict)] if isinstance(messages, list) else []
+    while turns and turns[-1].get("role") == "assistant":
+        turns = turns[:-1]
+    return turns
+
+
+def prompt_key(row: Dict[str, Any]) -> str:
+    """What identifies a row's prompt: ``prompt_id`` / ``prompt`` / ``query`` / ``question`` / ``problem``,
+    else the prompt turns of ``messages`` with the images.
+
+    >>> prompt_key({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "a"}]}) \\
+    ...     == prompt_key({"messages": [{"role": "user", "content": "hi"}]})
+    True
+    """
+    for k in PROMPT_KEYS:
+        if row.get(k) not in (None, ""):
+            return f"{k}={row[k]}"
+    if isinstance(row.get("messages"), list):
+        return json.dumps(prompt_turns(row["messages"]), ensure_ascii=False, sort_keys=True, default=str) \
+            + json.dumps(row.get("images"), default=str)
+    return json.dumps({k: v for k, v in row.items() if k not in NOT_COLUMNS}, sort_keys=True, default=str)
+
+
+def group_indices(keys: Iterable[Any]) -> List[List[int]]:
+    """Indices grouped by key, groups in order of first appearance.
+
+    >>> group_indices(["a", "b", "a"])
+    [[0, 2], [1]]
+    """
+    groups: Dict[Any, List[int]] = {}
+    for i, key in enumerate(keys):
+        groups.setdefault(key, []).append(i)
+    return list(groups.values())
+
+
+def completion_text(value: Any) -> str:
+    """A completion as text: strings as they are, a message list by its last turn's content."""
+    from .rewards.base import as_text
+
+    return as_text(value)
+
+
+def detect_ref_key(rows: Iterable[Dict[str, Any]]) -> Optional[str]:
+    """The first of :data:`REF_KEYS` that holds a value in some row."""
+    rows = list(rows)
+    for key in REF_KEYS:
+        if any(r.get(key) not in (None, "", []) for r in rows):
+            return key
+    return None
+
+
+@dataclass
+class Results:
+    """One entry per completion: ``completions[i]`` with the reward columns ``rows[i]`` from file line
+    ``lines[i]``; ``groups`` holds the indices of each prompt's completions; ``rows_in`` counts the file's
+    rows (= rows used + ``rejected``)."""
+
+    path: str = "<rows>"
+    completions: List[str] = field(default_factory=list)
+    rows: List[Dict[str, Any]] = field(default_factory=list)
+    lines: List[int] = field(default_factory=list)
+    group_of: List[int] = field(default_factory=list)
+    groups: List[List[int]] = field(default_factory=list)
+    rows_in: int = 0
+    rejected: List[Tuple[int, str]] = field(default_factory=list)
+    ref_key: str = "solution"
+
+    @property
+    def rows_used(self) -> int:
+        return self.rows_in - len(self.rejected)
+
+    def columns(self, start: int = 0, stop: Optional[int] = None) -> Dict[str, List[Any]]:
+        """The reward keyword arguments for completions ``start:stop``: column -> list (missing -> None)."""
+        batch = self.rows[start:stop]
+        keys = sorted({k for r in batch for k in r})
+        return {k: [r.get(k) for r in batch] for k in keys}
+
+
+def _completions_of(row: Dict[str, Any], completion_key: Optional[str]) -> Tuple[Optional[list], bool, str]:
+    """(completions, is_a_group, reason when None)."""
+    keys = (completion_key,) if completion_key else COMPLETION_KEYS
+    for key in keys:
+        if key not in row:
+            continue
+        value = row[key]
+        if isinstance(value, list) and not (value and all(isinstance(m, dict) and "role" in m for m in value)):
+            if not value:
+                return None, True, f"empty {key!r} list"
+            return [completion_text(v) for v in value], True, ""
+        if value is None:
+            return None, False, f"{key!r} is null"
+        return [completion_text(value)], False, ""
+    return None, False, f"no completion column (looked for {', '.join(keys)})"
+
+
+def from_rows(rows: Iterable[Any], *, path: str = "<rows>", completion_key: Optional[str] = None,
+              ref_key: Optional[str] = None) -> Results:
+    """Build :class:`Results` from rows (dicts, or ``(line, dict)`` pairs); unusable rows are rejected with
+    their line and reason."""
+    out = Results(path=path)
+    kept: List[Tuple[int, Dict[str, Any]]] = []
+    for i, item in enumerate(rows, 1):
+        lineno, row = item if isinstance(item, tuple) else (i, item)
+        out.rows_in += 1
+        if not isinstance(row, dict):
+            out.rejected.append((lineno, f"expected a JSON object, got {type(row).__name__}"))
+            continue
+        kept.append((lineno, row))
+    out.ref_key = ref_key or detect_ref_key(r for _, r in kept) or "solution"
+    keys: List[str] = []
+    for lineno, row in kept:
+        comps, is_group, why = _completions_of(row, completion_key)
+        if comps is None:
+            out.rejected.append((lineno, why))
+            continue
+        columns = {k: v for k, v in row.items() if k not in NOT_COLUMNS and k != completion_key}
+        if out.ref_key != "solution" and out.ref_key in row:
+            columns["solution"] = row[out.ref_key]
+        prompt = prompt_turns(columns.get("messages"))
+        key = f"line={lineno}" if is_group else prompt_key(row)
+        for c in comps:
+            r = dict(columns)
+            if "messages" in columns:  # as in training: the prompt followed by this completion
+                r["messages"] = prompt + [{"role": "assistant", "content": c}]
+            out.completions.append(c)
+            out.rows.append(r)
+            out.lines.append(lineno)
+            keys.append(key)
+    out.groups = group_indices(keys)
+    out.group_of = [0] * len(keys)
+    for gi, members in enumerate(out.groups):
+        for i in members:
+            out.group_of[i] = gi
+    out.rejected.sort()
+    return out
+
+
+def load(path: str, *, completion_key: Optional[str] = None, ref_key: Optional[str] = None) -> Results:
+    """Read a completion JSONL file (see the module docstring); a bad JSON line raises with file:line, rows
+    without a usable completion are rejected; a file with no usable row is an error."""
+    try:
+        res = from_rows(iter_jsonl(path), path=path, completion_key=completion_key, ref_key=ref_key)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    if not res.completions:
+        reasons = "; ".join(f"line {n}: {why}" for n, why in res.rejected[:3])
+        raise ConfigError(f"{path}: no row with a completion ({res.rows_in} rows; {reasons or 'empty file'})")
+    return res
+
+
+__all__ = ["Results", "load", "from_rows", "prompt_key", "prompt_turns", "group_indices", "detect_ref_key",
+           "completion_text", "COMPLETION_KEYS", "REF_KEYS", "PROMPT_KEYS"]
