@@ -69,7 +69,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=7)
     args = ap.parse_args()
     from swift_ext import cpu_compat
-    from swift_ext.swift_bridge import plugin_path
+    from swift_ext.bridge import plugin_path
 
     env = cpu_compat.subprocess_env(dict(os.environ))
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # measure as users run: with cached bytecode (a warm-up run writes it)

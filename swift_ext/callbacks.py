@@ -20,7 +20,7 @@ Metrics go through the trainer's own logging (``trainer.log`` during evaluation,
 like ms-swift's own. Evaluation-time keys start with ``eval_ext/``, sanity keys with ``train_sanity/``.
 
 This module imports ``transformers`` (the callback base class) but not ``swift``; what needs ms-swift
-internals goes through :mod:`swift_ext.swift_bridge`. On a CPU-only torch with a CUDA torchvision wheel,
+internals goes through :mod:`swift_ext.bridge`. On a CPU-only torch with a CUDA torchvision wheel,
 call :func:`swift_ext.cpu_compat.apply` before importing it (the plugin host does so when it loads the
 built-in callbacks).
 """
@@ -40,6 +40,9 @@ from transformers import TrainerCallback
 from .errors import PluginError
 from .evaluation import group_stats
 from .results import prompt_key
+from .bridge import grpo
+from .bridge.chord import RUNTIME as CHORD_RUNTIME
+from .chord import MU_KEY
 from .components import Component, configure
 from .params import Param
 
@@ -161,18 +164,14 @@ class RewardEval(ExtCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         # attached here, not in __init__: ms-swift builds callbacks before the GRPO trainer sets up its rewards
-        from . import swift_bridge
-
-        self.active = swift_bridge.capture_grpo_eval(self.trainer, self._records.extend)
+        self.active = grpo.capture_grpo_eval(self.trainer, self._records.extend)
         if not self.active:
             logger.warning("reward_eval: the trainer is not an ms-swift GRPO trainer; nothing will be logged")
 
     def on_evaluate(self, args, state, control, **kwargs):
         if not self.active or not self._records:
             return
-        from . import swift_bridge
-
-        names = swift_bridge.reward_func_names(self.trainer)
+        names = grpo.reward_func_names(self.trainer)
         try:
             metrics = reward_metrics(self._records, names, self.threshold, self._ks, self.prefix)
         except Exception:
@@ -242,15 +241,13 @@ class TrainSanity(ExtCallback):
         return metrics
 
     def _grpo(self):
-        from . import swift_bridge
-
         ds = self.trainer.train_dataset
         rows = [dict(ds[i]) for i in self._sample() for _ in range(self.k)]
-        records = swift_bridge.grpo_rollout(self.trainer, rows)
+        records = grpo.grpo_rollout(self.trainer, rows)
         for rec, i in zip(records, [i for i in self._sample() for _ in range(self.k)]):
             rec["prompt_id"] = f"train[{i}]"
             rec["row"] = i
-        names = swift_bridge.reward_func_names(self.trainer)
+        names = grpo.reward_func_names(self.trainer)
         ks = sorted({1, self.k})
         return reward_metrics(records, names, self.threshold, ks, self.prefix), records
 
@@ -338,9 +335,7 @@ class SampleLogger(ExtCallback):
         self.rows_written = 0
 
     def on_train_begin(self, args, state, control, **kwargs):
-        from . import swift_bridge
-
-        swift_bridge.capture_grpo_eval(self.trainer, self._records.extend)  # GRPO eval rollouts (else no-op)
+        grpo.capture_grpo_eval(self.trainer, self._records.extend)  # GRPO eval rollouts (else no-op)
 
     @property
     def file(self) -> str:
@@ -429,18 +424,16 @@ class ChordMu(ExtCallback):
         self._warned = False
 
     def on_step_end(self, args, state, control, **kwargs):
-        from . import chord, swift_bridge
-
         step = state.global_step - 1  # compute_chord_loss ran with global_step before the increment
-        mu = chord.MU_TRACE.pop(step, None)
+        mu = CHORD_RUNTIME.pop(step)
         if mu is None:
-            mu = swift_bridge.native_mu(self.args, step)
+            mu = CHORD_RUNTIME.native_mu(self.args, step)
         if mu is None:
             if not self._warned:
                 logger.warning("chord_mu: this run uses no CHORD (no --chord_sft_dataset); nothing to log")
                 self._warned = True
             return
-        self.emit({chord.MU_KEY: mu})
+        self.emit({MU_KEY: mu})
 
 
 # -- (e) early stop on a plateau --------------------------------------------------------------------

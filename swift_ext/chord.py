@@ -53,10 +53,6 @@ SWIFT_ARG_OF_PARAM = {
     "valley": "chord_mu_valley",
 }
 
-#: last mu each process computed through the swift-ext schedule: global_step -> mu (read by the mu callback)
-MU_TRACE: Dict[int, float] = {}
-
-
 # -- step arithmetic ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class StepCount:
@@ -571,5 +567,5 @@ _RESOLVED: Dict[Tuple[str, tuple], Schedule] = {}
 
 
 __all__ = ["count_steps", "StepCount", "schedule", "Schedule", "resolve", "check", "check_datasets", "make_plan",
-           "ChordPlan", "plot", "check_values", "SCHEDULE_ENV", "MU_KEY", "MU_TRACE", "BUILTIN_SHAPES", "shape_names",
+           "ChordPlan", "plot", "check_values", "SCHEDULE_ENV", "MU_KEY", "BUILTIN_SHAPES", "shape_names",
            "get_shape", "schedule_from_env", "runtime_mu"]

@@ -344,7 +344,7 @@ def swift_executable(config: DemoConfig) -> str:
 
 def grpo_argv(ctx: DemoContext) -> List[str]:
     """The full ``swift rlhf`` command line of the demo run."""
-    from .swift_bridge import plugin_path
+    from .bridge import plugin_path
 
     cfg = ctx.config
     argv = [swift_executable(cfg), "rlhf", "--rlhf_type", "grpo", *ctx.model_flags, "--dataset", str(ctx.dataset),

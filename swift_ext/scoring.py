@@ -68,11 +68,11 @@ def resolve(spec: str, plugin_files: Sequence[str] = ()) -> Callable:
     name, _ = parse_spec(spec)
     if name in plugins.registry("reward") or name in aliases():
         return configure(spec)()
-    from . import swift_bridge
+    from .bridge.rewards import get_orm, load_orm_file
 
     for f in plugin_files:
-        swift_bridge.load_orm_file(f)
-    return swift_bridge.get_orm(spec)()
+        load_orm_file(f)
+    return get_orm(spec)()
 
 
 def call_reward(name: str, fn: Callable, completions: List[str], columns: Dict[str, List[Any]]) -> List[Score]:

@@ -4,7 +4,8 @@ import textwrap
 
 import pytest
 
-from swift_ext import swift_bridge
+from swift_ext import bridge
+from swift_ext.bridge import rewards as bridge_rewards
 from swift_ext.errors import DuplicateNameError
 
 SEED_RECIPE = textwrap.dedent('''
@@ -22,7 +23,7 @@ SEED_RECIPE = textwrap.dedent('''
 
 @pytest.fixture(scope="module")
 def orms():
-    return swift_bridge.get_orms()
+    return bridge_rewards.get_orms()
 
 
 @pytest.fixture
@@ -36,7 +37,7 @@ def clean_orms(orms):
 
 def test_install_registers_every_reward_and_requested_specs(clean_orms, monkeypatch):
     monkeypatch.setenv("SWIFT_EXT_REWARDS", "random:low=2,high=2")
-    done = swift_bridge.install(["--reward_funcs", "think_format", "exact_match:extract=last_number",
+    done = bridge.install(["--reward_funcs", "think_format", "exact_match:extract=last_number",
                                  "accuracy", "--beta", "0.1"])
     for name in ("think_format", "exact_match", "math_accuracy", "random",
                  "exact_match:extract=last_number", "random:low=2,high=2"):
@@ -53,8 +54,8 @@ def test_install_registers_every_reward_and_requested_specs(clean_orms, monkeypa
 
 
 def test_install_is_idempotent(clean_orms):
-    swift_bridge.install([])
-    assert swift_bridge.install([])["rewards"] == []
+    bridge.install([])
+    assert bridge.install([])["rewards"] == []
 
 
 def test_specs_come_from_the_arguments_object_that_imports_the_plugin(clean_orms):
@@ -63,7 +64,7 @@ def test_specs_come_from_the_arguments_object_that_imports_the_plugin(clean_orms
         output_dir = "out"
 
         def _import_external_plugins(self):
-            return swift_bridge.install([])
+            return bridge.install([])
 
     FakeArgsCaller()._import_external_plugins()
     assert clean_orms["think_format:think=optional"](args=None)(["<answer>1</answer>"]) == [1.0]
@@ -76,21 +77,21 @@ def test_name_taken_in_orms_by_someone_else_is_an_error(clean_orms):
 
     clean_orms["think_format"] = Other
     with pytest.raises(DuplicateNameError, match="think_format.*ms-swift's orms.*swift-ext built-in"):
-        swift_bridge.install([])
+        bridge.install([])
 
 
 def test_bad_parametrised_spec_fails_at_install(clean_orms):
     from swift_ext.errors import ParamError
 
     with pytest.raises(ParamError, match="timeout"):
-        swift_bridge.install(["--reward_funcs", "math_accuracy:timeout=-1"])
+        bridge.install(["--reward_funcs", "math_accuracy:timeout=-1"])
 
 
 def test_alias_from_config_file(clean_orms, tmp_path, monkeypatch):
     cfg = tmp_path / "swift_ext.yaml"
     cfg.write_text("rewards:\n  lenient_em:\n    reward: exact_match\n    extract: last_number\n")
     monkeypatch.setenv("SWIFT_EXT_CONFIG", str(cfg))
-    swift_bridge.install([])
+    bridge.install([])
     cls = clean_orms["lenient_em"]
     assert cls.__name__ == "lenient_em"
     assert cls(args=None)(["so 7"], solution=["7"]) == [1.0]
@@ -99,10 +100,40 @@ def test_alias_from_config_file(clean_orms, tmp_path, monkeypatch):
 def test_load_third_party_orm_file(clean_orms, tmp_path):
     plugin = tmp_path / "my_plugin.py"
     plugin.write_text(SEED_RECIPE)
-    assert swift_bridge.load_orm_file(str(plugin)) == ["my_length_test"]
-    assert swift_bridge.get_orm("my_length_test")()(["abc", ""]) == [3.0, 0.0]
+    assert bridge_rewards.load_orm_file(str(plugin)) == ["my_length_test"]
+    assert bridge_rewards.get_orm("my_length_test")()(["abc", ""]) == [3.0, 0.0]
 
 
 def test_plugin_file_exists_and_only_calls_install():
-    text = open(swift_bridge.plugin_path()).read()
-    assert "swift_bridge.install()" in text
+    text = open(bridge.plugin_path()).read()
+    code = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith((" ", '"', "#"))]
+    assert code[-2:] == ["from swift_ext.bridge import install", "install()"]
+
+
+def test_run_context_reads_the_same_run_from_arguments_and_argv(monkeypatch, tmp_path):
+    """The arguments object and the command line it was parsed from give one context."""
+    import types
+
+    from swift_ext.bridge.context import RunContext
+
+    monkeypatch.setenv("SWIFT_EXT_REWARDS", "random:seed=1")
+    monkeypatch.delenv("SWIFT_EXT_CALLBACKS", raising=False)
+    argv = ["--rlhf_type", "grpo", "--reward_funcs", "think_format", "iou:frame=norm1", "--callbacks", "chord_mu",
+            "--dataset", "a.jsonl", "--chord_sft_dataset", "s.jsonl", "--chord_mu_peak", "0.5",
+            "--chord_sft_per_device_train_batch_size", "2"]
+    args = types.SimpleNamespace(output_dir="out", reward_funcs=["think_format", "iou:frame=norm1"],
+                                 callbacks=["chord_mu"], dataset=["a.jsonl"], chord_sft_dataset=["s.jsonl"],
+                                 chord_mu_peak="0.5", chord_mu_valley=None, chord_mu_warmup_steps=None,
+                                 chord_mu_decay_steps=None, chord_sft_per_device_train_batch_size="2")
+    from_argv, from_args = RunContext.from_argv(argv), RunContext.from_args(args)
+    assert (from_argv.source, from_args.source) == ("argv", "arguments")
+    assert from_argv.reward_funcs == from_args.reward_funcs == ("think_format", "iou:frame=norm1", "random:seed=1")
+    for field in ("callbacks", "dataset", "chord_sft_dataset", "chord_sft_batch_size", "chord_mu"):
+        assert getattr(from_argv, field) == getattr(from_args, field), field
+
+    def post_init(self):  # ms-swift imports the plugin from BaseArguments.__post_init__
+        return RunContext.discover(["--reward_funcs", "not_this_one"])
+
+    found = post_init(args)
+    assert found.source == "arguments" and found.args is args
+    assert RunContext.discover(["--reward_funcs", "exact_match"]).reward_funcs == ("exact_match", "random:seed=1")

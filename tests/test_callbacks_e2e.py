@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from swift_ext import swift_bridge, tiny
+from swift_ext import bridge, tiny
 
 pytestmark = pytest.mark.e2e
 
@@ -22,7 +22,7 @@ def test_grpo_eval_callbacks(tiny_models, run_swift, tmp_path):
     out = tmp_path / "out"
     run = run_swift("rlhf", [
         "--rlhf_type", "grpo", *tiny.common_flags(model), "--dataset", rl, "--val_dataset", val,
-        "--external_plugins", swift_bridge.plugin_path(),
+        "--external_plugins", bridge.plugin_path(),
         "--callbacks", "reward_eval:threshold=0.5", "train_sanity:n=2,k=2", "sample_logger",
         "plateau_stop:metric=eval_ext/Format/mean,patience=1",
         "--reward_funcs", "format", "random", "--use_vllm", "false", "--num_generations", "2",
@@ -80,7 +80,7 @@ def test_sft_sanity_callback(tiny_models, run_swift, tmp_path):
         for i in range(6)])
     out = tmp_path / "out"
     run = run_swift("sft", [*tiny.common_flags(model), "--dataset", data, "--external_plugins",
-                            swift_bridge.plugin_path(), "--callbacks", "train_sanity:n=3,every_steps=2",
+                            bridge.plugin_path(), "--callbacks", "train_sanity:n=3,every_steps=2",
                             "sample_logger", "chord_mu", "--per_device_train_batch_size", "2", "--max_steps", "4",
                             "--learning_rate", "1e-3", "--tuner_type", "lora", "--logging_steps", "1",
                             "--save_strategy", "no", "--eval_strategy", "no", "--max_length", "128",
@@ -107,7 +107,7 @@ def test_grpo_eval_callbacks_vl(tiny_models, sample_images, run_swift, tmp_path)
     out = tmp_path / "out"
     run = run_swift("rlhf", [
         "--rlhf_type", "grpo", *tiny.common_flags(model), "--dataset", rl, "--val_dataset", val,
-        "--external_plugins", swift_bridge.plugin_path(), "--callbacks", "reward_eval", "sample_logger",
+        "--external_plugins", bridge.plugin_path(), "--callbacks", "reward_eval", "sample_logger",
         "--reward_funcs", "format", "random", "--use_vllm", "false", "--num_generations", "2",
         "--max_completion_length", "4", "--max_length", "256", "--per_device_train_batch_size", "2",
         "--per_device_eval_batch_size", "2", "--max_steps", "1", "--tuner_type", "lora", "--logging_steps", "1",

@@ -100,9 +100,9 @@ def test_warmup_cosine_equals_ms_swift_function():
     pytest.importorskip("msgspec")
     from swift.rlhf_trainers import utils
 
-    from swift_ext.swift_bridge import _CHORD_STATE
+    from swift_ext.bridge.chord import RUNTIME
 
-    fn = _CHORD_STATE["orig_mu"] or utils.mu_schedule_function  # ms-swift's own, even if the bridge patched it
+    fn = RUNTIME.native_fn or utils.mu_schedule_function  # ms-swift's own, even if the bridge patched it
     s = chord.resolve("warmup_cosine:warmup_steps=3,decay_steps=7,peak=0.8,valley=0.1")
     assert [s.mu(x, 12) for x in range(12)] == pytest.approx([fn(x, 3, 7, 0.8, 0.1) for x in range(12)])
 

@@ -6,14 +6,14 @@ import math
 
 import pytest
 
-from swift_ext import chord, swift_bridge, tiny
+from swift_ext import bridge, chord, tiny
 
 pytestmark = pytest.mark.e2e
 
 
 def _grpo_flags(model, rl, sft, out):
     return ["--rlhf_type", "grpo", *tiny.common_flags(model), "--dataset", rl,
-            "--external_plugins", swift_bridge.plugin_path(), "--reward_funcs", "format", "--use_vllm", "false",
+            "--external_plugins", bridge.plugin_path(), "--reward_funcs", "format", "--use_vllm", "false",
             "--num_generations", "2", "--max_completion_length", "4", "--max_length", "128",
             "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "2", "--num_train_epochs", "1",
             "--tuner_type", "lora", "--logging_steps", "1", "--save_strategy", "no", "--eval_strategy", "no",

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from swift_ext import swift_bridge, tiny
+from swift_ext import bridge, tiny
 
 pytestmark = pytest.mark.e2e
 
@@ -75,7 +75,7 @@ def test_grpo_solution_reaches_the_reward(tiny_models, run_swift, tmp_path):
     dataset = convert(tmp_path, "grpo", "--extract", "answer_tag")
     assert [json.loads(x)["solution"] for x in open(dataset)] == ["3", "7", "11", "15", "21", "25", "25", "18"]
     run = run_swift("rlhf", ["--rlhf_type", "grpo", *train_flags(tiny_models["text"], dataset, tmp_path / "run"),
-                             "--external_plugins", swift_bridge.plugin_path(),
+                             "--external_plugins", bridge.plugin_path(),
                              "--reward_funcs", "exact_match:extract=last_number", "--use_vllm", "false",
                              "--num_generations", "2", "--max_completion_length", "16", "--temperature", "1.0",
                              "--per_device_train_batch_size", "4", "--beta", "0.04"], cwd=tmp_path)

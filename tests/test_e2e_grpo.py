@@ -10,14 +10,14 @@ import math
 
 import pytest
 
-from swift_ext import swift_bridge, tiny
+from swift_ext import bridge, tiny
 
 pytestmark = pytest.mark.e2e
 
 
 def grpo_args(model, dataset, output_dir, rewards):
     return ["--rlhf_type", "grpo", *tiny.common_flags(model), "--dataset", dataset,
-            "--external_plugins", swift_bridge.plugin_path(), "--reward_funcs", *rewards,
+            "--external_plugins", bridge.plugin_path(), "--reward_funcs", *rewards,
             "--use_vllm", "false", "--num_generations", "2", "--max_completion_length", "16",
             "--temperature", "1.0", "--tuner_type", "lora", "--lora_rank", "4", "--lora_alpha", "8",
             "--max_steps", "2", "--per_device_train_batch_size", "4", "--learning_rate", "1e-3",

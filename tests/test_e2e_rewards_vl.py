@@ -13,7 +13,7 @@ import math
 
 import pytest
 
-from swift_ext import swift_bridge, tiny
+from swift_ext import bridge, tiny
 from swift_ext.rewards import configure
 
 pytestmark = [pytest.mark.e2e, pytest.mark.vl]
@@ -45,7 +45,7 @@ def test_grpo_qwen2_vl_grounding_and_json_rewards(tiny_models, sample_images, ru
     dataset = tiny.write_jsonl(tmp_path / "ground.jsonl", rows(sample_images))
     out = tmp_path / "out"
     args = ["--rlhf_type", "grpo", *tiny.common_flags(model), "--dataset", dataset,
-            "--external_plugins", swift_bridge.plugin_path(), "--reward_funcs", *REWARDS, LENGTH,
+            "--external_plugins", bridge.plugin_path(), "--reward_funcs", *REWARDS, LENGTH,
             "--use_vllm", "false", "--num_generations", "2", "--max_completion_length", "24",
             "--temperature", "1.0", "--tuner_type", "lora", "--lora_rank", "4", "--lora_alpha", "8",
             "--max_steps", "2", "--per_device_train_batch_size", "4", "--learning_rate", "1e-3",

@@ -36,7 +36,7 @@ def test_installed_wheel_finds_its_resources(wheel, tmp_path):
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--target",
                     str(target), str(wheel)], check=True)
-    probe = ("import json, swift_ext, swift_ext.resources as r, swift_ext.swift_bridge as b;"
+    probe = ("import json, swift_ext, swift_ext.resources as r, swift_ext.bridge as b;"
              "print(json.dumps({'pkg': swift_ext.__file__, 'templates': str(r.resource_dir('templates')),"
              "'plugins': str(r.resource_dir('plugins')), 'plugin_file': b.plugin_path()}))")
     env = {**os.environ, "PYTHONPATH": str(target)}

@@ -7,6 +7,6 @@ It registers every swift-ext reward (and parametrised names used on the command 
 ``swift.rewards.orms`` and every swift-ext callback into ``swift.callbacks.callbacks_map``.
 """
 
-from swift_ext import swift_bridge
+from swift_ext.bridge import install
 
-swift_bridge.install()
+install()

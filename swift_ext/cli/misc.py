@@ -10,7 +10,7 @@ from ._common import console, echo_json
 @click.command("plugin-path")
 def plugin_path_cmd():
     """Print the file to pass to ``swift rlhf --external_plugins``."""
-    from ..swift_bridge import plugin_path
+    from ..bridge import plugin_path
 
     click.echo(plugin_path())
 

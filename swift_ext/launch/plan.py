@@ -222,7 +222,7 @@ def build_plan(recipe: str, template: Mapping[str, Any], *, sets: Sequence[str] 
 
 
 def _default_plugin() -> str:
-    from ..swift_bridge import plugin_path
+    from ..bridge import plugin_path
 
     return plugin_path()
 
