@@ -87,6 +87,13 @@ def check_component(name: str, cls: Any) -> None:
             param.coerce(f"{name}.{key}", param.default)
 
 
+def check_callback(name: str, obj: Any) -> None:
+    """A callback is any class ms-swift can build as ``cls(args, trainer)``; swift-ext's own are components."""
+    if not isinstance(obj, type):
+        raise PluginError(f"callback {name!r} must be a class, got {obj!r}")
+    check_component(name, obj)
+
+
 # -- aliases --------------------------------------------------------------------------------------
 _ALIAS_CACHE: Dict[Tuple[str, int, int], Dict[str, Dict[str, str]]] = {}
 

@@ -52,7 +52,7 @@ KINDS: Dict[str, Kind] = {
                       check="swift_ext.convert.registry:check_converter"),
     "negative": Kind("register_negatives", check="swift_ext.convert.registry:check_negative"),
     "schedule": Kind("register_schedules", check="swift_ext.chord:check_schedule"),
-    "callback": Kind("register_callbacks", check="swift_ext.plugins:check_class"),
+    "callback": Kind("register_callbacks", check="swift_ext.components:check_callback"),
     "metric": Kind("register_metrics", ("swift_ext.evaluation:Metric",), check="swift_ext.components:check_component"),
 }
 HOOK_OF_KIND = {kind: k.hook for kind, k in KINDS.items()}
@@ -61,15 +61,6 @@ HOOK_OF_KIND = {kind: k.hook for kind, k in KINDS.items()}
 def _resolve(path: str) -> Any:
     module, _, attr = path.partition(":")
     return getattr(importlib.import_module(module), attr)
-
-
-def check_class(name: str, obj: Any) -> None:
-    """A callback is any class ms-swift can build as ``cls(args, trainer)``; swift-ext's own are components."""
-    if not isinstance(obj, type):
-        raise PluginError(f"callback {name!r} must be a class, got {obj!r}")
-    from .components import check_component
-
-    check_component(name, obj)
 
 
 def validate(kind: str, name: str, obj: Any) -> None:

@@ -16,6 +16,7 @@ from swift_ext.cli import cli
 from swift_ext.errors import ConfigError
 from swift_ext.launch import Nodes, build_plan, load_template
 from swift_ext.launch.plan import PROXY_VARS
+from swift_ext.launch.shell import render_plan
 
 PLUGIN = "/opt/swift_ext_plugin.py"
 
@@ -240,7 +241,7 @@ def test_rollout_recipe_alone_splits_tp_dp_and_never_uses_torchrun():
                                          ("grpo", {"rollout_host": "10.1.1.1"}), ("chord", {"gpus": "0-3"}),
                                          ("rollout", {"gpus": "0,1"}), ("export", {})])
 def test_dry_run_scripts_are_valid_bash(recipe, kw, tmp_path):
-    script = plan(recipe, **kw).to_shell("logs")
+    script = render_plan(plan(recipe, **kw), "logs")
     path = tmp_path / "s.sh"
     path.write_text(script)
     res = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)

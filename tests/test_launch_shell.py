@@ -19,6 +19,7 @@ import pytest
 
 from swift_ext.errors import ConfigError
 from swift_ext.launch import build_plan, load_template
+from swift_ext.launch.shell import render_plan
 from swift_ext.launch.slurm import render_sbatch
 
 STANDIN = Path(__file__).with_name("rollout_standin.py")
@@ -48,7 +49,7 @@ def test_dry_run_script_runs_server_then_trainer_and_cleans_up(tmp_path):
                       sets=["dataset=d.jsonl", f"rollout.port={port}", f"rollout.group_port={gport}",
                             "rollout.health_timeout=30"])
     script = tmp_path / "run.sh"
-    script.write_text(plan.to_shell(str(tmp_path / "logs")))
+    script.write_text(render_plan(plan, str(tmp_path / "logs")))
     record = tmp_path / "rec"
     record.mkdir()
     env = dict(os.environ, PATH=f"{bindir}:{os.environ['PATH']}", STANDIN_RECORD=str(record), STANDIN_TRAIN="exit=4",

@@ -69,6 +69,7 @@ def launch_cmd(recipe, extra, template, sets, gpus, rollout_gpus, nproc, nnodes,
         swift-ext launch grpo --slurm --nnodes 3 --set dataset=math.jsonl > job.sbatch
     """
     from ..launch import Nodes, build_plan, detect_gpus, load_template, run_plan
+    from ..launch.shell import render_plan
 
     tpl = load_template(template or recipe)
     extra = [e for e in extra if e != "--"]
@@ -93,7 +94,7 @@ def launch_cmd(recipe, extra, template, sets, gpus, rollout_gpus, nproc, nnodes,
         echo_json(plan.to_dict())
         return
     if dry_run:
-        click.echo(plan.to_shell(log_dir), nl=False)
+        click.echo(render_plan(plan, log_dir), nl=False)
         return
     if not shutil.which(swift[0]):
         raise ConfigError(f"{swift[0]!r} not found on PATH: pip install 'ms-swift>=4.6,<5' (or pass --swift)")

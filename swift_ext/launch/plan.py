@@ -1,7 +1,7 @@
 """The pure half of ``swift-ext launch``: template + overrides + GPU split -> a :class:`LaunchPlan`.
 
 Nothing here starts a process or reads the machine; :mod:`swift_ext.launch.runner` executes a plan and
-``--dry-run`` prints :meth:`LaunchPlan.to_shell`.
+``--dry-run`` prints :func:`swift_ext.launch.shell.render_plan` of the plan.
 
     >>> from swift_ext.launch.templates import load_template
     >>> plan = build_plan("grpo", load_template("grpo"), sets=["dataset=train.jsonl"], gpus="0-7",
@@ -81,11 +81,6 @@ class LaunchPlan:
     def to_dict(self) -> Dict[str, Any]:
         return {"recipe": self.recipe, "split": asdict(self.split), "warnings": list(self.warnings),
                 "steps": [asdict(s) for s in self.steps]}
-
-    def to_shell(self, log_dir: str = "swift-ext-logs") -> str:
-        from .shell import render_plan
-
-        return render_plan(self, log_dir)
 
 
 def render_args(args: Mapping[str, Any]) -> List[str]:
