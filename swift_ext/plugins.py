@@ -3,13 +3,15 @@
 Built-in plugins (``swift_ext.default_plugins.*``) register through the same hooks as third-party
 packages, which are found through the entry-point group ``swift_ext``. Loading is lazy and happens
 once. ``SWIFT_EXT_LOAD_PLUGINS=a,b`` loads only those entry points (empty: none);
-``SWIFT_EXT_DISABLED_PLUGINS=a,b`` blocks them.
+``SWIFT_EXT_DISABLED_PLUGINS=a,b`` blocks them. Inside a test suite that sets ``sys._called_from_test``
+(swift-ext's own does), entry points load only when ``SWIFT_EXT_LOAD_PLUGINS`` names them.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
@@ -141,6 +143,8 @@ def get_pm() -> pluggy.PluginManager:
         if not pm.is_blocked(modname):
             pm.register(importlib.import_module(modname), name=modname)
     allow = _split_env("SWIFT_EXT_LOAD_PLUGINS")
+    if allow is None and getattr(sys, "_called_from_test", False):
+        allow = []  # a test suite's own process: installed plugins stay out unless listed (llm's rule)
     try:
         if allow is None:
             pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
@@ -196,6 +200,11 @@ def reset() -> None:
     """Forget loaded plugins and registries (tests, or after installing a plugin in-process)."""
     global _pm
     _pm = None
+    _registries.clear()
+
+
+def reset_registries() -> None:
+    """Rebuild the registries from the loaded plugins on next use (after registering a plugin in-process)."""
     _registries.clear()
 
 

@@ -1,14 +1,13 @@
 """The plugin manager: built-ins through the same hooks, duplicate names, broken plugins."""
 
-import types
 
 import pytest
 
-import swift_ext
 from swift_ext import plugins
 from swift_ext.errors import DuplicateNameError, PluginError, UnknownNameError
 from swift_ext.params import Param
 from swift_ext.rewards import Reward
+from swift_ext.testing import make_plugin
 
 
 class Echo(Reward):
@@ -20,29 +19,9 @@ class Echo(Reward):
         return float(bool(completion))
 
 
-def make_plugin(name, **hooks):
-    """A real plugin module object carrying hookimpls, registered into the real plugin manager."""
-    mod = types.ModuleType(name)
-    for hook, fn in hooks.items():
-        setattr(mod, hook, swift_ext.hookimpl(fn))
-    return mod
-
-
 @pytest.fixture
-def pm():
-    plugins.reset()
-    manager = plugins.get_pm()
-    added = []
-
-    def add(plugin):
-        manager.register(plugin, name=plugin.__name__)
-        added.append(plugin)
-        plugins._registries.clear()
-
-    yield add
-    for p in added:
-        manager.unregister(p)
-    plugins.reset()
+def pm(register_plugin):
+    return register_plugin
 
 
 def test_builtins_register_through_hooks():
@@ -127,3 +106,27 @@ def test_disabled_plugins_env_blocks(monkeypatch):
     finally:
         monkeypatch.delenv("SWIFT_EXT_DISABLED_PLUGINS")
         plugins.reset()
+
+
+def test_register_with_the_class_name(pm):
+    """register(cls) registers under the class's own name: one spelling to keep in sync."""
+    pm(make_plugin("by_class", register_rewards=lambda register: register(Echo)))
+    assert plugins.registry("reward").get("echo_test") is Echo
+
+
+def test_installed_entry_points_stay_out_of_the_test_process(monkeypatch):
+    """The suite sets sys._called_from_test: only SWIFT_EXT_LOAD_PLUGINS names entry points here."""
+    import sys
+
+    assert getattr(sys, "_called_from_test", False)
+    calls = []
+    monkeypatch.delenv("SWIFT_EXT_LOAD_PLUGINS", raising=False)
+    plugins.reset()
+    real = plugins.pluggy.PluginManager.load_setuptools_entrypoints
+    monkeypatch.setattr(plugins.pluggy.PluginManager, "load_setuptools_entrypoints",
+                        lambda self, group, name=None: calls.append((group, name)) or real(self, group, name))
+    try:
+        plugins.get_pm()
+    finally:
+        plugins.reset()
+    assert calls == []
