@@ -40,6 +40,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import components, plugins
 from .errors import ConfigError, PluginError
+from .io import iter_jsonl, save_png
 from .params import Param, bind, format_spec, parse_spec
 
 SCHEDULE_ENV = "SWIFT_EXT_CHORD_SCHEDULE"
@@ -383,8 +384,6 @@ class DataCheck:
 
 
 def _read_rows(path: str) -> List[Tuple[int, Dict[str, Any]]]:
-    from .io import iter_jsonl
-
     if not os.path.isfile(path):
         raise ConfigError(f"{path}: no such dataset file (CHORD plan reads local JSONL files)")
     rows = []
@@ -525,8 +524,6 @@ def plot(plan_or_schedules: Any, total_steps: Optional[int], path: str, title: O
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from .io import save_png
 
     if isinstance(plan_or_schedules, ChordPlan):
         total_steps = plan_or_schedules.steps.total_steps

@@ -25,6 +25,7 @@ from typing import Any, ClassVar, Dict, Optional, Tuple
 
 from . import plugins
 from .errors import ConfigError, ParamError, PluginError
+from .io import load_mapping
 from .params import Param, bind, format_spec, parse_spec
 
 CONFIG_ENV = "SWIFT_EXT_CONFIG"
@@ -114,8 +115,6 @@ def aliases(kind: str = "reward", path: Optional[str] = None) -> Dict[str, str]:
 
 
 def _read_aliases(path: str) -> Dict[str, Dict[str, str]]:
-    from .io import load_mapping
-
     data = load_mapping(path)
     out: Dict[str, Dict[str, str]] = {}
     for kind, (section, base_key) in ALIAS_SECTIONS.items():

@@ -39,8 +39,12 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 from . import plugins, results
 from .errors import ConfigError
 from .components import Component, configure
+from .io import atomic_write, save_png
 from .params import Param, format_spec, parse_spec
 from .results import Results
+from .rewards import get_reward
+from .rewards.answers import YesNo
+from .scoring import resolve, score_results
 
 
 # -- group statistics (shared with the training callbacks) ----------------------------------------
@@ -139,8 +143,6 @@ class RewardMetric(Metric):
         """The metric's own parameters plus its reward's (``iou:gold_frame=same``)."""
         if not cls.reward_spec:
             return cls.params
-        from .rewards import get_reward
-
         return {**get_reward(parse_spec(cls.reward_spec)[0]).params, **cls.params}
 
     def __init__(self, spec: Optional[str] = None, **params: Any):
@@ -149,13 +151,9 @@ class RewardMetric(Metric):
         name, raw = parse_spec(spec or self.reward_spec)  # reward:SPEC, or the named metric's reward
         raw.update({k: v for k, v in {**self._bound_params, **params}.items() if k not in type(self).params})
         self.spec = format_spec(name, raw) if raw else name
-        from .scoring import resolve
-
         self.reward = resolve(self.spec)
 
     def score(self, res: Results) -> List[Optional[float]]:
-        from .scoring import score_results
-
         return score_results(res, [self.spec], rewards={self.spec: self.reward})[self.spec]
 
     def items(self, completions, rows):
@@ -207,8 +205,6 @@ class YesNoMetric(RewardMetric):
     reward_spec = "yes_no"
 
     def summary(self, scores, groups, completions, rows):
-        from .rewards.answers import YesNo
-
         out = super().summary(scores, groups, completions, rows)
         gold_key = getattr(self.reward, "gold_key", "solution")
         tp = fp = fn = tn = unparsed = yes = answered = 0
@@ -305,8 +301,6 @@ def plot_reports(reports: Sequence[EvalReport], path: str, labels: Optional[Sequ
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .io import save_png
-
     labels = list(labels or [r.path for r in reports])
     keys: List[str] = []
     for r in reports:
@@ -331,8 +325,6 @@ def plot_reports(reports: Sequence[EvalReport], path: str, labels: Optional[Sequ
 
 
 def write_per_item(report: EvalReport, path: str) -> str:
-    from .io import atomic_write
-
     with atomic_write(path) as fh:
         for entry in report.per_item:
             fh.write(json.dumps(entry, ensure_ascii=False) + "\n")

@@ -32,6 +32,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .errors import ConfigError
 from .io import iter_jsonl
+from .rewards.base import as_text
 
 LIST_KEYS = ("completions", "responses")
 TEXT_KEYS = ("completion", "response")
@@ -81,8 +82,6 @@ def group_indices(keys: Iterable[Any]) -> List[List[int]]:
 
 def completion_text(value: Any) -> str:
     """A completion as text: strings as they are, a message list by its last turn's content."""
-    from .rewards.base import as_text
-
     return as_text(value)
 
 

@@ -15,8 +15,12 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
+from . import plugins
 from . import results as results_mod
+from .bridge.rewards import get_orm, load_orm_file
 from .errors import SwiftExtError
+from .params import parse_spec
+from .rewards import aliases, configure
 
 Score = Optional[float]
 BATCH_SIZE = 256
@@ -61,15 +65,9 @@ class ScoreReport:
 def resolve(spec: str, plugin_files: Sequence[str] = ()) -> Callable:
     """A callable reward for a swift-ext spec or alias (``iou:threshold=0.7``) or an ms-swift orms name
     (built-in, or from one of ``plugin_files``)."""
-    from . import plugins
-    from .params import parse_spec
-    from .rewards import aliases, configure
-
     name, _ = parse_spec(spec)
     if name in plugins.registry("reward") or name in aliases():
         return configure(spec)()
-    from .bridge.rewards import get_orm, load_orm_file
-
     for f in plugin_files:
         load_orm_file(f)
     return get_orm(spec)()

@@ -20,7 +20,11 @@ import logging
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+from .. import cpu_compat
+from .callbacks import install_callbacks
+from .chord import install_chord
 from .context import RunContext
+from .rewards import install_rewards
 
 logger = logging.getLogger("swift_ext.bridge")
 
@@ -49,11 +53,6 @@ def install(argv: Optional[Sequence[str]] = None, ctx: Optional[RunContext] = No
 
     ``ctx`` defaults to :meth:`RunContext.discover` (the importing arguments object, else ``argv``)."""
     global CURRENT
-    from .. import cpu_compat
-    from .callbacks import install_callbacks
-    from .chord import install_chord
-    from .rewards import install_rewards
-
     cpu_compat.apply()  # CPU-only torch + CUDA torchvision: before anything imports transformers' vision parts
     ctx = ctx or RunContext.discover(argv)
     CURRENT = ctx

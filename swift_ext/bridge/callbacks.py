@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Iterable, List
 
 from .. import plugins
+from ..components import configure
 from ..errors import DuplicateNameError
 from ..params import parse_spec
 
@@ -13,8 +14,6 @@ def install_callbacks(specs: Iterable[str] = ()) -> List[str]:
     """Register every swift-ext callback, and each parametrised name in ``specs``
     (``reward_eval:threshold=0.5``), into ``callbacks_map``."""
     from swift.callbacks import callbacks_map
-
-    from ..components import configure
 
     registry = plugins.registry("callback")
     added = []
