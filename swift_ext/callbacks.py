@@ -39,7 +39,7 @@ from transformers import TrainerCallback
 
 from .errors import PluginError
 from .evaluation import group_stats
-from .results import prompt_key
+from .results import group_indices, prompt_key
 from .bridge import grpo
 from .bridge.chord import RUNTIME as CHORD_RUNTIME
 from .chord import MU_KEY
@@ -113,14 +113,12 @@ def _parse_ks(text: str) -> Optional[List[int]]:
 def reward_metrics(records: Sequence[Dict[str, Any]], names: Sequence[str], threshold: float,
                    ks: Optional[List[int]], prefix: str) -> Dict[str, float]:
     """``{prefix}/{reward}/{mean,accuracy,pass@k,mean@k}`` from per-completion records grouped by prompt."""
-    groups: Dict[Any, List[Dict[str, Any]]] = {}
-    for rec in records:
-        key = rec.get("group") or rec.get("prompt_id") \
-            or prompt_key({"messages": rec.get("messages"), "images": rec.get("images")})
-        groups.setdefault(key, []).append(rec)
+    groups = group_indices(rec.get("group") or rec.get("prompt_id")
+                           or prompt_key({"messages": rec.get("messages"), "images": rec.get("images")})
+                           for rec in records)
     out: Dict[str, float] = {}
     for name in names:
-        stats = group_stats([[r["rewards"].get(name) for r in g] for g in groups.values()], threshold, ks)
+        stats = group_stats([[records[i]["rewards"].get(name) for i in g] for g in groups], threshold, ks)
         for stat, value in stats.items():
             if stat != "abstained" or value:
                 out[f"{prefix}/{name}/{stat}"] = value
