@@ -24,8 +24,12 @@ class UnknownNameError(SwiftExtError, KeyError):
     """A name was asked for that no plugin registered."""
 
     def __init__(self, kind: str, name: str, known):
+        import difflib
+
         self.kind, self.name, self.known = kind, name, sorted(known)
-        super().__init__(f"unknown {kind} {name!r}; known: {', '.join(self.known) or '(none)'}")
+        near = difflib.get_close_matches(str(name), self.known, n=3, cutoff=0.6)
+        hint = f"did you mean {' or '.join(map(repr, near))}? " if near else ""
+        super().__init__(f"unknown {kind} {name!r}; {hint}known: {', '.join(self.known) or '(none)'}")
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return self.args[0]

@@ -145,13 +145,13 @@ class RewardMetric(Metric):
             return cls.params
         return {**get_reward(parse_spec(cls.reward_spec)[0]).params, **cls.params}
 
-    def __init__(self, spec: Optional[str] = None, **params: Any):
+    def __init__(self, spec: Optional[str] = None, plugin_files: Sequence[str] = (), **params: Any):
         own = {k: params.pop(k) for k in list(params) if k in type(self).params}
         super().__init__(**own)
         name, raw = parse_spec(spec or self.reward_spec)  # reward:SPEC, or the named metric's reward
         raw.update({k: v for k, v in {**self._bound_params, **params}.items() if k not in type(self).params})
         self.spec = format_spec(name, raw) if raw else name
-        self.reward = resolve(self.spec)
+        self.reward = resolve(self.spec, plugin_files)
 
     def score(self, res: Results) -> List[Optional[float]]:
         return score_results(res, [self.spec], rewards={self.spec: self.reward})[self.spec]
@@ -235,10 +235,11 @@ class YesNoMetric(RewardMetric):
 BUILTIN_METRICS = {"accuracy": Accuracy, "yes_no": YesNoMetric, "mcq": MCQ, "iou": IoUMetric}
 
 
-def build_metric(spec: str) -> Metric:
-    """``accuracy``, ``iou:threshold=0.75``, ``reward:think_format`` or ``reward:length_budget:max_tokens=64``."""
+def build_metric(spec: str, plugin_files: Sequence[str] = ()) -> Metric:
+    """``accuracy``, ``iou:threshold=0.75``, ``reward:think_format`` or ``reward:length_budget:max_tokens=64``;
+    ``reward:NAME`` may also name an ms-swift reward (``reward:accuracy``) or one from ``plugin_files``."""
     if spec.startswith("reward:"):
-        return RewardMetric(spec=spec[len("reward:"):])
+        return RewardMetric(spec=spec[len("reward:"):], plugin_files=plugin_files)
     return configure("metric", spec)()
 
 
@@ -261,7 +262,8 @@ class EvalReport:
 
 
 def evaluate(path: str, metrics: Sequence[str], ref_key: Optional[str] = None,
-             progress: Optional[Callable[[int], None]] = None, completion_key: Optional[str] = None) -> EvalReport:
+             progress: Optional[Callable[[int], None]] = None, completion_key: Optional[str] = None,
+             plugin_files: Sequence[str] = ()) -> EvalReport:
     """Score the completion file ``path`` (read by :func:`swift_ext.results.load`) with every metric spec."""
     if not metrics:
         raise ConfigError("no metric given: pass --metric accuracy (or yes_no, mcq, iou, reward:NAME)")
@@ -269,7 +271,7 @@ def evaluate(path: str, metrics: Sequence[str], ref_key: Optional[str] = None,
     out: Dict[str, Dict[str, float]] = {}
     per_item = [{"line": ln, "group": gi} for ln, gi in zip(data.lines, data.group_of)]
     for spec in metrics:
-        metric = build_metric(spec)
+        metric = build_metric(spec, plugin_files)
         scores = metric.score(data)
         out[spec] = metric.summary(scores, data.groups, data.completions, data.rows)
         for entry, s in zip(per_item, scores):

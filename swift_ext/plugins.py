@@ -145,17 +145,50 @@ def get_pm() -> pluggy.PluginManager:
     allow = _split_env("SWIFT_EXT_LOAD_PLUGINS")
     if allow is None and getattr(sys, "_called_from_test", False):
         allow = []  # a test suite's own process: installed plugins stay out unless listed (llm's rule)
-    try:
-        if allow is None:
-            pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
-        else:
-            for name in allow:
-                pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP, name=name)
-    except Exception as exc:  # a broken plugin must fail loudly, with its name
-        raise PluginError(f"a swift_ext entry-point plugin failed to load: {exc!r}") from exc
-    pm.check_pending()
+    for ep in _entry_points(allow):
+        _load_entry_point(pm, ep)
+    _check_hooks(pm)
     _pm = pm
     return pm
+
+
+def _entry_points(allow: Optional[list]) -> list:
+    from importlib.metadata import entry_points
+
+    eps = list(entry_points(group=ENTRY_POINT_GROUP))
+    return eps if allow is None else [ep for ep in eps if ep.name in allow]
+
+
+def _load_entry_point(pm: pluggy.PluginManager, ep: Any) -> None:
+    """Load one entry-point plugin; anything it raises (SystemExit too) becomes one PluginError naming it."""
+    dist = getattr(ep, "dist", None)
+    where = f"plugin {ep.name!r} ({ep.value}" + (f", from {dist.name} {dist.version})" if dist else ")")
+    try:
+        pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP, name=ep.name)
+    except SystemExit as exc:
+        raise PluginError(f"the swift_ext entry-point {where} called sys.exit({exc.code!r}) while loading; "
+                          f"uninstall it or block it with SWIFT_EXT_DISABLED_PLUGINS={ep.name}") from None
+    except Exception as exc:  # a broken plugin must fail loudly, with its name, in one line
+        raise PluginError(f"a swift_ext entry-point plugin failed to load: {where}: "
+                          f"{type(exc).__name__}: {exc}; block it with SWIFT_EXT_DISABLED_PLUGINS={ep.name}") \
+            from None
+
+
+def _check_hooks(pm: pluggy.PluginManager) -> None:
+    """Every hook a plugin implements must be a swift-ext hook (a typo'd name is named, with the nearest)."""
+    import difflib
+
+    known = [name for name in dir(hookspecs) if name.startswith("register_")]
+    for plugin in pm.get_plugins():
+        for attr in dir(plugin):
+            impl = getattr(plugin, attr, None)
+            if getattr(impl, "swift_ext_impl", None) is None or attr in known:
+                continue
+            near = difflib.get_close_matches(attr, known, n=1)
+            raise PluginError(f"{plugin_source(pm, plugin)} implements an unknown hook {attr!r}"
+                              + (f"; did you mean {near[0]!r}?" if near else "")
+                              + f" (swift-ext hooks: {', '.join(known)})")
+    pm.check_pending()
 
 
 def plugin_source(pm: pluggy.PluginManager, plugin: Any) -> str:

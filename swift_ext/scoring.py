@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 from . import plugins
 from . import results as results_mod
 from .bridge.rewards import get_orm, load_orm_file
-from .errors import SwiftExtError
+from .errors import SwiftExtError, UnknownNameError
 from .params import parse_spec
 from .rewards import aliases, configure
 
@@ -66,8 +66,11 @@ def resolve(spec: str, plugin_files: Sequence[str] = ()) -> Callable:
     """A callable reward for a swift-ext spec or alias (``iou:threshold=0.7``) or an ms-swift orms name
     (built-in, or from one of ``plugin_files``)."""
     name, _ = parse_spec(spec)
-    if name in plugins.registry("reward") or name in aliases():
+    registry = plugins.registry("reward")
+    if name in registry or name in aliases():
         return configure(spec)()
+    if not plugin_files and name not in plugins.SWIFT_BUILTIN_REWARDS:  # a typo: say so before importing ms-swift
+        raise UnknownNameError("reward", name, [*registry, *aliases(), *plugins.SWIFT_BUILTIN_REWARDS])
     for f in plugin_files:
         load_orm_file(f)
     return get_orm(spec)()

@@ -56,7 +56,7 @@ def install(argv: Optional[Sequence[str]] = None, ctx: Optional[RunContext] = No
     cpu_compat.apply()  # CPU-only torch + CUDA torchvision: before anything imports transformers' vision parts
     ctx = ctx or RunContext.discover(argv)
     CURRENT = ctx
-    done = {"rewards": install_rewards(ctx.reward_funcs), "callbacks": install_callbacks(ctx.callbacks),
+    done = {"rewards": install_rewards(ctx.reward_funcs, strict=ctx.env_rewards), "callbacks": install_callbacks(ctx.callbacks),
             "chord": install_chord(ctx)}
     logger.info("swift-ext installed into ms-swift (arguments read from %s): %s", ctx.source, done)
     return done

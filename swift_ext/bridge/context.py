@@ -35,6 +35,8 @@ class RunContext:
     chord_sft_dataset: Tuple[str, ...] = ()
     chord_sft_batch_size: Optional[Any] = None
     chord_mu: Dict[str, Any] = field(default_factory=dict)
+    #: the reward names that came from ``SWIFT_EXT_REWARDS`` (swift-ext's own variable: checked by name)
+    env_rewards: Tuple[str, ...] = ()
     args: Any = field(default=None, compare=False, repr=False)
 
     @classmethod
@@ -65,8 +67,9 @@ class RunContext:
 
     def with_env(self, env: Optional[Dict[str, str]] = None) -> "RunContext":
         env = os.environ if env is None else env
-        return replace(self,
-                       reward_funcs=tuple(dict.fromkeys(self.reward_funcs + tuple(env.get(REWARDS_ENV, "").split()))),
+        env_rewards = tuple(env.get(REWARDS_ENV, "").split())
+        return replace(self, env_rewards=env_rewards,
+                       reward_funcs=tuple(dict.fromkeys(self.reward_funcs + env_rewards)),
                        callbacks=tuple(dict.fromkeys(self.callbacks + tuple(env.get(CALLBACKS_ENV, "").split()))))
 
 

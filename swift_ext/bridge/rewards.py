@@ -10,6 +10,7 @@ from .. import plugins
 from ..errors import BridgeError, DuplicateNameError, UnknownNameError
 from ..params import parse_spec
 from ..rewards import aliases, configure, is_async
+from .context import REWARDS_ENV
 
 _MARK = "_swift_ext_source"
 
@@ -47,11 +48,18 @@ def _register(orms: Dict[str, Any], name: str, spec: str) -> bool:
     return True
 
 
-def install_rewards(specs: Iterable[str] = ()) -> List[str]:
-    """Register every swift-ext reward, every alias and each parametrised ``spec`` into ms-swift's orms."""
+def install_rewards(specs: Iterable[str] = (), strict: Iterable[str] = ()) -> List[str]:
+    """Register every swift-ext reward, every alias and each parametrised ``spec`` into ms-swift's orms.
+
+    Names in ``strict`` (those from ``SWIFT_EXT_REWARDS``) must name a swift-ext reward, an alias or an
+    ms-swift reward: an unknown one is an error with the nearest names, not a silent no-op."""
     orms = get_orms()
     registry = plugins.registry("reward")
     known_aliases = aliases()
+    for spec in strict:
+        name = parse_spec(spec)[0]
+        if name not in registry and name not in known_aliases and name not in orms:
+            raise UnknownNameError(f"reward (in {REWARDS_ENV})", name, [*registry, *known_aliases, *orms])
     wanted = [(name, name) for name in registry] + list(known_aliases.items())
     for spec in specs:
         name, params = parse_spec(spec)

@@ -52,7 +52,14 @@ def _register_plugin_commands() -> None:
 
 
 def main(argv=None) -> None:
-    _register_plugin_commands()
+    from .. import cpu_compat
+
+    cpu_compat.apply()  # CPU-only torch + CUDA torchvision: commands that import ms-swift would fail otherwise
+    try:
+        _register_plugin_commands()
+    except SwiftExtError as exc:  # a broken plugin: one line, like every other error
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
     cli.main(args=argv, prog_name="swift-ext")
 
 

@@ -23,13 +23,15 @@ def _fmt(v) -> str:
 @click.option("--ref-key", default=None,
               help="column with the reference answer (default: first of solution, labels, answer, reference, "
                    "ground_truth)")
+@click.option("--plugin", "plugin_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="an ms-swift ORM plugin file (as for --external_plugins) whose rewards `-m reward:NAME` may use")
 @click.option("--completion-key", default=None, help="column with the completion(s) (default: completions, "
               "responses, completion or response)")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="write the JSON report to this file")
 @click.option("--per-item", type=click.Path(dir_okay=False), help="write per-completion scores as JSONL")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="bar chart PNG of the [0,1] metrics")
 @click.option("--label", "labels", multiple=True, help="names of the files in tables and plots (e.g. sft chord)")
-def eval_cmd(files, metrics, ref_key, completion_key, output, per_item, plot_path, labels):
+def eval_cmd(files, metrics, ref_key, plugin_files, completion_key, output, per_item, plot_path, labels):
     """Score FILE with task metrics; with two files, compare them side by side (before/after).
 
     \b
@@ -58,7 +60,7 @@ def eval_cmd(files, metrics, ref_key, completion_key, output, per_item, plot_pat
         for f in files:
             task = bar.add_task(f"scoring {f}", total=len(metrics))
             reports.append(evaluation.evaluate(f, metrics, ref_key, progress=lambda n: bar.advance(task, n),
-                                               completion_key=completion_key))
+                                               completion_key=completion_key, plugin_files=plugin_files))
     for rep, lab in zip(reports, labels):
         console.print(f"[bold]{lab}[/bold]: {rep.rows_in} rows, {rep.completions} completions in {rep.groups} "
                       f"prompt groups, reference column '{rep.ref_key}', {len(rep.rejected)} rows rejected")
