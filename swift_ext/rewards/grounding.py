@@ -228,7 +228,7 @@ class BoxF1(_Grounded):
     max(#predicted, #reference): penalises both extra and missing boxes, as Visual-RFT), or ``count``
     (1 - |#predicted - #reference| / max(...), counting only). With ``match_labels`` a pair counts only
     when both labels agree (case-insensitive; a box without a label matches any). An empty reference
-    (``[]``, ``"none"``) and no predicted box scores 1.0. Predictions beyond ``max_boxes`` are not
+    (``[]``, ``"none"``) and no predicted box scores 1.0; any predicted box against it scores 0.0. Predictions beyond ``max_boxes`` are not
     matched but still count as predictions (so they lower precision).
 
     The matching uses scipy's ``linear_sum_assignment``. Bad input: otherwise as ``iou``.
@@ -329,7 +329,8 @@ class PointInBox(_Grounded):
     """1.0 when the predicted click point lies inside the reference box (GUI / click grounding), else 0.0.
 
     The point is ``{"point_2d": [x, y]}``, ``[x, y]``, ``(x, y)``, or the centre of a predicted box,
-    in the model's ``frame``. With several reference boxes any of them counts.
+    in the model's ``frame``. With several reference boxes any of them counts. A point on the border
+    counts as inside.
 
     Bad input: no point scores 0; otherwise as ``iou``.
 
