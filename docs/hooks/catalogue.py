@@ -189,8 +189,7 @@ def render_cli() -> str:
 
     def walk(cmd: click.Command, path: Tuple[str, ...], parent: Optional[click.Context]) -> None:
         ctx = click.Context(cmd, info_name=path[-1], parent=parent, terminal_width=110, max_content_width=110)
-        if len(path) > 1:
-            out.extend([f"## `{' '.join(path)}`", "", "```text", cmd.get_help(ctx), "```", ""])
+        out.extend([f"## `{' '.join(path)}`", "", "```text", cmd.get_help(ctx), "```", ""])
         if isinstance(cmd, click.Group):
             for name in sorted(cmd.commands):
                 walk(cmd.commands[name], (*path, name), ctx)
