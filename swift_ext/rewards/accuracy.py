@@ -31,6 +31,8 @@ class ExactMatch(Reward):
 
     Abstains (``None``) when the row has no usable gold answer (missing, empty, not a string or number).
 
+    On the command line: ``--reward_funcs exact_match:extract=last_number``.
+
     Example:
         >>> ExactMatch()(["<answer>The Paris.</answer>", "<answer>Rome</answer>"], solution=["paris", "paris"])
         [1.0, 0.0]
@@ -73,6 +75,8 @@ class MathAccuracy(Reward):
     Needs ``pip install 'swift-ext[math]'``.
 
     Abstains (``None``) when the gold answer is missing or math-verify cannot parse it.
+
+    On the command line: ``--reward_funcs math_accuracy:timeout=2``.
 
     Example:
         >>> r = MathAccuracy()

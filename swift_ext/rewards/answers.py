@@ -102,6 +102,12 @@ class Numeric(Reward):
     percent sign, both ``50%`` = ``50`` and ``50%`` = ``0.5`` are accepted. ``mode=relative`` gives
     partial credit ``max(0, 1 - |pred - gold| / |gold|)`` instead (1.0 still needs the tolerance).
 
+    Also understood: a Unicode minus (``−2``).
+
+    Bad input: no number in the answer, or ``inf`` / ``NaN`` / ``1/0`` there, scores 0.
+
+    On the command line: ``--reward_funcs numeric:rel_tol=0.01``.
+
     Example:
         >>> Numeric()(["<answer>1,250</answer>", "x = 0.5", "<answer>12%</answer>", "none"],
         ...           solution=["1250", "1/2", "0.12", "3"])
@@ -186,6 +192,13 @@ class MultipleChoice(Reward):
     ``选B`` (see :func:`extract_choice`). Hedging with several letters (``A or B``, ``A, C``) scores 0
     when ``strict`` (default). The gold may be a letter in any of these forms.
 
+    ``A`` and ``I`` used as ordinary words ("I think", "a cat") are not options. Chinese hedging such as
+    ``B和C`` also scores 0 when ``strict``.
+
+    Bad input: an answer with no option letter scores 0.
+
+    On the command line: ``--reward_funcs mcq:letters=ABCD``.
+
     Example:
         >>> r = MultipleChoice()
         >>> r(["<answer>(B)</answer>", "The answer is b.", "答案是B", "A or B", "C"], solution=["B"] * 5)
@@ -257,6 +270,11 @@ class YesNo(Reward):
     The first yes/no word of the answer counts (see :func:`yes_no`); an answer with none scores 0.
     The gold may be yes/no in any case, true/false, 1/0, a boolean, or 是/否.
 
+    Words: yes / no / true / false / correct / incorrect. Chinese answers that start with 是 / 对 / 有
+    (yes) or 不是 / 不 / 否 / 没有 (no) also count.
+
+    On the command line: ``--reward_funcs yes_no``.
+
     Example:
         >>> YesNo()(["<answer>Yes</answer>", "No, it is not there.", "I cannot tell"], solution=["yes", True, "no"])
         [1.0, 0.0, 0.0]
@@ -314,6 +332,12 @@ class Counting(Reward):
     As in ms-swift's counting GRPO recipes the count must be inside ``<answer>`` tags (``require_tag``;
     without a tag the completion scores 0). ``mode=relative`` gives ``max(0, 1 - |pred - gold| /
     max(gold, 1))`` instead, which still rewards near misses.
+
+    The count is read from digits, ``3.0``, number words (``three``) and Chinese (``三个``).
+
+    Bad input: no ``<answer>`` tag (when ``require_tag``), or a negative or non-whole count, scores 0.
+
+    On the command line: ``--reward_funcs counting:mode=relative``.
 
     Example:
         >>> Counting()(["<think>I see cars</think><answer>3</answer>", "<answer>three</answer>", "3"],
@@ -399,6 +423,11 @@ class SetAccuracy(Reward):
     ``precision``, ``recall``. Items are compared after normalisation (case, punctuation, articles);
     duplicates count once. Gold is a list column, a JSON list or a separated string. An empty gold set
     and an empty answer score 1.0.
+
+    The answer may be a JSON list, or text split on ``,`` ``;`` ``、`` ``|`` ``and`` ``和`` and
+    newlines.
+
+    On the command line: ``--reward_funcs set_accuracy:metric=jaccard``.
 
     Example:
         >>> r = SetAccuracy()

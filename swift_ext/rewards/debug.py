@@ -14,6 +14,9 @@ class RandomReward(Reward):
 
     With ``seed`` set, the sequence of scores is reproducible run to run.
 
+    On the command line: ``--reward_funcs random:seed=7`` (``swift-ext demo`` uses it so that a random
+    tiny model still gives GRPO some reward variance).
+
     Example:
         >>> RandomReward(seed=0)(["a", "b"]) == RandomReward(seed=0)(["a", "b"])
         True

@@ -176,6 +176,13 @@ class TeacherSimilarity(Reward):
     ``scope=answer`` (default) compares the ``<answer>`` content / the text after ``</think>`` on both
     sides; ``all`` compares everything (tags such as ``<think>`` are dropped). At most ``max_tokens`` words per side are compared.
 
+    Made for distilling a large VL teacher, for example in a CHORD run. ROUGE-L uses a bit-parallel LCS;
+    chrF averages the character n-gram F-beta over orders as nltk's ``sentence_chrf`` does.
+
+    Bad input: an empty completion scores 0.
+
+    On the command line: ``--reward_funcs teacher_similarity:metric=chrf``.
+
     Example:
         >>> r = TeacherSimilarity()
         >>> r(["<answer>The cat sat.</answer>", "<answer>a dog</answer>", ""], solution=["the cat sat down"] * 3)

@@ -18,6 +18,8 @@ class ThinkFormat(Reward):
     inside the reasoning (``…</think><answer>4</answer>``) counts. Nothing but whitespace may follow
     ``</answer>``; the answer must not be empty; tags may not repeat.
 
+    On the command line: ``--reward_funcs think_format:think=optional``.
+
     Example:
         >>> r = ThinkFormat()
         >>> r(["<think>2+2=4</think>\\n<answer>4</answer>", "2+2=4</think><answer>4</answer>", "4"])

@@ -128,6 +128,13 @@ class IoU(_Grounded):
     every predicted box and is easy to game by listing many). With several reference boxes the
     predicted box is compared with the one it overlaps most. No box in the completion scores 0.
 
+    Bad input: no box, an inverted or zero-area box, or coordinates that overflow score 0. A reference box
+    that lands outside its image after conversion is still scored, with one warning asking whether
+    ``gold_frame`` is right. When the reference is missing, malformed or inverted, or the image size is
+    needed but unknown, the reward abstains and logs it once.
+
+    On the command line: ``--reward_funcs iou:frame=qwen2_5_vl``.
+
     Example:
         >>> r = IoU(frame="norm1000", gold_frame="same")
         >>> r(['{"bbox_2d": [0, 0, 200, 200]}', "[100, 100, 300, 300]", "no box"], solution=["[0, 0, 200, 200]"] * 3)
@@ -169,6 +176,10 @@ class GIoU(IoU):
     gradient early in training. ``range=signed`` returns the raw GIoU in [-1, 1]. No box scores the
     minimum (0.0, or -1.0 signed).
 
+    Bad input: otherwise as ``iou``.
+
+    On the command line: ``--reward_funcs giou:range=signed``.
+
     Example:
         >>> r = GIoU(frame="norm1", gold_frame="same")
         >>> r(["[0, 0, 1, 1]", "[2, 0, 3, 1]"], solution=["[0, 0, 1, 1]"] * 2)   # (1+1)/2; (-1/3+1)/2
@@ -189,6 +200,10 @@ class GIoU(IoU):
 
 class IoUThreshold(IoU):
     """1.0 when the IoU of the predicted box with the reference reaches ``threshold``, else 0.0.
+
+    Bad input: as ``iou``.
+
+    On the command line: ``--reward_funcs iou_threshold:threshold=0.75``.
 
     Example:
         >>> r = IoUThreshold(threshold=0.5, gold_frame="same")
@@ -213,8 +228,12 @@ class BoxF1(_Grounded):
     max(#predicted, #reference): penalises both extra and missing boxes, as Visual-RFT), or ``count``
     (1 - |#predicted - #reference| / max(...), counting only). With ``match_labels`` a pair counts only
     when both labels agree (case-insensitive; a box without a label matches any). An empty reference
-    (``[]``, ``"none"``) and no predicted box scores 1.0. Predictions beyond ``max_boxes`` are not
+    (``[]``, ``"none"``) and no predicted box scores 1.0; any predicted box against it scores 0.0. Predictions beyond ``max_boxes`` are not
     matched but still count as predictions (so they lower precision).
+
+    The matching uses scipy's ``linear_sum_assignment``. Bad input: otherwise as ``iou``.
+
+    On the command line: ``--reward_funcs box_f1:metric=soft,match_labels=true``.
 
     Example:
         >>> r = BoxF1(gold_frame="same")
@@ -310,7 +329,12 @@ class PointInBox(_Grounded):
     """1.0 when the predicted click point lies inside the reference box (GUI / click grounding), else 0.0.
 
     The point is ``{"point_2d": [x, y]}``, ``[x, y]``, ``(x, y)``, or the centre of a predicted box,
-    in the model's ``frame``. With several reference boxes any of them counts.
+    in the model's ``frame``. With several reference boxes any of them counts. A point on the border
+    counts as inside.
+
+    Bad input: no point scores 0; otherwise as ``iou``.
+
+    On the command line: ``--reward_funcs point_in_box:frame=qwen2_5_vl``.
 
     Example:
         >>> r = PointInBox(frame="norm1000", gold_frame="pixels")

@@ -69,6 +69,10 @@ class NgramRepetition(Reward):
     one word); ``char`` uses characters (spaces dropped); ``token`` uses ``response_token_ids`` (words
     when the row has none). Fewer than ``n`` units score 0.
 
+    The score lies in [``max_penalty``, 0].
+
+    On the command line: ``--reward_funcs ngram_repetition:n=4,unit=token``.
+
     Example:
         >>> r = NgramRepetition(n=2)
         >>> r(["a b a b a b", "a b c d", "好好好好"])   # 5 bigrams, 2 distinct: -(1-2/5); 0; 3 bigrams, 1 distinct
@@ -120,6 +124,11 @@ class LengthBudget(Reward):
     ``word`` count characters or words. ``soft_cache=0`` makes it a hard budget. ``budget_key`` names a
     column with a per-row budget that replaces ``max_length`` (the soft zone keeps its size, capped
     at the budget). Unlike ms-swift's ``soft_overlong`` the penalty stops at ``-penalty`` (DAPO Eq. 13).
+
+    Multi-turn ``response_token_ids`` (a list of lists) are summed. Bad input: a row whose budget value is
+    not a number uses ``max_length``.
+
+    On the command line: ``--reward_funcs length_budget:max_length=2048,soft_cache=512``.
 
     Example:
         >>> r = LengthBudget(max_length=10, soft_cache=4, unit="char")
@@ -187,6 +196,8 @@ class ReasoningSteps(Reward):
     ``First,`` ``Second,`` ``Next,`` ``Finally,``) plus Chinese ones (``第一步`` ``首先`` ``其次`` ``然后``
     ``接着`` ``最后``). ``scope=think`` counts only in the reasoning.
 
+    On the command line: ``--reward_funcs reasoning_steps:scope=think``.
+
     Example:
         >>> r = ReasoningSteps()
         >>> r(["Step 1: add.\\nStep 2: carry.\\nStep 3: done.", "First, add. Finally, stop.", "首先相加，然后进位", "42"])
@@ -248,6 +259,8 @@ class LanguageConsistency(Reward):
     character and each Latin word of 2+ letters is one unit; the score is the share of units in the
     target language. A completion with no language units scores ``empty_score``.
 
+    On the command line: ``--reward_funcs language_consistency:scope=think``.
+
     Example:
         >>> r = LanguageConsistency()
         >>> msgs = [[{"role": "user", "content": "图中有几只猫？"}]] * 3
@@ -295,6 +308,8 @@ class TagCount(Reward):
     ``newlines=true`` uses open-r1's exact patterns (``<think>\\n``, ``\\n</think>\\n``, ``\\n<answer>\\n``,
     ``\\n</answer>``). With ``allow_prefilled`` a missing ``<think>`` counts when ``</think>`` is there
     (chat templates such as Qwen3's put ``<think>`` in the prompt).
+
+    On the command line: ``--reward_funcs 'tag_count:tags=reason|final'`` (quote ``|`` in a shell).
 
     Example:
         >>> r = TagCount()

@@ -143,6 +143,15 @@ class JsonValid(Reward):
     partial credit for "almost" early in training. Text before the JSON is allowed; text after it is
     allowed when ``allow_trailing`` (default).
 
+    Where the JSON is looked for: first in a fenced ``json`` code block (an unclosed fence runs to the end),
+    then in ``<answer>`` or after ``</think>``, starting at the first ``{`` or ``[``.
+
+    Bad input: JSON missing a bracket, or with a trailing comma or single quotes, scores 0 (or
+    ``repaired_score`` when closing its brackets and strings makes it parse). JSON nested 100 000 levels
+    deep scores 0 without a RecursionError.
+
+    On the command line: ``--reward_funcs json_valid:repaired_score=0.3``.
+
     Example:
         >>> r = JsonValid()
         >>> r(['```json\\n{"name": "cat"}\\n```', '{"name": "cat"', "no json", '[1, 2]'])
@@ -174,6 +183,13 @@ class JsonSchema(Reward):
     not validate scores ``partial_max`` x the fraction of the schema's top-level ``required`` fields
     that are present and valid against their own property schema ("well typed"), so full validity is
     always worth more. JSON that does not parse scores 0. Needs ``pip install jsonschema``.
+
+    Any JSON Schema draft works (the ``jsonschema`` package picks it from ``$schema``). A bad ``schema=``
+    parameter (an unreadable file, invalid JSON) stops the run at start-up with a ParamError. A
+    parametrised name cannot hold commas, so give a schema with commas as a file path, or as an alias in
+    ``SWIFT_EXT_CONFIG``.
+
+    On the command line: ``--reward_funcs json_schema:schema=/data/schema.json``.
 
     Example:
         >>> schema = {"type": "object", "required": ["name", "age"],
