@@ -33,4 +33,4 @@ class KeywordHit(Reward):
 
 @swift_ext.hookimpl
 def register_rewards(register):
-    register(KeywordHit.name, KeywordHit)
+    register(KeywordHit)
