@@ -143,5 +143,11 @@ def bind(declared: Dict[str, Param], given: Dict[str, Any], owner: str) -> Dict[
         raise ParamError(f"{owner}: unknown parameter(s) {', '.join(unknown)}; known: {known}")
     out = {}
     for key, p in declared.items():
-        out[key] = p.coerce(key, given[key]) if key in given else p.default
+        if key not in given:
+            out[key] = p.default
+            continue
+        try:
+            out[key] = p.coerce(key, given[key])
+        except ParamError as exc:
+            raise ParamError(f"{owner}: {exc}") from None
     return out

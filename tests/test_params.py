@@ -65,3 +65,11 @@ def test_bind_defaults_and_unknown():
     assert bind(declared, {"a": "2"}, "r") == {"a": 2, "b": "x"}
     with pytest.raises(ParamError, match="unknown parameter.*zz.*known: a, b"):
         bind(declared, {"zz": 1}, "r")
+
+
+def test_a_bad_value_names_its_owner():
+    from swift_ext.errors import ParamError
+    from swift_ext.rewards import configure
+
+    with pytest.raises(ParamError, match=r"^reward iou: parameter frame='qwen25': choose one of"):
+        configure("iou:frame=qwen25")
