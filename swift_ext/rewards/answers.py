@@ -62,7 +62,10 @@ def parse_number(text: Any) -> Optional[Tuple[float, bool]]:
     if isinstance(text, bool) or text is None:
         return None
     if isinstance(text, (int, float)):
-        v = float(text)
+        try:
+            v = float(text)
+        except OverflowError:  # an int beyond float range: no finite number, as for the same digits in a string
+            return None
         return (v, False) if math.isfinite(v) else None
     text = str(text)[-_SCAN:]
     last = None
