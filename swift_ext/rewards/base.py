@@ -275,15 +275,16 @@ class Rows(SequenceABC):
         return row
 
     def __iter__(self):
-        shared, per_row = self._shared, self._per_row
-        if not per_row:
-            for _ in range(self.n):
-                yield dict(shared)
+        shared, items = self._shared, list(self._per_row.items())
+        if len(items) == 1 and not shared:                 # the common case: one column read per row
+            key, values = items[0]
+            for v in values:
+                yield {key: v}
             return
-        keys = list(per_row)
-        for values in zip(*per_row.values()):
+        for i in range(self.n):
             row = dict(shared)
-            row.update(zip(keys, values))
+            for k, v in items:
+                row[k] = v[i]
             yield row
 
     def __eq__(self, other: Any) -> bool:

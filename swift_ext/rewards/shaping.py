@@ -9,11 +9,13 @@ in model tokens (``response_token_ids``, which ms-swift passes to every reward),
 from __future__ import annotations
 
 import re
+from itertools import repeat
+from operator import itemgetter
 from typing import Any, List, Optional, Sequence
 
 from ..errors import ParamError
 from ..params import Param
-from .base import Reward, Score
+from .base import Reward, Score, column
 from .extract import answer_tag, strip_think
 
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
@@ -24,6 +26,7 @@ _LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
 _NOISE = re.compile(r"```.{0,20000}?(?:```|\Z)|`[^`\n]{0,2000}`|\$\$.{0,1000}?\$\$|\$[^$\n]{0,2000}\$"
                     r"|\\\(.{0,500}?\\\)|\\\[.{0,500}?\\\]|https?://\S+|<[^<>\n]{0,40}>", re.S)
 SCOPES = ("all", "think", "answer")
+_SEQUENCES = {list, tuple}
 
 
 def words(text: str) -> List[str]:
@@ -58,6 +61,25 @@ def token_ids(row: dict) -> Optional[Sequence[Any]]:
     if ids and isinstance(ids[0], (list, tuple)):
         return [t for turn in ids if isinstance(turn, (list, tuple)) for t in turn]
     return ids
+
+
+def flat_lengths(ids: Sequence[Any]) -> Optional[List[int]]:
+    """``len`` of every row's token ids when each row is a flat list or tuple of numbers (what ms-swift
+    passes), else None: a row without ids, or a multi-turn row holding a list per turn, is left to
+    :func:`token_ids`.
+
+    >>> flat_lengths([[1, 2, 3], []]), flat_lengths([[1], None]), flat_lengths([[1], [[2, 3], [4]]])
+    ([3, 0], None, None)
+    """
+    try:
+        if not set(map(type, ids)) <= _SEQUENCES:
+            return None
+        # a turn list among the first elements makes the sum raise (int + list); so do text and None
+        if type(sum(map(itemgetter(0), filter(None, ids)))) not in (int, float):
+            return None
+    except Exception:
+        return None
+    return list(map(len, ids))
 
 
 class NgramRepetition(Reward):
@@ -168,12 +190,22 @@ class LengthBudget(Reward):
                     limit, cache = int(b), min(cache, int(b) - 1)
             except (TypeError, ValueError):
                 pass
-        n = self.length(completion, row)
-        if n <= limit - cache:
-            return 0.0
-        if n >= limit or cache == 0:
-            return -self.penalty
-        return -self.penalty * (n - (limit - cache)) / cache
+        return self.penalties([self.length(completion, row)], limit, cache)[0]
+
+    def penalties(self, lengths: Sequence[int], limit: int, cache: int) -> List[float]:
+        """The score of each length: 0 up to ``limit - cache``, then linear down to ``-penalty`` at ``limit``."""
+        start, penalty = limit - cache, self.penalty
+        if cache == 0:
+            return [0.0 if n <= start else -penalty for n in lengths]
+        return [0.0 if n <= start else (-penalty if n >= limit else -penalty * (n - start) / cache)
+                for n in lengths]
+
+    def score_batch(self, completions: Sequence[str], rows: Sequence[dict]) -> List[Score]:
+        if self.unit == "token" and not self.budget_key:    # the usual case: one len() per row
+            lengths = flat_lengths(column(rows, "response_token_ids"))
+            if lengths is not None:
+                return self.penalties(lengths, self.max_length, self.soft_cache)
+        return super().score_batch(completions, rows)
 
 
 _STEP = re.compile(r"(Step \d+:|^\d+\.|\n-|\n\*|First,|Second,|Next,|Finally,)", re.M)
@@ -200,12 +232,25 @@ class ReasoningSteps(Reward):
         "scope": Param("all", "part of the completion to count in", choices=SCOPES),
     }
 
+    def score_batch(self, completions: Sequence[str], rows: Sequence[dict]) -> List[Score]:
+        texts = completions if self.scope == "all" else [part(c, self.scope) for c in completions]
+        target = self.target
+        return [min(1.0, count_steps(t) / target) for t in texts]
+
     def score(self, completion: str, **row: Any) -> Score:
-        text = part(completion, self.scope)
-        n = len(_STEP.findall(text))
-        if not text.isascii() and _HAN.search(text):
-            n += len(_STEP_CJK.findall(text))
-        return min(1.0, n / self.target)
+        return self.score_batch([completion], [row])[0]
+
+
+def count_steps(text: str) -> int:
+    """Step markers in ``text``: open-r1's, plus the Chinese ones when the text has Chinese characters.
+
+    >>> count_steps("Step 1: add.\\n2. carry\\n- done"), count_steps("首先相加，然后进位")
+    (3, 2)
+    """
+    n = len(_STEP.findall(text))
+    if not text.isascii() and _HAN.search(text):
+        n += len(_STEP_CJK.findall(text))
+    return n
 
 
 def language_units(text: str) -> tuple:
@@ -324,12 +369,15 @@ class TagCount(Reward):
                 opening, closing = f"<{t}>", f"</{t}>"
             self._checks.append((opening, closing, i == 0))
 
+    def score_batch(self, completions: Sequence[str], rows: Sequence[dict]) -> List[Score]:
+        # one count per tag string and completion; a row's credit is how many of its counts are exactly 1
+        counts = [list(map(str.count, completions, repeat(tag))) for check in self._checks for tag in check[:2]]
+        total = 2 * len(self._checks)
+        if not self.allow_prefilled:
+            return [row.count(1) / total for row in zip(*counts)]
+        bare = self._checks[0][0].strip()       # a missing first opening tag counts when the template pre-filled it
+        prefilled = [o == 0 and c == 1 and t.count(bare) == 0 for o, c, t in zip(counts[0], counts[1], completions)]
+        return [(row.count(1) + p) / total for row, p in zip(zip(*counts), prefilled)]
+
     def score(self, completion: str, **row: Any) -> Score:
-        ok = 0
-        for opening, closing, first in self._checks:
-            c_open, c_close = completion.count(opening), completion.count(closing)
-            if c_open == 1 or (first and self.allow_prefilled and c_open == 0 and c_close == 1
-                               and completion.count(opening.strip()) == 0):
-                ok += 1
-            ok += c_close == 1
-        return ok / (2 * len(self._checks))
+        return self.score_batch([completion], [row])[0]
