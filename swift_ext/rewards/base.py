@@ -98,15 +98,20 @@ class Reward:
 
     # -- scoring --------------------------------------------------------------------------------
     def score(self, completion: str, **row: Any) -> Score:
-        raise NotImplementedError
+        """One completion's score (a reward implements this, or :meth:`score_batch`, or both)."""
+        if type(self).score_batch is Reward.score_batch:
+            raise NotImplementedError(f"reward {self.name or type(self).__name__} implements neither score "
+                                      f"nor score_batch")
+        return self.score_batch([completion], [row])[0]
 
     def score_batch(self, completions: Sequence[str], rows: Sequence[Dict[str, Any]]) -> List[Any]:
         """Scores of a batch: ``completions`` are texts, ``rows`` one dict of columns per completion
         (a :class:`Rows`; :func:`column` reads one column of it as a list without building the dicts).
 
-        Override it for a vectorised reward. It may raise and may return any numbers: the caller
-        (:meth:`__call__`) scores the batch again row by row through :meth:`safe_score` when it
-        raises, and turns NaN, inf and non-numbers into ``fallback``.
+        Override it for a vectorised reward (``score`` then defaults to a batch of one). It may raise
+        and may return any numbers: the caller (:meth:`__call__`) scores the batch again row by row
+        through :meth:`safe_score` when it raises, and turns NaN, inf and non-numbers into ``fallback``.
+        The lists it receives are the caller's: read them, do not change them.
         """
         score = self.score
         if isinstance(rows, Rows) and not rows.columns:      # a reward that reads no column
@@ -127,7 +132,7 @@ class Reward:
             return None
         try:
             value = float(value)
-        except (TypeError, ValueError, OverflowError):
+        except Exception:  # not a number (TypeError, ValueError), an int too big for a float, a broken __float__
             self._warn(f"returned a non-number {value!r}")
             return self.fallback
         if not math.isfinite(value):
@@ -139,7 +144,7 @@ class Reward:
         """:meth:`_check` of every value; one pass in C when all are finite numbers (the usual case)."""
         try:
             out = list(map(float, values))
-        except (TypeError, ValueError, OverflowError):   # None (abstained) or a non-number somewhere
+        except Exception:                                  # None (abstained) or a non-number somewhere
             return [self._check(v) for v in values]
         if math.isfinite(sum(out)):                        # NaN or inf anywhere makes the sum non-finite
             return out

@@ -237,9 +237,6 @@ class ReasoningSteps(Reward):
         target = self.target
         return [min(1.0, count_steps(t) / target) for t in texts]
 
-    def score(self, completion: str, **row: Any) -> Score:
-        return self.score_batch([completion], [row])[0]
-
 
 def count_steps(text: str) -> int:
     """Step markers in ``text``: open-r1's, plus the Chinese ones when the text has Chinese characters.
@@ -378,6 +375,3 @@ class TagCount(Reward):
         bare = self._checks[0][0].strip()       # a missing first opening tag counts when the template pre-filled it
         prefilled = [o == 0 and c == 1 and t.count(bare) == 0 for o, c, t in zip(counts[0], counts[1], completions)]
         return [(row.count(1) + p) / total for row, p in zip(zip(*counts), prefilled)]
-
-    def score(self, completion: str, **row: Any) -> Score:
-        return self.score_batch([completion], [row])[0]
