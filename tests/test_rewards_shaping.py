@@ -2,6 +2,7 @@
 
 import doctest
 import pickle
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -124,6 +125,15 @@ class TestReasoningSteps:
         assert ReasoningSteps(target=1)(["First, x."]) == [1.0]
         text = "<think>Step 1: a</think><answer>Step 2: b\nStep 3: c</answer>"
         assert ReasoningSteps(scope="think")([text]) == pytest.approx([1 / 3])
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(["Step ", "1", "23", ":", ".", "\n", "-", "*", "First,", "Second", ",", "Next,",
+                                 "Finally,", " ", "x", "\r"]), max_size=30).map("".join))
+def test_step_markers_are_open_r1s(text):
+    # open-r1's pattern, as its docstring says, with re.M so that every numbered line counts
+    pattern = r"(Step \d+:|^\d+\.|\n-|\n\*|First,|Second,|Next,|Finally,)"
+    assert shaping.count_steps(text) == len(re.findall(pattern, text, re.M))
 
 
 class TestLanguageConsistency:

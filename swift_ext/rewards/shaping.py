@@ -208,7 +208,11 @@ class LengthBudget(Reward):
         return super().score_batch(completions, rows)
 
 
-_STEP = re.compile(r"(Step \d+:|^\d+\.|\n-|\n\*|First,|Second,|Next,|Finally,)", re.M)
+# open-r1's markers, (Step \d+:|^\d+\.|\n-|\n\*|First,|Second,|Next,|Finally,) with re.M, spelled so that every
+# alternative starts with a literal (the regex engine then skips to candidate characters): a numbered line is
+# "\n1." inside the text or "1." at its start. No two markers can overlap, so the counts are the same.
+_STEP = re.compile(r"Step \d+:|\n(?:[-*]|\d+\.)|First,|Second,|Next,|Finally,")
+_STEP_AT_START = re.compile(r"\d+\.")
 _STEP_CJK = re.compile(r"第\s*[一二三四五六七八九十\d]+\s*步|首先|其次|然后|接着|最后")
 
 
@@ -244,7 +248,7 @@ def count_steps(text: str) -> int:
     >>> count_steps("Step 1: add.\\n2. carry\\n- done"), count_steps("首先相加，然后进位")
     (3, 2)
     """
-    n = len(_STEP.findall(text))
+    n = len(_STEP.findall(text)) + (_STEP_AT_START.match(text) is not None)
     if not text.isascii() and _HAN.search(text):
         n += len(_STEP_CJK.findall(text))
     return n
