@@ -107,6 +107,9 @@ class NgramRepetition(Reward):
         "scope": Param("all", "part of the completion to look at", choices=SCOPES),
     }
 
+    def needed_columns(self):
+        return self.columns if self.unit == "token" else ()
+
     def _units(self, completion: str, row: dict) -> Sequence[Any]:
         if self.unit == "token":
             ids = token_ids(row)
@@ -164,7 +167,8 @@ class LengthBudget(Reward):
     }
 
     def needed_columns(self):
-        return ("response_token_ids", self.budget_key) if self.budget_key else self.columns
+        ids = ("response_token_ids",) if self.unit == "token" else ()
+        return ids + (self.budget_key,) if self.budget_key else ids
 
     def setup(self) -> None:
         if self.soft_cache >= self.max_length:
