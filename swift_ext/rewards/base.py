@@ -55,8 +55,9 @@ class Reward:
     """Base class of every swift-ext reward.
 
     Subclasses set ``name`` (the registry key), declare ``params`` and implement :meth:`score` for one
-    completion (or :meth:`score_batch` for a vectorised version). ``abstains`` documents when the reward
-    returns ``None`` (ms-swift turns ``None`` into NaN and leaves it out of the weighted sum).
+    completion (or :meth:`score_batch` for a vectorised version, reading columns with :func:`column`).
+    ``abstains`` documents when the reward returns ``None`` (ms-swift turns ``None`` into NaN and leaves
+    it out of the weighted sum).
 
     Example::
 

@@ -313,6 +313,9 @@ class LanguageConsistency(Reward):
         "empty_score": Param(1.0, "score of a completion with no Chinese or English text", min=-1.0, max=1.0),
     }
 
+    def needed_columns(self):
+        return ("messages", "prompt", "query") if self.target == "auto" else ()    # what _prompt_text reads
+
     def setup(self) -> None:
         self._memo = (None, None)
 
