@@ -74,7 +74,7 @@ def flat_lengths(ids: Sequence[Any]) -> Optional[List[int]]:
     try:
         if not set(map(type, ids)) <= _SEQUENCES:
             return None
-        # a turn list among the first elements makes the sum raise (int + list); so do text and None
+        # a first element that is a list (a multi-turn row holds one per turn), text or None makes the sum raise
         if type(sum(map(itemgetter(0), filter(None, ids)))) not in (int, float):
             return None
     except Exception:
@@ -375,11 +375,11 @@ class TagCount(Reward):
                 closing = f"\n</{t}>" + ("\n" if i < last else "")
             else:
                 opening, closing = f"<{t}>", f"</{t}>"
-            self._checks.append((opening, closing, i == 0))
+            self._checks.append((opening, closing))
 
     def score_batch(self, completions: Sequence[str], rows: Sequence[dict]) -> List[Score]:
         # one count per tag string and completion; a row's credit is how many of its counts are exactly 1
-        counts = [list(map(str.count, completions, repeat(tag))) for check in self._checks for tag in check[:2]]
+        counts = [list(map(str.count, completions, repeat(tag))) for check in self._checks for tag in check]
         total = 2 * len(self._checks)
         if not self.allow_prefilled:
             return [row.count(1) / total for row in zip(*counts)]
