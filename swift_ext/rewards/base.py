@@ -99,7 +99,8 @@ class Reward:
 
     # -- scoring --------------------------------------------------------------------------------
     def score(self, completion: str, **row: Any) -> Score:
-        """One completion's score (a reward implements this, or :meth:`score_batch`, or both)."""
+        """One completion's score. A reward implements this, or :meth:`score_batch` (this is then a batch
+        of one), or both: one whose ``score_batch`` hands some rows to the base's must implement it."""
         if type(self).score_batch is Reward.score_batch:
             raise NotImplementedError(f"reward {self.name or type(self).__name__} implements neither score "
                                       f"nor score_batch")
