@@ -8,7 +8,8 @@ import pickle
 import pytest
 
 from swift_ext.errors import ParamError
-from swift_ext.rewards import AsyncReward, Reward, build, configure
+from swift_ext.rewards import AsyncReward, Reward, build, configure, split_rows
+from swift_ext.rewards.base import column
 from swift_ext.rewards.extract import extract_answer, normalize, strip_think
 
 require_math = pytest.mark.skipif(importlib.util.find_spec("math_verify") is None, reason="needs math-verify")
@@ -184,6 +185,58 @@ class TestBase:
         r = Flaky()
         assert r(["boom", "nan", "inf", "str", "ok"]) == [0.0, 0.0, 0.0, 0.0, 0.5]
         assert sum("reward flaky" in m for m in caplog.messages) == 1     # logged once per instance
+
+    def test_a_raising_batch_path_still_scores_the_other_rows(self, caplog):
+        class InverseLength(Reward):
+            """1 / characters, vectorised; an empty completion divides by zero."""
+            name = "inverse_length"
+            columns = ()
+
+            def score_batch(self, completions, rows):   # score() is a batch of one (the base's default)
+                return [1.0 / len(c) for c in completions]
+
+        r = InverseLength()
+        assert r(["ab", "abcd"]) == [0.5, 0.25] and not r._warned
+        assert r(["ab", "", "abcd", None]) == [0.5, 0.0, 0.25, 0.0]          # the batch raised: row by row
+        assert r._warned and sum("reward inverse_length" in m for m in caplog.messages) == 1
+
+    def test_batch_values_are_checked_one_by_one(self):
+        class Batchy(Reward):
+            name = "batchy"
+            columns = ("solution",)
+
+            def score_batch(self, completions, rows):
+                gold = column(rows, "solution")
+                return [{"nan": math.nan, "inf": -math.inf, "none": None, "int": 2, "huge": 10 ** 400}.get(g, 0.5)
+                        for g in gold]
+
+        r = Batchy()
+        out = r(["a"] * 6, solution=["ok", "nan", "inf", "none", "int", "huge"])
+        assert out == [0.5, 0.0, 0.0, None, 2.0, 0.0] and type(out[4]) is float
+
+    def test_wrong_number_of_batch_scores_falls_back_to_rows(self):
+        class Short(Reward):
+            name = "short"
+            columns = ()
+
+            def score_batch(self, completions, rows):
+                return [1.0]                                               # one score whatever the batch
+
+            def score(self, completion, **row):
+                return float(len(completion))
+
+        assert Short()(["a", "bb", "ccc"]) == [1.0, 2.0, 3.0]
+
+    def test_rows_read_by_column_or_by_row(self):
+        rows = split_rows(3, {"solution": ["a", "b", "c"], "trainer_state": "s", "images": ["only one"]})
+        assert column(rows, "solution") == ["a", "b", "c"]
+        assert column(rows, "trainer_state") == ["s"] * 3 and column(rows, "absent") == [None] * 3
+        assert column(rows, "images") == [["only one"]] * 3                    # not one value per row: shared
+        assert list(rows) == [rows[0], rows[1], rows[-1]] == [
+            {"solution": x, "trainer_state": "s", "images": ["only one"]} for x in "abc"]
+        assert column([{"solution": 1}, {}], "solution") == [1, None]          # plain row dicts work too
+        with pytest.raises(IndexError):
+            rows[3]
 
     def test_columns_split_per_row_and_shared_kwargs(self):
         seen = []

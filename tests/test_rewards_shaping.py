@@ -2,6 +2,7 @@
 
 import doctest
 import pickle
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -92,6 +93,20 @@ class TestLengthBudget:
         assert build("length_budget:max_length=5,unit=char")(["x" * 6]) == [-1.0]
 
 
+    def test_batch_path_equals_row_by_row(self):
+        # the batch path reads every row's length with one len(); rows it cannot (no ids, a list per turn,
+        # text, a tuple) must still get what the one-row path (token_ids) gives them
+        r = LengthBudget(max_length=10, soft_cache=4)
+        texts = ["a b c d e f g h", "x", "x y", "x", "x", "x y z", "x"]
+        flat = [[1] * 8, [], [7] * 12, (5,) * 9, [1] * 7]
+        odd = [None, "not ids", [[1] * 4, [1] * 5], [[]], [None, "x"], b"abcdefghij", (3,) * 9]
+        assert shaping.flat_lengths(flat) == [8, 0, 12, 9, 7] and shaping.flat_lengths(odd) is None
+        for ids in (flat, odd, flat + odd, odd[:1] + flat):
+            batch = r(texts[:len(ids)] + ["x"] * (len(ids) - len(texts)), response_token_ids=ids)
+            alone = [r.score(t, response_token_ids=i) for t, i in zip(texts + ["x"] * len(ids), ids)]
+            assert batch == alone, ids
+
+
 class TestReasoningSteps:
     def test_table(self):
         cases = [
@@ -110,6 +125,15 @@ class TestReasoningSteps:
         assert ReasoningSteps(target=1)(["First, x."]) == [1.0]
         text = "<think>Step 1: a</think><answer>Step 2: b\nStep 3: c</answer>"
         assert ReasoningSteps(scope="think")([text]) == pytest.approx([1 / 3])
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(["Step ", "1", "23", ":", ".", "\n", "-", "*", "First,", "Second", ",", "Next,",
+                                 "Finally,", " ", "x", "\r"]), max_size=30).map("".join))
+def test_step_markers_are_open_r1s(text):
+    # open-r1's pattern, as its docstring says, with re.M so that every numbered line counts
+    pattern = r"(Step \d+:|^\d+\.|\n-|\n\*|First,|Second,|Next,|Finally,)"
+    assert shaping.count_steps(text) == len(re.findall(pattern, text, re.M))
 
 
 class TestLanguageConsistency:
@@ -161,6 +185,31 @@ class TestTagCount:
         assert r(["<reason>x</reason><final>y", "<think>x</think>"]) == [0.75, 0.0]
         with pytest.raises(ParamError):
             TagCount(tags=["bad tag"])
+
+
+def _tag_count_by_definition(text, tags, newlines, allow_prefilled):
+    """TagCount as its docstring defines it, tag by tag (the reference for its counted batch path)."""
+    ok = 0
+    for i, t in enumerate(tags):
+        if newlines:
+            opening = ("\n" if i else "") + f"<{t}>\n"
+            closing = f"\n</{t}>" + ("\n" if i < len(tags) - 1 else "")
+        else:
+            opening, closing = f"<{t}>", f"</{t}>"
+        n_open, n_close = text.count(opening), text.count(closing)
+        prefilled = i == 0 and allow_prefilled and n_open == 0 and n_close == 1 and f"<{t}>" not in text
+        ok += (n_open == 1 or prefilled) + (n_close == 1)
+    return ok / (2 * len(tags))
+
+
+@settings(max_examples=200, deadline=None)
+@given(texts=st.lists(st.lists(st.sampled_from(["<think>", "</think>", "<answer>", "</answer>", "\n", "x", "<final>",
+                                                 "</final>"]), max_size=12).map("".join), min_size=1, max_size=6),
+       tags=st.sampled_from([["think", "answer"], ["think"], ["think", "answer", "final"]]),
+       newlines=st.booleans(), allow_prefilled=st.booleans())
+def test_tag_count_batch_matches_its_definition(texts, tags, newlines, allow_prefilled):
+    r = TagCount(tags=tags, newlines=newlines, allow_prefilled=allow_prefilled)
+    assert r(texts) == [_tag_count_by_definition(t, tags, newlines, allow_prefilled) for t in texts]
 
 
 @pytest.mark.parametrize("cls", [NgramRepetition, LengthBudget, ReasoningSteps, LanguageConsistency, TagCount])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections.abc import Sequence as SequenceABC
 from typing import Any, ClassVar, Collection, Dict, List, Optional, Sequence, Tuple
 
 from ..components import Component
@@ -54,8 +55,9 @@ class Reward(Component):
     """Base class of every swift-ext reward.
 
     Subclasses set ``name`` (the registry key), declare ``params`` and implement :meth:`score` for one
-    completion (or :meth:`score_batch` for a vectorised version). ``abstains`` documents when the reward
-    returns ``None`` (ms-swift turns ``None`` into NaN and leaves it out of the weighted sum).
+    completion (or :meth:`score_batch` for a vectorised version, reading columns with :func:`column`).
+    ``abstains`` documents when the reward returns ``None`` (ms-swift turns ``None`` into NaN and leaves
+    it out of the weighted sum).
 
     Example::
 
@@ -91,12 +93,29 @@ class Reward(Component):
 
     # -- scoring --------------------------------------------------------------------------------
     def score(self, completion: str, **row: Any) -> Score:
-        raise NotImplementedError
+        """One completion's score. A reward implements this, or :meth:`score_batch` (this is then a batch
+        of one), or both: one whose ``score_batch`` hands some rows to the base's must implement it."""
+        if type(self).score_batch is Reward.score_batch:
+            raise NotImplementedError(f"reward {self.name or type(self).__name__} implements neither score "
+                                      f"nor score_batch")
+        return self.score_batch([completion], [row])[0]
 
-    def score_batch(self, completions: Sequence[str], rows: List[Dict[str, Any]]) -> List[Score]:
-        return [self.safe_score(c, r) for c, r in zip(completions, rows)]
+    def score_batch(self, completions: Sequence[str], rows: Sequence[Dict[str, Any]]) -> List[Any]:
+        """Scores of a batch: ``completions`` are texts, ``rows`` one dict of columns per completion
+        (a :class:`Rows`; :func:`column` reads one column of it as a list without building the dicts).
+
+        Override it for a vectorised reward (``score`` then defaults to a batch of one). It may raise
+        and may return any numbers: the caller (:meth:`__call__`) scores the batch again row by row
+        through :meth:`safe_score` when it raises, and turns NaN, inf and non-numbers into ``fallback``.
+        The lists it receives are the caller's: read them, do not change them.
+        """
+        score = self.score
+        if isinstance(rows, Rows) and not rows.columns:      # a reward that reads no column
+            return [score(c) for c in completions]
+        return [score(c, **r) for c, r in zip(completions, rows)]
 
     def safe_score(self, completion: Any, row: Dict[str, Any]) -> Score:
+        """One completion's score, never raising: an exception gives ``fallback`` (logged once)."""
         try:
             value = self.score(as_text(completion), **row)
         except Exception as exc:  # a reward must never crash a training run
@@ -109,13 +128,23 @@ class Reward(Component):
             return None
         try:
             value = float(value)
-        except (TypeError, ValueError):
+        except Exception:  # not a number (TypeError, ValueError), an int too big for a float, a broken __float__
             self._warn(f"returned a non-number {value!r}")
             return self.fallback
         if not math.isfinite(value):
             self._warn(f"returned a non-finite value {value!r}")
             return self.fallback
         return value
+
+    def _check_all(self, values: Sequence[Any]) -> List[Score]:
+        """:meth:`_check` of every value; one pass in C when all are finite numbers (the usual case)."""
+        try:
+            out = list(map(float, values))
+        except Exception:                                  # None (abstained) or a non-number somewhere
+            return [self._check(v) for v in values]
+        if math.isfinite(sum(out)):                        # NaN or inf anywhere makes the sum non-finite
+            return out
+        return [self._check(v) for v in out]
 
     def _warn(self, what: str) -> None:
         if not self._warned:
@@ -124,8 +153,16 @@ class Reward(Component):
             self._warned = True
 
     def __call__(self, completions: Sequence[Any], **kwargs: Any) -> List[Score]:
-        texts = [as_text(c) for c in completions or ()]
-        return self.score_batch(texts, split_rows(len(texts), select(kwargs, self.needed_columns())))
+        texts = texts_of(completions)
+        rows = Rows(len(texts), select(kwargs, self.needed_columns()))
+        try:
+            values = self.score_batch(texts, rows)
+            if len(values) != len(texts):
+                raise ValueError(f"score_batch returned {len(values)} scores for {len(texts)} completions")
+        except Exception as exc:  # the batch path failed: score row by row so one bad row costs only itself
+            self._warn(f"raised {exc!r} on a batch of {len(texts)}, scored it row by row")
+            return [self.safe_score(c, r) for c, r in zip(texts, rows)]
+        return self._check_all(values)
 
     # -- description ----------------------------------------------------------------------------
     @classmethod
@@ -188,16 +225,85 @@ def select(columns: Dict[str, Any], needed: Optional[Collection[str]]) -> Dict[s
     return {k: v for k, v in columns.items() if k in needed}
 
 
-def split_rows(n: int, columns: Dict[str, Any]) -> List[Dict[str, Any]]:
-    """ms-swift passes each dataset column as a list of length n; other kwargs (trainer_state) are shared."""
-    if not columns:
-        return [{} for _ in range(n)]
-    per_row = {k: v for k, v in columns.items() if isinstance(v, (list, tuple)) and len(v) == n}
-    shared = {k: v for k, v in columns.items() if k not in per_row}
-    rows = []
-    for i in range(n):
-        row = dict(shared)
-        for k, v in per_row.items():
+def texts_of(completions: Optional[Sequence[Any]]) -> List[str]:
+    """:func:`as_text` of each completion (the list itself when it already holds only strings)."""
+    if not completions:
+        return []
+    if type(completions) is list and all(map(str.__instancecheck__, completions)):
+        return completions
+    return [c if isinstance(c, str) else as_text(c) for c in completions]
+
+
+class Rows(SequenceABC):
+    """The rows of a batch: ``rows[i]`` is row i's dict of columns, built when asked for.
+
+    ms-swift passes each dataset column as a list of length n; other keyword arguments
+    (``trainer_state``) are shared by every row. :meth:`column` gives one column as a list of n
+    values (``None`` where absent) without building the per-row dicts.
+
+    >>> rows = Rows(2, {"solution": ["1", "2"], "trainer_state": "s"})
+    >>> rows[1] == {"trainer_state": "s", "solution": "2"}, rows.column("solution"), rows.column("x")
+    (True, ['1', '2'], [None, None])
+    """
+
+    __slots__ = ("n", "columns", "_per_row", "_shared")
+
+    def __init__(self, n: int, columns: Dict[str, Any]):
+        self.n = n
+        self.columns = columns
+        self._per_row = {k: v for k, v in columns.items() if isinstance(v, (list, tuple)) and len(v) == n}
+        self._shared = {k: v for k, v in columns.items() if k not in self._per_row}
+
+    def column(self, key: str) -> Sequence[Any]:
+        values = self._per_row.get(key)
+        if values is not None:
+            return values
+        return [self._shared.get(key)] * self.n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self.n))]
+        if i < 0:
+            i += self.n
+        if not 0 <= i < self.n:
+            raise IndexError(i)
+        row = dict(self._shared)
+        for k, v in self._per_row.items():
             row[k] = v[i]
-        rows.append(row)
-    return rows
+        return row
+
+    def __iter__(self):
+        shared, items = self._shared, list(self._per_row.items())
+        if len(items) == 1 and not shared:                 # the common case: one column read per row
+            key, values = items[0]
+            for v in values:
+                yield {key: v}
+            return
+        for i in range(self.n):
+            row = dict(shared)
+            for k, v in items:
+                row[k] = v[i]
+            yield row
+
+    def __eq__(self, other: Any) -> bool:
+        if isinstance(other, (Rows, list, tuple)):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"Rows({self.n}, {sorted(self.columns)})"
+
+
+def column(rows: Sequence[Dict[str, Any]], key: str) -> Sequence[Any]:
+    """Column ``key`` of a batch's rows as a list (a :class:`Rows` or any list of row dicts)."""
+    if isinstance(rows, Rows):
+        return rows.column(key)
+    return [r.get(key) for r in rows]
+
+
+def split_rows(n: int, columns: Dict[str, Any]) -> Rows:
+    """ms-swift passes each dataset column as a list of length n; other kwargs (trainer_state) are shared."""
+    return Rows(n, columns)

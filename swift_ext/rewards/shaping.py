@@ -9,11 +9,13 @@ in model tokens (``response_token_ids``, which ms-swift passes to every reward),
 from __future__ import annotations
 
 import re
+from itertools import repeat
+from operator import itemgetter
 from typing import Any, List, Optional, Sequence
 
 from ..errors import ParamError
 from ..params import Param
-from .base import Reward, Score
+from .base import Reward, Score, column
 from .extract import answer_tag, strip_think
 
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
@@ -24,6 +26,7 @@ _LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
 _NOISE = re.compile(r"```.{0,20000}?(?:```|\Z)|`[^`\n]{0,2000}`|\$\$.{0,1000}?\$\$|\$[^$\n]{0,2000}\$"
                     r"|\\\(.{0,500}?\\\)|\\\[.{0,500}?\\\]|https?://\S+|<[^<>\n]{0,40}>", re.S)
 SCOPES = ("all", "think", "answer")
+_SEQUENCES = {list, tuple}
 
 
 def words(text: str) -> List[str]:
@@ -60,6 +63,25 @@ def token_ids(row: dict) -> Optional[Sequence[Any]]:
     return ids
 
 
+def flat_lengths(ids: Sequence[Any]) -> Optional[List[int]]:
+    """``len`` of every row's token ids when each row is a flat list or tuple of numbers (what ms-swift
+    passes), else None: a row without ids, or a multi-turn row holding a list per turn, is left to
+    :func:`token_ids`.
+
+    >>> flat_lengths([[1, 2, 3], []]), flat_lengths([[1], None]), flat_lengths([[1], [[2, 3], [4]]])
+    ([3, 0], None, None)
+    """
+    try:
+        if not set(map(type, ids)) <= _SEQUENCES:
+            return None
+        # a first element that is a list (a multi-turn row holds one per turn), text or None makes the sum raise
+        if type(sum(map(itemgetter(0), filter(None, ids)))) not in (int, float):
+            return None
+    except Exception:
+        return None
+    return list(map(len, ids))
+
+
 class NgramRepetition(Reward):
     """Penalty for repeated word / CJK-character / token n-grams: max_penalty * (1 - distinct / total).
 
@@ -88,6 +110,9 @@ class NgramRepetition(Reward):
                       choices=("word", "char", "token")),
         "scope": Param("all", "part of the completion to look at", choices=SCOPES),
     }
+
+    def needed_columns(self):
+        return self.columns if self.unit == "token" else ()
 
     def _units(self, completion: str, row: dict) -> Sequence[Any]:
         if self.unit == "token":
@@ -151,7 +176,8 @@ class LengthBudget(Reward):
     }
 
     def needed_columns(self):
-        return ("response_token_ids", self.budget_key) if self.budget_key else self.columns
+        ids = ("response_token_ids",) if self.unit == "token" else ()
+        return ids + (self.budget_key,) if self.budget_key else ids
 
     def setup(self) -> None:
         if self.soft_cache >= self.max_length:
@@ -177,15 +203,29 @@ class LengthBudget(Reward):
                     limit, cache = int(b), min(cache, int(b) - 1)
             except (TypeError, ValueError):
                 pass
-        n = self.length(completion, row)
-        if n <= limit - cache:
-            return 0.0
-        if n >= limit or cache == 0:
-            return -self.penalty
-        return -self.penalty * (n - (limit - cache)) / cache
+        return self.penalties([self.length(completion, row)], limit, cache)[0]
+
+    def penalties(self, lengths: Sequence[int], limit: int, cache: int) -> List[float]:
+        """The score of each length: 0 up to ``limit - cache``, then linear down to ``-penalty`` at ``limit``."""
+        start, penalty = limit - cache, self.penalty
+        if cache == 0:
+            return [0.0 if n <= start else -penalty for n in lengths]
+        return [0.0 if n <= start else (-penalty if n >= limit else -penalty * (n - start) / cache)
+                for n in lengths]
+
+    def score_batch(self, completions: Sequence[str], rows: Sequence[dict]) -> List[Score]:
+        if self.unit == "token" and not self.budget_key:    # the usual case: one len() per row
+            lengths = flat_lengths(column(rows, "response_token_ids"))
+            if lengths is not None:
+                return self.penalties(lengths, self.max_length, self.soft_cache)
+        return super().score_batch(completions, rows)
 
 
-_STEP = re.compile(r"(Step \d+:|^\d+\.|\n-|\n\*|First,|Second,|Next,|Finally,)", re.M)
+# open-r1's markers, (Step \d+:|^\d+\.|\n-|\n\*|First,|Second,|Next,|Finally,) with re.M, spelled so that every
+# alternative starts with a literal (the regex engine then skips to candidate characters): a numbered line is
+# "\n1." inside the text or "1." at its start. No two markers can overlap, so the counts are the same.
+_STEP = re.compile(r"Step \d+:|\n(?:[-*]|\d+\.)|First,|Second,|Next,|Finally,")
+_STEP_AT_START = re.compile(r"\d+\.")
 _STEP_CJK = re.compile(r"第\s*[一二三四五六七八九十\d]+\s*步|首先|其次|然后|接着|最后")
 
 
@@ -211,12 +251,22 @@ class ReasoningSteps(Reward):
         "scope": Param("all", "part of the completion to count in", choices=SCOPES),
     }
 
-    def score(self, completion: str, **row: Any) -> Score:
-        text = part(completion, self.scope)
-        n = len(_STEP.findall(text))
-        if not text.isascii() and _HAN.search(text):
-            n += len(_STEP_CJK.findall(text))
-        return min(1.0, n / self.target)
+    def score_batch(self, completions: Sequence[str], rows: Sequence[dict]) -> List[Score]:
+        texts = completions if self.scope == "all" else [part(c, self.scope) for c in completions]
+        target = self.target
+        return [min(1.0, count_steps(t) / target) for t in texts]
+
+
+def count_steps(text: str) -> int:
+    """Step markers in ``text``: open-r1's, plus the Chinese ones when the text has Chinese characters.
+
+    >>> count_steps("Step 1: add.\\n2. carry\\n- done"), count_steps("首先相加，然后进位")
+    (3, 2)
+    """
+    n = len(_STEP.findall(text)) + (_STEP_AT_START.match(text) is not None)
+    if not text.isascii() and _HAN.search(text):
+        n += len(_STEP_CJK.findall(text))
+    return n
 
 
 def language_units(text: str) -> tuple:
@@ -275,6 +325,9 @@ class LanguageConsistency(Reward):
         "scope": Param("all", "part of the completion to judge", choices=SCOPES),
         "empty_score": Param(1.0, "score of a completion with no Chinese or English text", min=-1.0, max=1.0),
     }
+
+    def needed_columns(self):
+        return ("messages", "prompt", "query") if self.target == "auto" else ()    # what _prompt_text reads
 
     def setup(self) -> None:
         self._memo = (None, None)
@@ -337,14 +390,14 @@ class TagCount(Reward):
                 closing = f"\n</{t}>" + ("\n" if i < last else "")
             else:
                 opening, closing = f"<{t}>", f"</{t}>"
-            self._checks.append((opening, closing, i == 0))
+            self._checks.append((opening, closing))
 
-    def score(self, completion: str, **row: Any) -> Score:
-        ok = 0
-        for opening, closing, first in self._checks:
-            c_open, c_close = completion.count(opening), completion.count(closing)
-            if c_open == 1 or (first and self.allow_prefilled and c_open == 0 and c_close == 1
-                               and completion.count(opening.strip()) == 0):
-                ok += 1
-            ok += c_close == 1
-        return ok / (2 * len(self._checks))
+    def score_batch(self, completions: Sequence[str], rows: Sequence[dict]) -> List[Score]:
+        # one count per tag string and completion; a row's credit is how many of its counts are exactly 1
+        counts = [list(map(str.count, completions, repeat(tag))) for check in self._checks for tag in check]
+        total = 2 * len(self._checks)
+        if not self.allow_prefilled:
+            return [row.count(1) / total for row in zip(*counts)]
+        bare = self._checks[0][0].strip()       # a missing first opening tag counts when the template pre-filled it
+        prefilled = [o == 0 and c == 1 and t.count(bare) == 0 for o, c, t in zip(counts[0], counts[1], completions)]
+        return [(row.count(1) + p) / total for row, p in zip(zip(*counts), prefilled)]
