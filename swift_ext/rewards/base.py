@@ -77,6 +77,9 @@ class Reward(Component):
     #: dataset columns :meth:`score` reads (``None``: all of them). ms-swift passes a dozen columns per
     #: row; declaring the few a reward uses keeps the per-row dicts small (see :meth:`needed_columns`).
     columns: ClassVar[Optional[Tuple[str, ...]]] = None
+    #: False when :meth:`score_batch` never reads the completions' text (``length_budget`` on token ids):
+    #: the caller then hands over the completions as they came, unconverted
+    reads_text: bool = True
 
     def __init__(self, args: Any = None, **params: Any):
         self.args = args
@@ -153,7 +156,8 @@ class Reward(Component):
             self._warned = True
 
     def __call__(self, completions: Sequence[Any], **kwargs: Any) -> List[Score]:
-        texts = texts_of(completions)
+        completions = completions if completions is not None else []
+        texts = texts_of(completions) if self.reads_text else completions
         rows = Rows(len(texts), select(kwargs, self.needed_columns()))
         try:
             values = self.score_batch(texts, rows)
@@ -162,7 +166,7 @@ class Reward(Component):
         except Exception as exc:  # the batch path failed: score row by row so one bad row costs only itself
             self._warn(f"raised {exc!r} on a batch of {len(texts)}, scored it row by row")
             return [self.safe_score(c, r) for c, r in zip(texts, rows)]
-        return self._check_all(values)
+        return values if type(values) is Checked else self._check_all(values)
 
     # -- description ----------------------------------------------------------------------------
     @classmethod
@@ -212,6 +216,11 @@ class AsyncReward(Reward):
         rows = split_rows(len(completions), select(kwargs, self.needed_columns()))
         sem = asyncio.Semaphore(self.concurrency)
         return list(await asyncio.gather(*(self._safe_ascore(sem, c, r) for c, r in zip(completions, rows))))
+
+
+class Checked(list):
+    """Scores a batch path guarantees to be finite floats or ``None`` by construction (a table of finite
+    values, say): :meth:`Reward.__call__` returns them without checking each again."""
 
 
 def is_async(cls: type) -> bool:

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import re
 from itertools import repeat
-from operator import itemgetter
 from typing import Any, List, Optional, Sequence
 
 from ..errors import ParamError
 from ..params import Param
-from .base import Reward, Score, column
+from .base import Checked, Reward, Score, column, texts_of
 from .extract import answer_tag, strip_think
 
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
@@ -26,7 +25,6 @@ _LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
 _NOISE = re.compile(r"```.{0,20000}?(?:```|\Z)|`[^`\n]{0,2000}`|\$\$.{0,1000}?\$\$|\$[^$\n]{0,2000}\$"
                     r"|\\\(.{0,500}?\\\)|\\\[.{0,500}?\\\]|https?://\S+|<[^<>\n]{0,40}>", re.S)
 SCOPES = ("all", "think", "answer")
-_SEQUENCES = {list, tuple}
 
 
 def words(text: str) -> List[str]:
@@ -71,15 +69,13 @@ def flat_lengths(ids: Sequence[Any]) -> Optional[List[int]]:
     >>> flat_lengths([[1, 2, 3], []]), flat_lengths([[1], None]), flat_lengths([[1], [[2, 3], [4]]])
     ([3, 0], None, None)
     """
-    try:
-        if not set(map(type, ids)) <= _SEQUENCES:
-            return None
-        # a first element that is a list (a multi-turn row holds one per turn), text or None makes the sum raise
-        if type(sum(map(itemgetter(0), filter(None, ids)))) not in (int, float):
-            return None
-    except Exception:
+    try:  # one pass: a row that is not a list/tuple, or whose first element is not an int (a multi-turn
+        # row holds a list per turn), gives None, and the caller takes the row-by-row path
+        lengths = [len(r) if (type(r) is list or type(r) is tuple) and (not r or type(r[0]) is int) else None
+                   for r in ids]
+    except TypeError:  # not iterable
         return None
-    return list(map(len, ids))
+    return None if None in lengths else lengths
 
 
 class NgramRepetition(Reward):
@@ -183,6 +179,8 @@ class LengthBudget(Reward):
         if self.soft_cache >= self.max_length:
             raise ParamError(f"reward length_budget: soft_cache={self.soft_cache} must be below "
                              f"max_length={self.max_length}")
+        # the usual case reads only the token ids: the completions' text is not needed
+        self.reads_text = not (self.unit == "token" and not self.budget_key)
 
     def length(self, completion: str, row: dict) -> int:
         if self.unit == "token":
@@ -205,20 +203,27 @@ class LengthBudget(Reward):
                 pass
         return self.penalties([self.length(completion, row)], limit, cache)[0]
 
+    def penalty_of(self, n: int, limit: int, cache: int) -> float:
+        """The score of length ``n``: 0 up to ``limit - cache``, then linear down to ``-penalty`` at ``limit``."""
+        start, penalty = limit - cache, self.penalty
+        if n <= start:
+            return 0.0
+        return -penalty if cache == 0 or n >= limit else -penalty * (n - start) / cache
+
     def penalties(self, lengths: Sequence[int], limit: int, cache: int) -> List[float]:
-        """The score of each length: 0 up to ``limit - cache``, then linear down to ``-penalty`` at ``limit``."""
+        """:meth:`penalty_of` each length, inlined: finite floats by construction (``penalty`` is finite)."""
         start, penalty = limit - cache, self.penalty
         if cache == 0:
-            return [0.0 if n <= start else -penalty for n in lengths]
-        return [0.0 if n <= start else (-penalty if n >= limit else -penalty * (n - start) / cache)
-                for n in lengths]
+            return Checked([0.0 if n <= start else -penalty for n in lengths])
+        return Checked([0.0 if n <= start else (-penalty if n >= limit else -penalty * (n - start) / cache)
+                        for n in lengths])
 
     def score_batch(self, completions: Sequence[str], rows: Sequence[dict]) -> List[Score]:
         if self.unit == "token" and not self.budget_key:    # the usual case: one len() per row
             lengths = flat_lengths(column(rows, "response_token_ids"))
             if lengths is not None:
                 return self.penalties(lengths, self.max_length, self.soft_cache)
-        return super().score_batch(completions, rows)
+        return super().score_batch(texts_of(completions), rows)
 
 
 # open-r1's markers, (Step \d+:|^\d+\.|\n-|\n\*|First,|Second,|Next,|Finally,) with re.M, spelled so that every
