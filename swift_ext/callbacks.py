@@ -10,6 +10,8 @@ swift-ext plugin and selected with ``--callbacks``:
                    at each evaluation (and each sanity check), with a short rich table in the log
 ``chord_mu``       the mu (SFT weight) CHORD used at each step, as ``chord/mu``
 ``plateau_stop``   stops training when a logged metric has not improved for ``patience`` evaluations
+``audit``          health and reward-hacking detectors on the logged metrics (``audit/*``), as
+                   ``swift-ext audit`` runs them offline
 =================  ===================================================================================
 
 Parameters go in the name, as for rewards (ms-swift builds a callback as ``cls(args, trainer)`` with no
@@ -33,6 +35,7 @@ import math
 import os
 import random
 import time
+from pathlib import Path
 from typing import Any, ClassVar, Dict, List, Optional, Sequence
 
 from transformers import TrainerCallback
@@ -472,7 +475,48 @@ class PlateauStop(ExtCallback):
         return control
 
 
-BUILTIN_CALLBACKS = {cls.name: cls for cls in (RewardEval, TrainSanity, SampleLogger, ChordMu, PlateauStop)}
+# -- (f) health and reward-hacking detectors ---------------------------------------------------------
+class Audit(ExtCallback):
+    """Runs ``swift-ext audit``'s metric detectors (length drift, clipped ratio, one reward dominating, a format
+    reward rising while accuracy stays flat, zero-std groups, reward std collapse) on the run's own log rows
+    every ``every_steps`` steps; logs ``audit/<detector>`` (the measured value) and ``audit/<detector>/level``
+    (0 ok, 1 warn, 2 error), and warns once per detector."""
+
+    name = "audit"
+    params = {"every_steps": Param(10, "run the detectors every this many optimizer steps", type=int, min=1)}
+
+    def setup(self) -> None:
+        from .runs import Run
+
+        self.run = Run(path=Path(getattr(self.args, "output_dir", None) or "."),
+                       args={"reward_weights": getattr(self.args, "reward_weights", None)})
+        self.warned: set = set()
+        self.last: List[Any] = []
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        super().on_log(args, state, control, logs, **kwargs)
+        if not logs or not ("loss" in logs or "reward" in logs) or any(k.startswith("eval_") for k in logs):
+            return
+        self.run.train.append({**logs, "step": int(state.global_step)})
+        if int(state.global_step) % self.every_steps:
+            return
+        from .audit import METRIC_DETECTORS, SEVERITY
+
+        self.last = [d(self.run) for d in METRIC_DETECTORS]
+        metrics: Dict[str, float] = {}
+        for f in self.last:
+            if f.status == "skipped":
+                continue
+            metrics[f"audit/{f.detector}"] = f.value
+            metrics[f"audit/{f.detector}/level"] = SEVERITY[f.status]
+            if f.status in ("warn", "error") and f.detector not in self.warned and _is_main(self.trainer):
+                self.warned.add(f.detector)
+                logger.warning("audit %s at step %d: %s: %s (logged once)", f.status, state.global_step, f.detector,
+                               f.message)
+        self.emit(metrics)
+
+
+BUILTIN_CALLBACKS = {cls.name: cls for cls in (RewardEval, TrainSanity, SampleLogger, ChordMu, PlateauStop, Audit)}
 
 __all__ = ["ExtCallback", "configure_callback", "reward_metrics", "BUILTIN_CALLBACKS", "RewardEval",
-           "TrainSanity", "SampleLogger", "ChordMu", "PlateauStop"]
+           "TrainSanity", "SampleLogger", "ChordMu", "PlateauStop", "Audit"]

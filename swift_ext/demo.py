@@ -439,24 +439,14 @@ def step_metrics(run_dir: Optional[Path], rewards: Sequence[str]) -> List[Dict[s
     """``[{"step": 1, "rewards": {name: mean}, "reward": total, "loss": l}, ...]`` from ``logging.jsonl``."""
     if run_dir is None:
         return []
-    from .tiny import logging_rows
+    from .runs import logging_rows, number, step_of
 
     out = []
     for row in logging_rows(run_dir):
         if "reward" not in row:
             continue  # the final train summary row
-        step = row.get("global_step/max_steps", "")
-        number = int(str(step).split("/")[0]) if str(step).split("/")[0].isdigit() else len(out) + 1
-        out.append({"step": number,
-                    "rewards": {name: _num(row.get(f"rewards/{name}/mean")) for name in rewards
+        out.append({"step": step_of(row) or len(out) + 1,
+                    "rewards": {name: number(row.get(f"rewards/{name}/mean")) for name in rewards
                                 if f"rewards/{name}/mean" in row},
-                    "reward": _num(row.get("reward")), "loss": _num(row.get("loss"))})
+                    "reward": number(row.get("reward")), "loss": number(row.get("loss"))})
     return out
-
-
-def _num(value: Any) -> Optional[float]:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None

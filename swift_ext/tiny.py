@@ -41,6 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence
 
+from .runs import logging_rows  # noqa: F401  (the run reader, re-exported for tests that build tiny runs)
+
 # bump when anything below changes what is built (cache key)
 BUILD_VERSION = "v1"
 CACHE_ENV = "SWIFT_EXT_TINY_CACHE"
@@ -435,13 +437,3 @@ def write_jsonl(path: os.PathLike, rows: Iterable[dict]) -> str:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
     os.replace(tmp, path)
     return str(path.resolve())
-
-
-def logging_rows(output_dir: os.PathLike) -> List[dict]:
-    """The rows of the ``logging.jsonl`` files a swift run wrote under ``output_dir`` (newest run last)."""
-    files = sorted(Path(output_dir).rglob("logging.jsonl"), key=lambda p: p.stat().st_mtime)
-    rows: List[dict] = []
-    for path in files:
-        with open(path, encoding="utf-8") as fh:
-            rows += [json.loads(line) for line in fh if line.strip()]
-    return rows
