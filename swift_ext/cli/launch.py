@@ -36,10 +36,14 @@ def _warn(msg: str) -> None:
               help="your own template file (default: the shipped templates/RECIPE.yaml)")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="override a template value: lora_rank=16, env.MAX_PIXELS=..., rollout.port=8001")
-@click.option("--gpus", metavar="IDS|N",
-              help="devices of this node: 0-7, 0,1,4 or a count (8); default: SWIFT_EXT_GPUS, "
-                   "CUDA_VISIBLE_DEVICES, nvidia-smi -L, else none (CPU)")
-@click.option("--rollout-gpus", metavar="IDS|N", help="devices for the rollout server (ids or the last N of --gpus)")
+@click.option("--gpus", metavar="IDS",
+              help="device ids of this node: 0-7, 0,1,4, or one id with a trailing comma (4,); default: "
+                   "SWIFT_EXT_GPUS, CUDA_VISIBLE_DEVICES, nvidia-smi -L, else none (CPU). A bare number (4) is "
+                   "refused as ambiguous: use 4, for GPU 4 or --num-gpus 4 for GPUs 0-3")
+@click.option("--num-gpus", type=int, metavar="N", help="a count: the first N devices (0..N-1)")
+@click.option("--rollout-gpus", metavar="IDS",
+              help="device ids for the rollout server, e.g. 6,7 or 4, (ids from --gpus)")
+@click.option("--num-rollout-gpus", type=int, metavar="N", help="a count: the last N devices of --gpus")
 @click.option("--nproc", type=int, help="trainer processes per node (CPU runs; normally = trainer GPUs)")
 @click.option("--nnodes", type=int, default=1, show_default=True, help="training nodes (torchrun via ms-swift)")
 @click.option("--node-rank", type=int, default=0, show_default=True)
@@ -56,7 +60,7 @@ def _warn(msg: str) -> None:
 @click.option("--swift", "swift_cmd", default=None, envvar="SWIFT_EXT_SWIFT",
               help="the swift executable (a command line; default: swift)")
 @click.option("--grace", type=float, default=10.0, show_default=True, help="seconds between SIGTERM and SIGKILL")
-def launch_cmd(recipe, extra, template, sets, gpus, rollout_gpus, nproc, nnodes, node_rank, master_addr, master_port,
+def launch_cmd(recipe, extra, template, sets, gpus, num_gpus, rollout_gpus, num_rollout_gpus, nproc, nnodes, node_rank, master_addr, master_port,
                rollout_host, dry_run, as_json, slurm, gpus_per_node, partition, time_limit, log_dir, swift_cmd, grace):
     """Run a recipe (sft, dpo, grpo, chord, rollout, export) from its YAML template.
 
@@ -66,6 +70,8 @@ def launch_cmd(recipe, extra, template, sets, gpus, rollout_gpus, nproc, nnodes,
     \b
         swift-ext launch sft --set dataset=data.jsonl --gpus 0-3 -- --max_steps 100
         swift-ext launch grpo --gpus 0-7 --rollout-gpus 6,7 --set dataset=math.jsonl --dry-run
+        swift-ext launch grpo --num-gpus 8 --num-rollout-gpus 2 --set dataset=math.jsonl --dry-run
+        swift-ext launch rollout --gpus 4, --set model=Qwen/Qwen2.5-7B-Instruct
         swift-ext launch grpo --slurm --nnodes 3 --set dataset=math.jsonl > job.sbatch
     """
     from ..launch import Nodes, build_plan, detect_gpus, load_template, run_plan
@@ -81,6 +87,8 @@ def launch_cmd(recipe, extra, template, sets, gpus, rollout_gpus, nproc, nnodes,
                                  partition=partition, time_limit=time_limit, master_port=master_port, swift=swift),
                    nl=False)
         return
+    gpus = _one_of("--gpus", gpus, "--num-gpus", num_gpus)
+    rollout_gpus = _one_of("--rollout-gpus", rollout_gpus, "--num-rollout-gpus", num_rollout_gpus)
     if gpus is None:  # SWIFT_EXT_GPUS -> CUDA_VISIBLE_DEVICES -> nvidia-smi -L -> CPU
         found = detect_gpus(warn=_warn)
         gpus = ",".join(map(str, found)) + "," if found else None
@@ -99,6 +107,13 @@ def launch_cmd(recipe, extra, template, sets, gpus, rollout_gpus, nproc, nnodes,
     if not shutil.which(swift[0]):
         raise ConfigError(f"{swift[0]!r} not found on PATH: pip install 'ms-swift>=4.6,<5' (or pass --swift)")
     sys.exit(run_plan(plan, log_dir=log_dir, grace=grace))
+
+
+def _one_of(ids_flag, ids, count_flag, count):
+    """Device ids (a string) or a count (an int): never both."""
+    if ids is not None and count is not None:
+        raise click.UsageError(f"give {ids_flag} (device ids) or {count_flag} (a count), not both")
+    return count if count is not None else ids
 
 
 @click.command("migrate")
