@@ -51,6 +51,8 @@ def launch(tmp_path):
     record.mkdir()
     port, group_port = free_port(), free_port()
 
+    (tmp_path / "train.jsonl").write_text('{"messages": [{"role": "user", "content": "1+1?"}], "solution": "2"}\n')
+
     def start(mode="healthy", train="exit=0", timeout=60, extra_env=None, sets=()):
         env = dict(os.environ, STANDIN_MODE=mode, STANDIN_TRAIN=train, STANDIN_RECORD=str(record),
                    # a dead proxy: the launcher and its children must not use it for localhost
@@ -160,6 +162,47 @@ def test_signal_to_launcher_leaves_no_child(launch, sig):
     assert proc.returncode == 128 + sig, out
     assert f"received {sig.name}" in out
     assert wait_dead(pids) == {p: True for p in pids}
+
+
+def _all_running(launch, proc):
+    deadline = time.monotonic() + 90
+    while rec(launch.record, "train") is None and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    server, trainer = rec(launch.record, "rollout"), rec(launch.record, "train")
+    assert server and trainer, proc.communicate(timeout=10)[0]
+    pids = [server["pid"], server["child"], trainer["pid"], trainer["child"]]
+    assert not any(dead(p) for p in pids)  # all four really run before the fault
+    return pids
+
+
+def test_sigkill_of_the_launcher_leaves_no_child(launch):
+    """issue 10: a SIGKILL cannot be caught; every guard gets a parent-death signal and stops its tree."""
+    proc = launch(train="sleep")
+    pids = _all_running(launch, proc)
+    proc.kill()
+    proc.communicate(timeout=30)
+    assert wait_dead(pids, timeout=30) == {p: True for p in pids}
+
+
+def test_setsid_grandchildren_do_not_survive_a_clean_sigterm(launch):
+    """issue 10: a grandchild that left the process group (setsid) is found through /proc and stopped."""
+    proc = launch(train="sleep", extra_env={"STANDIN_SETSID": "1"})
+    pids = _all_running(launch, proc)
+    for p in pids[1::2]:  # the two grandchildren really are in sessions of their own
+        assert os.getsid(p) == p
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, out
+    assert wait_dead(pids, timeout=30) == {p: True for p in pids}
+
+
+def test_setsid_grandchild_left_behind_by_a_finished_trainer_is_stopped(launch):
+    proc = launch(train="exit=0", extra_env={"STANDIN_SETSID": "1"})
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out
+    server, trainer = rec(launch.record, "rollout"), rec(launch.record, "train")
+    pids = [server["pid"], server["child"], trainer["pid"], trainer["child"]]
+    assert wait_dead(pids, timeout=30) == {p: True for p in pids}
 
 
 def test_server_dying_during_training_stops_the_trainer(launch):
