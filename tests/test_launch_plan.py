@@ -229,7 +229,7 @@ def test_chord_is_grpo_plus_chord_flags():
 def test_rollout_recipe_alone_splits_tp_dp_and_never_uses_torchrun():
     (step,) = plan("rollout", gpus="0-3", sets=["vllm_tensor_parallel_size=2"]).steps
     assert step.argv[:2] == ["swift", "rollout"] and step.kind == "run"
-    assert step.env == {"CUDA_VISIBLE_DEVICES": "0,1,2,3"}
+    assert step.env == {"MAX_PIXELS": "1003520", "CUDA_VISIBLE_DEVICES": "0,1,2,3"}  # MAX_PIXELS as the trainer
     assert flag(step.argv, "vllm_tensor_parallel_size") == ["2"] and flag(step.argv, "vllm_data_parallel_size") == ["2"]
     assert step.free_ports == [8000, 51216]
     with pytest.raises(ConfigError, match="cannot be split into tensor-parallel groups of 3"):
@@ -303,3 +303,32 @@ class TestChordRecipeChecks:
     def test_custom_shape_from_recipe_env(self):
         plan = self._plan("env.SWIFT_EXT_CHORD_SCHEDULE=linear_decay:decay_steps=0,peak=0.9,valley=0.1")
         assert any("decay_steps=0" in w for w in plan.warnings)
+
+
+# -- issue 10: the trainer and a rollout server started elsewhere preprocess images alike -----------------
+def _media(env):
+    from swift_ext.launch.plan import MEDIA_ENV
+
+    return {k: v for k, v in env.items() if k in MEDIA_ENV}
+
+
+def test_launch_rollout_and_remote_grpo_trainer_get_the_same_image_env():
+    (server,) = plan("rollout").steps
+    remote = plan("grpo", rollout_host="10.0.0.2")
+    trainer = remote.steps[-1]
+    assert _media(server.env) == _media(trainer.env) == {"MAX_PIXELS": "1003520"}
+    # a recipe file without any env still gets the same default on both sides
+    bare = build_plan("rollout", {"command": "rollout", "args": {"model": "m"}, "env": {}})
+    assert _media(bare.steps[0].env) == {"MAX_PIXELS": "1003520"}
+    # the remote trainer is told what the server needs
+    assert any("10.0.0.2 must preprocess media like the trainer" in w and "MAX_PIXELS=1003520" in w
+               for w in remote.warnings)
+    changed = plan("grpo", rollout_host="10.0.0.2", sets=["env.MAX_PIXELS=200704"])
+    assert any("MAX_PIXELS=200704" in w for w in changed.warnings)
+    assert _media(plan("rollout", sets=["env.MAX_PIXELS=200704"]).steps[0].env) == {"MAX_PIXELS": "200704"}
+    assert _media(plan("rollout", sets=["env.MAX_PIXELS="]).steps[0].env) == {}  # explicit removal
+
+
+def test_local_rollout_server_shares_the_trainers_image_env():
+    server, trainer = plan("grpo", gpus="0-7", sets=["env.MIN_PIXELS=3136"]).steps
+    assert _media(server.env) == _media(trainer.env) == {"MAX_PIXELS": "1003520", "MIN_PIXELS": "3136"}
