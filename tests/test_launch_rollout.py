@@ -9,6 +9,7 @@ subprocess; PIDs recorded by the stand-ins are checked in /proc after it exits.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -220,3 +221,23 @@ def test_api_key_is_refused_with_the_reason(launch):
     assert proc.returncode == 1
     assert "--api_key" in out and "Authorization" in out
     assert rec(launch.record, "rollout") is None
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vllm is installed here")
+def test_missing_vllm_gives_the_gpu_extra_hint(tmp_path, tiny_models):
+    """issue 10: the REAL `swift rollout` (ms-swift 4.6, no vllm on this machine) crashes at import; the
+    launcher's crash report ends with the install hint."""
+    from swift_ext import cpu_compat, tiny
+
+    (tmp_path / "train.jsonl").write_text('{"messages": [{"role": "user", "content": "1+1?"}], "solution": "2"}\n')
+    env = tiny.offline_env(cpu_compat.subprocess_env(os.environ))
+    cmd = [sys.executable, "-m", "swift_ext", "launch", "grpo", "--set", f"model={tiny_models['text'].path}",
+           "--set", "dataset=train.jsonl", "--set", f"rollout.port={free_port()}",
+           "--set", f"rollout.group_port={free_port()}", "--set", "rollout.health_timeout=300",
+           "--log-dir", str(tmp_path / "logs"), "--grace", "3"]
+    res = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=400)
+    out = res.stdout + res.stderr
+    assert res.returncode == 1, out[-3000:]
+    assert "No module named 'vllm'" in out and "exited with code" in out
+    assert "hint: vllm is not installed in the environment that runs swift: pip install 'swift-ext[gpu]'" in out
+    assert not (tmp_path / "logs" / "train.log").exists()  # the trainer never started

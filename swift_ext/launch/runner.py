@@ -24,7 +24,7 @@ from typing import Dict, List, Mapping, Optional, TextIO
 
 from . import guard
 from .plan import LaunchPlan, Step
-from .rollout import check_ports_free, port_from_log, wait_healthy
+from .rollout import check_ports_free, crash_hint, port_from_log, wait_healthy
 
 _SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 SWIFT_EXES = ("swift", "megatron")
@@ -221,6 +221,9 @@ def _run_steps(plan, base, log_dir, out, lock, children, say, poll_interval, sta
         rc = 128 - rc if rc < 0 else rc  # killed by signal N: report 128+N like a shell
         say(f"{step.name} exited with code {rc}")
         if rc != 0:
+            hint = crash_hint("\n".join(child.tail))
+            if hint:
+                say(f"hint: {hint}")
             break
     return rc
 
