@@ -122,23 +122,14 @@ def test_split_flags():
 
 
 # -- against the installed ms-swift ------------------------------------------------------------------
-PROBE = """
-import dataclasses, json
-from swift.arguments import ExportArguments, InferArguments, RLHFArguments, RolloutArguments, SftArguments
-print("FIELDS=" + json.dumps({c.__name__: sorted(f.name for f in dataclasses.fields(c))
-      for c in (SftArguments, RLHFArguments, RolloutArguments, ExportArguments, InferArguments)}))
-"""
-
-
 @pytest.fixture(scope="module")
 def swift_fields():
-    from swift_ext import cpu_compat
+    """Field names of the installed ms-swift's argument dataclasses, by class name (the launcher's own reader)."""
+    from swift_ext.launch.check import ARGUMENT_CLASSES, swift_fields as read
 
-    env = cpu_compat.subprocess_env(os.environ)
-    res = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=600)
-    line = next((l for l in res.stdout.splitlines() if l.startswith("FIELDS=")), None)
-    assert line, res.stderr[-3000:]
-    return {k: set(v) for k, v in json.loads(line[len("FIELDS="):]).items()}
+    fields = read()
+    assert fields is not None, "ms-swift is installed in this environment"
+    return {ARGUMENT_CLASSES[cmd]: set(names) for cmd, names in fields.items()}
 
 
 CLASS_OF = {"sft": "SftArguments", "rlhf": "RLHFArguments", "rollout": "RolloutArguments",

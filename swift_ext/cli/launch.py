@@ -60,13 +60,22 @@ def _warn(msg: str) -> None:
 @click.option("--swift", "swift_cmd", default=None, envvar="SWIFT_EXT_SWIFT",
               help="the swift executable (a command line; default: swift)")
 @click.option("--grace", type=float, default=10.0, show_default=True, help="seconds between SIGTERM and SIGKILL")
+@click.option("--no-check", is_flag=True,
+              help="skip the checks made before anything starts: flag names against the installed ms-swift's "
+                   "arguments, local dataset files, GRPO batch arithmetic")
 def launch_cmd(recipe, extra, template, sets, gpus, num_gpus, rollout_gpus, num_rollout_gpus, nproc, nnodes, node_rank, master_addr, master_port,
-               rollout_host, dry_run, as_json, slurm, gpus_per_node, partition, time_limit, log_dir, swift_cmd, grace):
+               rollout_host, dry_run, as_json, slurm, gpus_per_node, partition, time_limit, log_dir, swift_cmd, grace, no_check):
     """Run a recipe (sft, dpo, grpo, chord, rollout, export) from its YAML template.
 
     \b
     Extra swift flags go after the recipe (or after --) and win over the template;
     3.x flag names are translated with a warning.
+    \b
+    Before anything starts (also for --dry-run / --json), every rendered flag is checked against the
+    installed ms-swift's argument dataclasses (a typo gets the nearest name; a `swift rollout` flag given
+    to the trainer is named as such), local dataset files must exist (hub ids are not checked; with
+    --dry-run / --json a missing file only warns) and GRPO's batch arithmetic is checked like
+    `swift-ext chord plan` does. --no-check skips this.
     \b
         swift-ext launch sft --set dataset=data.jsonl --gpus 0-3 -- --max_steps 100
         swift-ext launch grpo --gpus 0-7 --rollout-gpus 6,7 --set dataset=math.jsonl --dry-run
@@ -95,6 +104,14 @@ def launch_cmd(recipe, extra, template, sets, gpus, num_gpus, rollout_gpus, num_
     plan = build_plan(recipe, tpl, sets=sets, extra=extra, gpus=gpus, rollout_gpus=rollout_gpus, nproc=nproc,
                       nodes=Nodes(nnodes, node_rank, master_addr, master_port), rollout_host=rollout_host,
                       swift=swift, base_env=os.environ)
+    if not no_check:
+        from ..launch.check import check_plan, swift_fields
+
+        errors, notes = check_plan(plan, fields=swift_fields(), render_only=dry_run or as_json)
+        plan.warnings.extend(notes)
+        if errors:
+            raise ConfigError(f"launch {recipe}: " + ("\n  ".join(["refused before starting anything:", *errors]))
+                              + "\n(--no-check skips these checks)")
     for w in plan.warnings:
         _warn(w)
     log_dir = log_dir or os.path.join("swift-ext-logs", f"{recipe}-{time.strftime('%Y%m%d-%H%M%S')}")
