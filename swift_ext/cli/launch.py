@@ -136,33 +136,56 @@ def _one_of(ids_flag, ids, count_flag, count):
 @click.command("migrate")
 @click.argument("script", type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="write here instead of rewriting SCRIPT")
-@click.option("--check", is_flag=True, help="only report; exit 1 when the script needs changes")
+@click.option("--check", is_flag=True, help="only report; exit 1 when the file needs changes or has problems")
 def migrate_cmd(script, output, check):
-    """Rewrite an ms-swift 3.x launch script for 4.x (flags renamed; removed flags refused).
+    """Rewrite an ms-swift 3.x (or 2.x) launch script or plugin file for 4.x.
 
+    \b
+    A shell script: flags are renamed (--train_type -> --tuner_type, --dtype -> --torch_dtype, ...);
+    removed flags, and flags the installed ms-swift does not know, are all listed (file:line, with the
+    nearest name) and nothing is rewritten.
+    \b
+    A .py plugin file (rewards, multi-turn schedulers, ...): imports move to the 4.x packages
+    (from swift.plugin import ORM, orms -> from swift.rewards import ORM, orms; swift.llm names to
+    swift.template / swift.dataset / swift.infer_engine / ...), renamed registries are renamed
+    (loss_mapping -> loss_map, ...) and ORM subclasses' __init__ accept args=/**kwargs; what cannot be
+    rewritten (a tokenizer argument, extra_callbacks, context managers) is reported as file:line
+    problems (exit 1).
+    \b
     SCRIPT is rewritten atomically and the original kept as SCRIPT.bak, unless -o is given.
     """
     from ..io import atomic_write
-    from ..launch.migrate import migrate_script
+    from ..launch.migrate import migrate_plugin, migrate_script
 
     with open(script, encoding="utf-8") as fh:
         text = fh.read()
-    new, notes = migrate_script(text, source=script)
+    problems = []
+    if script.endswith(".py"):
+        new, notes, problems = migrate_plugin(text, source=script)
+    else:
+        from ..launch.check import swift_fields
+
+        new, notes = migrate_script(text, source=script, fields=swift_fields())
     for n in notes:
         _warn(n)
+    for p in problems:
+        console.print(f"[red]cannot migrate:[/] {p}", highlight=False)
     if check:
-        sys.exit(1 if new != text else 0)
+        sys.exit(1 if new != text or problems else 0)
     target = output or script
     if new == text and not output:
         console.print(f"{script}: nothing to change")
-        return
+        sys.exit(1 if problems else 0)
     mode = os.stat(script).st_mode & 0o777
     if not output:
         shutil.copy2(script, script + ".bak")
     with atomic_write(target) as fh:
         fh.write(new)
     os.chmod(target, mode)
-    console.print(f"{target}: {len(notes)} change(s)" + ("" if output else f"; original kept as {script}.bak"))
+    console.print(f"{target}: {len(notes)} change(s)" + ("" if output else f"; original kept as {script}.bak")
+                  + (f"; {len(problems)} problem(s) left to fix by hand" if problems else ""))
+    if problems:
+        sys.exit(1)
 
 
 _SIZE = re.compile(r"^\s*([0-9.]+(?:e[0-9]+)?)\s*([kmbt]?)\s*$", re.IGNORECASE)
