@@ -281,3 +281,45 @@ def test_plugin_name_table_matches_the_installed_ms_swift():
     for new in set(MODULES.values()):
         assert importlib.util.find_spec(new.split(".")[0]) and os.path.isdir(
             os.path.join(os.path.dirname(importlib.util.find_spec("swift").origin), *new.split(".")[1:])), new
+
+
+@pytest.mark.e2e
+def test_migrated_3x_plugin_file_trains_in_real_grpo(tiny_models, run_swift, tmp_path):
+    """issue 10 proof: a 3.x reward plugin, migrated by `swift-ext migrate`, is loaded by a REAL ms-swift 4.6
+    `swift rlhf --rlhf_type grpo` run on the tiny text model and its rewards are logged."""
+    from swift_ext import tiny
+
+    plugin = tmp_path / "RandomReward.py"
+    plugin.write_text(textwrap.dedent('''\
+        import random
+        from typing import List
+
+        from swift.plugin import ORM, orms
+
+
+        class RandomReward(ORM):
+            def __init__(self):
+                self.rng = random.Random(0)
+
+            def __call__(self, completions, **kwargs) -> List[float]:
+                return [self.rng.random() for _ in completions]
+
+
+        orms["random_reward"] = RandomReward
+        '''))
+    res = CliRunner().invoke(cli, ["migrate", str(plugin)])
+    assert res.exit_code == 0, res.output
+    text = plugin.read_text()
+    assert "from swift.rewards import ORM, orms" in text and "def __init__(self, args=None, **kwargs):" in text
+    model = tiny_models["text"]
+    dataset = tiny.write_jsonl(tmp_path / "grpo.jsonl", tiny.grpo_rows(8))
+    run = run_swift("rlhf", ["--rlhf_type", "grpo", *tiny.common_flags(model), "--dataset", dataset,
+                             "--external_plugins", str(plugin), "--reward_funcs", "random_reward",
+                             "--use_vllm", "false", "--num_generations", "2", "--max_completion_length", "8",
+                             "--tuner_type", "lora", "--lora_rank", "4", "--lora_alpha", "8", "--max_steps", "1",
+                             "--per_device_train_batch_size", "4", "--max_length", "128", "--logging_steps", "1",
+                             "--save_strategy", "no", "--beta", "0.0", "--output_dir", str(tmp_path / "out")],
+                    cwd=tmp_path)
+    assert run.returncode == 0, run.tail()
+    rows = [r for r in tiny.logging_rows(tmp_path / "out") if "reward" in r]
+    assert rows and all(0.0 <= r["rewards/random_reward/mean"] <= 1.0 for r in rows), rows

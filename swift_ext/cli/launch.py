@@ -218,7 +218,9 @@ def plan_group():
 @click.option("--optimizer", default="adamw", show_default=True)
 @click.option("--optim-dtype", help="optimizer state dtype (default: --dtype)")
 @click.option("--zero", type=click.IntRange(0, 3), default=0, show_default=True, help="DeepSpeed ZeRO stage")
-@click.option("--n-gpus", type=int, default=1, show_default=True, help="data-parallel GPUs (ZeRO sharding)")
+@click.option("--n-gpus", type=int,
+              help="data-parallel trainer GPUs (ZeRO sharding, gradient accumulation); default: the trainer share "
+                   "of --total-gpus, else 1")
 @click.option("--seq-len", type=int, help="max_length, for the activation estimate")
 @click.option("--hidden-size", type=int)
 @click.option("--num-layers", type=int)
@@ -226,10 +228,33 @@ def plan_group():
 @click.option("--gpu-mem", type=float, default=80.0, show_default=True, help="GB per GPU")
 @click.option("--global-batch", type=int, default=16, show_default=True)
 @click.option("--total-gpus", type=int, help="GPUs of the node (GRPO: recommend the rollout share)")
+@click.option("--num-kv-heads", type=int, help="KV heads (with --head-dim; default from --model, else = hidden)")
+@click.option("--head-dim", type=int)
+@click.option("--vision-params", help="vision tower + aligner parameters, e.g. 0.6B (default: counted from --model)")
+@click.option("--freeze-vit/--no-freeze-vit", default=True, show_default=True,
+              help="the vision tower trains nothing (ms-swift's default)")
+@click.option("--rollout", "rollout_mode", type=click.Choice(["server", "colocate", "none"]),
+              help="GRPO/CHORD generation: a vLLM server on its own GPUs (default), vLLM colocated in the "
+                   "trainer, or HF generate in the trainer")
+@click.option("--vllm-max-model-len", type=int, default=8192, show_default=True,
+              help="the KV cache of one sequence this long must fit on the vLLM side")
+@click.option("--vllm-tp", type=int, help="vLLM tensor-parallel size (default: recommended / 1)")
+@click.option("--num-generations", type=int, default=8, show_default=True, help="GRPO completions per prompt")
 @click.option("--json", "as_json", is_flag=True)
 def memory_cmd(params, model_dir, tuning, dtype, rlhf, beta, ref_model, trainable_fraction, optimizer, optim_dtype,
-               zero, n_gpus, seq_len, hidden_size, num_layers, vocab_size, gpu_mem, global_batch, total_gpus, as_json):
-    """Estimate GPU memory per device for full / LoRA / QLoRA training (an estimate: see the README)."""
+               zero, n_gpus, seq_len, hidden_size, num_layers, vocab_size, gpu_mem, global_batch, total_gpus,
+               num_kv_heads, head_dim, vision_params, freeze_vit, rollout_mode, vllm_max_model_len, vllm_tp,
+               num_generations, as_json):
+    """Estimate GPU memory per device for full / LoRA / QLoRA training (an estimate: see the README).
+
+    \b
+    Counted: weights, gradients, optimizer states, the reference model (DPO; GRPO/CHORD with beta > 0:
+    a separate copy for full tuning, the adapter-disabled base for LoRA), activations (with the model's
+    shape; x2 for DPO's chosen + rejected), GRPO generation (--rollout: the vLLM server's GPUs apart,
+    vLLM colocated on every trainer GPU, or HF generate's KV cache) with the KV cache of
+    --vllm-max-model-len tokens, and a frozen vision tower (weights only). Gradient accumulation is
+    computed for the trainer GPUs actually used (--n-gpus, else the trainer share of --total-gpus).
+    """
     from ..launch.memory import MemoryInput, estimate, model_facts
 
     facts = model_facts(model_dir) if model_dir else {}
@@ -241,7 +266,12 @@ def memory_cmd(params, model_dir, tuning, dtype, rlhf, beta, ref_model, trainabl
                       hidden_size=hidden_size or facts.get("hidden_size"),
                       num_layers=num_layers or facts.get("num_layers"),
                       vocab_size=vocab_size or facts.get("vocab_size"), seq_len=seq_len, gpu_mem_gb=gpu_mem,
-                      global_batch=global_batch, total_gpus=total_gpus)
+                      global_batch=global_batch, total_gpus=total_gpus,
+                      num_kv_heads=num_kv_heads or facts.get("num_kv_heads"),
+                      head_dim=head_dim or facts.get("head_dim"),
+                      vision_params=parse_params(vision_params) if vision_params else facts.get("vision_params", 0.0),
+                      freeze_vit=freeze_vit, rollout=rollout_mode, vllm_max_model_len=vllm_max_model_len,
+                      vllm_tp=vllm_tp, num_generations=num_generations)
     est = estimate(inp)
     if as_json:
         echo_json({"input": inp.__dict__, **est.to_dict()})
@@ -265,6 +295,13 @@ def _print_estimate(inp, est) -> None:
         table.add_row("activations / sequence", f"{_gb(est.act_per_seq_gb)} ({_gb(est.act_per_seq_ckpt_gb)} with "
                       "gradient checkpointing)")
     console.print(table)
+    if est.rollout_gpu:
+        ro = est.rollout_gpu
+        kv = (f"KV cache {_gb(ro['kv_cache_per_sequence_gb'])} GB per {inp.vllm_max_model_len}-token sequence, "
+              f"{ro['max_concurrent_sequences']} sequence(s) at once" if "kv_cache_per_sequence_gb" in ro
+              else f"KV cache {ro['kv_cache']}")
+        console.print(f"rollout server GPU (vLLM, TP {ro['tp']}): weights {_gb(ro['weights_gb'])} GB; {kv}",
+                      highlight=False)
     for n in est.notes:
         console.print(f"note: {n}", highlight=False)
     for k, v in est.recommendation.items():
