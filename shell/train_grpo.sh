@@ -7,7 +7,7 @@ set -euo pipefail
 MODEL=Qwen/Qwen2.5-7B-Instruct
 DATASET=data/grpo.jsonl
 GPUS=0-7                 # all devices of this node
-ROLLOUT_GPUS=6,7         # served by swift rollout (TP x DP = this many); the rest train
+ROLLOUT_GPUS=6,7         # device ids (one id: 7,) served by swift rollout (TP x DP = this many); the rest train
 REWARDS="think_format math_accuracy"
 OUTPUT=output/grpo
 

@@ -5,7 +5,7 @@ set -euo pipefail
 
 MODEL=Qwen/Qwen2.5-7B-Instruct
 DATASET=data/sft.jsonl
-GPUS=0-3                 # ids (0-3, 0,2) or a count (4); one process per GPU
+GPUS=0-3                 # device ids (0-3, 0,2; one id with a comma: 4,); one process per GPU
 OUTPUT=output/sft
 
 swift-ext launch sft \

@@ -14,6 +14,7 @@ Environment:
   STANDIN_TRAIN   exit=N (default exit=0) | sleep (until killed)
   STANDIN_MOVE_TO serve on this port instead of --port (ms-swift moves silently when its port is busy)
   STANDIN_RECORD  directory; each role writes <role>.json: pid, child pid, argv, relevant env, health result
+  STANDIN_SETSID  1: the child leaves the process group with setsid (as some launchers' workers do)
 """
 
 import json
@@ -45,7 +46,8 @@ def record(role, **data):
 
 
 def spawn_child():
-    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"],
+                            start_new_session=os.environ.get("STANDIN_SETSID") == "1")
 
 
 def env_view():

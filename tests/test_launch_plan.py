@@ -53,7 +53,7 @@ def test_sft_on_four_gpus_uses_torchrun_through_nproc():
 
 
 def test_sft_single_gpu_by_count_runs_without_torchrun():
-    (step,) = plan("sft", gpus="1").steps  # a count: one GPU, device 0
+    (step,) = plan("sft", gpus=1).steps  # a count: one GPU, device 0
     assert step.env["CUDA_VISIBLE_DEVICES"] == "0" and "NPROC_PER_NODE" not in step.env
 
 
@@ -140,7 +140,7 @@ def test_grpo_default_share_is_a_quarter_and_counts_take_the_last_gpus():
     assert server.env["CUDA_VISIBLE_DEVICES"] == "6,7" and train.env["NPROC_PER_NODE"] == "6"
     server, train = plan("grpo", gpus="0-3").steps  # 4 // 4 = 1
     assert server.env["CUDA_VISIBLE_DEVICES"] == "3" and train.env["CUDA_VISIBLE_DEVICES"] == "0,1,2"
-    server, train = plan("grpo", gpus="8", rollout_gpus="4", sets=["rollout.args.vllm_tensor_parallel_size=2"]).steps
+    server, train = plan("grpo", gpus=8, rollout_gpus=4, sets=["rollout.args.vllm_tensor_parallel_size=2"]).steps
     assert server.env["CUDA_VISIBLE_DEVICES"] == "4,5,6,7"
     assert flag(server.argv, "vllm_tensor_parallel_size") == ["2"]  # 4 GPUs / TP 2 = DP 2
     assert flag(server.argv, "vllm_data_parallel_size") == ["2"]
@@ -149,9 +149,9 @@ def test_grpo_default_share_is_a_quarter_and_counts_take_the_last_gpus():
 
 @pytest.mark.parametrize("kw, sets, message", [
     ({"gpus": "0,"}, [], "only GPU 0 is given; add GPUs or use --set rollout.mode=colocate"),
-    ({"gpus": "0-7", "rollout_gpus": "8"}, [], "must be between 1 and 7"),
+    ({"gpus": "0-7", "rollout_gpus": 8}, [], "must be between 1 and 7"),
     ({"gpus": "0-7", "rollout_gpus": "0,1,2,3,4,5,6,7"}, [], "none are left for the trainer"),
-    ({"gpus": "0-3", "rollout_gpus": "8"}, [], "must be between 1 and 3"),
+    ({"gpus": "0-3", "rollout_gpus": 8}, [], "must be between 1 and 3"),
     ({"gpus": "0-3", "rollout_gpus": "5,"}, [], "GPU 5 is not in --gpus 0,1,2,3"),
     ({"gpus": "0-7", "rollout_gpus": "5-7"}, ["rollout.args.vllm_tensor_parallel_size=2"],
      "3 rollout GPUs .* cannot be split into tensor-parallel groups of 2"),
@@ -203,7 +203,7 @@ def test_multi_node_environment_per_node():
                        nodes=Nodes(nnodes=2, node_rank=1, master_addr="node0", master_port=29555)).steps
     assert {k: train.env[k] for k in ("NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT", "NPROC_PER_NODE")} == \
         {"NNODES": "2", "NODE_RANK": "1", "MASTER_ADDR": "node0", "MASTER_PORT": "29555", "NPROC_PER_NODE": "8"}
-    (step,) = plan("sft", gpus="1", nodes=Nodes(nnodes=2, node_rank=0, master_addr="n0")).steps
+    (step,) = plan("sft", gpus=1, nodes=Nodes(nnodes=2, node_rank=0, master_addr="n0")).steps
     assert step.env["NPROC_PER_NODE"] == "1"  # multi-node always goes through torchrun
     with pytest.raises(ConfigError, match="needs --master-addr"):
         plan("sft", nodes=Nodes(nnodes=2))
@@ -229,7 +229,7 @@ def test_chord_is_grpo_plus_chord_flags():
 def test_rollout_recipe_alone_splits_tp_dp_and_never_uses_torchrun():
     (step,) = plan("rollout", gpus="0-3", sets=["vllm_tensor_parallel_size=2"]).steps
     assert step.argv[:2] == ["swift", "rollout"] and step.kind == "run"
-    assert step.env == {"CUDA_VISIBLE_DEVICES": "0,1,2,3"}
+    assert step.env == {"MAX_PIXELS": "1003520", "CUDA_VISIBLE_DEVICES": "0,1,2,3"}  # MAX_PIXELS as the trainer
     assert flag(step.argv, "vllm_tensor_parallel_size") == ["2"] and flag(step.argv, "vllm_data_parallel_size") == ["2"]
     assert step.free_ports == [8000, 51216]
     with pytest.raises(ConfigError, match="cannot be split into tensor-parallel groups of 3"):
@@ -260,7 +260,7 @@ def test_cli_dry_run_and_json():
     res = runner.invoke(cli, ["launch", "sft", "--set", "dataset=d.jsonl", "--json", "--gpus", "0,1"])
     data = json.loads(res.stdout)
     assert data["steps"][0]["env"]["NPROC_PER_NODE"] == "2" and data["split"]["train"] == [0, 1]
-    res = runner.invoke(cli, ["launch", "grpo", "--gpus", "1", "--set", "dataset=d", "--dry-run"])
+    res = runner.invoke(cli, ["launch", "grpo", "--gpus", "1,", "--set", "dataset=d", "--dry-run"])
     assert res.exit_code == 1 and "Error: server mode needs one GPU for the trainer" in res.output
 
 
@@ -303,3 +303,32 @@ class TestChordRecipeChecks:
     def test_custom_shape_from_recipe_env(self):
         plan = self._plan("env.SWIFT_EXT_CHORD_SCHEDULE=linear_decay:decay_steps=0,peak=0.9,valley=0.1")
         assert any("decay_steps=0" in w for w in plan.warnings)
+
+
+# -- issue 10: the trainer and a rollout server started elsewhere preprocess images alike -----------------
+def _media(env):
+    from swift_ext.launch.plan import MEDIA_ENV
+
+    return {k: v for k, v in env.items() if k in MEDIA_ENV}
+
+
+def test_launch_rollout_and_remote_grpo_trainer_get_the_same_image_env():
+    (server,) = plan("rollout").steps
+    remote = plan("grpo", rollout_host="10.0.0.2")
+    trainer = remote.steps[-1]
+    assert _media(server.env) == _media(trainer.env) == {"MAX_PIXELS": "1003520"}
+    # a recipe file without any env still gets the same default on both sides
+    bare = build_plan("rollout", {"command": "rollout", "args": {"model": "m"}, "env": {}})
+    assert _media(bare.steps[0].env) == {"MAX_PIXELS": "1003520"}
+    # the remote trainer is told what the server needs
+    assert any("10.0.0.2 must preprocess media like the trainer" in w and "MAX_PIXELS=1003520" in w
+               for w in remote.warnings)
+    changed = plan("grpo", rollout_host="10.0.0.2", sets=["env.MAX_PIXELS=200704"])
+    assert any("MAX_PIXELS=200704" in w for w in changed.warnings)
+    assert _media(plan("rollout", sets=["env.MAX_PIXELS=200704"]).steps[0].env) == {"MAX_PIXELS": "200704"}
+    assert _media(plan("rollout", sets=["env.MAX_PIXELS="]).steps[0].env) == {}  # explicit removal
+
+
+def test_local_rollout_server_shares_the_trainers_image_env():
+    server, trainer = plan("grpo", gpus="0-7", sets=["env.MIN_PIXELS=3136"]).steps
+    assert _media(server.env) == _media(trainer.env) == {"MAX_PIXELS": "1003520", "MIN_PIXELS": "3136"}

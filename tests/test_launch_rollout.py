@@ -9,6 +9,7 @@ subprocess; PIDs recorded by the stand-ins are checked in /proc after it exits.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -50,6 +51,8 @@ def launch(tmp_path):
     record = tmp_path / "record"
     record.mkdir()
     port, group_port = free_port(), free_port()
+
+    (tmp_path / "train.jsonl").write_text('{"messages": [{"role": "user", "content": "1+1?"}], "solution": "2"}\n')
 
     def start(mode="healthy", train="exit=0", timeout=60, extra_env=None, sets=()):
         env = dict(os.environ, STANDIN_MODE=mode, STANDIN_TRAIN=train, STANDIN_RECORD=str(record),
@@ -162,6 +165,47 @@ def test_signal_to_launcher_leaves_no_child(launch, sig):
     assert wait_dead(pids) == {p: True for p in pids}
 
 
+def _all_running(launch, proc):
+    deadline = time.monotonic() + 90
+    while rec(launch.record, "train") is None and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    server, trainer = rec(launch.record, "rollout"), rec(launch.record, "train")
+    assert server and trainer, proc.communicate(timeout=10)[0]
+    pids = [server["pid"], server["child"], trainer["pid"], trainer["child"]]
+    assert not any(dead(p) for p in pids)  # all four really run before the fault
+    return pids
+
+
+def test_sigkill_of_the_launcher_leaves_no_child(launch):
+    """issue 10: a SIGKILL cannot be caught; every guard gets a parent-death signal and stops its tree."""
+    proc = launch(train="sleep")
+    pids = _all_running(launch, proc)
+    proc.kill()
+    proc.communicate(timeout=30)
+    assert wait_dead(pids, timeout=30) == {p: True for p in pids}
+
+
+def test_setsid_grandchildren_do_not_survive_a_clean_sigterm(launch):
+    """issue 10: a grandchild that left the process group (setsid) is found through /proc and stopped."""
+    proc = launch(train="sleep", extra_env={"STANDIN_SETSID": "1"})
+    pids = _all_running(launch, proc)
+    for p in pids[1::2]:  # the two grandchildren really are in sessions of their own
+        assert os.getsid(p) == p
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, out
+    assert wait_dead(pids, timeout=30) == {p: True for p in pids}
+
+
+def test_setsid_grandchild_left_behind_by_a_finished_trainer_is_stopped(launch):
+    proc = launch(train="exit=0", extra_env={"STANDIN_SETSID": "1"})
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out
+    server, trainer = rec(launch.record, "rollout"), rec(launch.record, "train")
+    pids = [server["pid"], server["child"], trainer["pid"], trainer["child"]]
+    assert wait_dead(pids, timeout=30) == {p: True for p in pids}
+
+
 def test_server_dying_during_training_stops_the_trainer(launch):
     proc = launch(mode="die_after=3", train="sleep")
     out, _ = proc.communicate(timeout=120)
@@ -177,3 +221,23 @@ def test_api_key_is_refused_with_the_reason(launch):
     assert proc.returncode == 1
     assert "--api_key" in out and "Authorization" in out
     assert rec(launch.record, "rollout") is None
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vllm is installed here")
+def test_missing_vllm_gives_the_gpu_extra_hint(tmp_path, tiny_models):
+    """issue 10: the REAL `swift rollout` (ms-swift 4.6, no vllm on this machine) crashes at import; the
+    launcher's crash report ends with the install hint."""
+    from swift_ext import cpu_compat, tiny
+
+    (tmp_path / "train.jsonl").write_text('{"messages": [{"role": "user", "content": "1+1?"}], "solution": "2"}\n')
+    env = tiny.offline_env(cpu_compat.subprocess_env(os.environ))
+    cmd = [sys.executable, "-m", "swift_ext", "launch", "grpo", "--set", f"model={tiny_models['text'].path}",
+           "--set", "dataset=train.jsonl", "--set", f"rollout.port={free_port()}",
+           "--set", f"rollout.group_port={free_port()}", "--set", "rollout.health_timeout=300",
+           "--log-dir", str(tmp_path / "logs"), "--grace", "3"]
+    res = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=400)
+    out = res.stdout + res.stderr
+    assert res.returncode == 1, out[-3000:]
+    assert "No module named 'vllm'" in out and "exited with code" in out
+    assert "hint: vllm is not installed in the environment that runs swift: pip install 'swift-ext[gpu]'" in out
+    assert not (tmp_path / "logs" / "train.log").exists()  # the trainer never started

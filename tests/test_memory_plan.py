@@ -74,7 +74,8 @@ def test_activations_and_batch_recommendation():
     assert e.act_per_seq_ckpt_gb == pytest.approx(0.822083584)
     # budget 80*0.9 - 1 - 16.32 = 54.68 GB -> 54.68/9.127 = 5.99 -> batch 4 (power of 2), 16/4 = 4 accumulation
     assert e.recommendation == {"fits": True, "free_for_activations_gb": 54.68, "per_device_train_batch_size": 4,
-                                "gradient_checkpointing": False, "gradient_accumulation_steps": 4}
+                                "gradient_checkpointing": False, "gradient_accumulation_steps": 4,
+                                "data_parallel_gpus": 1, "effective_global_batch": 16}
     e = est(dtype="bf16", tuning="lora", seq_len=2048, hidden_size=4096, num_layers=32, gpu_mem_gb=24)
     # budget 24*0.9 - 1 - 16.32 = 4.28 < 9.13 -> checkpointing: 4.28/0.822 = 5.2 -> batch 4, accumulation 4
     assert e.recommendation["gradient_checkpointing"] is True
@@ -124,3 +125,64 @@ def test_cli(tmp_path):
     assert res.exit_code == 2 and "8B, 500M or 7.6e9" in res.output
     res = CliRunner().invoke(cli, ["plan", "memory"])
     assert res.exit_code == 2 and "--params" in res.output
+
+
+# -- issue 10 ----------------------------------------------------------------------------------------
+SHAPE = {"seq_len": 2048, "hidden_size": 4096, "num_layers": 32}
+
+
+def test_grpo_and_dpo_differ_without_model_shape_flags():
+    grpo, dpo = est(rlhf="grpo"), est(rlhf="dpo")
+    # both LoRA with the shared reference: 16.32 GB fixed on the trainer side
+    assert grpo.fixed_gb == pytest.approx(dpo.fixed_gb) == pytest.approx(16.32)
+    # GRPO also needs the rollout server's GPU: 8e9 * 2 bytes = 16 GB of weights at TP 1
+    assert grpo.rollout_gpu["weights_gb"] == 16.0 and "not estimated" in grpo.rollout_gpu["kv_cache"]
+    assert dpo.rollout_gpu == {} and any("chosen + rejected" in n for n in dpo.notes)
+    outs = [CliRunner().invoke(cli, ["plan", "memory", "--params", "8B", "--rlhf", r]).output for r in ("grpo", "dpo")]
+    assert outs[0] != outs[1] and "rollout server GPU (vLLM, TP 1): weights 16.00 GB" in outs[0]
+
+
+def test_gradient_accumulation_is_for_the_trainer_gpus_it_recommends():
+    e = est(rlhf="grpo", total_gpus=5, global_batch=32, **SHAPE)
+    # 5 GPUs: a quarter (1) serves rollouts, 4 train. budget 54.68 GB / 9.127 GB -> 4 sequences per GPU;
+    # 32 / (4 x 4 GPUs) = 2 accumulation steps -> 4 x 4 x 2 = 32 (not 4 x 4 x 8 = 128)
+    r = e.recommendation
+    assert (r["train_gpus"], r["per_device_train_batch_size"], r["gradient_accumulation_steps"]) == (4, 4, 2)
+    assert r["data_parallel_gpus"] == 4 and r["effective_global_batch"] == 32
+    with pytest.raises(ConfigError, match="--n-gpus 2 contradicts the 4 trainer GPUs"):
+        est(rlhf="grpo", total_gpus=5, n_gpus=2)
+    # ZeRO shards over those 4 trainer GPUs too: fp32 full, beta 0 -> (32 + 32 + 64) / 4 = 32
+    assert est(rlhf="grpo", beta=0.0, tuning="full", dtype="fp32", zero=3, total_gpus=5).fixed_gb == pytest.approx(32.0)
+
+
+def test_vllm_side_weights_and_kv_cache():
+    e = est(rlhf="grpo", **SHAPE)
+    # KV per token 2 (K, V) x 32 layers x 4096 x 2 bytes = 524288 B; 8192 tokens -> 4.294967296 GB
+    # room 80 x 0.9 - 1 - 16 (weights) = 55 GB -> 12 sequences at once
+    assert e.rollout_gpu == {"tp": 1, "weights_gb": 16.0, "kv_cache_per_sequence_gb": 4.294967296, "fits": True,
+                             "max_concurrent_sequences": 12}
+    gqa = est(rlhf="grpo", num_kv_heads=8, head_dim=128, vllm_max_model_len=4096, **SHAPE)
+    # 2 x 32 x 8 x 128 x 2 = 131072 B per token x 4096 = 0.536870912 GB; 55 / 0.537 -> 102
+    assert gqa.rollout_gpu["kv_cache_per_sequence_gb"] == pytest.approx(0.536870912)
+    assert gqa.rollout_gpu["max_concurrent_sequences"] == 102
+    colo = est(rlhf="grpo", rollout="colocate", **SHAPE)
+    # vLLM on every trainer GPU: 16 GB weights + 4.294967296 GB KV -> 16.32 + 20.294967296
+    assert colo.parts_gb["vllm"] == pytest.approx(20.294967296) and colo.rollout_gpu == {}
+    assert colo.fixed_gb == pytest.approx(36.614967296)
+    hf = est(rlhf="grpo", rollout="none", **SHAPE)
+    # HF generate: 8 generations x 2048 tokens x 524288 B = 8.589934592 GB
+    assert hf.parts_gb["generation"] == pytest.approx(8.589934592)
+    assert est(rlhf="dpo", **SHAPE).rollout_gpu == {} and "vllm" not in est(rlhf="dpo").parts_gb
+
+
+def test_frozen_vision_tower_has_weights_but_no_gradients_or_optimizer_states():
+    e = est(dtype="fp32", tuning="full", vision_params=0.6e9)
+    # weights 8e9 x 4 = 32; trained 7.4e9: gradients 29.6, AdamW 59.2 -> 120.8
+    assert e.parts_gb == {"weights": 32.0, "gradients": 29.6, "optimizer": 59.2, "reference": 0.0}
+    assert est(dtype="fp32", tuning="full", vision_params=0.6e9, freeze_vit=False).fixed_gb == pytest.approx(128.0)
+
+
+def test_model_dir_counts_the_vision_tower(tiny_models):
+    text, vl = model_facts(tiny_models["text"].path), model_facts(tiny_models["qwen2_vl"].path)
+    assert text["vision_params"] == 0 and (text["num_kv_heads"], text["head_dim"]) == (2, 16)
+    assert 0 < vl["vision_params"] < vl["params"]

@@ -36,10 +36,14 @@ def _warn(msg: str) -> None:
               help="your own template file (default: the shipped templates/RECIPE.yaml)")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="override a template value: lora_rank=16, env.MAX_PIXELS=..., rollout.port=8001")
-@click.option("--gpus", metavar="IDS|N",
-              help="devices of this node: 0-7, 0,1,4 or a count (8); default: SWIFT_EXT_GPUS, "
-                   "CUDA_VISIBLE_DEVICES, nvidia-smi -L, else none (CPU)")
-@click.option("--rollout-gpus", metavar="IDS|N", help="devices for the rollout server (ids or the last N of --gpus)")
+@click.option("--gpus", metavar="IDS",
+              help="device ids of this node: 0-7, 0,1,4, or one id with a trailing comma (4,); default: "
+                   "SWIFT_EXT_GPUS, CUDA_VISIBLE_DEVICES, nvidia-smi -L, else none (CPU). A bare number (4) is "
+                   "refused as ambiguous: use 4, for GPU 4 or --num-gpus 4 for GPUs 0-3")
+@click.option("--num-gpus", type=int, metavar="N", help="a count: the first N devices (0..N-1)")
+@click.option("--rollout-gpus", metavar="IDS",
+              help="device ids for the rollout server, e.g. 6,7 or 4, (ids from --gpus)")
+@click.option("--num-rollout-gpus", type=int, metavar="N", help="a count: the last N devices of --gpus")
 @click.option("--nproc", type=int, help="trainer processes per node (CPU runs; normally = trainer GPUs)")
 @click.option("--nnodes", type=int, default=1, show_default=True, help="training nodes (torchrun via ms-swift)")
 @click.option("--node-rank", type=int, default=0, show_default=True)
@@ -56,16 +60,27 @@ def _warn(msg: str) -> None:
 @click.option("--swift", "swift_cmd", default=None, envvar="SWIFT_EXT_SWIFT",
               help="the swift executable (a command line; default: swift)")
 @click.option("--grace", type=float, default=10.0, show_default=True, help="seconds between SIGTERM and SIGKILL")
-def launch_cmd(recipe, extra, template, sets, gpus, rollout_gpus, nproc, nnodes, node_rank, master_addr, master_port,
-               rollout_host, dry_run, as_json, slurm, gpus_per_node, partition, time_limit, log_dir, swift_cmd, grace):
+@click.option("--no-check", is_flag=True,
+              help="skip the checks made before anything starts: flag names against the installed ms-swift's "
+                   "arguments, local dataset files, GRPO batch arithmetic")
+def launch_cmd(recipe, extra, template, sets, gpus, num_gpus, rollout_gpus, num_rollout_gpus, nproc, nnodes, node_rank, master_addr, master_port,
+               rollout_host, dry_run, as_json, slurm, gpus_per_node, partition, time_limit, log_dir, swift_cmd, grace, no_check):
     """Run a recipe (sft, dpo, grpo, chord, rollout, export) from its YAML template.
 
     \b
     Extra swift flags go after the recipe (or after --) and win over the template;
     3.x flag names are translated with a warning.
     \b
+    Before anything starts (also for --dry-run / --json), every rendered flag is checked against the
+    installed ms-swift's argument dataclasses (a typo gets the nearest name; a `swift rollout` flag given
+    to the trainer is named as such), local dataset files must exist (hub ids are not checked; with
+    --dry-run / --json a missing file only warns) and GRPO's batch arithmetic is checked like
+    `swift-ext chord plan` does. --no-check skips this.
+    \b
         swift-ext launch sft --set dataset=data.jsonl --gpus 0-3 -- --max_steps 100
         swift-ext launch grpo --gpus 0-7 --rollout-gpus 6,7 --set dataset=math.jsonl --dry-run
+        swift-ext launch grpo --num-gpus 8 --num-rollout-gpus 2 --set dataset=math.jsonl --dry-run
+        swift-ext launch rollout --gpus 4, --set model=Qwen/Qwen2.5-7B-Instruct
         swift-ext launch grpo --slurm --nnodes 3 --set dataset=math.jsonl > job.sbatch
     """
     from ..launch import Nodes, build_plan, detect_gpus, load_template, run_plan
@@ -81,12 +96,22 @@ def launch_cmd(recipe, extra, template, sets, gpus, rollout_gpus, nproc, nnodes,
                                  partition=partition, time_limit=time_limit, master_port=master_port, swift=swift),
                    nl=False)
         return
+    gpus = _one_of("--gpus", gpus, "--num-gpus", num_gpus)
+    rollout_gpus = _one_of("--rollout-gpus", rollout_gpus, "--num-rollout-gpus", num_rollout_gpus)
     if gpus is None:  # SWIFT_EXT_GPUS -> CUDA_VISIBLE_DEVICES -> nvidia-smi -L -> CPU
         found = detect_gpus(warn=_warn)
         gpus = ",".join(map(str, found)) + "," if found else None
     plan = build_plan(recipe, tpl, sets=sets, extra=extra, gpus=gpus, rollout_gpus=rollout_gpus, nproc=nproc,
                       nodes=Nodes(nnodes, node_rank, master_addr, master_port), rollout_host=rollout_host,
                       swift=swift, base_env=os.environ)
+    if not no_check:
+        from ..launch.check import check_plan, swift_fields
+
+        errors, notes = check_plan(plan, fields=swift_fields(), render_only=dry_run or as_json)
+        plan.warnings.extend(notes)
+        if errors:
+            raise ConfigError(f"launch {recipe}: " + ("\n  ".join(["refused before starting anything:", *errors]))
+                              + "\n(--no-check skips these checks)")
     for w in plan.warnings:
         _warn(w)
     log_dir = log_dir or os.path.join("swift-ext-logs", f"{recipe}-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -101,36 +126,66 @@ def launch_cmd(recipe, extra, template, sets, gpus, rollout_gpus, nproc, nnodes,
     sys.exit(run_plan(plan, log_dir=log_dir, grace=grace))
 
 
+def _one_of(ids_flag, ids, count_flag, count):
+    """Device ids (a string) or a count (an int): never both."""
+    if ids is not None and count is not None:
+        raise click.UsageError(f"give {ids_flag} (device ids) or {count_flag} (a count), not both")
+    return count if count is not None else ids
+
+
 @click.command("migrate")
 @click.argument("script", type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="write here instead of rewriting SCRIPT")
-@click.option("--check", is_flag=True, help="only report; exit 1 when the script needs changes")
+@click.option("--check", is_flag=True, help="only report; exit 1 when the file needs changes or has problems")
 def migrate_cmd(script, output, check):
-    """Rewrite an ms-swift 3.x launch script for 4.x (flags renamed; removed flags refused).
+    """Rewrite an ms-swift 3.x (or 2.x) launch script or plugin file for 4.x.
 
+    \b
+    A shell script: flags are renamed (--train_type -> --tuner_type, --dtype -> --torch_dtype, ...);
+    removed flags, and flags the installed ms-swift does not know, are all listed (file:line, with the
+    nearest name) and nothing is rewritten.
+    \b
+    A .py plugin file (rewards, multi-turn schedulers, ...): imports move to the 4.x packages
+    (from swift.plugin import ORM, orms -> from swift.rewards import ORM, orms; swift.llm names to
+    swift.template / swift.dataset / swift.infer_engine / ...), renamed registries are renamed
+    (loss_mapping -> loss_map, ...) and ORM subclasses' __init__ accept args=/**kwargs; what cannot be
+    rewritten (a tokenizer argument, extra_callbacks, context managers) is reported as file:line
+    problems (exit 1).
+    \b
     SCRIPT is rewritten atomically and the original kept as SCRIPT.bak, unless -o is given.
     """
     from ..io import atomic_write
-    from ..launch.migrate import migrate_script
+    from ..launch.migrate import migrate_plugin, migrate_script
 
     with open(script, encoding="utf-8") as fh:
         text = fh.read()
-    new, notes = migrate_script(text, source=script)
+    problems = []
+    if script.endswith(".py"):
+        new, notes, problems = migrate_plugin(text, source=script)
+    else:
+        from ..launch.check import swift_fields
+
+        new, notes = migrate_script(text, source=script, fields=swift_fields())
     for n in notes:
         _warn(n)
+    for p in problems:
+        console.print(f"[red]cannot migrate:[/] {p}", highlight=False)
     if check:
-        sys.exit(1 if new != text else 0)
+        sys.exit(1 if new != text or problems else 0)
     target = output or script
     if new == text and not output:
         console.print(f"{script}: nothing to change")
-        return
+        sys.exit(1 if problems else 0)
     mode = os.stat(script).st_mode & 0o777
     if not output:
         shutil.copy2(script, script + ".bak")
     with atomic_write(target) as fh:
         fh.write(new)
     os.chmod(target, mode)
-    console.print(f"{target}: {len(notes)} change(s)" + ("" if output else f"; original kept as {script}.bak"))
+    console.print(f"{target}: {len(notes)} change(s)" + ("" if output else f"; original kept as {script}.bak")
+                  + (f"; {len(problems)} problem(s) left to fix by hand" if problems else ""))
+    if problems:
+        sys.exit(1)
 
 
 _SIZE = re.compile(r"^\s*([0-9.]+(?:e[0-9]+)?)\s*([kmbt]?)\s*$", re.IGNORECASE)
@@ -163,7 +218,9 @@ def plan_group():
 @click.option("--optimizer", default="adamw", show_default=True)
 @click.option("--optim-dtype", help="optimizer state dtype (default: --dtype)")
 @click.option("--zero", type=click.IntRange(0, 3), default=0, show_default=True, help="DeepSpeed ZeRO stage")
-@click.option("--n-gpus", type=int, default=1, show_default=True, help="data-parallel GPUs (ZeRO sharding)")
+@click.option("--n-gpus", type=int,
+              help="data-parallel trainer GPUs (ZeRO sharding, gradient accumulation); default: the trainer share "
+                   "of --total-gpus, else 1")
 @click.option("--seq-len", type=int, help="max_length, for the activation estimate")
 @click.option("--hidden-size", type=int)
 @click.option("--num-layers", type=int)
@@ -171,10 +228,33 @@ def plan_group():
 @click.option("--gpu-mem", type=float, default=80.0, show_default=True, help="GB per GPU")
 @click.option("--global-batch", type=int, default=16, show_default=True)
 @click.option("--total-gpus", type=int, help="GPUs of the node (GRPO: recommend the rollout share)")
+@click.option("--num-kv-heads", type=int, help="KV heads (with --head-dim; default from --model, else = hidden)")
+@click.option("--head-dim", type=int)
+@click.option("--vision-params", help="vision tower + aligner parameters, e.g. 0.6B (default: counted from --model)")
+@click.option("--freeze-vit/--no-freeze-vit", default=True, show_default=True,
+              help="the vision tower trains nothing (ms-swift's default)")
+@click.option("--rollout", "rollout_mode", type=click.Choice(["server", "colocate", "none"]),
+              help="GRPO/CHORD generation: a vLLM server on its own GPUs (default), vLLM colocated in the "
+                   "trainer, or HF generate in the trainer")
+@click.option("--vllm-max-model-len", type=int, default=8192, show_default=True,
+              help="the KV cache of one sequence this long must fit on the vLLM side")
+@click.option("--vllm-tp", type=int, help="vLLM tensor-parallel size (default: recommended / 1)")
+@click.option("--num-generations", type=int, default=8, show_default=True, help="GRPO completions per prompt")
 @click.option("--json", "as_json", is_flag=True)
 def memory_cmd(params, model_dir, tuning, dtype, rlhf, beta, ref_model, trainable_fraction, optimizer, optim_dtype,
-               zero, n_gpus, seq_len, hidden_size, num_layers, vocab_size, gpu_mem, global_batch, total_gpus, as_json):
-    """Estimate GPU memory per device for full / LoRA / QLoRA training (an estimate: see the README)."""
+               zero, n_gpus, seq_len, hidden_size, num_layers, vocab_size, gpu_mem, global_batch, total_gpus,
+               num_kv_heads, head_dim, vision_params, freeze_vit, rollout_mode, vllm_max_model_len, vllm_tp,
+               num_generations, as_json):
+    """Estimate GPU memory per device for full / LoRA / QLoRA training (an estimate: see the README).
+
+    \b
+    Counted: weights, gradients, optimizer states, the reference model (DPO; GRPO/CHORD with beta > 0:
+    a separate copy for full tuning, the adapter-disabled base for LoRA), activations (with the model's
+    shape; x2 for DPO's chosen + rejected), GRPO generation (--rollout: the vLLM server's GPUs apart,
+    vLLM colocated on every trainer GPU, or HF generate's KV cache) with the KV cache of
+    --vllm-max-model-len tokens, and a frozen vision tower (weights only). Gradient accumulation is
+    computed for the trainer GPUs actually used (--n-gpus, else the trainer share of --total-gpus).
+    """
     from ..launch.memory import MemoryInput, estimate, model_facts
 
     facts = model_facts(model_dir) if model_dir else {}
@@ -186,7 +266,12 @@ def memory_cmd(params, model_dir, tuning, dtype, rlhf, beta, ref_model, trainabl
                       hidden_size=hidden_size or facts.get("hidden_size"),
                       num_layers=num_layers or facts.get("num_layers"),
                       vocab_size=vocab_size or facts.get("vocab_size"), seq_len=seq_len, gpu_mem_gb=gpu_mem,
-                      global_batch=global_batch, total_gpus=total_gpus)
+                      global_batch=global_batch, total_gpus=total_gpus,
+                      num_kv_heads=num_kv_heads or facts.get("num_kv_heads"),
+                      head_dim=head_dim or facts.get("head_dim"),
+                      vision_params=parse_params(vision_params) if vision_params else facts.get("vision_params", 0.0),
+                      freeze_vit=freeze_vit, rollout=rollout_mode, vllm_max_model_len=vllm_max_model_len,
+                      vllm_tp=vllm_tp, num_generations=num_generations)
     est = estimate(inp)
     if as_json:
         echo_json({"input": inp.__dict__, **est.to_dict()})
@@ -210,6 +295,13 @@ def _print_estimate(inp, est) -> None:
         table.add_row("activations / sequence", f"{_gb(est.act_per_seq_gb)} ({_gb(est.act_per_seq_ckpt_gb)} with "
                       "gradient checkpointing)")
     console.print(table)
+    if est.rollout_gpu:
+        ro = est.rollout_gpu
+        kv = (f"KV cache {_gb(ro['kv_cache_per_sequence_gb'])} GB per {inp.vllm_max_model_len}-token sequence, "
+              f"{ro['max_concurrent_sequences']} sequence(s) at once" if "kv_cache_per_sequence_gb" in ro
+              else f"KV cache {ro['kv_cache']}")
+        console.print(f"rollout server GPU (vLLM, TP {ro['tp']}): weights {_gb(ro['weights_gb'])} GB; {kv}",
+                      highlight=False)
     for n in est.notes:
         console.print(f"note: {n}", highlight=False)
     for k, v in est.recommendation.items():

@@ -6,11 +6,13 @@ Pure functions (no CUDA, no subprocess) except :func:`detect_gpus`, which reads 
     >>> s = plan_split(parse_devices("0-7"), "6,7", mode="server")
     >>> s.train, s.rollout, s.nproc, s.rollout_tp, s.rollout_dp
     ((0, 1, 2, 3, 4, 5), (6, 7), 6, 1, 2)
-    >>> plan_split(parse_devices("8"), "2", mode="server", rollout_tp=2).rollout_dp   # counts: last 2 GPUs, TP 2
+    >>> plan_split(parse_devices(8), 2, mode="server", rollout_tp=2).rollout_dp   # counts: last 2 GPUs, TP 2
     1
 
-A bare integer is a *count* (``--gpus 8`` = devices 0..7, ``--rollout-gpus 2`` = the last two of them);
-write a single device id with a trailing comma (``--rollout-gpus 7,``).
+Device ids and counts have separate spellings. Ids are strings: ranges and lists (``"0-3,6"``), a single
+id with a trailing comma (``"7,"``). Counts are Python ints (``--num-gpus 8`` = devices 0..7,
+``--num-rollout-gpus 2`` = the last two of them). A bare integer string (``--rollout-gpus 4``) could mean
+either, so it is refused with both readings spelled out (``"0"`` has only one reading, GPU 0).
 """
 
 from __future__ import annotations
@@ -62,15 +64,22 @@ def _ids(ids: Sequence[int]) -> str:
     return ",".join(str(i) for i in ids)
 
 
-def parse_devices(spec, available: Optional[Sequence[int]] = None) -> Tuple[int, ...]:
-    """``"0-3,6"`` -> (0, 1, 2, 3, 6); ``"4"`` (a count) -> the first 4 of ``available`` (or 0..3).
+def parse_devices(spec, available: Optional[Sequence[int]] = None, *, flag: str = "--gpus",
+                  count_flag: str = "--num-gpus") -> Tuple[int, ...]:
+    """``"0-3,6"`` -> (0, 1, 2, 3, 6); ``4`` (an int: a count) -> the first 4 of ``available`` (or 0..3).
 
-    >>> parse_devices("0-3,6"), parse_devices("2"), parse_devices("5,"), parse_devices(3, available=[4, 5, 6, 7])
+    >>> parse_devices("0-3,6"), parse_devices(2), parse_devices("5,"), parse_devices(3, available=[4, 5, 6, 7])
     ((0, 1, 2, 3, 6), (0, 1), (5,), (4, 5, 6))
+
+    A bare integer *string* is refused (``flag``/``count_flag`` name the two spellings in the message).
     """
+    if isinstance(spec, int) and not isinstance(spec, bool):
+        return _first(spec, available, str(spec))
     text = str(spec).strip()
-    if re.fullmatch(r"\d+", text):
-        return _first(int(text), available, text)
+    if re.fullmatch(r"\d+", text) and int(text) > 0:
+        n = int(text)
+        raise ConfigError(f"{flag} {text} is ambiguous: write {flag} {n}, for the single GPU id {n}, or "
+                          f"{count_flag} {n} for {n} GPUs (ids {_ids(range(n))})")
     ids = []
     for part in filter(None, (p.strip() for p in text.split(","))):
         m = _RANGE.match(part)
@@ -135,17 +144,24 @@ def _rollout_devices(gpus: Tuple[int, ...], spec) -> Tuple[int, ...]:
         if len(gpus) < 2:
             raise ConfigError(f"server mode needs one GPU for the trainer and one for the rollout server, but "
                               f"only GPU {_ids(gpus)} is given; add GPUs or use --set rollout.mode=colocate")
-        spec = str(max(1, len(gpus) // 4))
-    text = str(spec).strip()
-    if re.fullmatch(r"\d+", text):  # a count: the last N of --gpus
-        n = int(text)
+        spec = max(1, len(gpus) // 4)
+    if isinstance(spec, int) and not isinstance(spec, bool):  # a count: the last N of --gpus
+        n = spec
         if not gpus:
-            raise ConfigError("--rollout-gpus as a count needs --gpus (which devices to take them from)")
+            raise ConfigError("--num-rollout-gpus needs --gpus or --num-gpus (which devices to take them from)")
         if n < 1 or n >= len(gpus):
-            raise ConfigError(f"--rollout-gpus {n}: must be between 1 and {len(gpus) - 1} with {len(gpus)} GPUs "
-                              f"(at least one GPU has to stay with the trainer)")
+            raise ConfigError(f"--num-rollout-gpus {n}: must be between 1 and {len(gpus) - 1} with {len(gpus)} "
+                              f"GPUs (at least one GPU has to stay with the trainer)")
         return gpus[-n:]
-    ids = parse_devices(text)
+    text = str(spec).strip()
+    if re.fullmatch(r"\d+", text) and int(text) > 0 and gpus:
+        n = int(text)
+        readings = [f"write --rollout-gpus {n}, for GPU id {n}"
+                    + ("" if n in gpus else f" (not in --gpus {_ids(gpus)})")]
+        if n < len(gpus):
+            readings.append(f"--num-rollout-gpus {n} for the last {n} of --gpus (GPUs {_ids(gpus[-n:])})")
+        raise ConfigError(f"--rollout-gpus {n} is ambiguous: " + ", or ".join(readings))
+    ids = parse_devices(text, flag="--rollout-gpus", count_flag="--num-rollout-gpus")
     if not gpus:
         raise ConfigError("--rollout-gpus as device ids needs --gpus too (the full list of devices to split)")
     stray = [i for i in ids if i not in gpus]

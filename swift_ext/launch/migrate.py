@@ -10,10 +10,11 @@ them. Every new name in :data:`RENAMED` is checked against ms-swift 4.6's real a
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 from dataclasses import dataclass
-from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
+from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
 from ..errors import ConfigError
 
@@ -43,6 +44,7 @@ RENAMED: Dict[str, Rename] = {
     "custom_register_path": Rename("external_plugins", "old alias of --external_plugins"),
     "model_id_or_path": Rename("model", "2.x name"),
     "lora_target_modules": Rename("target_modules", "2.x name"),
+    "dtype": Rename("torch_dtype", "2.x name; ms-swift 4.6 refuses --dtype", TRAIN | VLLM | {"export", "pt"}),
 }
 
 REMOVED: Dict[str, str] = {
@@ -110,40 +112,56 @@ _SWIFT_CMD = re.compile(r"(?:^|[\s;&|(/])swift\s+(megatron\s+)?"
 _FLAG = re.compile(r"(?<![\w-])--([A-Za-z_][\w]*)(?=[\s=\\]|$)")
 
 
-def migrate_script(text: str, source: str = "<script>") -> Tuple[str, List[str]]:
+def migrate_script(text: str, source: str = "<script>",
+                   fields: Optional[Mapping[str, FrozenSet[str]]] = None) -> Tuple[str, List[str]]:
     """Rewrite every ``swift <cmd> ...`` command (with its ``\\`` continuation lines) in a shell script.
 
-    Returns (new text, warnings with line numbers). Removed flags raise :class:`ConfigError` naming
-    ``source:line``, and nothing is rewritten. ``swift megatron X`` becomes ``megatron X`` (4.x entry point).
+    Returns (new text, warnings with line numbers). Removed flags, and with ``fields`` (flag names per
+    subcommand, :func:`swift_ext.launch.check.swift_fields`) flags the installed ms-swift does not know,
+    raise one :class:`ConfigError` listing every one of them with ``source:line``; nothing is rewritten then.
+    ``swift megatron X`` becomes ``megatron X`` (4.x entry point).
     """
     lines = text.splitlines(keepends=True)
     notes: List[str] = []
+    errors: List[str] = []
     command = None  # the swift subcommand whose continuation lines we are in
     for i, line in enumerate(lines):
         m = _SWIFT_CMD.search(line)
         if m and not line.lstrip().startswith("#"):
             command = m.group(2).replace("-", "_")
             if m.group(1):
+                command = "megatron"
                 start = line.index("swift", m.start())
                 line = line[:start] + "megatron " + m.group(2) + line[m.end():]
                 notes.append(f"{source}:{i + 1}: `swift megatron {m.group(2)}` -> `megatron {m.group(2)}` "
                              f"(ms-swift 4.x entry point)")
         if command is not None and not line.lstrip().startswith("#"):
-            line = _rewrite_line(line, command, source, i + 1, notes)
+            line = _rewrite_line(line, command, source, i + 1, notes, errors, fields)
         lines[i] = line
         if command is not None and not line.rstrip("\r\n").endswith("\\"):
             command = None
+    if errors:
+        raise ConfigError("\n".join(errors) if len(errors) == 1 else
+                          f"{len(errors)} flags cannot be migrated:\n" + "\n".join(errors))
     return "".join(lines), notes
 
 
-def _rewrite_line(line: str, command: str, source: str, lineno: int, notes: List[str]) -> str:
+def _rewrite_line(line: str, command: str, source: str, lineno: int, notes: List[str], errors: List[str],
+                  fields: Optional[Mapping[str, FrozenSet[str]]] = None) -> str:
     def sub(m):
         try:
             new, note = migrate_flag(command, m.group(1))
         except ConfigError as exc:
-            raise ConfigError(f"{source}:{lineno}: {exc}") from None
+            errors.append(f"{source}:{lineno}: {exc}")
+            return m.group(0)
         if note:
             notes.append(f"{source}:{lineno}: {note}")
+        if fields is not None:
+            from .check import unknown_flag
+
+            why = unknown_flag(new, command, fields)
+            if why:
+                errors.append(f"{source}:{lineno}: {why} (ms-swift 4.x would refuse it)")
         return f"--{new}"
 
     line = _FLAG.sub(sub, line)
@@ -175,3 +193,203 @@ def split_flags(argv: Sequence[str]) -> List[Tuple[str, List[str]]]:
 
 def quote_argv(argv: Sequence[str]) -> str:
     return " ".join(shlex.quote(a) for a in argv)
+
+
+# -- reward / scheduler plugin files ---------------------------------------------------------------
+# 3.x swift.plugin name -> (4.x module, 4.x name); from the 4.x package split (swift.plugin -> swift.rewards,
+# swift.rollout, swift.loss, swift.metrics, ...; checked against the installed ms-swift in tests/test_migrate.py)
+PLUGIN_NAMES: Dict[str, Tuple[str, str]] = {
+    **{n: ("swift.rewards", n) for n in ("ORM", "AsyncORM", "orms", "PRM", "prms", "rm_plugins")},
+    **{n: ("swift.rollout", n) for n in ("multi_turns", "MultiTurnScheduler", "RolloutScheduler", "envs", "Env")},
+    "loss_mapping": ("swift.loss", "loss_map"),
+    "metric_mapping": ("swift.metrics", "eval_metrics_map"),
+    **{n: ("swift.metrics", n) for n in ("InferStats", "MeanMetric", "Metric", "compute_acc", "compute_rouge_bleu")},
+    "optimizers_map": ("swift.optimizers", "optimizers_map"),
+    "extra_tuners": ("swift.tuner_plugin", "tuners_map"),
+    **{n: ("swift.tuner_plugin", n) for n in ("Tuner", "PeftTuner")},
+    "loss_scale_map": ("swift.loss_scale", "loss_scale_map"),
+    "agent_templates": ("swift.agent_template", "agent_template_map"),
+}
+# what cannot be rewritten mechanically, and what to do instead
+PLUGIN_REMOVED: Dict[str, str] = {
+    "context_managers": "removed in 4.x: implement history changes in a MultiTurnScheduler subclass "
+                        "(swift.rollout) and pass --multi_turn_scheduler NAME",
+    "ContextManager": "removed in 4.x: subclass swift.rollout.MultiTurnScheduler instead",
+    "extra_callbacks": "4.x has swift.callbacks.callbacks_map (name -> class taking (args, trainer)) selected with "
+                       "--callbacks NAME, not a list of instances: register the class and pass --callbacks",
+}
+# whole modules that moved (prefix match)
+MODULES: Dict[str, str] = {"swift.trainers.rlhf_trainer": "swift.rlhf_trainers", "swift.plugin.orm": "swift.rewards",
+                           "swift.plugin.prm": "swift.rewards", "swift.plugin.rm_plugin": "swift.rewards",
+                           "swift.plugin.multi_turn": "swift.rollout"}
+# 4.x packages that replaced swift.llm (searched in the installed ms-swift for names of `from swift.llm import`)
+LLM_PACKAGES = ("swift.infer_engine", "swift.template", "swift.dataset", "swift.model", "swift.arguments",
+                "swift.pipelines", "swift.utils")
+ORM_BASES = ("ORM", "AsyncORM")
+
+
+def installed_exports(packages: Sequence[str] = LLM_PACKAGES) -> Dict[str, str]:
+    """name -> 4.x package exporting it, read from the installed ms-swift's ``__init__.py`` files (parsed, not
+    imported: importing ms-swift loads torch). Empty when ms-swift is not installed."""
+    import ast
+    import importlib.util
+
+    spec = importlib.util.find_spec("swift")
+    if spec is None or not spec.submodule_search_locations:
+        return {}
+    root = list(spec.submodule_search_locations)[0]
+    out: Dict[str, str] = {}
+    for pkg in packages:
+        path = os.path.join(root, *pkg.split(".")[1:], "__init__.py")
+        try:
+            tree = ast.parse(open(path, encoding="utf-8").read())
+        except (OSError, SyntaxError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "_import_structure":
+                try:
+                    for names in ast.literal_eval(node.value).values():
+                        for n in names:
+                            out.setdefault(n, pkg)
+                except ValueError:
+                    pass
+            elif isinstance(node, ast.ImportFrom) and node.level == 1:
+                for a in node.names:
+                    out.setdefault(a.asname or a.name, pkg)
+    return out
+
+
+def migrate_plugin(text: str, source: str = "<plugin>",
+                   exports: Optional[Dict[str, str]] = None) -> Tuple[str, List[str], List[str]]:
+    """Rewrite a 3.x plugin file (rewards, schedulers, ...) for ms-swift 4.x.
+
+    Returns (new text, notes on what changed, problems it could not fix), each with ``source:line``:
+
+    * ``from swift.plugin import ORM, orms`` -> ``from swift.rewards import ORM, orms`` (every 3.x
+      ``swift.plugin`` name to its 4.x package; renamed registries are renamed where they are used);
+    * ``from swift.llm import X`` -> the 4.x package that exports ``X`` (``swift.infer_engine``,
+      ``swift.template``, ``swift.dataset``, ...: looked up in the installed ms-swift);
+    * ``swift.trainers.rlhf_trainer`` -> ``swift.rlhf_trainers``;
+    * an ORM subclass's ``__init__`` gets ``**kwargs`` (4.x constructs rewards as ``Cls(args=GRPOConfig)``);
+      one that takes a ``tokenizer`` is reported (4.x passes none).
+
+    >>> new, notes, problems = migrate_plugin("from swift.plugin import ORM, orms\\n", "r.py")
+    >>> new, notes
+    ('from swift.rewards import ORM, orms\\n', ['r.py:1: from swift.plugin import ORM, orms -> from swift.rewards import ORM, orms'])
+    """
+    import ast
+
+    try:
+        tree = ast.parse(text)
+    except SyntaxError as exc:
+        raise ConfigError(f"{source}:{exc.lineno}: not valid Python: {exc.msg}") from None
+    lines = text.splitlines(keepends=True)
+    notes: List[str] = []
+    problems: List[str] = []
+    renames: Dict[str, str] = {}  # identifiers to rename in the body (registries renamed in 4.x)
+    edits: List[Tuple[int, int, str]] = []  # (first line, last line, replacement) of whole statements
+    orm_names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            new = _migrate_import(node, source, problems, renames, exports)
+            if new is not None:
+                old = "".join(lines[node.lineno - 1:node.end_lineno]).strip()
+                indent = lines[node.lineno - 1][:len(lines[node.lineno - 1]) - len(lines[node.lineno - 1].lstrip())]
+                edits.append((node.lineno, node.end_lineno, indent + new + "\n"))
+                notes.append(f"{source}:{node.lineno}: {' '.join(old.split())} -> {new}")
+            if node.module in ("swift.plugin", "swift.rewards") or node.module.startswith("swift.plugin."):
+                orm_names.update(a.asname or a.name for a in node.names if a.name in ORM_BASES)
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name == "swift.plugin" or a.name.startswith(("swift.plugin.", "swift.llm")):
+                    problems.append(f"{source}:{node.lineno}: `import {a.name}`: the module is gone in 4.x "
+                                    f"(split into swift.rewards, swift.rollout, swift.template, ...); import the "
+                                    f"names from their 4.x packages")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef) and any(getattr(b, "id", getattr(b, "attr", None)) in orm_names | set(ORM_BASES)
+                                                  for b in node.bases):
+            _orm_init(node, lines, source, notes, problems, edits)
+    edited = {i for first, last, _ in edits for i in range(first, last + 1)}
+    for old, name in renames.items():
+        pattern = re.compile(rf"(?<![\w.]){re.escape(old)}\b")
+        for i, line in enumerate(lines, 1):
+            if i in edited or line.lstrip().startswith(("from ", "import ")):
+                continue
+            lines[i - 1], n = pattern.subn(name, line)
+            if n:
+                notes.append(f"{source}:{i}: {old} -> {name} (renamed in ms-swift 4.0)")
+    for first, last, repl in sorted(edits, key=lambda e: e[0], reverse=True):
+        lines[first - 1:last] = [repl]
+    new = "".join(lines)
+    return new, notes, problems
+
+
+def _migrate_import(node, source: str, problems: List[str], renames: Dict[str, str],
+                    exports: Optional[Dict[str, str]]) -> Optional[str]:
+    """The 4.x import statement(s) (joined by newlines) replacing ``node``, or None to keep it."""
+    module = node.module
+    moved = next((new for old, new in MODULES.items() if module == old or module.startswith(old + ".")), None)
+    if moved is not None:
+        target = moved + module[len(next(o for o in MODULES if module == o or module.startswith(o + "."))):]
+        return f"from {target} import " + ", ".join(_alias(a) for a in node.names)
+    if module not in ("swift.plugin", "swift.llm") and not module.startswith(("swift.plugin.", "swift.llm.")):
+        return None
+    by_module: Dict[str, List[str]] = {}
+    for a in node.names:
+        if module.startswith("swift.plugin") and a.name in PLUGIN_REMOVED:
+            problems.append(f"{source}:{node.lineno}: {a.name} is {PLUGIN_REMOVED[a.name]}")
+            continue
+        target = PLUGIN_NAMES.get(a.name) if module.startswith("swift.plugin") else None
+        if target is None:
+            if exports is None:
+                exports = installed_exports(LLM_PACKAGES + tuple(sorted({m for m, _ in PLUGIN_NAMES.values()})))
+            pkg = exports.get(a.name)
+            target = (pkg, a.name) if pkg else None
+        if target is None:
+            problems.append(f"{source}:{node.lineno}: `from {module} import {a.name}`: {module} is gone in 4.x and "
+                            f"no 4.x package exports {a.name} (look it up in the ms-swift 4 source)")
+            continue
+        pkg, name = target
+        if name != a.name:
+            if a.asname:
+                by_module.setdefault(pkg, []).append(f"{name} as {a.asname}")
+                continue
+            renames[a.name] = name
+        by_module.setdefault(pkg, []).append(name if name != a.name else _alias(a))
+    if not by_module:
+        return None if any(p.startswith(f"{source}:{node.lineno}:") for p in problems) else ""
+    return "\n".join(f"from {pkg} import {', '.join(names)}" for pkg, names in by_module.items())
+
+
+def _alias(a) -> str:
+    return f"{a.name} as {a.asname}" if a.asname else a.name
+
+
+def _orm_init(cls, lines: List[str], source: str, notes: List[str], problems: List[str],
+              edits: List[Tuple[int, int, str]]) -> None:
+    init = next((n for n in cls.body if getattr(n, "name", None) == "__init__"), None)
+    if init is None:
+        return  # the base ORM.__init__ takes args=None, **kwargs
+    a = init.args
+    names = [p.arg for p in (*a.posonlyargs, *a.args, *a.kwonlyargs)]
+    if "tokenizer" in names:
+        problems.append(f"{source}:{init.lineno}: {cls.name}.__init__ takes a tokenizer, which ms-swift 4.x no longer "
+                        f"passes (rewards are built as {cls.name}(args=GRPOConfig)); load one yourself, e.g. "
+                        f"AutoTokenizer.from_pretrained(...) with the model path from an env var")
+    if a.kwarg is not None:
+        return
+    ends = [n for n in (*a.posonlyargs, *a.args, *a.defaults, *a.kwonlyargs,
+                        *(d for d in a.kw_defaults if d is not None), a.vararg) if n is not None]
+    last = max(ends, key=lambda n: (n.end_lineno, n.end_col_offset))
+    line = lines[last.end_lineno - 1]
+    if any(e[0] <= last.end_lineno <= e[1] for e in edits):
+        return
+    extra = ", **kwargs" if "args" in names else ", args=None, **kwargs"
+    pos = _byte_to_char(line, last.end_col_offset)
+    edits.append((last.end_lineno, last.end_lineno, line[:pos] + extra + line[pos:]))
+    notes.append(f"{source}:{init.lineno}: {cls.name}.__init__ accepts{extra[1:]} (ms-swift 4.x calls "
+                 f"{cls.name}(args=GRPOConfig))")
+
+
+def _byte_to_char(line: str, offset: int) -> int:
+    return len(line.encode("utf-8")[:offset].decode("utf-8", "replace"))

@@ -29,6 +29,15 @@ DEFAULT_PORT, DEFAULT_GROUP_PORT = 8000, 51216
 # flags of the trainer that the rollout server must share (same weights, same chat template)
 SHARED_WITH_ROLLOUT = ("model", "model_type", "template", "torch_dtype", "model_kwargs", "max_pixels",
                        "use_hf", "revision")
+# media preprocessing read from the environment by ms-swift's templates (get_env_args: the upper-case name);
+# the trainer and the rollout server must agree, or the server builds prompts with other image token counts
+MEDIA_ENV = ("MAX_PIXELS", "MIN_PIXELS", "IMAGE_FACTOR", "VIDEO_MAX_PIXELS", "VIDEO_MIN_PIXELS",
+             "VIDEO_TOTAL_PIXELS", "FPS", "FPS_MIN_FRAMES", "FPS_MAX_FRAMES", "NFRAMES", "NUM_FRAMES",
+             "MAX_NUM_FRAMES", "MAX_SLICE_NUMS", "VIDEO_MAX_SLICE_NUMS", "HD_NUM", "MAX_NUM", "VIDEO_MAX_NUM",
+             "VIDEO_SEGMENTS", "NUM_CROPS", "SAMPLING_RATE")
+# swift-ext's default for every command that builds prompts (the shipped templates spell it out too)
+MEDIA_DEFAULTS = {"MAX_PIXELS": "1003520"}
+MEDIA_COMMANDS = ("sft", "pt", "rlhf", "rollout", "infer", "deploy", "eval", "sample")
 API_KEY_REASON = ("--api_key on the rollout server would break training: ms-swift 4.6's trainer-side VLLMClient "
                   "sends no Authorization header, so every call after /health gets 401. Keep the rollout "
                   "server on a private network (swift-ext binds it to 127.0.0.1 on a single node) instead")
@@ -180,7 +189,7 @@ def build_plan(recipe: str, template: Mapping[str, Any], *, sets: Sequence[str] 
     _require(args, recipe)
     nodes = nodes or Nodes()
     devices = parse_devices(gpus) if gpus is not None else None
-    common_env = {str(k): _scalar(v) for k, v in tpl["env"].items() if v is not None}
+    common_env = _env(tpl)
     if command == "rollout":
         return _rollout_only(recipe, args, devices, common_env, swift, warnings)
     if command == "rlhf":
@@ -205,6 +214,12 @@ def build_plan(recipe: str, template: Mapping[str, Any], *, sets: Sequence[str] 
     steps: List[Step] = []
     train_env = {**common_env, **split.train_env(nodes.nnodes > 1), **nodes.env()}
     unset: List[str] = []
+    if remote:
+        media = {k: v for k, v in common_env.items() if k in MEDIA_ENV}
+        warnings.append(f"the rollout server at {rollout_host or ro.get('host')} must preprocess media like the "
+                        f"trainer: start it with the same {' '.join(f'{k}={v}' for k, v in media.items())} "
+                        f"(swift-ext launch rollout applies {' '.join(f'{k}={v}' for k, v in MEDIA_DEFAULTS.items())}"
+                        f" by default; add --set env.NAME=VALUE for the others)")
     if mode == "server":
         server, args, proxy_env = _server(args, ro, ro_args, split, nodes, rollout_host, swift, common_env,
                                           base_env or {})
@@ -214,6 +229,18 @@ def build_plan(recipe: str, template: Mapping[str, Any], *, sets: Sequence[str] 
     steps.append(Step("train" if command != "export" else "export", [*swift, command, *render_args(args)],
                       env=train_env, unset=unset, note=split.describe() if command != "export" else ""))
     return LaunchPlan(recipe, steps, split, warnings)
+
+
+def _env(tpl: Mapping[str, Any]) -> Dict[str, str]:
+    """The template's env over :data:`MEDIA_DEFAULTS` (for commands that build prompts), as strings;
+    ``--set env.MAX_PIXELS=`` (empty) removes a default."""
+    env = dict(MEDIA_DEFAULTS) if tpl["command"] in MEDIA_COMMANDS else {}
+    for k, v in tpl["env"].items():
+        if v is None:
+            env.pop(str(k), None)
+        else:
+            env[str(k)] = _scalar(v)
+    return env
 
 
 def _default_plugin() -> str:
@@ -297,5 +324,5 @@ def build_server_plan(recipe: str, template: Mapping[str, Any], *, sets: Sequenc
         server["external_plugins"] = args["external_plugins"]
     server.update({"host": "0.0.0.0", "port": int(ro.get("port", DEFAULT_PORT))})
     server.update(ro_args)
-    return _rollout_only(recipe, server, parse_devices(gpus) if gpus is not None else None,
-                         {str(k): _scalar(v) for k, v in tpl["env"].items() if v is not None}, swift, warnings)
+    return _rollout_only(recipe, server, parse_devices(gpus) if gpus is not None else None, _env(tpl), swift,
+                         warnings)

@@ -18,6 +18,26 @@ from typing import Callable, Iterable, List, Optional
 from ..errors import SwiftExtError
 
 UVICORN_PORT = re.compile(r"Uvicorn running on https?://\S+?:(\d+)")
+# what a crash log says -> what to do about it
+HINTS = (
+    (re.compile(r"No module named '?(vllm|deepspeed)\b"),
+     "{0} is not installed in the environment that runs swift: pip install 'swift-ext[gpu]' "
+     "(installs vllm and deepspeed; needs Linux with CUDA), or run GRPO without vLLM: "
+     "--set rollout.mode=none -- --use_vllm false"),
+)
+
+
+def crash_hint(log_text: str) -> str:
+    """An actionable hint for a known cause in a crash log, or ''.
+
+    >>> print(crash_hint("ModuleNotFoundError: No module named 'vllm'").split(":")[0])
+    vllm is not installed in the environment that runs swift
+    """
+    for pattern, hint in HINTS:
+        m = pattern.search(log_text)
+        if m:
+            return hint.format(m.group(1))
+    return ""
 
 
 class RolloutError(SwiftExtError):
@@ -87,8 +107,10 @@ def wait_healthy(url: str, timeout: float, *, alive: Optional[Callable[[], Optio
             return current
         code = alive() if alive else None
         if code is not None:
+            tail = log_tail()
+            hint = crash_hint(tail)
             raise ServerCrashed(f"the {name} exited with code {code} before becoming healthy; "
-                                f"last log lines:\n{log_tail()}")
+                                f"last log lines:\n{tail}" + (f"\nhint: {hint}" if hint else ""))
         if time.monotonic() >= deadline:
             raise ServerTimeout(f"the {name} did not answer {current} within {timeout:.0f}s "
                                 f"(raise --set rollout.health_timeout=SECONDS for big models); "

@@ -1,12 +1,13 @@
 """The impure half of ``swift-ext launch``: run a :class:`LaunchPlan`, supervise, clean up.
 
-Every child starts in its own session (process group), so stopping it stops everything it spawned
-(torchrun workers, vLLM engines). On trainer exit, error, Ctrl-C, SIGTERM or SIGHUP the runner sends
-SIGTERM to each group, waits ``grace`` seconds, then SIGKILLs what is left. Output of every child goes
-to ``<log_dir>/<step>.log`` and, prefixed with ``[step]``, to the console. The return value is the
-trainer's exit code (128 + signal number when the launcher itself was signalled).
-
-Known limit: a SIGKILL of the launcher itself cannot be caught; the children then keep running.
+Every child starts in its own session (process group) under a guard process (:mod:`.guard`), so stopping
+it stops everything it spawned (torchrun workers, vLLM engines), also what left the group with ``setsid``.
+On trainer exit, error, Ctrl-C, SIGTERM or SIGHUP the runner sends SIGTERM to each group, waits ``grace``
+seconds, then SIGKILLs what is left, and finally sweeps every process that still carries this run's
+token in its environment. If the launcher itself is killed (SIGKILL included), each guard receives a
+parent-death signal and stops its whole tree. Output of every child goes to ``<log_dir>/<step>.log`` and,
+prefixed with ``[step]``, to the console. The return value is the trainer's exit code (128 + signal number
+when the launcher itself was signalled).
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ import time
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, TextIO
 
+from . import guard
 from .plan import LaunchPlan, Step
-from .rollout import check_ports_free, port_from_log, wait_healthy
+from .rollout import check_ports_free, crash_hint, port_from_log, wait_healthy
 
 _SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 SWIFT_EXES = ("swift", "megatron")
@@ -38,7 +40,7 @@ class Child:
     """One supervised process group with a log file and a prefixed console stream."""
 
     def __init__(self, step: Step, argv: List[str], env: Dict[str, str], log_path: Path, out: TextIO,
-                 lock: threading.Lock):
+                 lock: threading.Lock, grace: float = 10.0):
         self.step, self.out, self.lock = step, out, lock
         self.tail = collections.deque(maxlen=40)
         self.port_seen: Optional[int] = None
@@ -46,8 +48,9 @@ class Child:
         self.log_path = log_path
         self._log = open(log_path, "wb")
         try:
-            self.proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(guarded(argv, grace), env=env, stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                                         preexec_fn=guard.parent_death_signal(signal.SIGTERM))
         except OSError:
             self._log.close()
             raise
@@ -76,6 +79,11 @@ class Child:
     def stop(self, grace: float) -> None:
         stop_group(self.proc, grace)
         self._thread.join(timeout=5)
+
+
+def guarded(argv: List[str], grace: float) -> List[str]:
+    """``argv`` run under :mod:`.guard` (a script: it imports nothing of swift_ext)."""
+    return [sys.executable, os.path.abspath(guard.__file__), "--grace", str(grace), "--", *argv]
 
 
 def _group_alive(pgid: int) -> bool:
@@ -145,6 +153,8 @@ def run_plan(plan: LaunchPlan, *, env: Optional[Mapping[str, str]] = None, log_d
              poll_interval: float = 1.0) -> int:
     """Run ``plan``'s steps in order; return the last foreground step's exit code."""
     base = dict(os.environ if env is None else env)
+    token = f"{os.getpid()}-{os.urandom(6).hex()}"
+    base[guard.RUN_ENV] = token  # inherited by every descendant: the final sweep finds them by it
     if cpu_compat and any(s.argv and os.path.basename(s.argv[0]) in SWIFT_EXES for s in plan.steps):
         base = _cpu_env(base)  # only real ms-swift processes need the CPU torchvision shim
     lock = threading.Lock()
@@ -175,6 +185,9 @@ def run_plan(plan: LaunchPlan, *, env: Optional[Mapping[str, str]] = None, log_d
     finally:
         for child in reversed(children):
             child.stop(grace)
+        left = guard.sweep(lambda: guard.marked(token), min(grace, 3.0))
+        if left:
+            say(f"stopped {left} leftover process(es) of this run")
         for s, h in old.items():
             signal.signal(s, h)
 
@@ -195,7 +208,7 @@ def _run_steps(plan, base, log_dir, out, lock, children, say, poll_interval, sta
         say(f"starting {step.name}" + (f" ({step.note})" if step.note else "") + f"; log: {log_dir / step.name}.log")
         state["critical"] = True  # a signal now must not lose track of the process being started
         try:
-            child = Child(step, argv, step_env(base, step), log_dir / f"{step.name}.log", out, lock)
+            child = Child(step, argv, step_env(base, step), log_dir / f"{step.name}.log", out, lock, grace)
             children.append(child)
         finally:
             state["critical"] = False
@@ -208,6 +221,9 @@ def _run_steps(plan, base, log_dir, out, lock, children, say, poll_interval, sta
         rc = 128 - rc if rc < 0 else rc  # killed by signal N: report 128+N like a shell
         say(f"{step.name} exited with code {rc}")
         if rc != 0:
+            hint = crash_hint("\n".join(child.tail))
+            if hint:
+                say(f"hint: {hint}")
             break
     return rc
 

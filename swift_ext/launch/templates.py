@@ -113,7 +113,9 @@ def _assign(tree: Dict[str, Any], path: List[str], value: Any, item: str) -> Non
         if not isinstance(nxt, dict):
             raise ConfigError(f"--set {item!r}: {part!r} is not a mapping")
         node = nxt
-    if value == "" and path[0] in ("args", "env", "rollout"):
+    if value == "" and path[0] == "env":
+        node[path[-1]] = None  # unset: also removes a swift-ext default (MAX_PIXELS)
+    elif value == "" and path[0] in ("args", "rollout"):
         node.pop(path[-1], None)
     else:
         node[path[-1]] = value
