@@ -14,7 +14,8 @@ import pytest
 
 from swift_ext.errors import ConfigError
 from swift_ext.launch import build_plan, load_template
-from swift_ext.launch.check import check_plan, grpo_arithmetic, missing_datasets, swift_fields, unknown_flag
+from swift_ext.bridge.arguments import swift_fields, unknown_flag
+from swift_ext.launch.check import check_plan, grpo_arithmetic, missing_datasets
 
 STANDIN = Path(__file__).with_name("rollout_standin.py")
 

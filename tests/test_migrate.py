@@ -125,7 +125,7 @@ def test_split_flags():
 @pytest.fixture(scope="module")
 def swift_fields():
     """Field names of the installed ms-swift's argument dataclasses, by class name (the launcher's own reader)."""
-    from swift_ext.launch.check import ARGUMENT_CLASSES, swift_fields as read
+    from swift_ext.bridge.arguments import ARGUMENT_CLASSES, swift_fields as read
 
     fields = read()
     assert fields is not None, "ms-swift is installed in this environment"

@@ -105,7 +105,8 @@ def launch_cmd(recipe, extra, template, sets, gpus, num_gpus, rollout_gpus, num_
                       nodes=Nodes(nnodes, node_rank, master_addr, master_port), rollout_host=rollout_host,
                       swift=swift, base_env=os.environ)
     if not no_check:
-        from ..launch.check import check_plan, swift_fields
+        from ..bridge.arguments import swift_fields
+        from ..launch.check import check_plan
 
         errors, notes = check_plan(plan, fields=swift_fields(), render_only=dry_run or as_json)
         plan.warnings.extend(notes)
@@ -163,7 +164,7 @@ def migrate_cmd(script, output, check):
     if script.endswith(".py"):
         new, notes, problems = migrate_plugin(text, source=script)
     else:
-        from ..launch.check import swift_fields
+        from ..bridge.arguments import swift_fields
 
         new, notes = migrate_script(text, source=script, fields=swift_fields())
     for n in notes:

@@ -16,6 +16,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
+from ..bridge.arguments import unknown_flag
 from ..errors import ConfigError
 
 TRAIN = frozenset({"sft", "pt", "rlhf"})
@@ -117,7 +118,7 @@ def migrate_script(text: str, source: str = "<script>",
     """Rewrite every ``swift <cmd> ...`` command (with its ``\\`` continuation lines) in a shell script.
 
     Returns (new text, warnings with line numbers). Removed flags, and with ``fields`` (flag names per
-    subcommand, :func:`swift_ext.launch.check.swift_fields`) flags the installed ms-swift does not know,
+    subcommand, :func:`swift_ext.bridge.arguments.swift_fields`) flags the installed ms-swift does not know,
     raise one :class:`ConfigError` listing every one of them with ``source:line``; nothing is rewritten then.
     ``swift megatron X`` becomes ``megatron X`` (4.x entry point).
     """
@@ -157,8 +158,6 @@ def _rewrite_line(line: str, command: str, source: str, lineno: int, notes: List
         if note:
             notes.append(f"{source}:{lineno}: {note}")
         if fields is not None:
-            from .check import unknown_flag
-
             why = unknown_flag(new, command, fields)
             if why:
                 errors.append(f"{source}:{lineno}: {why} (ms-swift 4.x would refuse it)")
