@@ -36,7 +36,7 @@ from .media import MediaWriter, looks_base64, needs_conversion
 from .rows import RowError
 from .formats import _PLAIN_ROLES, _SWIFT_USED, read_swift
 from .targets import GRPO_RESERVED, LOADER_OVERWRITTEN, Options, Target, get_target, to_grpo, to_sft
-from ..rewards.extract import extract_answer
+from ..extract import extract_answer
 
 # columns that need the generic path (media, preference fields, names ms-swift treats specially)
 _SPECIAL_KEYS = frozenset((_SWIFT_USED | GRPO_RESERVED | LOADER_OVERWRITTEN) - {"messages"})
@@ -314,7 +314,7 @@ def _formats():
 
 def build_options(target: Target, *, extract=None, negatives=None, completions=None, reward=None, seed=0,
                   require_solution=True, n_choices=4) -> Options:
-    from ..rewards.extract import MODES
+    from ..extract import MODES
 
     if extract is not None and extract not in MODES:
         raise ConfigError(f"--extract {extract!r}: choose one of {', '.join(MODES)}")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 from typing import Any, Dict, Iterable, List
 
-from ..rewards.extract import normalize
+from ..extract import normalize
 from .rows import RowError, prompt_part
 
 LETTERS = "ABCDEFGHIJ"

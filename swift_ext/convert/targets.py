@@ -118,7 +118,7 @@ def gold_answer(c, opts) -> str:
     if gold is None:
         raise RowError("no reference answer: neither 'solution' nor a final assistant turn")
     if opts.extract:
-        from ..rewards.extract import extract_answer
+        from ..extract import extract_answer
 
         found = extract_answer(gold, mode=opts.extract)
         if found is None or not found.strip():
