@@ -198,13 +198,11 @@ ROWS_FOR_PATHS = [
                                         ("grpo", "answer_tag")])
 def test_fast_path_equals_generic_path(to, extract):
     """The fused hot path for swift->sft/grpo gives exactly what the generic reader+target path gives."""
-    from swift_ext.convert.engine import RowConverter, build_options
-    from swift_ext.convert.formats import get_format
+    from swift_ext.convert import ConvertOptions, RowConverter
     from swift_ext.convert.rows import RowError
-    from swift_ext.convert.targets import get_target
 
     def outcome(fast, row, i):
-        conv = RowConverter(get_target(to), get_format("swift"), build_options(get_target(to), extract=extract))
+        conv = RowConverter(ConvertOptions(to=to, src="swift", extract=extract))
         conv.fast = fast
         try:
             return conv(json.loads(json.dumps(row)), i), sorted(conv.warnings)
