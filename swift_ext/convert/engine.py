@@ -217,8 +217,8 @@ class RowConverter:
         for row in rows:
             try:
                 c = read(row)
-            except RowError as exc:
-                raise RowError(f"the {self.target.name} row does not read back: {exc.reason}", "format") from None
+            except RowError as exc:  # validate reads the output file with the same reader and says the same
+                raise RowError(exc.reason, "format") from None
             for name, severity, message in rules.check_canonical(c, row, self.target.task, check_media=False):
                 if severity == "error" and name not in self._ignore:
                     raise RowError(message, name)
