@@ -183,10 +183,14 @@ def test_in_memory_and_num_proc_go_through_the_same_loop(to, edge_file, tmp_path
     assert rows == read_jsonl(tmp_path / "a.jsonl")
     assert [(i + 1, reason) for i, reason, _ in rejects] == [
         (r["line"], r["reason"]) for r in read_jsonl(tmp_path / "a.rejected.jsonl")]
-    if to == "dpo":
-        convert_file(str(edge_file), str(tmp_path / "b.jsonl"), opts.replace(num_proc=2))
-        assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
-        assert read_jsonl(tmp_path / "a.rejected.jsonl") == read_jsonl(tmp_path / "b.rejected.jsonl")
+    if to == "dpo":  # negatives are seeded by the row index: a blank line must not shift it in either mode
+        lines = edge_file.read_text().splitlines()
+        blank = tmp_path / "blank.jsonl"
+        blank.write_text("\n".join(lines[:5] + [""] + lines[5:]) + "\n")
+        convert_file(str(blank), str(tmp_path / "b.jsonl"), opts)
+        convert_file(str(blank), str(tmp_path / "c.jsonl"), opts.replace(num_proc=2))
+        assert (tmp_path / "b.jsonl").read_bytes() == (tmp_path / "c.jsonl").read_bytes()
+        assert read_jsonl(tmp_path / "b.rejected.jsonl") == read_jsonl(tmp_path / "c.rejected.jsonl")
 
 
 def test_allow_no_solution_is_the_one_rule_convert_skips(tmp_path):

@@ -249,11 +249,11 @@ class RowConverter:
 
 
 def _outcomes(conv: RowConverter, items: Iterable[sources.Item], encode: Optional[Callable[[Any], bytes]],
-              number_is_index: bool = False) -> Iterator[tuple]:
+              first: int = 0) -> Iterator[tuple]:
     """THE conversion loop: ``(num, obj, raw, rows, reason)`` per input item, ``rows`` None for a reject.
-    Rows are encoded with ``encode`` when given (a row JSON cannot hold is a reject). The row index (seed of
-    negatives and rewrites) counts the items, or is the item's number (``--num-proc`` shards)."""
-    index = 0
+    Rows are encoded with ``encode`` when given (a row JSON cannot hold is a reject). The row index (the seed
+    of negatives and rewrites) is the item's 0-based position in the input, ``num - first`` (``first=1`` for
+    JSONL line numbers), so serial, ``--num-proc`` and in-memory runs give the same rows."""
     fastpath = conv._fastpath
     generic = conv.generic
     for num, obj, raw, err in items:
@@ -265,7 +265,7 @@ def _outcomes(conv: RowConverter, items: Iterable[sources.Item], encode: Optiona
                 if fastpath is not None and type(obj) is dict:  # conv(obj, index), inlined
                     rows = fastpath(obj, conv)
                 if rows is None:
-                    rows = generic(obj, num if number_is_index else index)
+                    rows = generic(obj, num - first)
             except RowError as exc:
                 err = exc.reason
             else:
@@ -274,7 +274,6 @@ def _outcomes(conv: RowConverter, items: Iterable[sources.Item], encode: Optiona
                         rows = [encode(rows[0])] if len(rows) == 1 else [encode(r) for r in rows]
                     except (TypeError, ValueError, OverflowError) as exc:
                         rows, err = None, f"cannot write the converted row as JSON: {exc}"
-        index += 1
         yield num, obj, raw, rows, err
 
 
@@ -337,7 +336,7 @@ def _run_serial(input: str, conv: RowConverter, sink: _Sink, split: Optional[str
     converted = rows_out = 0
     with _lazy_gc():
         try:
-            for num, obj, raw, rows, err in _outcomes(conv, items, encode_json):
+            for num, obj, raw, rows, err in _outcomes(conv, items, encode_json, 1 if sink.kind == "line" else 0):
                 if rows is None:
                     reject(num, err, raw, obj)
                     continue
@@ -365,8 +364,13 @@ class _MapFn:
         if self.text:
             raws = [line.encode("latin-1") for line in batch["text"]]  # latin-1 keeps the exact bytes
             blank = [not raw.strip() for raw in raws]
-            items = [(index, *parse_json_line(raw), raw) for index, raw, b in zip(indices, raws, blank) if not b]
-            items = [(index, obj, raw, err) for index, obj, err, raw in items]
+            items = []
+            for index, raw, is_blank in zip(indices, raws, blank):
+                if not is_blank:
+                    if index == 0 and raw.startswith(b"\xef\xbb\xbf"):  # as the serial reader does
+                        raw = raw[3:]
+                    obj, err = parse_json_line(raw)
+                    items.append((index, obj, raw, err))
         else:
             rows = batch.to_pylist() if isinstance(batch, pa.Table) else [
                 dict(zip(batch, vals)) for vals in zip(*batch.values())]
@@ -375,7 +379,7 @@ class _MapFn:
         cols: Dict[str, list] = {"o": [], "e": [], "r": [], "b": [], "s": [], "w": []}
         warnings = self.conv.warnings
         before = dict(warnings)
-        results = _outcomes(self.conv, items, encode_json, number_is_index=True)
+        results = _outcomes(self.conv, items, encode_json)  # items are numbered by their dataset index
         for is_blank in blank:
             if is_blank:
                 out_rows, err, text, b64, new_w = [], None, "", None, []
