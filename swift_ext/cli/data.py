@@ -55,7 +55,8 @@ def register(cli):
           swift-ext convert rlaif.parquet --to dpo --media-dir images/ -o dpo.jsonl
 
         Bad rows go to the reject file with file, line and reason; the summary shows
-        rows in = converted + rejected. Outputs are written atomically.
+        rows in = converted + rejected. Every row written passes `swift-ext validate --task TARGET`
+        (a row that would not is rejected with validate's message). Outputs are written atomically.
         """
         from ..convert import ConvertOptions, convert_file, print_summary
 

@@ -13,6 +13,10 @@ target     output row
 ``judge``  SFT rows: "is this proposed answer correct? yes/no", half of them with a distractor
 =========  =================================================================================
 
+Every output row passes ``swift-ext validate --task <target>`` (each target declares its ``task``; the
+engine applies :mod:`.rules` to what it writes). ``sft`` and ``grpo`` declare a fast path for plain
+``swift`` rows that gives exactly the generic path's output.
+
 >>> from .rows import canonical
 >>> c = canonical([{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "<answer>4</answer>"}])
 >>> to_grpo(c, 0, Options(extract="answer_tag"))
