@@ -77,9 +77,9 @@ class BadLine(SwiftExtError):
         super().__init__(f"{path}:{lineno}: {reason}")
 
 
-def encode_json(obj: Any) -> bytes:
-    """Compact UTF-8 JSON (msgspec); raises TypeError / ValueError / OverflowError for what JSON cannot hold."""
-    return _encode(obj)
+# encode_json(obj) -> bytes: compact UTF-8 JSON (msgspec, called directly on the hot path); raises TypeError /
+# ValueError / OverflowError for what JSON cannot hold
+encode_json = _encode
 
 
 def parse_json_line(raw: bytes) -> Tuple[Any, Optional[str]]:
