@@ -95,7 +95,7 @@ def empty_turns(msgs: List[Dict[str, Any]]) -> List[str]:
     for i, m in enumerate(msgs):
         content = m["content"]
         if (not content or content.isspace()) and m["role"] in ("user", "assistant"):
-            out.append(f"messages[{i}] ({m['role']}) is empty")
+            out.append(f"messages[{i}]: the {m['role']} turn is empty")
     return out
 
 
