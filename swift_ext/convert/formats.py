@@ -116,7 +116,7 @@ def read_swift(row: Dict[str, Any]) -> Dict[str, Any]:
                 "rejected_messages": None, "rejected_images": None, "label": None,
                 "extra": {k: v for k, v in row.items() if k != "messages"} if len(row) > 1 else {}}
     images = _images(row)
-    if not images and isinstance(raw, list):  # OpenAI image_url blocks carry the media inline
+    if not images and msgs is not raw:  # OpenAI image_url blocks carry the media inline (not plain messages)
         for m in raw:
             if isinstance(m, dict):
                 images.extend(block_media(m.get("content")))

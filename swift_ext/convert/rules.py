@@ -70,33 +70,36 @@ def row_task(task: Optional[str], c: Dict[str, Any]) -> str:
     return task
 
 
-def role_problems(msgs: List[Dict[str, Any]]) -> List[str]:
-    out = []
+def turn_checks(msgs: List[Dict[str, Any]]) -> List[Check]:
+    """``role_order`` problems (system not first, an assistant turn without a user turn before it, two user
+    turns in a row, no user turn), then ``empty_turn`` ones (a user/assistant turn empty or whitespace)."""
+    order: List[Check] = []
+    empty: List[Check] = []
     prev = None
-    for i, m in enumerate(msgs):
+    i = 0
+    for m in msgs:
         role = m["role"]
         if role == "system":
             if i:
-                out.append(f"messages[{i}]: system turn not at the start")
-            continue
-        if role == "user":
-            if prev == "user":
-                out.append(f"messages[{i}]: two user turns in a row")
-        elif role == "assistant" and (prev is None or prev == "assistant"):
-            out.append(f"messages[{i}]: assistant turn without a user turn before it")
-        prev = role
+                order.append(("role_order", "error", f"messages[{i}]: system turn not at the start"))
+        else:
+            content = m["content"]
+            if role == "user":
+                if prev == "user":
+                    order.append(("role_order", "error", f"messages[{i}]: two user turns in a row"))
+                if not content or content.isspace():
+                    empty.append(("empty_turn", "error", f"messages[{i}]: the user turn is empty"))
+            elif role == "assistant":
+                if prev is None or prev == "assistant":
+                    order.append(("role_order", "error",
+                                  f"messages[{i}]: assistant turn without a user turn before it"))
+                if not content or content.isspace():
+                    empty.append(("empty_turn", "error", f"messages[{i}]: the assistant turn is empty"))
+            prev = role
+        i += 1
     if prev is None:
-        out.append("no user turn")
-    return out
-
-
-def empty_turns(msgs: List[Dict[str, Any]]) -> List[str]:
-    out = []
-    for i, m in enumerate(msgs):
-        content = m["content"]
-        if (not content or content.isspace()) and m["role"] in ("user", "assistant"):
-            out.append(f"messages[{i}]: the {m['role']} turn is empty")
-    return out
+        order.append(("role_order", "error", "no user turn"))
+    return order + empty if empty else order
 
 
 def tag_checks(msgs: List[Dict[str, Any]], images: list, videos: list, where: str = "messages") -> List[Check]:
@@ -168,10 +171,7 @@ def check_canonical(c: Dict[str, Any], raw: Dict[str, Any], task: Optional[str] 
                 if chk[0] == "tags"]
     if check_media:
         out += media_checks(c, root, decode)
-    for p in role_problems(msgs):
-        out.append(("role_order", "error", p))
-    for p in empty_turns(msgs):
-        out.append(("empty_turn", "error", p))
+    out += turn_checks(msgs)
     if not _SPECIAL_COLUMNS.isdisjoint(raw):
         for k in raw:
             if k in LOADER_OVERWRITTEN:
