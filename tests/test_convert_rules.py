@@ -198,3 +198,13 @@ def test_allow_no_solution_is_the_one_rule_convert_skips(tmp_path):
     with pytest.raises(Exception, match="no reference answer"):
         list(convert_rows(rows, "grpo"))
     assert list(convert_rows(rows, "grpo", require_solution=False)) == rows
+
+
+def test_openai_image_blocks_keep_their_media():
+    """A swift row whose only media are OpenAI image_url blocks: the image is kept and the row validates."""
+    row = {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": RED}},
+                                                     {"type": "text", "text": "Colour?"}]},
+                        {"role": "assistant", "content": "Red."}]}
+    out = list(convert_rows([row], "sft"))
+    assert out == [{"messages": m(("user", "<image>Colour?"), ("assistant", "Red.")), "images": [RED]}]
+    assert check_row(out[0], task="sft") == []

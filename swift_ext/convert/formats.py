@@ -111,10 +111,25 @@ SWIFT_COLUMNS = {"messages", "images", "image", "videos", "video", "solution", "
 def read_swift(row: Dict[str, Any]) -> Dict[str, Any]:
     raw = row.get("messages")
     msgs = _messages(raw)
-    if len(row) == 1 or all(k not in SWIFT_COLUMNS for k in row if k != "messages"):  # hot path: text row
-        return {"messages": msgs, "images": [], "videos": [], "solution": None, "rejected": None,
-                "rejected_messages": None, "rejected_images": None, "label": None,
-                "extra": {k: v for k, v in row.items() if k != "messages"} if len(row) > 1 else {}}
+    if msgs is raw:  # hot path: plain text messages, no media; string solution / rejected_response, bool label
+        solution = rejected = label = None
+        extra: Dict[str, Any] = {}
+        for k, v in row.items():
+            if k not in SWIFT_COLUMNS:
+                extra[k] = v
+            elif k == "messages":
+                continue
+            elif k == "solution" and type(v) is str:
+                solution = v
+            elif k == "rejected_response" and type(v) is str:
+                rejected = v
+            elif k == "label" and type(v) is bool:
+                label = v
+            else:
+                break
+        else:
+            return {"messages": msgs, "images": [], "videos": [], "solution": solution, "rejected": rejected,
+                    "rejected_messages": None, "rejected_images": None, "label": label, "extra": extra}
     images = _images(row)
     if not images and msgs is not raw:  # OpenAI image_url blocks carry the media inline (not plain messages)
         for m in raw:
