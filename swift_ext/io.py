@@ -1,15 +1,47 @@
-"""Small file helpers shared by the CLI and the library: atomic writes, JSON/YAML mappings, JSONL rows."""
+"""File plumbing shared by the CLI and the library: JSON/YAML mappings, JSONL rows (read and write),
+atomic outputs, reject files and a progress bar.
+
+Every writer here writes to a temporary file next to its target and renames it into place only on
+success, so an interrupted run leaves no half-written output.
+
+>>> import os, tempfile
+>>> d = tempfile.mkdtemp()
+>>> with JsonlWriter(os.path.join(d, "out.jsonl")) as w:
+...     w.write({"a": 1})
+>>> open(os.path.join(d, "out.jsonl")).read()
+'{"a":1}\\n'
+>>> _ = open(os.path.join(d, "in.jsonl"), "wb").write(b'{"a": 1}\\n\\nnot json\\n')
+>>> [(n, o, e) for n, o, _, e in iter_jsonl_rows(os.path.join(d, "in.jsonl"))]
+[(1, {'a': 1}, None), (3, None, 'invalid JSON: Expecting value (column 1)')]
+>>> default_reject_path("data/grpo.jsonl")
+'data/grpo.rejected.jsonl'
+"""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Iterator, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from .errors import ConfigError, SwiftExtError
+
+try:
+    import msgspec
+
+    _decode = msgspec.json.decode
+    _encode = msgspec.json.encode
+    _DecodeError: Any = msgspec.DecodeError
+except ImportError:  # pragma: no cover - msgspec is a dependency
+    msgspec = None
+    _decode = json.loads
+    _DecodeError = ValueError
+
+    def _encode(obj):
+        return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def load_mapping(path: str) -> Dict[str, Any]:
@@ -84,44 +116,278 @@ def _expanded_size(node: Any, memo: Dict[int, int], active: set) -> int:
     return total
 
 
+# -- JSON lines: reading ----------------------------------------------------------------------------
+Item = Tuple[int, Any, bytes, Optional[str]]  # (line number, object, raw line, error reason or None)
+
+
 class BadLine(SwiftExtError):
     def __init__(self, path: str, lineno: int, reason: str):
         self.path, self.lineno, self.reason = path, lineno, reason
         super().__init__(f"{path}:{lineno}: {reason}")
 
 
+# encode_json(obj) -> bytes: compact UTF-8 JSON (msgspec, called directly on the hot path); raises TypeError /
+# ValueError / OverflowError for what JSON cannot hold
+encode_json = _encode
+
+
+def parse_json_line(raw: bytes) -> Tuple[Any, Optional[str]]:
+    """(object, None) or (None, reason) for one JSON text (a JSONL line)."""
+    try:
+        return _decode(raw), None
+    except (_DecodeError, UnicodeDecodeError, ValueError):
+        pass
+    except RecursionError:
+        return None, "invalid JSON: nested too deeply"
+    try:  # slow path, only for bad lines: the standard library's messages are clearer
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, f"not UTF-8 ({exc.reason} at byte {exc.start})"
+    try:
+        return json.loads(text), None
+    except json.JSONDecodeError as exc:
+        return None, f"invalid JSON: {exc.msg} (column {exc.colno})"
+    except (ValueError, RecursionError) as exc:
+        return None, f"invalid JSON: {exc}"
+
+
+def iter_jsonl_rows(path: str, on_bytes: Optional[Callable[[int], None]] = None) -> Iterator[Item]:
+    """Every non-blank line of ``path`` as ``(line number, object, raw line, error)``; a line that does not
+    parse comes with ``object=None`` and the reason. ``on_bytes(n)`` is called per chunk read (progress)."""
+    decode = _decode
+    errors = (_DecodeError, UnicodeDecodeError, ValueError, RecursionError)
+    with open(path, "rb", buffering=1 << 20) as fh:
+        lineno = 0
+        while True:
+            lines = fh.readlines(1 << 22)
+            if not lines:
+                break
+            if on_bytes is not None:
+                on_bytes(sum(map(len, lines)))
+            for raw in lines:
+                lineno += 1
+                try:  # hot path: one decode, no copies
+                    yield lineno, decode(raw), raw, None
+                    continue
+                except errors:
+                    pass
+                if not raw.strip():
+                    continue
+                if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                    raw = raw[3:]
+                obj, err = parse_json_line(raw)
+                yield lineno, obj, raw, err
+
+
 def iter_jsonl(path: str) -> Iterator[Tuple[int, Any]]:
     """(line number, parsed object) for each non-blank line; a bad line raises BadLine with file:line."""
-    with open(path, "rb") as fh:
-        for lineno, raw in enumerate(fh, 1):
-            if not raw.strip():
-                continue
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise BadLine(path, lineno, f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
-            try:
-                yield lineno, json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise BadLine(path, lineno, f"invalid JSON: {exc.msg} (column {exc.colno})") from None
+    for lineno, obj, _, err in iter_jsonl_rows(path):
+        if err is not None:
+            raise BadLine(path, lineno, err)
+        yield lineno, obj
+
+
+def raw_text(raw: bytes, obj: Any) -> Tuple[str, Optional[str]]:
+    """A row as text for a reject file: (text, base64 of the exact bytes when they are not UTF-8).
+    ``raw`` is the original line (JSONL) or empty, then ``obj`` is dumped."""
+    if raw:
+        raw = raw.rstrip(b"\r\n")
+        try:
+            return raw.decode("utf-8"), None
+        except UnicodeDecodeError:
+            return raw.decode("utf-8", "backslashreplace"), base64.b64encode(raw).decode("ascii")
+    try:
+        data = _encode(obj)
+    except Exception:
+        data = json.dumps(obj, default=str, ensure_ascii=False).encode("utf-8")
+    return data.decode("utf-8", "backslashreplace"), None
+
+
+# -- atomic outputs ---------------------------------------------------------------------------------
+class AtomicFile:
+    """A temporary file next to ``path`` (``.fh``), renamed into place by ``commit()``, deleted by ``abort()``.
+    As a context manager: commit on success, abort on an exception."""
+
+    def __init__(self, path: str, mode: str = "wb", encoding: Optional[str] = None):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=str(self.path.parent))
+        if "b" in mode:
+            self.fh = os.fdopen(fd, mode, buffering=1 << 20)
+        else:
+            self.fh = os.fdopen(fd, mode, encoding=encoding or "utf-8")
+
+    def commit(self) -> None:
+        self.fh.flush()
+        os.fsync(self.fh.fileno())
+        self.fh.close()
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        try:
+            self.fh.close()
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(self.tmp)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
 
 
 @contextlib.contextmanager
 def atomic_write(path: str, mode: str = "w", encoding: str = "utf-8"):
     """Write to a temporary file next to ``path`` and rename it into place only on success."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=str(target.parent))
-    try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": encoding})) as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with AtomicFile(path, mode, encoding) as f:
+        yield f.fh
+
+
+class JsonlWriter:
+    """JSON rows into an atomic file: one per line, or a JSON array when ``path`` ends in ``.json``.
+    Rows are written as given (``write``) or already encoded (``write_encoded``)."""
+
+    def __init__(self, path: str):
+        self.file = AtomicFile(path)
+        self.array = str(path).endswith(".json")
+        self.n = 0
+        if self.array:
+            self.file.fh.write(b"[\n")
+
+    def write(self, row: Any) -> None:
+        self.write_encoded(_encode(row))
+
+    def write_encoded(self, data: bytes) -> None:
+        fh = self.file.fh
+        if self.array:
+            if self.n:
+                fh.write(b",\n")
+            fh.write(data)
+        else:
+            fh.write(data + b"\n")
+        self.n += 1
+
+    def write_many(self, encoded: List[bytes]) -> None:
+        """Already-encoded rows, in one write."""
+        if not encoded:
+            return
+        if self.array:
+            self.file.fh.write((b",\n" if self.n else b"") + b",\n".join(encoded))
+        else:
+            self.file.fh.write(b"\n".join(encoded) + b"\n")
+        self.n += len(encoded)
+
+    def commit(self) -> None:
+        if self.array:
+            self.file.fh.write(b"\n]\n")
+        self.file.commit()
+
+    def abort(self) -> None:
+        self.file.abort()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
+def default_reject_path(output: str) -> str:
+    """``out.jsonl`` -> ``out.rejected.jsonl`` (also for ``.json`` and other names)."""
+    p = Path(output)
+    name = p.name[:-6] if p.name.endswith(".jsonl") else (p.name[:-5] if p.name.endswith(".json") else p.name)
+    return str(p.with_name(f"{name}.rejected.jsonl"))
+
+
+class RejectFile:
+    """Rejected rows, one JSON object per line, written atomically::
+
+        {"file": "in.jsonl", "line": 7, "reason": "invalid JSON: ...", "original": "<the line as text>"}
+
+    (``"row": i`` instead of ``"line"`` for rows that are not JSONL lines; ``"original_base64"`` holds the
+    exact bytes when the line is not UTF-8). ``finish()`` keeps the file only when a row was rejected, and
+    removes a stale one left at the default path by an earlier run (it would contradict "0 rejected")."""
+
+    def __init__(self, path: str, default: bool = False):
+        self.path = str(path)
+        self.default = default
+        self.file = AtomicFile(path)
+        self.n = 0
+
+    def add(self, file: str, kind: str, num: int, reason: str, raw: bytes = b"", obj: Any = None, *,
+            text: Optional[str] = None, original_base64: Optional[str] = None) -> None:
+        """One rejected row: its original from ``raw`` / ``obj``, or given as ``text`` (+ ``original_base64``)."""
+        if text is None:
+            text, original_base64 = raw_text(raw, obj)
+        rec: Dict[str, Any] = {"file": file, kind: num, "reason": reason, "original": text}
+        if original_base64:
+            rec["original_base64"] = original_base64
+        self.file.fh.write(_encode(rec) + b"\n")
+        self.n += 1
+
+    def finish(self) -> Optional[str]:
+        """Commit (returns the path) when rows were rejected, else discard (returns None)."""
+        if self.n:
+            self.file.commit()
+            return self.path
+        self.file.abort()
+        if self.default and os.path.exists(self.path):
+            os.unlink(self.path)
+        return None
+
+    def abort(self) -> None:
+        self.file.abort()
+
+
+# -- progress ---------------------------------------------------------------------------------------
+class Progress:
+    """A rich bar on stderr (only when ``enabled`` and stderr is a terminal), advanced in chunks.
+    ``on_bytes`` is the callback to hand to readers (None when no bar is shown)."""
+
+    def __init__(self, enabled: bool, total: int, unit: str, description: str):
+        self.bar = None
+        if enabled:
+            from rich.console import Console
+            from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn,
+                                       TimeRemainingColumn)
+            from rich.progress import Progress as _Bar
+
+            console = Console(stderr=True)
+            if console.is_terminal:
+                count = DownloadColumn() if unit == "bytes" else MofNCompleteColumn()
+                self.bar = _Bar(TextColumn("{task.description}"), BarColumn(), count, TimeElapsedColumn(),
+                                TimeRemainingColumn(), console=console, transient=True)
+                self.task = self.bar.add_task(description, total=total)
+                self.bar.start()
+        self.pending = 0
+
+    @property
+    def on_bytes(self) -> Optional[Callable[[int], None]]:
+        return self.advance if self.bar is not None else None
+
+    def advance(self, n: int) -> None:
+        if self.bar is not None:
+            self.pending += n
+            if self.pending >= 1 << 20 or n >= 1000:
+                self.bar.advance(self.task, self.pending)
+                self.pending = 0
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 def save_png(fig, path: str) -> str:

@@ -49,8 +49,8 @@ class Kind:
 
 KINDS: Dict[str, Kind] = {
     "reward": Kind("register_rewards", ("swift_ext.rewards:Reward",), check="swift_ext.components:check_component"),
-    "converter": Kind("register_converters", ("swift_ext.convert.formats:InputFormat",
-                                              "swift_ext.convert.targets:Target"), instance=True,
+    "converter": Kind("register_converters", ("swift_ext.convert.registry:InputFormat",
+                                              "swift_ext.convert.registry:Target"), instance=True,
                       check="swift_ext.convert.registry:check_converter"),
     "negative": Kind("register_negatives", check="swift_ext.convert.registry:check_negative"),
     "schedule": Kind("register_schedules", check="swift_ext.chord:check_schedule"),

@@ -198,13 +198,11 @@ ROWS_FOR_PATHS = [
                                         ("grpo", "answer_tag")])
 def test_fast_path_equals_generic_path(to, extract):
     """The fused hot path for swift->sft/grpo gives exactly what the generic reader+target path gives."""
-    from swift_ext.convert.engine import RowConverter, build_options
-    from swift_ext.convert.formats import get_format
+    from swift_ext.convert import ConvertOptions, RowConverter
     from swift_ext.convert.rows import RowError
-    from swift_ext.convert.targets import get_target
 
     def outcome(fast, row, i):
-        conv = RowConverter(get_target(to), get_format("swift"), build_options(get_target(to), extract=extract))
+        conv = RowConverter(ConvertOptions(to=to, src="swift", extract=extract))
         conv.fast = fast
         try:
             return conv(json.loads(json.dumps(row)), i), sorted(conv.warnings)
@@ -219,10 +217,10 @@ def test_converter_registry_validates_plugins():
     from swift_ext.errors import PluginError
     from swift_ext.plugins import validate
 
-    with pytest.raises(PluginError, match=r"must be an instance of swift_ext\.convert\.formats\.InputFormat or an "
-                                          r"instance of swift_ext\.convert\.targets\.Target"):
+    with pytest.raises(PluginError, match=r"must be an instance of swift_ext\.convert\.registry\.InputFormat or an "
+                                          r"instance of swift_ext\.convert\.registry\.Target"):
         validate("converter", "x", object())
-    from swift_ext.convert.targets import Target
+    from swift_ext.convert.registry import Target
     with pytest.raises(PluginError, match="registered as 'y'"):
         validate("converter", "y", Target("z", lambda c, i, o: []))
     with pytest.raises(PluginError):

@@ -10,7 +10,7 @@ import pytest
 from swift_ext.errors import ParamError
 from swift_ext.rewards import AsyncReward, Reward, build, configure, split_rows
 from swift_ext.rewards.base import column
-from swift_ext.rewards.extract import extract_answer, normalize, strip_think
+from swift_ext.extract import extract_answer, normalize, strip_think
 
 require_math = pytest.mark.skipif(importlib.util.find_spec("math_verify") is None, reason="needs math-verify")
 

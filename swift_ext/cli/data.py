@@ -55,22 +55,25 @@ def register(cli):
           swift-ext convert rlaif.parquet --to dpo --media-dir images/ -o dpo.jsonl
 
         Bad rows go to the reject file with file, line and reason; the summary shows
-        rows in = converted + rejected. Outputs are written atomically.
+        rows in = converted + rejected. Every row written passes `swift-ext validate --task TARGET`
+        (a row that would not is rejected with validate's message). Outputs are written atomically.
         """
-        from ..convert import convert_file, print_summary
+        from ..convert import ConvertOptions, convert_file, print_summary
 
-        report = convert_file(input, output, to, src, reject_path=reject_file, strict=strict, media_dir=media_dir,
-                              extract=extract, negatives=negatives, completions=completions, reward=reward,
-                              seed=seed, require_solution=not allow_no_solution, check_media=not no_check_media,
-                              root=root, split=split, num_proc=num_proc, n_choices=n_choices, show_progress=True)
+        options = ConvertOptions(to=to, src=src, extract=extract, negatives=negatives, completions=completions,
+                                 reward=reward, seed=seed, require_solution=not allow_no_solution, n_choices=n_choices,
+                                 media_dir=media_dir, check_media=not no_check_media, root=root, split=split,
+                                 num_proc=num_proc, strict=strict, reject_path=reject_file)
+        report = convert_file(input, output, options, show_progress=True)
         print_summary(report, console)
         if as_json:
             echo_json(report.to_dict())
 
     @cli.command("validate")
     @click.argument("input", type=click.Path(exists=True))
-    @click.option("--task", type=click.Choice(["sft", "grpo", "dpo", "kto"]), default=None,
-                  help="Training task the file is for (default: inferred per row).")
+    @click.option("--task", type=click.Choice(["sft", "grpo", "dpo", "kto", "trl", "mcq", "judge"]), default=None,
+                  help="Training task the file is for (default: inferred per row); a `convert --to` target name "
+                       "checks that target's output.")
     @click.option("--from", "src", default=None, help="Input format (default: detected).")
     @click.option("--root", default=None, type=click.Path(), help="Base of relative media paths (ROOT_IMAGE_DIR).")
     @click.option("--decode-images", is_flag=True, help="Open every image with PIL (slow).")

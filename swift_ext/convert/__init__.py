@@ -4,16 +4,21 @@
 >>> next(convert_rows([{"instruction": "Add", "input": "2+3", "output": "5"}], to="grpo", extract="last_number"))
 {'messages': [{'role': 'user', 'content': 'Add\\n2+3'}], 'solution': '5'}
 
-Modules: :mod:`.formats` (readers + detection), :mod:`.targets` (writers), :mod:`.negatives` (DPO
-negatives), :mod:`.rewrite` (mcq / judge), :mod:`.engine` (streaming, accounting, reject file, atomic
-output, ``--num-proc``), :mod:`.media`, :mod:`.validate`, :mod:`.mix`.
+Modules, bottom-up: :mod:`.rows` (the canonical row), :mod:`.registry` (the converter kinds and plugin
+registries), :mod:`.formats` (readers + detection), :mod:`.rules` (row validity, shared by convert and
+validate), :mod:`.rewrite` (mcq / judge), :mod:`.targets` (writers), :mod:`.negatives` (DPO negatives),
+:mod:`.options` (:class:`ConvertOptions`), :mod:`.engine` (the row loop: serial, ``--num-proc``, in memory),
+:mod:`.media`, :mod:`.sources` (input files), :mod:`.validate`, :mod:`.mix`. Output files, reject files and
+progress come from :mod:`swift_ext.io`.
 """
 
 from . import registry as _registry  # noqa: F401  (installs the plugin validators)
-from .engine import ConvertError, Report, convert_file, convert_rows, print_summary
+from .engine import ConvertError, Report, RowConverter, convert_file, convert_rows, print_summary
 from .formats import InputFormat, detect, formats, get_format
+from .options import ConvertOptions
 from .rows import RowError
 from .targets import Options, Target, get_target, targets
 
-__all__ = ["convert_file", "convert_rows", "Report", "ConvertError", "RowError", "InputFormat", "Target",
-           "Options", "detect", "formats", "get_format", "get_target", "targets", "print_summary"]
+__all__ = ["convert_file", "convert_rows", "ConvertOptions", "Report", "ConvertError", "RowError", "RowConverter",
+           "InputFormat", "Target", "Options", "detect", "formats", "get_format", "get_target", "targets",
+           "print_summary"]

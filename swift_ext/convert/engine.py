@@ -1,20 +1,19 @@
-"""The conversion engine: row accounting, reject file, atomic outputs, progress, ``--num-proc``.
+"""The conversion engine: one row loop for files (serial and ``--num-proc``) and in-memory rows.
 
 Library use::
 
-    from swift_ext.convert import convert_file, convert_rows
-    report = convert_file("sft.jsonl", "grpo.jsonl", to="grpo", extract="last_number")
+    from swift_ext.convert import ConvertOptions, convert_file, convert_rows
+    report = convert_file("sft.jsonl", "grpo.jsonl", ConvertOptions(to="grpo", extract="last_number"))
     assert report.rows_in == report.rows_converted + report.rows_rejected
     rows = list(convert_rows([{"query": "2+2?", "response": "4"}], to="grpo"))
 
+(``convert_file(input, output, "grpo", extract="last_number")`` builds the same options.)
+
 Every input row is either converted (giving one or more output rows) or rejected with a reason
-naming the file and line (JSONL) or row index; rejected rows go to the reject file
-(``<output>.rejected.jsonl`` by default), one JSON object per line::
-
-    {"file": "in.jsonl", "line": 7, "reason": "invalid JSON: ...", "original": "<the line as text>"}
-
-(``"row": i`` instead of ``"line"`` for JSON arrays, Parquet and datasets; ``"original_base64"`` holds
-the exact bytes when the line is not UTF-8). Output and reject file are written to temporary files and
+naming the file and line (JSONL) or row index. A converted row also passes the rules of
+``swift-ext validate --task <target>`` (:mod:`.rules`); a row that would not is rejected with the
+validator's message. Rejected rows go to the reject file (``<output>.rejected.jsonl`` by default,
+format: :class:`swift_ext.io.RejectFile`). Output and reject file are written to temporary files and
 renamed into place at the end, so an interrupted run leaves neither.
 """
 
@@ -27,31 +26,20 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Union
 
 from ..errors import ConfigError, SwiftExtError
-from . import sources
-from .formats import InputFormat, describe_columns, detect, get_format
-from .media import MediaWriter, looks_base64, needs_conversion
-from .rows import RowError
-from .formats import _PLAIN_ROLES, _SWIFT_USED, read_swift
-from .targets import GRPO_RESERVED, LOADER_OVERWRITTEN, Options, Target, get_target, to_grpo, to_sft
-from ..rewards.extract import extract_answer
+from ..io import JsonlWriter, Progress, RejectFile, default_reject_path, encode_json, parse_json_line, raw_text
+from . import rules, sources
+from .formats import InputFormat, describe_columns, detect, formats, get_format, read_row
+from .media import MediaWriter, needs_conversion
+from .options import ConvertOptions
+from .rewrite import AnswerPool
+from .rows import RowError, gold_answer
+from .targets import get_target
 
-# columns that need the generic path (media, preference fields, names ms-swift treats specially)
-_SPECIAL_KEYS = frozenset((_SWIFT_USED | GRPO_RESERVED | LOADER_OVERWRITTEN) - {"messages"})
-_SPECIAL_NO_IMAGES = _SPECIAL_KEYS - {"images"}
-_PROMPT_END = frozenset(("user", "tool_response", "tool"))
-
-try:
-    import msgspec
-
-    _encode = msgspec.json.encode
-except ImportError:  # pragma: no cover
-    import json
-
-    def _encode(obj):
-        return json.dumps(obj, ensure_ascii=False).encode("utf-8")
+__all__ = ["ConvertError", "Report", "RowConverter", "convert_file", "convert_rows", "sniff_format",
+           "print_summary", "default_reject_path"]
 
 _MAX_REASONS = 200
 
@@ -104,21 +92,33 @@ def _reason_key(reason: str) -> str:
     return reason[:120]
 
 
-class RowConverter:
-    """Picklable per-row converter: read (detect) -> media -> tag check -> target. Raises RowError."""
+def _options(to: Union[str, ConvertOptions, None], src: Optional[str], settings: Dict[str, Any]) -> ConvertOptions:
+    """``to`` as a ConvertOptions (given) or the options spelled as keyword arguments."""
+    if isinstance(to, ConvertOptions):
+        changes = dict(settings, **({"src": src} if src is not None else {}))
+        return to.replace(**changes) if changes else to
+    if to is None:
+        raise ConfigError("no target: pass to='sft' (grpo, dpo, ...) or a ConvertOptions")
+    return ConvertOptions(to=to, src=src, **settings)
 
-    def __init__(self, target: Target, fmt: Optional[InputFormat] = None, opts: Optional[Options] = None,
-                 media_dir: Optional[str] = None, check_media: bool = True, root: Optional[str] = None):
-        self.target, self.fmt = target, fmt
-        self.opts = opts or Options()
-        self.media_dir = media_dir
-        self.media = MediaWriter(media_dir)
-        self.check_media = check_media
-        self.root = root
+
+class RowConverter:
+    """Picklable per-row converter: read (detect) -> media -> tag check -> target -> the target's rules.
+    Raises RowError. The target's fast path for the input format (if it declares one) runs first, once."""
+
+    def __init__(self, options: ConvertOptions, fmt: Optional[InputFormat] = None):
+        self.options = options
+        self.target = get_target(options.to)
+        self.fmt = get_format(options.src) if options.src else fmt
+        self.ctx = options.target_context()
+        self.ctx.warn = self._warn
+        self.media_dir, self.check_media, self.root = options.media_dir, options.check_media, options.root
+        self.media = MediaWriter(options.media_dir)
         self._exists: Dict[str, bool] = {}
         self.warnings: Dict[str, int] = {}
-        self.opts.warn = self._warn
-        self._fastpath = None  # fused hot path, same output as the generic one (tests compare them)
+        task = self.target.task
+        self._read_output = get_format(self.target.output).read if task else None
+        self._ignore = () if options.require_solution else ("solution",)
         self.fast = True
 
     def _warn(self, msg: str) -> None:
@@ -130,28 +130,18 @@ class RowConverter:
 
     @fast.setter
     def fast(self, value: bool) -> None:
+        """False turns the target's fast path off (the tests compare both paths)."""
         self._fast = value
-        self._set_fastpath()
+        self._fastpath = self.target.fast.get(self.fmt.name) if value and self.fmt is not None else None
 
-    def _set_fastpath(self) -> None:
-        fmt = self.fmt
-        ok = (self._fast and fmt is not None and fmt.read is read_swift and self.target.fn in (to_sft, to_grpo))
-        self._fastpath = self._fast_swift if ok else None
-        self._is_sft = self.target.fn is to_sft
-
-    def _fmt_for(self, obj: Dict[str, Any]) -> InputFormat:
-        if self.fmt is None:
-            fmt = detect(obj)
-            if fmt is None:
-                raise RowError(f"cannot detect the input format from {describe_columns(obj)}; pass --from")
-            self.fmt = fmt
-            self._set_fastpath()
-        return self.fmt
-
-    def _path_ok(self, p: str) -> bool:
+    def path_ok(self, p: str) -> bool:
+        """Whether a media path exists (URLs and inline data count as present); cached."""
         if p.startswith(("http://", "https://", "data:")) or len(p) >= 2000:
             return True
         full = p if os.path.isabs(p) or not self.root else os.path.join(self.root, p)
+        return self._exists_cached(full)
+
+    def _exists_cached(self, full: str) -> bool:
         ok = self._exists.get(full)
         if ok is None:
             ok = os.path.exists(full)
@@ -160,126 +150,58 @@ class RowConverter:
             self._exists[full] = ok
         return ok
 
+    def _read(self, obj: Any):
+        fmt, c = read_row(obj, self.fmt)
+        if self.fmt is None:
+            self.fmt = fmt
+            self.fast = self._fast
+        return fmt, c
+
     def _media(self, c: Dict[str, Any]) -> None:
+        if self.check_media:
+            for name, _, message in rules.media_checks(c, self.root, exists=self._exists_cached):
+                raise RowError(message, name)
         for key in ("images", "videos", "rejected_images"):
             items = c[key]
-            if not items:
-                continue
-            if self.check_media:
-                for item in items:
-                    if isinstance(item, str) and not self._path_ok(item) and not looks_base64(item):
-                        raise RowError(f"{key}: file not found: {item!r}"
-                                       + ("" if self.root or os.path.isabs(item) else " (relative paths: --root)"))
-            if needs_conversion(items, self.media_dir):
+            if items and needs_conversion(items, self.media_dir):
                 c[key] = self.media.convert_list(items)
 
     def _tags(self, c: Dict[str, Any]) -> None:
-        self._check_tags(c, "messages", c["images"], c["videos"])
+        self._fix_tags(c, "messages", c["images"], c["videos"])
         if c["rejected_messages"]:
             images = c["rejected_images"] if c["rejected_images"] is not None else c["images"]
-            self._check_tags(c, "rejected_messages", images, c["videos"])
+            self._fix_tags(c, "rejected_messages", images, c["videos"])
 
-    def _check_tags(self, c: Dict[str, Any], where: str, images: list, videos: list) -> None:
+    def _fix_tags(self, c: Dict[str, Any], where: str, images: list, videos: list) -> None:
+        """More tags than media: the row is rejected; fewer: the missing tags are prepended to the first user
+        turn (what ms-swift does silently), with a warning."""
         msgs = c[where]
-        if not images and not videos:  # fast path for text rows: any tag at all is an error
-            for m in msgs:
-                content = m["content"]
-                if "<image>" in content or "<video>" in content:
-                    break
-            else:
-                return
+        checks = rules.tag_checks(msgs, images, videos, where)
+        if not checks:
+            return
+        for name, _, message in checks:
+            if name == "tags":
+                raise RowError(message, name)
         for tag, media, what in (("<image>", images, "images"), ("<video>", videos, "videos")):
-            n_media = len(media)
-            n_tags = 0
-            for m in msgs:
-                if tag in m["content"]:
-                    n_tags += m["content"].count(tag)
-            if n_tags > n_media:
-                raise RowError(f"{where}: {n_tags} {tag} tag(s) but {n_media} {what} "
-                               f"(ms-swift would replace only the first ones and leave the rest as text)")
-            if n_tags < n_media:
+            n_tags = sum(m["content"].count(tag) for m in msgs)
+            if n_tags < len(media):
                 i = next((i for i, m in enumerate(msgs) if m["role"] == "user"), None)
                 if i is None:
-                    raise RowError(f"{where}: {n_media} {what} but no user turn to hold the {tag} tags")
+                    raise RowError(f"{where}: {len(media)} {what} but no user turn to hold the {tag} tags")
                 msgs = list(msgs)  # copies: never modify the caller's rows
-                msgs[i] = {**msgs[i], "content": tag * (n_media - n_tags) + msgs[i]["content"]}
+                msgs[i] = {**msgs[i], "content": tag * (len(media) - n_tags) + msgs[i]["content"]}
                 c[where] = msgs
                 self._warn(f"added missing {tag} tags at the start of the first user turn "
                            f"(tag count must equal the number of {what}; ms-swift does the same silently)")
 
-    def _fast_swift(self, obj: Dict[str, Any]) -> Optional[List[Dict[str, Any]]]:
-        """swift messages -> grpo / sft for plain rows (text, or image paths), fused; None sends the row to the
-        generic path, which gives the same output (or the reason for a reject)."""
+    def build(self, obj: Any, index: int) -> List[Dict[str, Any]]:
+        """The generic path: the target's output rows, before the validity rules are applied."""
+        fmt, c = self._read(obj)
         try:
-            msgs = obj["messages"]
-            if type(msgs) is not list or not msgs:
-                return None
-            n_tags = 0
-            for m in msgs:
-                if type(m) is not dict or len(m) != 2:
-                    return None
-                content = m["content"]
-                if type(content) is not str or m["role"] not in _PLAIN_ROLES or "<video>" in content:
-                    return None
-                if "<image>" in content:
-                    n_tags += content.count("<image>")
-        except KeyError:
-            return None
-        n = len(obj)
-        images = None
-        if n > 1:
-            if not _SPECIAL_NO_IMAGES.isdisjoint(obj):
-                return None
-            images = obj.get("images")
-        if images is not None:
-            if type(images) is not list or not images or n_tags != len(images) or self.media_dir:
-                return None
-            for p in images:
-                if type(p) is not str or (self.check_media and not self._path_ok(p)):
-                    return None
-        elif n_tags:
-            return None
-        if msgs[-1]["role"] != "assistant":
-            return None
-        if self._is_sft:
-            return [obj]
-        end = len(msgs) - 1
-        while end and msgs[end - 1]["role"] == "assistant":
-            end -= 1
-        if not end or msgs[end - 1]["role"] not in _PROMPT_END:
-            return None
-        gold = msgs[-1]["content"]
-        if self.opts.extract:
-            gold = extract_answer(gold, mode=self.opts.extract)
-            if gold is None:
-                return None
-        if not gold.strip():
-            return None
-        out = {"messages": msgs[:end]}
-        if images is not None:
-            out["images"] = images
-        out["solution"] = gold
-        if n > 1:
-            for k, v in obj.items():
-                if k != "messages" and k != "images":
-                    out[k] = v
-        return [out]
-
-    def __call__(self, obj: Any, index: int) -> List[Dict[str, Any]]:
-        fastpath = self._fastpath
-        if fastpath is not None and type(obj) is dict:
-            out = fastpath(obj)
-            if out is not None:
-                return out
-        if not isinstance(obj, dict):
-            raise RowError(f"a row must be a JSON object, got {type(obj).__name__}")
-        fmt = self._fmt_for(obj)
-        try:
-            c = fmt.read(obj)
             if c["images"] or c["videos"] or c["rejected_images"]:
                 self._media(c)
             self._tags(c)
-            return self.target(c, index, self.opts)
+            return self.target(c, index, self.ctx)
         except RowError:
             raise
         except RecursionError:
@@ -287,257 +209,113 @@ class RowConverter:
         except Exception as exc:  # a plugin reader/target must not take the whole conversion down
             raise RowError(f"{fmt.name} -> {self.target.name} failed: {type(exc).__name__}: {exc}") from None
 
-
-def sniff_format(path: str, split: Optional[str] = None, max_rows: int = 200) -> InputFormat:
-    """The format of the first parseable object row among the first ``max_rows`` rows."""
-    first = None
-    kind = sources.where_kind(path)
-    for n, (num, obj, _, err) in enumerate(sources.iter_source(path, split=split)):
-        if n >= max_rows:
-            break
-        if err is None and isinstance(obj, dict):
-            fmt = detect(obj)
-            if fmt is not None:
-                return fmt
-            first = first or (f"{kind} {num}", obj)
-    if first is None:
-        raise ConvertError(f"{path}: no parseable JSON object row in the first {max_rows} rows")
-    raise ConvertError(f"{path}: cannot detect the input format from {describe_columns(first[1])} "
-                       f"({first[0]}); pass --from (one of: {', '.join(f.name for f in _formats())})")
-
-
-def _formats():
-    from .formats import formats
-
-    return formats()
-
-
-def build_options(target: Target, *, extract=None, negatives=None, completions=None, reward=None, seed=0,
-                  require_solution=True, n_choices=4) -> Options:
-    from ..rewards.extract import MODES
-
-    if extract is not None and extract not in MODES:
-        raise ConfigError(f"--extract {extract!r}: choose one of {', '.join(MODES)}")
-    opts = Options(extract=extract, require_solution=require_solution, seed=seed, n_choices=n_choices)
-    if negatives:
-        from .negatives import Corruptor
-
-        opts.corruptor = Corruptor(negatives, seed=seed)
-    if completions or reward:
-        if not (completions and reward):
-            raise ConfigError("--completions and --reward go together (sampled completions ranked by a reward)")
-        from .negatives import CompletionPicker
-
-        opts.picker = CompletionPicker(completions, reward)
-    if n_choices < 2 or n_choices > 10:
-        raise ConfigError("--choices must be between 2 and 10")
-    return opts
-
-
-class _AtomicFile:
-    """A temp file next to ``path``, renamed into place by ``commit()``, deleted by ``abort()``."""
-
-    def __init__(self, path: str):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=str(self.path.parent))
-        self.fh = os.fdopen(fd, "wb", buffering=1 << 20)
-        self.n = 0
-
-    def commit(self) -> None:
-        self.fh.flush()
-        os.fsync(self.fh.fileno())
-        self.fh.close()
-        os.replace(self.tmp, self.path)
-
-    def abort(self) -> None:
-        try:
-            self.fh.close()
-        finally:
+    def check(self, rows: List[Dict[str, Any]]) -> None:
+        """The rules of ``validate --task <target>`` on output rows: a RowError with the first error's message."""
+        read = self._read_output
+        if read is None:
+            return
+        for row in rows:
             try:
-                os.unlink(self.tmp)
-            except OSError:
-                pass
+                c = read(row)
+            except RowError as exc:  # validate reads the output file with the same reader and says the same
+                raise RowError(exc.reason, "format") from None
+            for name, severity, message in rules.check_canonical(c, row, self.target.task, check_media=False):
+                if severity == "error" and name not in self._ignore:
+                    raise RowError(message, name)
+
+    def generic(self, obj: Any, index: int) -> List[Dict[str, Any]]:
+        """The generic path and the validity rules (for a row the fast path declined)."""
+        rows = self.build(obj, index)
+        self.check(rows)
+        return rows
+
+    def __call__(self, obj: Any, index: int) -> List[Dict[str, Any]]:
+        fastpath = self._fastpath
+        if fastpath is not None and type(obj) is dict:
+            out = fastpath(obj, self)
+            if out is not None:
+                return out
+        return self.generic(obj, index)
+
+    def collect_pool(self, rows: Iterable[Any]) -> AnswerPool:
+        """The distinct reference answers of ``rows`` (first pass of mcq / judge); unreadable rows are skipped."""
+        pool = AnswerPool()
+        for obj in rows:
+            try:
+                pool.add(gold_answer(self._read(obj)[1], self.ctx))
+            except RowError:
+                continue
+        return pool
 
 
-class _Writer:
-    """JSONL (or a JSON array for ``.json`` outputs) into an atomic file."""
-
-    def __init__(self, path: str):
-        self.file = _AtomicFile(path)
-        self.array = path.endswith(".json")
-        self.n = 0
-        if self.array:
-            self.file.fh.write(b"[\n")
-
-    def write_encoded(self, data: bytes) -> None:
-        fh = self.file.fh
-        if self.array and self.n:
-            fh.write(b",\n")
-        fh.write(data)
-        if not self.array:
-            fh.write(b"\n")
-        self.n += 1
-
-    def commit(self) -> None:
-        if self.array:
-            self.file.fh.write(b"\n]\n")
-        self.file.commit()
-
-    def abort(self) -> None:
-        self.file.abort()
-
-
-def default_reject_path(output: str) -> str:
-    p = Path(output)
-    name = p.name[:-6] if p.name.endswith(".jsonl") else (p.name[:-5] if p.name.endswith(".json") else p.name)
-    return str(p.with_name(f"{name}.rejected.jsonl"))
+def _outcomes(conv: RowConverter, items: Iterable[sources.Item], encode: Optional[Callable[[Any], bytes]],
+              first: int = 0) -> Iterator[tuple]:
+    """THE conversion loop: ``(num, obj, raw, rows, reason)`` per input item, ``rows`` None for a reject.
+    Rows are encoded with ``encode`` when given (a row JSON cannot hold is a reject). The row index (the seed
+    of negatives and rewrites) is the item's 0-based position in the input, ``num - first`` (``first=1`` for
+    JSONL line numbers), so serial, ``--num-proc`` and in-memory runs give the same rows."""
+    fastpath = conv._fastpath
+    generic = conv.generic
+    for num, obj, raw, err in items:
+        rows = None
+        if err is None:
+            if fastpath is None:
+                fastpath = conv._fastpath  # known once the format is detected
+            try:
+                if fastpath is not None and type(obj) is dict:  # conv(obj, index), inlined
+                    rows = fastpath(obj, conv)
+                if rows is None:
+                    rows = generic(obj, num - first)
+            except RowError as exc:
+                err = exc.reason
+            else:
+                if encode is not None:
+                    try:
+                        rows = [encode(rows[0])] if len(rows) == 1 else [encode(r) for r in rows]
+                    except (TypeError, ValueError, OverflowError) as exc:
+                        rows, err = None, f"cannot write the converted row as JSON: {exc}"
+        yield num, obj, raw, rows, err
 
 
-def _reject_record(path: str, kind: str, num: int, reason: str, raw: bytes, obj: Any) -> bytes:
-    rec: Dict[str, Any] = {"file": path, kind: num, "reason": reason}
-    text, b64 = sources.raw_text(raw, obj)
-    rec["original"] = text
-    if b64 is not None:
-        rec["original_base64"] = b64
-    return _encode(rec)
+class _Sink:
+    """Where outcomes go: the output writer (buffered), the reject file and the report's counters."""
 
+    def __init__(self, input: str, out: JsonlWriter, rej: RejectFile, report: Report, strict: bool):
+        self.input, self.kind = input, sources.where_kind(input)
+        self.out, self.rej, self.report, self.strict = out, rej, report, strict
+        self.buf: List[bytes] = []
+        self.converted = self.rows_out = 0
 
-class _Progress:
-    """A rich bar on stderr (only when asked for and stderr is a terminal), advanced in chunks."""
+    def accept(self, encoded: List[bytes]) -> None:
+        self.converted += 1
+        self.rows_out += len(encoded)
+        buf = self.buf
+        buf += encoded
+        if len(buf) > 4096:
+            self.flush()
 
-    def __init__(self, enabled: bool, total: int, unit: str, description: str):
-        self.bar = None
-        if enabled:
-            from rich.console import Console
-            from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn,
-                                       TimeElapsedColumn, TimeRemainingColumn)
+    def flush(self) -> None:
+        """Write the buffered rows and bring the report's counters up to date."""
+        if self.buf:
+            self.out.write_many(self.buf)
+            self.buf.clear()
+        report = self.report
+        report.rows_converted += self.converted
+        report.rows_out += self.rows_out
+        report.rows_in += self.converted
+        self.converted = self.rows_out = 0
 
-            console = Console(stderr=True)
-            if console.is_terminal:
-                count = DownloadColumn() if unit == "bytes" else MofNCompleteColumn()
-                self.bar = Progress(TextColumn("{task.description}"), BarColumn(), count, TimeElapsedColumn(),
-                                    TimeRemainingColumn(), console=console, transient=True)
-                self.task = self.bar.add_task(description, total=total)
-                self.bar.start()
-        self.pending = 0
-
-    def advance(self, n: int) -> None:
-        if self.bar is not None:
-            self.pending += n
-            if self.pending >= 1 << 20 or n >= 1000:
-                self.bar.advance(self.task, self.pending)
-                self.pending = 0
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-
-def _collect_pool(path: str, conv: RowConverter, split: Optional[str]):
-    """First pass for mcq/judge: the distinct reference answers of the whole input."""
-    from .rewrite import AnswerPool
-    from .targets import gold_answer
-
-    pool = AnswerPool()
-    for _, obj, _, err in sources.iter_source(path, split=split):
-        if err is not None or not isinstance(obj, dict):
-            continue
-        try:
-            pool.add(gold_answer(conv._fmt_for(obj).read(obj), conv.opts))
-        except Exception:
-            continue
-    return pool
-
-
-def convert_file(input: str, output: str, to: str, src: Optional[str] = None, *, reject_path: Optional[str] = None,
-                 strict: bool = False, media_dir: Optional[str] = None, extract: Optional[str] = None,
-                 negatives: Optional[str] = None, completions: Optional[str] = None, reward: Optional[str] = None,
-                 seed: int = 0, require_solution: bool = True, check_media: bool = True, root: Optional[str] = None,
-                 split: Optional[str] = None, num_proc: Optional[int] = None, n_choices: int = 4,
-                 show_progress: bool = False) -> Report:
-    """Convert ``input`` into ``output`` (JSONL, or a JSON array if it ends in ``.json``); see the module doc."""
-    t0 = time.perf_counter()
-    if Path(output).suffix.lower() in (".parquet", ".pq", ".arrow", ".csv", ".tsv"):
-        raise ConfigError(f"{output}: convert writes JSONL (.jsonl) or a JSON array (.json), not {Path(output).suffix}")
-    target = get_target(to)
-    fmt = get_format(src) if src else sniff_format(input, split)
-    opts = build_options(target, extract=extract, negatives=negatives, completions=completions, reward=reward,
-                         seed=seed, require_solution=require_solution, n_choices=n_choices)
-    conv = RowConverter(target, fmt, opts, media_dir=media_dir, check_media=check_media, root=root)
-    if target.needs_pool:
-        opts.pool = _collect_pool(input, conv, split)
-    reject_path = reject_path or default_reject_path(output)
-    if os.path.abspath(reject_path) == os.path.abspath(output) or os.path.abspath(input) in (
-            os.path.abspath(output), os.path.abspath(reject_path)):
-        raise ConfigError("input, output and reject file must be three different paths")
-    report = Report(input=str(input), output=str(output), format=fmt.name, target=target.name)
-    out = _Writer(output)
-    rej = _AtomicFile(reject_path)
-    total, unit = sources.progress_total(input, split)
-    bar = _Progress(show_progress, total, unit, f"{fmt.name} -> {target.name}")
-    try:
-        if num_proc and num_proc > 1 and sources.input_kind(input) != "json":
-            _run_parallel(input, conv, out, rej, report, strict, num_proc, split, bar)
-        else:
-            _run_serial(input, conv, out, rej, report, strict, split, bar)
-    except BaseException:
-        out.abort()
-        rej.abort()
-        raise
-    finally:
-        bar.close()
-    if report.rows_rejected:
-        rej.commit()
-        report.reject_file = str(reject_path)
-    else:
-        rej.abort()
-        if reject_path == default_reject_path(output) and os.path.exists(reject_path):
-            os.unlink(reject_path)  # a stale reject file from an earlier run would contradict "0 rejected"
-    out.commit()
-    for k, v in conv.warnings.items():
-        report.warnings[k] = report.warnings.get(k, 0) + v
-    report.media_written += conv.media.written
-    report.seconds = time.perf_counter() - t0
-    assert report.balanced, report
-    return report
-
-
-def _reject(report: Report, rej: _AtomicFile, input: str, kind: str, num: int, reason: str, raw: bytes, obj: Any,
-            strict: bool) -> None:
-    if strict:
-        raise ConvertError(f"{input}:{num}: {reason}" if kind == "line" else f"{input} row {num}: {reason}")
-    report.rows_rejected += 1
-    _count(report.reasons, _reason_key(reason))
-    rej.fh.write(_reject_record(input, kind, num, reason, raw, obj))
-    rej.fh.write(b"\n")
-
-
-def _jsonl_items(path: str, bar: "_Progress") -> Iterator[tuple]:
-    """JSONL rows for the serial loop: the progress bar is advanced from the file position in chunks."""
-    decode = sources._decode
-    errors = (sources._DecodeError, UnicodeDecodeError, ValueError, RecursionError)
-    with open(path, "rb", buffering=1 << 20) as fh:
-        lineno = 0
-        while True:
-            lines = fh.readlines(1 << 22)
-            if not lines:
-                break
-            if bar.bar is not None:
-                bar.advance(sum(map(len, lines)))
-            for raw in lines:
-                lineno += 1
-                try:
-                    yield lineno, decode(raw), raw, None
-                    continue
-                except errors:
-                    pass
-                if not raw.strip():
-                    continue
-                if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                    raw = raw[3:]
-                obj, err = sources.parse_line(raw)
-                yield lineno, obj, raw, err
+    def reject(self, num: int, reason: str, raw: bytes = b"", obj: Any = None, kind: Optional[str] = None,
+               **original) -> None:
+        kind = kind or self.kind
+        if self.strict:
+            where = f"{self.input}:{num}" if kind == "line" else f"{self.input} row {num}"
+            raise ConvertError(f"{where}: {reason}")
+        report = self.report
+        report.rows_in += 1
+        report.rows_rejected += 1
+        _count(report.reasons, _reason_key(reason))
+        self.rej.add(self.input, kind, num, reason, raw, obj, **original)
 
 
 @contextlib.contextmanager
@@ -552,60 +330,30 @@ def _lazy_gc():
         gc.set_threshold(*old)
 
 
-def _run_serial(input, conv, out, rej, report, strict, split, bar) -> None:
+def _run_serial(input: str, conv: RowConverter, sink: _Sink, split: Optional[str], bar: Progress) -> None:
+    items = sources.iter_source(input, on_bytes=bar.on_bytes, split=split)
+    reject, flush, buf = sink.reject, sink.flush, sink.buf
+    converted = rows_out = 0
     with _lazy_gc():
-        _serial_loop(input, conv, out, rej, report, strict, split, bar)
-
-
-def _serial_loop(input, conv, out, rej, report, strict, split, bar) -> None:
-    kind = sources.where_kind(input)
-    index = rows_in = converted = rows_out = 0
-    enc = _encode
-    fast = not out.array
-    buf: List[bytes] = []
-    fh = out.file.fh
-    items = _jsonl_items(input, bar) if kind == "line" else sources.iter_source(
-        input, on_bytes=bar.advance if bar.bar else None, split=split)
-    fastpath = conv._fastpath if conv.fmt is not None else None
-    try:
-        for num, obj, raw, err in items:
-            rows_in += 1
-            if err is None:
-                try:
-                    rows = (fastpath(obj) if fastpath is not None and type(obj) is dict else None) \
-                        or conv(obj, index)
-                    encoded = [enc(rows[0])] if len(rows) == 1 else [enc(r) for r in rows]
-                except RowError as exc:
-                    err = exc.reason
-                except (TypeError, ValueError, OverflowError) as exc:  # output not encodable
-                    err = f"cannot write the converted row as JSON: {exc}"
-            index += 1
-            if err is not None:
-                _reject(report, rej, input, kind, num, err, raw, obj, strict)
-                continue
-            converted += 1
-            rows_out += len(encoded)
-            if fast:
-                for data in encoded:
-                    buf.append(data)
-                    buf.append(b"\n")
+        try:
+            for num, obj, raw, rows, err in _outcomes(conv, items, encode_json, 1 if sink.kind == "line" else 0):
+                if rows is None:
+                    reject(num, err, raw, obj)
+                    continue
+                converted += 1  # sink.accept(rows), inlined
+                rows_out += len(rows)
+                buf += rows
                 if len(buf) > 4096:
-                    fh.write(b"".join(buf))
-                    buf.clear()
-            else:
-                for data in encoded:
-                    out.write_encoded(data)
-    finally:
-        if buf:
-            fh.write(b"".join(buf))
-        report.rows_in += rows_in
-        report.rows_converted += converted
-        report.rows_out += rows_out
+                    flush()
+        finally:
+            sink.converted, sink.rows_out = converted, rows_out
+            flush()
 
 
-# -- --num-proc: the same RowConverter inside datasets.Dataset.map(num_proc=N) ----------------------
+# -- --num-proc: the same loop inside datasets.Dataset.map(num_proc=N) -------------------------------
 class _MapFn:
-    """The batched map function (picklable): parse + convert each row; JSON strings out, reasons for rejects."""
+    """The batched map function (picklable): the conversion loop on a batch; JSON strings out, reasons and
+    originals for rejects, the warnings each row raised."""
 
     def __init__(self, conv: RowConverter, text: bool):
         self.conv, self.text = conv, text
@@ -615,35 +363,40 @@ class _MapFn:
 
         if self.text:
             raws = [line.encode("latin-1") for line in batch["text"]]  # latin-1 keeps the exact bytes
+            blank = [not raw.strip() for raw in raws]
             items = []
-            for raw in raws:
-                if not raw.strip():
-                    items.append((None, None, raw, True))
-                else:
-                    obj, err = sources.parse_line(raw)
-                    items.append((obj, err, raw, False))
+            for index, raw, is_blank in zip(indices, raws, blank):
+                if not is_blank:
+                    if index == 0 and raw.startswith(b"\xef\xbb\xbf"):  # as the serial reader does
+                        raw = raw[3:]
+                    obj, err = parse_json_line(raw)
+                    items.append((index, obj, raw, err))
         else:
             rows = batch.to_pylist() if isinstance(batch, pa.Table) else [
                 dict(zip(batch, vals)) for vals in zip(*batch.values())]
-            items = [(r, None, b"", False) for r in rows]
-        o, e, r, b, s, w = [], [], [], [], [], []
-        for (obj, err, raw, blank), index in zip(items, indices):
-            out_rows: List[str] = []
-            before = dict(self.conv.warnings)
-            if not blank and err is None:
-                try:
-                    out_rows = [_encode(x).decode("utf-8") for x in self.conv(obj, index)]
-                except RowError as exc:
-                    err = exc.reason
-                except (TypeError, ValueError, OverflowError) as exc:
-                    err = f"cannot write the converted row as JSON: {exc}"
-            new_w = [k for k, v in self.conv.warnings.items() if v != before.get(k, 0)]
-            text, b64 = ("", None) if err is None else sources.raw_text(raw, obj)
-            o.append(out_rows), e.append(err), r.append(text), b.append(b64), s.append(blank), w.append(new_w)
-        return {"o": o, "e": e, "r": r, "b": b, "s": s, "w": w}
+            blank = [False] * len(rows)
+            items = [(index, row, b"", None) for index, row in zip(indices, rows)]
+        cols: Dict[str, list] = {"o": [], "e": [], "r": [], "b": [], "s": [], "w": []}
+        warnings = self.conv.warnings
+        before = dict(warnings)
+        results = _outcomes(self.conv, items, encode_json)  # items are numbered by their dataset index
+        for is_blank in blank:
+            if is_blank:
+                out_rows, err, text, b64, new_w = [], None, "", None, []
+            else:
+                _, obj, raw, out_rows, err = next(results)
+                new_w = [k for k, v in warnings.items() if v != before.get(k, 0)]
+                if new_w:
+                    before = dict(warnings)
+                text, b64 = ("", None) if err is None else raw_text(raw, obj)
+                out_rows = [r.decode("utf-8") for r in out_rows] if out_rows is not None else []
+            for key, value in zip("oerbsw", (out_rows, err, text, b64, is_blank, new_w)):
+                cols[key].append(value)
+        return cols
 
 
-def _run_parallel(input, conv, out, rej, report, strict, num_proc, split, bar) -> None:
+def _run_parallel(input: str, conv: RowConverter, sink: _Sink, num_proc: int, split: Optional[str],
+                  bar: Progress) -> None:
     import datasets
 
     kind = sources.input_kind(input)
@@ -667,65 +420,103 @@ def _run_parallel(input, conv, out, rej, report, strict, num_proc, split, bar) -
         i = 0
         for chunk in mapped.iter(batch_size=1000):
             for o, e, r, b, s, w in zip(chunk["o"], chunk["e"], chunk["r"], chunk["b"], chunk["s"], chunk["w"]):
-                kind, num = ("line", i + 1) if text else ("row", i)
+                where, num = ("line", i + 1) if text else ("row", i)
                 i += 1
                 for msg in w:
                     _count(conv.warnings, msg)
                 if s:
                     continue
-                report.rows_in += 1
                 if e is not None:
-                    if strict:
-                        _reject(report, rej, input, kind, num, e, b"", None, True)
-                    report.rows_rejected += 1
-                    _count(report.reasons, _reason_key(e))
-                    rec: Dict[str, Any] = {"file": input, kind: num, "reason": e, "original": r}
-                    if b:
-                        rec["original_base64"] = b
-                    rej.fh.write(_encode(rec) + b"\n")
-                    continue
-                report.rows_converted += 1
-                report.rows_out += len(o)
-                for line in o:
-                    out.write_encoded(line.encode("utf-8"))
+                    sink.reject(num, e, kind=where, text=r, original_base64=b)
+                else:
+                    sink.accept([line.encode("utf-8") for line in o])
             bar.advance(len(chunk["o"]))
+        sink.flush()
+
+
+# -- files ------------------------------------------------------------------------------------------
+def sniff_format(path: str, split: Optional[str] = None, max_rows: int = 200) -> InputFormat:
+    """The format of the first parseable object row among the first ``max_rows`` rows."""
+    first = None
+    kind = sources.where_kind(path)
+    for n, (num, obj, _, err) in enumerate(sources.iter_source(path, split=split)):
+        if n >= max_rows:
+            break
+        if err is None and isinstance(obj, dict):
+            fmt = detect(obj)
+            if fmt is not None:
+                return fmt
+            first = first or (f"{kind} {num}", obj)
+    if first is None:
+        raise ConvertError(f"{path}: no parseable JSON object row in the first {max_rows} rows")
+    raise ConvertError(f"{path}: cannot detect the input format from {describe_columns(first[1])} "
+                       f"({first[0]}); pass --from (one of: {', '.join(f.name for f in formats())})")
+
+
+def convert_file(input: str, output: str, to: Union[str, ConvertOptions, None] = None, src: Optional[str] = None, *,
+                 show_progress: bool = False, **settings: Any) -> Report:
+    """Convert ``input`` into ``output`` (JSONL, or a JSON array if it ends in ``.json``); see the module doc.
+    ``to`` is a :class:`ConvertOptions`, or the target name with the other options as keyword arguments."""
+    t0 = time.perf_counter()
+    if Path(output).suffix.lower() in (".parquet", ".pq", ".arrow", ".csv", ".tsv"):
+        raise ConfigError(f"{output}: convert writes JSONL (.jsonl) or a JSON array (.json), not {Path(output).suffix}")
+    options = _options(to, src, settings)
+    get_target(options.to)  # an unknown target fails before the input is read
+    conv = RowConverter(options, None if options.src else sniff_format(input, options.split))
+    target, fmt = conv.target, conv.fmt
+    if target.needs_pool:
+        conv.ctx.pool = conv.collect_pool(obj for _, obj, _, err in sources.iter_source(input, split=options.split)
+                                          if err is None)
+    default_rej = default_reject_path(output)
+    reject_path = options.reject_path or default_rej
+    if os.path.abspath(reject_path) == os.path.abspath(output) or os.path.abspath(input) in (
+            os.path.abspath(output), os.path.abspath(reject_path)):
+        raise ConfigError("input, output and reject file must be three different paths")
+    report = Report(input=str(input), output=str(output), format=fmt.name, target=target.name)
+    out = JsonlWriter(output)
+    rej = RejectFile(reject_path, default=reject_path == default_rej)
+    sink = _Sink(input, out, rej, report, options.strict)
+    total, unit = sources.progress_total(input, options.split)
+    try:
+        with Progress(show_progress, total, unit, f"{fmt.name} -> {target.name}") as bar:
+            if options.num_proc and options.num_proc > 1 and sources.input_kind(input) != "json":
+                _run_parallel(input, conv, sink, options.num_proc, options.split, bar)
+            else:
+                _run_serial(input, conv, sink, options.split, bar)
+    except BaseException:
+        out.abort()
+        rej.abort()
+        raise
+    report.reject_file = rej.finish()
+    out.commit()
+    for k, v in conv.warnings.items():
+        report.warnings[k] = report.warnings.get(k, 0) + v
+    report.media_written += conv.media.written
+    report.seconds = time.perf_counter() - t0
+    assert report.balanced, report
+    return report
 
 
 # -- library API on in-memory rows ------------------------------------------------------------------
-def convert_rows(rows: Iterable[Any], to: str, src: Optional[str] = None, *, strict: bool = True,
-                 rejects: Optional[list] = None, **options: Any) -> Iterator[Dict[str, Any]]:
+def convert_rows(rows: Iterable[Any], to: Union[str, ConvertOptions, None] = None, src: Optional[str] = None, *,
+                 strict: bool = True, rejects: Optional[list] = None, **settings: Any) -> Iterator[Dict[str, Any]]:
     """Convert rows (dicts) lazily. ``strict=True`` raises ConvertError naming the row index; with
     ``strict=False`` each bad row is appended to ``rejects`` as ``(index, reason, row)``.
 
     >>> list(convert_rows([{"problem": "1+1?", "answer": "2"}], to="grpo"))
     [{'messages': [{'role': 'user', 'content': '1+1?'}], 'solution': '2'}]
     """
-    media_dir = options.pop("media_dir", None)
-    check_media = options.pop("check_media", True)
-    root = options.pop("root", None)
-    target = get_target(to)
-    conv = RowConverter(target, get_format(src) if src else None, build_options(target, **options),
-                        media_dir=media_dir, check_media=check_media, root=root)
-    if target.needs_pool:
+    conv = RowConverter(_options(to, src, settings))
+    if conv.target.needs_pool:
         rows = list(rows)
-        from .rewrite import AnswerPool
-        from .targets import gold_answer
-
-        pool = AnswerPool()
-        for r in rows:
-            try:
-                pool.add(gold_answer(conv._fmt_for(r).read(r), conv.opts))
-            except Exception:
-                continue
-        conv.opts.pool = pool
-    for index, row in enumerate(rows):
-        try:
-            out = conv(row, index)
-        except RowError as exc:
+        conv.ctx.pool = conv.collect_pool(rows)
+    items = ((index, row, b"", None) for index, row in enumerate(rows))
+    for index, row, _, out, reason in _outcomes(conv, items, None):
+        if out is None:
             if strict:
-                raise ConvertError(f"row {index}: {exc.reason}") from None
+                raise ConvertError(f"row {index}: {reason}")
             if rejects is not None:
-                rejects.append((index, exc.reason, row))
+                rejects.append((index, reason, row))
             continue
         yield from out
 

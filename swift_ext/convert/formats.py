@@ -27,22 +27,11 @@ from __future__ import annotations
 
 import ast
 import json
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
-from .rows import (ROLE_ALIASES, RowError, block_media, canonical, content_text, media_list, norm_message)
-
-
-class InputFormat:
-    """A named reader: ``detect(row) -> bool`` and ``read(row) -> canonical row`` (raises RowError)."""
-
-    kind = "format"
-
-    def __init__(self, name: str, detect: Callable[[Dict[str, Any]], bool],
-                 read: Callable[[Dict[str, Any]], Dict[str, Any]], help: str = "", priority: int = 50):
-        self.name, self.detect, self.read, self.help, self.priority = name, detect, read, help, priority
-
-    def __repr__(self) -> str:
-        return f"InputFormat({self.name!r})"
+from . import registry
+from .registry import InputFormat
+from .rows import PLAIN_ROLES, ROLE_ALIASES, RowError, block_media, canonical, content_text, media_list, norm_message
 
 
 def _str(row: Dict[str, Any], key: str, required: bool = True) -> Optional[str]:
@@ -98,15 +87,12 @@ def _label(value: Any) -> Optional[bool]:
     raise RowError(f"'label' must be a boolean, got {value!r}")
 
 
-_PLAIN_ROLES = frozenset(("system", "user", "assistant", "tool", "tool_call", "tool_response"))
-
-
 def _messages(value: Any, where: str = "messages", role_key: str = "role", content_key: str = "content"):
     if role_key == "role" and content_key == "content" and type(value) is list and value:
         # hot path: plain {"role", "content": str} messages are used as they are (no copies)
         for m in value:
             if type(m) is not dict or len(m) != 2 or type(m.get("content")) is not str \
-                    or m.get("role") not in _PLAIN_ROLES:
+                    or m.get("role") not in PLAIN_ROLES:
                 break
         else:
             return value
@@ -118,19 +104,34 @@ def _messages(value: Any, where: str = "messages", role_key: str = "role", conte
 
 
 # -- swift messages ---------------------------------------------------------------------------------
-_SWIFT_USED = {"messages", "images", "image", "videos", "video", "solution", "rejected_response", "label",
+SWIFT_COLUMNS = {"messages", "images", "image", "videos", "video", "solution", "rejected_response", "label",
                "rejected_messages", "rejected_images"}
 
 
 def read_swift(row: Dict[str, Any]) -> Dict[str, Any]:
     raw = row.get("messages")
     msgs = _messages(raw)
-    if len(row) == 1 or all(k not in _SWIFT_USED for k in row if k != "messages"):  # hot path: text row
-        return {"messages": msgs, "images": [], "videos": [], "solution": None, "rejected": None,
-                "rejected_messages": None, "rejected_images": None, "label": None,
-                "extra": {k: v for k, v in row.items() if k != "messages"} if len(row) > 1 else {}}
+    if msgs is raw:  # hot path: plain text messages, no media; string solution / rejected_response, bool label
+        solution = rejected = label = None
+        extra: Dict[str, Any] = {}
+        for k, v in row.items():
+            if k not in SWIFT_COLUMNS:
+                extra[k] = v
+            elif k == "messages":
+                continue
+            elif k == "solution" and type(v) is str:
+                solution = v
+            elif k == "rejected_response" and type(v) is str:
+                rejected = v
+            elif k == "label" and type(v) is bool:
+                label = v
+            else:
+                break
+        else:
+            return {"messages": msgs, "images": [], "videos": [], "solution": solution, "rejected": rejected,
+                    "rejected_messages": None, "rejected_images": None, "label": label, "extra": extra}
     images = _images(row)
-    if not images and isinstance(raw, list):  # OpenAI image_url blocks carry the media inline
+    if not images and msgs is not raw:  # OpenAI image_url blocks carry the media inline (not plain messages)
         for m in raw:
             if isinstance(m, dict):
                 images.extend(block_media(m.get("content")))
@@ -141,7 +142,7 @@ def read_swift(row: Dict[str, Any]) -> Dict[str, Any]:
     return canonical(
         msgs, images, _videos(row), solution=solution,
         rejected=_rejected_text(row.get("rejected_response"), "rejected_response"),
-        label=_label(row.get("label")), extra=_extra(row, _SWIFT_USED),
+        label=_label(row.get("label")), extra=_extra(row, SWIFT_COLUMNS),
         rejected_messages=_messages(rej_msgs, "rejected_messages") if rej_msgs is not None else None,
         rejected_images=media_list(row.get("rejected_images"), "rejected_images")
         if row.get("rejected_images") is not None else None)
@@ -281,7 +282,7 @@ def read_rlaif_v(row: Dict[str, Any]) -> Dict[str, Any]:
 _TRL_USED = {"prompt", "chosen", "rejected", "completion", "label", "images", "image", "solution"}
 
 
-def _trl_part(value: Any, where: str, default_role: str) -> List[Dict[str, Any]]:
+def trl_part(value: Any, where: str, default_role: str) -> List[Dict[str, Any]]:
     if isinstance(value, str):
         return [{"role": default_role, "content": value}]
     return _messages(value, where)
@@ -313,16 +314,16 @@ def read_trl(row: Dict[str, Any]) -> Dict[str, Any]:
         return canonical(chosen[:n] + [{"role": "assistant", "content": _assistant_text(chosen[n:], "chosen")}],
                          images, rejected=_assistant_text(rejected[n:], "rejected"), extra=extra,
                          solution=solution)
-    prompt = _trl_part(row.get("prompt"), "prompt", "user") if row.get("prompt") is not None else None
+    prompt = trl_part(row.get("prompt"), "prompt", "user") if row.get("prompt") is not None else None
     if prompt is None:
         raise RowError("missing 'prompt'")
     msgs = list(prompt)
     chosen = row.get("chosen", row.get("completion"))
     if chosen is not None:
         msgs.append({"role": "assistant",
-                     "content": _assistant_text(_trl_part(chosen, "chosen", "assistant"), "chosen")})
+                     "content": _assistant_text(trl_part(chosen, "chosen", "assistant"), "chosen")})
     rejected = row.get("rejected")
-    rej = _assistant_text(_trl_part(rejected, "rejected", "assistant"), "rejected") if rejected is not None else None
+    rej = _assistant_text(trl_part(rejected, "rejected", "assistant"), "rejected") if rejected is not None else None
     return canonical(msgs, images, rejected=rej, label=_label(row.get("label")), extra=extra, solution=solution)
 
 
@@ -388,15 +389,12 @@ BUILTIN_FORMATS = [
 
 def formats() -> List[InputFormat]:
     """Every registered input format (built-in and from plugins), in detection order."""
-    from .registry import converters
-
-    return sorted((obj for _, obj in converters() if isinstance(obj, InputFormat)), key=lambda f: f.priority)
+    return sorted((obj for _, obj in registry.converters() if isinstance(obj, InputFormat)),
+                  key=lambda f: f.priority)
 
 
 def get_format(name: str) -> InputFormat:
-    from .registry import get
-
-    return get(name, InputFormat)
+    return registry.get(name, InputFormat)
 
 
 def detect(row: Any) -> Optional[InputFormat]:
@@ -418,4 +416,23 @@ def describe_columns(row: Any) -> str:
     return f"a JSON {type(row).__name__}"
 
 
-__all__ = ["InputFormat", "BUILTIN_FORMATS", "formats", "get_format", "detect", "ROLE_ALIASES"]
+def read_row(row: Any, fmt: Optional[InputFormat] = None) -> Tuple[InputFormat, Dict[str, Any]]:
+    """(format, canonical row) of one raw row, the format detected when not given; a RowError names the
+    ``parse`` or ``format`` check otherwise. ``convert`` and ``validate`` both read rows through here."""
+    if not isinstance(row, dict):
+        raise RowError(f"a row must be a JSON object, got {type(row).__name__}", "parse")
+    if fmt is None:
+        fmt = detect(row)
+        if fmt is None:
+            raise RowError(f"cannot detect the input format from {describe_columns(row)}; pass --from", "format")
+    try:
+        return fmt, fmt.read(row)
+    except RowError as exc:
+        raise RowError(exc.reason, "format") from None
+    except RecursionError:
+        raise RowError("row nested too deeply", "format") from None
+    except Exception as exc:  # a plugin reader must not take the whole run down
+        raise RowError(f"{fmt.name} reader failed: {type(exc).__name__}: {exc}", "format") from None
+
+
+__all__ = ["InputFormat", "BUILTIN_FORMATS", "formats", "get_format", "detect", "read_row", "ROLE_ALIASES"]

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..errors import ConfigError
+from ..io import AtomicFile, Progress, RejectFile, default_reject_path, encode_json
 from . import sources
-from .engine import _AtomicFile, _encode, _reject_record, default_reject_path
 
 
 def parse_source(spec: str) -> Tuple[str, float]:
@@ -75,23 +75,13 @@ class MixReport:
 
 
 def _valid_rows(path: str, show_progress: bool = False, what: str = ""):
-    from .engine import _Progress
-
-    bar = _Progress(show_progress, *sources.progress_total(path), f"{what} {os.path.basename(path)}") \
-        if show_progress else None
-    try:
-        yield from _rows(path, bar)
-    finally:
-        if bar is not None:
-            bar.close()
-
-
-def _rows(path: str, bar):
-    on_bytes = bar.advance if bar is not None and bar.bar is not None else None
-    for num, obj, raw, err in sources.iter_source(path, on_bytes=on_bytes):
-        if err is None and not isinstance(obj, dict):
-            err = f"a row must be a JSON object, got {type(obj).__name__}"
-        yield num, obj, raw, err
+    """The rows of ``path``; a row that is not a JSON object gets a reason like a row that does not parse."""
+    total, unit = sources.progress_total(path) if show_progress else (0, "rows")
+    with Progress(show_progress, total, unit, f"{what} {os.path.basename(path)}") as bar:
+        for num, obj, raw, err in sources.iter_source(path, on_bytes=bar.on_bytes):
+            if err is None and not isinstance(obj, dict):
+                err = f"a row must be a JSON object, got {type(obj).__name__}"
+            yield num, obj, raw, err
 
 
 def mix_files(specs: List[str], output: str, *, seed: int = 0, val_ratio: float = 0.0,
@@ -110,8 +100,7 @@ def mix_files(specs: List[str], output: str, *, seed: int = 0, val_ratio: float 
         val_output = f"{stem}.val.jsonl"
     reject_path = reject_path or default_reject_path(output)
     report = MixReport(output=output, val_output=val_output if val_ratio > 0 else None, seed=seed)
-    rej = _AtomicFile(reject_path)
-    n_rejected = 0
+    rej = RejectFile(reject_path)
     try:
         counts = []
         for path, _ in parsed:  # pass 1: count usable rows, reject the rest
@@ -121,8 +110,7 @@ def mix_files(specs: List[str], output: str, *, seed: int = 0, val_ratio: float 
                 if err is None:
                     n += 1
                 else:
-                    rej.fh.write(_reject_record(path, kind, num, err, raw, obj) + b"\n")
-                    n_rejected += 1
+                    rej.add(path, kind, num, err, raw, obj)
             counts.append(n)
         if any(c == 0 for c in counts):
             empty = [p for (p, _), c in zip(parsed, counts) if c == 0]
@@ -149,7 +137,7 @@ def mix_files(specs: List[str], output: str, *, seed: int = 0, val_ratio: float 
                     continue
                 k = picks[i].get(j)
                 if k:
-                    data = raw.rstrip(b"\r\n") if raw else _encode(obj)
+                    data = raw.rstrip(b"\r\n") if raw else encode_json(obj)
                     rows.extend([(i, data)] * k)
                 j += 1
         random.Random(f"{seed}:shuffle").shuffle(rows)
@@ -159,7 +147,7 @@ def mix_files(specs: List[str], output: str, *, seed: int = 0, val_ratio: float 
         files = []
         try:
             for path, part in outs:
-                f = _AtomicFile(path)
+                f = AtomicFile(path)
                 files.append(f)
                 for _, data in part:
                     f.fh.write(data + b"\n")
@@ -172,11 +160,8 @@ def mix_files(specs: List[str], output: str, *, seed: int = 0, val_ratio: float 
     except BaseException:
         rej.abort()
         raise
-    if n_rejected:
-        rej.commit()
-        report.reject_file = reject_path
-    else:
-        rej.abort()
+    n_rejected = rej.n
+    report.reject_file = rej.finish()
     for i, ((path, ratio), count, take) in enumerate(zip(parsed, counts, takes)):
         report.sources.append({"path": path, "ratio": ratio, "rows_available": count, "rows_taken": take,
                                "train": sum(1 for s, _ in train if s == i), "val": sum(1 for s, _ in val if s == i),

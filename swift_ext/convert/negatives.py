@@ -23,7 +23,10 @@ import re
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import ConfigError
-from .rows import RowError
+from ..io import iter_jsonl
+from .formats import trl_part
+from .registry import negatives as _negatives
+from .rows import RowError, prompt_part
 
 _NUM_RE = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w])")
 _LETTER_RE = re.compile(r"\(([A-H])\)|\b([A-H])\b(?=[\s.,:;)\]]|$)")
@@ -140,9 +143,7 @@ class Corruptor:
     """
 
     def __init__(self, names: str = "auto", seed: int = 0):
-        from .registry import negatives
-
-        reg = negatives()
+        reg = _negatives()
         order = []
         for name in [n.strip() for n in names.split(",") if n.strip()]:
             if name == "auto":
@@ -186,9 +187,6 @@ def load_completions(path: str) -> Dict[str, List[str]]:
     - one completion per row: ``{"messages": [...prompt..., {"role": "assistant", ...}]}``;
     - grouped: ``{"messages"|"prompt": ..., "completions"|"responses": ["...", ...]}``.
     """
-    from ..io import iter_jsonl
-    from .formats import _trl_part
-
     out: Dict[str, List[str]] = {}
     for lineno, row in iter_jsonl(path):
         where = f"{path}:{lineno}"
@@ -197,7 +195,7 @@ def load_completions(path: str) -> Dict[str, List[str]]:
         msgs = row.get("messages")
         if msgs is None and row.get("prompt") is not None:
             try:
-                msgs = _trl_part(row["prompt"], "prompt", "user")
+                msgs = trl_part(row["prompt"], "prompt", "user")
             except RowError as exc:
                 raise ConfigError(f"{where}: {exc.reason}") from None
         if not isinstance(msgs, list) or not msgs or not all(isinstance(m, dict) for m in msgs):
@@ -223,15 +221,13 @@ class CompletionPicker:
     """Choose chosen/rejected among sampled completions with a reward spec (``exact_match:extract=last_number``)."""
 
     def __init__(self, completions_path: str, reward: str):
-        from .. import rewards
+        from .. import rewards  # the only import of the rewards package under convert/: only for --reward
 
         self.completions = load_completions(completions_path)
         self.reward_spec = reward
         self.reward = rewards.build(reward)
 
     def pick(self, c: Dict[str, Any]) -> Tuple[str, str]:
-        from .rows import prompt_part
-
         key = prompt_key(c["messages"], c["images"])
         comps = self.completions.get(key)
         if not comps:

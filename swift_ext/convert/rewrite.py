@@ -16,8 +16,8 @@ from __future__ import annotations
 import random
 from typing import Any, Dict, Iterable, List
 
-from ..rewards.extract import normalize
-from .rows import RowError, prompt_part
+from ..extract import normalize
+from .rows import RowError, gold_answer, pass_through, prompt_part, with_media
 
 LETTERS = "ABCDEFGHIJ"
 
@@ -64,8 +64,6 @@ def _question(c: Dict[str, Any]) -> List[Dict[str, Any]]:
 
 
 def rewrite_row(kind: str, c: Dict[str, Any], index: int, opts) -> List[Dict[str, Any]]:
-    from .targets import _extras, _media, gold_answer
-
     gold = gold_answer(c, opts)
     rng = random.Random(f"{opts.seed}:{index}")
     prompt = _question(c)
@@ -84,9 +82,9 @@ def rewrite_row(kind: str, c: Dict[str, Any], index: int, opts) -> List[Dict[str
         prompt[-1]["content"] = (f"{question}\n\nProposed answer: {proposed}\n"
                                  f"Is the proposed answer correct? Answer yes or no.")
         answer, extra = ("yes" if correct else "no"), {"judge_proposed": proposed}
-    out = _media({"messages": prompt + [{"role": "assistant", "content": answer}]}, c)
+    out = with_media({"messages": prompt + [{"role": "assistant", "content": answer}]}, c)
     out["solution"] = answer
     out["orig_answer"] = gold
     out.update(extra)
-    out.update(_extras(c, opts))
+    out.update(pass_through(c, opts))
     return [out]

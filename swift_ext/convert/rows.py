@@ -14,6 +14,9 @@ A canonical row is a plain dict (cheap to build on the hot path) with these keys
 >>> c = canonical([{"role": "user", "content": "hi"}])
 >>> sorted(c)
 ['extra', 'images', 'label', 'messages', 'rejected', 'rejected_images', 'rejected_messages', 'solution', 'videos']
+
+The helpers at the end build output rows from a canonical row (media columns, pass-through columns,
+the reference answer); every target uses them.
 """
 
 from __future__ import annotations
@@ -21,8 +24,23 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional
 
 from ..errors import SwiftExtError
+from ..extract import extract_answer
 
 ROLES = ("system", "user", "assistant", "tool", "tool_call", "tool_response")
+PLAIN_ROLES = frozenset(ROLES)
+PROMPT_END = frozenset(("user", "tool_response", "tool"))  # roles a prompt may end with
+
+# OnPolicySample field names (swift/rl_core/data.py) that are not dataset keys: a GRPO column with one of these
+# names is taken as that field instead of reaching the reward functions (a test checks this list against
+# ms-swift), plus the reward call's own keyword names (trainer_state, completions, trajectory_inputs).
+# teacher_prompt / teacher_images are real dataset keys (OPSD) and pass through.
+GRPO_RESERVED = frozenset({
+    "prompt_id", "request_id", "response_token_ids", "response_loss_mask", "rollout_logprobs", "finish_reason",
+    "add_eos", "rollout_infos", "routed_experts", "encoded", "extra", "is_truncated", "teacher_messages",
+    "trainer_state", "completions", "trajectory_inputs"})
+# ms-swift's loader overwrites a column named ``dataset`` with the dataset's name (dataset/loader.py)
+LOADER_OVERWRITTEN = frozenset({"dataset"})
+RENAME_PREFIX = "orig_"
 
 # ShareGPT / LLaVA / LLaMA-Factory role spellings -> ms-swift roles
 ROLE_ALIASES = {
@@ -36,10 +54,12 @@ ROLE_ALIASES = {
 
 
 class RowError(SwiftExtError, ValueError):
-    """One input row cannot be converted; ``reason`` says why (the engine adds file and line)."""
+    """One input row cannot be converted; ``reason`` says why (the engine adds file and line). ``check`` names
+    the validation check it is (``parse``, ``format``, ``role_order``, ...) when it is one."""
 
-    def __init__(self, reason: str):
+    def __init__(self, reason: str, check: Optional[str] = None):
         self.reason = reason
+        self.check = check
         super().__init__(reason)
 
 
@@ -143,3 +163,49 @@ def prompt_part(messages: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     while end and messages[end - 1]["role"] == "assistant":
         end -= 1
     return messages[:end]
+
+
+# -- building output rows ---------------------------------------------------------------------------
+def with_media(out: Dict[str, Any], c: Dict[str, Any]) -> Dict[str, Any]:
+    """``out`` with the canonical row's ``images`` / ``videos`` (when it has any)."""
+    if c["images"]:
+        out["images"] = c["images"]
+    if c["videos"]:
+        out["videos"] = c["videos"]
+    return out
+
+
+def pass_through(c: Dict[str, Any], opts, grpo: bool = False) -> Dict[str, Any]:
+    """The extra columns, with the names ms-swift would swallow renamed ``orig_<name>`` (warned via ``opts.warn``)."""
+    extra = c["extra"]
+    if not extra:
+        return extra
+    out = {}
+    for k, v in extra.items():
+        if k in LOADER_OVERWRITTEN or (grpo and k in GRPO_RESERVED):
+            new = RENAME_PREFIX + k
+            opts.warn(f"column {k!r} renamed to {new!r} "
+                      + ("(ms-swift's loader overwrites 'dataset')" if k in LOADER_OVERWRITTEN
+                         else "(an ms-swift GRPO sample field of that name would swallow it)"))
+            k = new
+        out[k] = v
+    return out
+
+
+def gold_answer(c: Dict[str, Any], opts) -> str:
+    """The reference answer: ``solution`` if given, else the final assistant turn; ``opts.extract`` applied."""
+    gold = c["solution"]
+    source = "solution"
+    if gold is None:
+        gold = last_assistant(c["messages"])
+        source = "response"
+    if gold is None:
+        raise RowError("no reference answer: neither 'solution' nor a final assistant turn")
+    if opts.extract:
+        found = extract_answer(gold, mode=opts.extract)
+        if found is None or not found.strip():
+            raise RowError(f"--extract {opts.extract}: nothing found in the {source} {gold[:80]!r}")
+        gold = found
+    if not gold.strip():
+        raise RowError(f"the reference answer ({source}) is empty")
+    return gold

@@ -13,23 +13,14 @@ Every item is ``(num, obj, raw, error)``: ``num`` is the line number (JSONL, 1-b
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
-from typing import Any, Iterator, Optional, Tuple
+from typing import Iterator, Optional, Tuple
 
 from ..errors import ConfigError
+from ..io import Item, iter_jsonl_rows, parse_json_line
 
-try:
-    import msgspec
-
-    _decode = msgspec.json.decode
-    _DecodeError: Any = msgspec.DecodeError
-except ImportError:  # pragma: no cover - msgspec is a dependency
-    _decode = json.loads
-    _DecodeError = ValueError
-
-Item = Tuple[int, Any, bytes, Optional[str]]
+__all__ = ["Item", "input_kind", "iter_source", "where_kind", "progress_total", "load_hf"]
 
 
 def input_kind(path: str) -> str:
@@ -53,55 +44,9 @@ def input_kind(path: str) -> str:
     return "jsonl"
 
 
-def parse_line(raw: bytes) -> Tuple[Any, Optional[str]]:
-    """(object, None) or (None, reason) for one JSONL line."""
-    try:
-        return _decode(raw), None
-    except (_DecodeError, UnicodeDecodeError, ValueError):
-        pass
-    except RecursionError:
-        return None, "invalid JSON: nested too deeply"
-    try:  # slow path, only for bad lines: the standard library's messages are clearer
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return None, f"not UTF-8 ({exc.reason} at byte {exc.start})"
-    try:
-        return json.loads(text), None
-    except json.JSONDecodeError as exc:
-        return None, f"invalid JSON: {exc.msg} (column {exc.colno})"
-    except (ValueError, RecursionError) as exc:
-        return None, f"invalid JSON: {exc}"
-
-
-def iter_jsonl(path: str, on_bytes=None) -> Iterator[Item]:
-    decode = _decode
-    with open(path, "rb", buffering=1 << 20) as fh:
-        for lineno, raw in enumerate(fh, 1):
-            if on_bytes is not None:
-                on_bytes(len(raw))
-            try:  # hot path: one decode, no copies
-                yield lineno, decode(raw), raw, None
-                continue
-            except (_DecodeError, UnicodeDecodeError, ValueError, RecursionError):
-                pass
-            if not raw.strip():
-                continue
-            if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                raw = raw[3:]
-            obj, err = parse_line(raw)
-            yield lineno, obj, raw, err
-
-
-def _dump(row: Any) -> bytes:
-    try:
-        return msgspec.json.encode(row)
-    except Exception:
-        return json.dumps(row, default=str, ensure_ascii=False).encode("utf-8")
-
-
 def iter_json_array(path: str, on_bytes=None) -> Iterator[Item]:
     data = Path(path).read_bytes()  # a JSON array cannot be streamed without a streaming parser
-    obj, err = parse_line(data)
+    obj, err = parse_json_line(data)
     if err is not None:
         raise ConfigError(f"{path}: the file is not valid JSON: {err}")
     if not isinstance(obj, list):
@@ -159,7 +104,7 @@ def iter_source(path: str, on_bytes=None, split: Optional[str] = None) -> Iterat
     """Rows of ``path`` whatever its kind (see :func:`input_kind`)."""
     kind = input_kind(path)
     if kind == "jsonl":
-        return iter_jsonl(path, on_bytes)
+        return iter_jsonl_rows(path, on_bytes)
     if kind == "json":
         return iter_json_array(path, on_bytes)
     if kind == "parquet":
@@ -177,16 +122,3 @@ def progress_total(path: str, split: Optional[str] = None) -> Tuple[int, str]:
 
         return pq.ParquetFile(path).metadata.num_rows, "rows"
     return len(load_hf(path, split)), "rows"
-
-
-def raw_text(where_raw: bytes, obj: Any) -> Tuple[str, Optional[str]]:
-    """The original row for the reject file: (text, base64 of the exact bytes when they are not UTF-8)."""
-    import base64
-
-    if where_raw:
-        where_raw = where_raw.rstrip(b"\r\n")
-        try:
-            return where_raw.decode("utf-8"), None
-        except UnicodeDecodeError:
-            return where_raw.decode("utf-8", "backslashreplace"), base64.b64encode(where_raw).decode("ascii")
-    return _dump(obj).decode("utf-8", "backslashreplace"), None

@@ -13,6 +13,10 @@ target     output row
 ``judge``  SFT rows: "is this proposed answer correct? yes/no", half of them with a distractor
 =========  =================================================================================
 
+Every output row passes ``swift-ext validate --task <target>`` (each target declares its ``task``; the
+engine applies :mod:`.rules` to what it writes). ``sft`` and ``grpo`` declare a fast path for plain
+``swift`` rows that gives exactly the generic path's output.
+
 >>> from .rows import canonical
 >>> c = canonical([{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "<answer>4</answer>"}])
 >>> to_grpo(c, 0, Options(extract="answer_tag"))
@@ -24,19 +28,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
-from .rows import RowError, last_assistant, prompt_part
-
-# OnPolicySample field names (swift/rl_core/data.py) that are not dataset keys: a GRPO column with one of these
-# names is taken as that field instead of reaching the reward functions (a test checks this list against
-# ms-swift), plus the reward call's own keyword names (trainer_state, completions, trajectory_inputs).
-# teacher_prompt / teacher_images are real dataset keys (OPSD) and pass through.
-GRPO_RESERVED = frozenset({
-    "prompt_id", "request_id", "response_token_ids", "response_loss_mask", "rollout_logprobs", "finish_reason",
-    "add_eos", "rollout_infos", "routed_experts", "encoded", "extra", "is_truncated", "teacher_messages",
-    "trainer_state", "completions", "trajectory_inputs"})
-# ms-swift's loader overwrites a column named ``dataset`` with the dataset's name (dataset/loader.py)
-LOADER_OVERWRITTEN = frozenset({"dataset"})
-RENAME_PREFIX = "orig_"
+from . import registry
+from .formats import SWIFT_COLUMNS
+from .registry import Target
+from .rewrite import rewrite_row
+from .rows import (GRPO_RESERVED, LOADER_OVERWRITTEN, PROMPT_END, RENAME_PREFIX,  # noqa: F401
+                   RowError, gold_answer, last_assistant, pass_through, prompt_part, with_media)
+from ..extract import extract_answer
 
 
 @dataclass
@@ -53,45 +51,6 @@ class Options:
     warn: Callable[[str], None] = field(default=lambda msg: None)
 
 
-class Target:
-    """A named writer ``fn(canonical_row, index, options) -> [output rows]`` (raises RowError)."""
-
-    kind = "target"
-
-    def __init__(self, name: str, fn: Callable, help: str = "", needs_pool: bool = False):
-        self.name, self.fn, self.help, self.needs_pool = name, fn, help, needs_pool
-
-    def __call__(self, c, index, opts):
-        return self.fn(c, index, opts)
-
-    def __repr__(self) -> str:
-        return f"Target({self.name!r})"
-
-
-def _extras(c: Dict[str, Any], opts: Options, grpo: bool = False) -> Dict[str, Any]:
-    extra = c["extra"]
-    if not extra:
-        return extra
-    out = {}
-    for k, v in extra.items():
-        if k in LOADER_OVERWRITTEN or (grpo and k in GRPO_RESERVED):
-            new = RENAME_PREFIX + k
-            opts.warn(f"column {k!r} renamed to {new!r} "
-                      + ("(ms-swift's loader overwrites 'dataset')" if k in LOADER_OVERWRITTEN
-                         else "(an ms-swift GRPO sample field of that name would swallow it)"))
-            k = new
-        out[k] = v
-    return out
-
-
-def _media(out: Dict[str, Any], c: Dict[str, Any]) -> Dict[str, Any]:
-    if c["images"]:
-        out["images"] = c["images"]
-    if c["videos"]:
-        out["videos"] = c["videos"]
-    return out
-
-
 def _need_response(c: Dict[str, Any], what: str) -> str:
     text = last_assistant(c["messages"])
     if text is None:
@@ -100,46 +59,24 @@ def _need_response(c: Dict[str, Any], what: str) -> str:
 
 
 def to_sft(c, index, opts) -> List[Dict[str, Any]]:
-    _need_response(c, "the SFT target")
-    out = _media({"messages": c["messages"]}, c)
+    out = with_media({"messages": c["messages"]}, c)
     if c["solution"] is not None:
         out["solution"] = c["solution"]
-    out.update(_extras(c, opts))
+    out.update(pass_through(c, opts))
     return [out]
-
-
-def gold_answer(c, opts) -> str:
-    """The reference answer: ``solution`` if given, else the final assistant turn; ``opts.extract`` applied."""
-    gold = c["solution"]
-    source = "solution"
-    if gold is None:
-        gold = last_assistant(c["messages"])
-        source = "response"
-    if gold is None:
-        raise RowError("no reference answer: neither 'solution' nor a final assistant turn")
-    if opts.extract:
-        from ..rewards.extract import extract_answer
-
-        found = extract_answer(gold, mode=opts.extract)
-        if found is None or not found.strip():
-            raise RowError(f"--extract {opts.extract}: nothing found in the {source} {gold[:80]!r}")
-        gold = found
-    if not gold.strip():
-        raise RowError(f"the reference answer ({source}) is empty")
-    return gold
 
 
 def to_grpo(c, index, opts) -> List[Dict[str, Any]]:
     prompt = prompt_part(c["messages"])
-    if not prompt or prompt[-1]["role"] not in ("user", "tool_response", "tool"):
+    if not prompt or prompt[-1]["role"] not in PROMPT_END:
         raise RowError("no user turn to use as the GRPO prompt")
-    out = _media({"messages": prompt}, c)
+    out = with_media({"messages": prompt}, c)
     try:
         out["solution"] = gold_answer(c, opts)
     except RowError:
         if opts.require_solution:
             raise
-    out.update(_extras(c, opts, grpo=True))
+    out.update(pass_through(c, opts, grpo=True))
     return [out]
 
 
@@ -163,35 +100,35 @@ def _pair(c, index, opts):
 def to_dpo(c, index, opts) -> List[Dict[str, Any]]:
     if c["rejected_messages"] is not None:
         _need_response(c, "chosen")
-        out = _media({"messages": c["messages"]}, c)
+        out = with_media({"messages": c["messages"]}, c)
         out["rejected_messages"] = c["rejected_messages"]
         rej_images = c["rejected_images"] if c["rejected_images"] is not None else c["images"]
         if rej_images:
             out["rejected_images"] = rej_images
-        out.update(_extras(c, opts))
+        out.update(pass_through(c, opts))
         return [out]
     chosen, rejected = _pair(c, index, opts)
     if rejected == chosen:
         raise RowError("rejected response equals the chosen one (ms-swift drops such rows)")
     msgs = prompt_part(c["messages"]) + [{"role": "assistant", "content": chosen}]
-    out = _media({"messages": msgs}, c)
+    out = with_media({"messages": msgs}, c)
     out["rejected_response"] = rejected
     if c["rejected_images"] is not None:
         out["rejected_images"] = c["rejected_images"]
-    out.update(_extras(c, opts))
+    out.update(pass_through(c, opts))
     return [out]
 
 
 def to_kto(c, index, opts) -> List[Dict[str, Any]]:
-    extra = _extras(c, opts)
+    extra = pass_through(c, opts)
     if c["label"] is not None and c["rejected"] is None:
         _need_response(c, "the KTO completion")
-        return [{**_media({"messages": c["messages"]}, c), "label": c["label"], **extra}]
+        return [{**with_media({"messages": c["messages"]}, c), "label": c["label"], **extra}]
     chosen, rejected = _pair(c, index, opts)
     if rejected == chosen:
         raise RowError("rejected response equals the chosen one")
     prompt = prompt_part(c["messages"])
-    return [{**_media({"messages": prompt + [{"role": "assistant", "content": text}]}, c), "label": label, **extra}
+    return [{**with_media({"messages": prompt + [{"role": "assistant", "content": text}]}, c), "label": label, **extra}
             for text, label in ((chosen, True), (rejected, False))]
 
 
@@ -214,7 +151,7 @@ def to_trl(c, index, opts) -> List[Dict[str, Any]]:
         out = _trl_prompt(c)
         out["completion"] = [{"role": "assistant", "content": completion}]
         out["label"] = c["label"]
-        out.update(_extras(c, opts))
+        out.update(pass_through(c, opts))
         return [out]
     chosen, rejected = _pair(c, index, opts)
     if rejected == chosen:
@@ -222,7 +159,7 @@ def to_trl(c, index, opts) -> List[Dict[str, Any]]:
     out = _trl_prompt(c)
     out["chosen"] = [{"role": "assistant", "content": chosen}]
     out["rejected"] = [{"role": "assistant", "content": rejected}]
-    out.update(_extras(c, opts))
+    out.update(pass_through(c, opts))
     return [out]
 
 
@@ -238,34 +175,121 @@ def _trl_prompt(c) -> Dict[str, Any]:
 
 def _rewrite(kind):
     def fn(c, index, opts):
-        from .rewrite import rewrite_row
-
         return rewrite_row(kind, c, index, opts)
     fn.__name__ = f"to_{kind}"
     return fn
 
 
+# -- the fused path for plain swift rows --------------------------------------------------------------
+# columns that need the generic path (media, preference fields, names ms-swift treats specially)
+_SPECIAL_NO_IMAGES = frozenset((SWIFT_COLUMNS | GRPO_RESERVED | LOADER_OVERWRITTEN) - {"messages", "images"})
+_TOOL_ROLES = ("tool", "tool_call", "tool_response")
+
+
+def _swift_fast_path(grpo: bool) -> Callable:
+    """The fused path of ``swift -> sft`` (``grpo=False``) and ``swift -> grpo``: one function body, two closures
+    (no extra call per row)."""
+
+    def fast(obj: Dict[str, Any], conv) -> Optional[List[Dict[str, Any]]]:
+        """Output rows for a plain swift row that passes every rule as it is (text, or image paths whose count
+        equals the <image> tags: role order, no empty turn, ends with the assistant turn), else None."""
+        try:
+            msgs = obj["messages"]
+            if type(msgs) is not list or not msgs:
+                return None
+            first = msgs[0]
+            n_tags = 0
+            prev = None
+            for m in msgs:
+                if type(m) is not dict or len(m) != 2:
+                    return None
+                content = m["content"]
+                if type(content) is not str or "<video>" in content:
+                    return None
+                if "<image>" in content:
+                    n_tags += content.count("<image>")
+                role = m["role"]
+                if role == "assistant":
+                    if prev == "assistant" or prev is None or not content or content.isspace():
+                        return None
+                elif role == "user":
+                    if prev == "user" or not content or content.isspace():
+                        return None
+                elif role == "system":
+                    if m is not first:
+                        return None
+                    continue
+                elif role not in _TOOL_ROLES:
+                    return None
+                prev = role
+        except KeyError:
+            return None
+        if prev != "assistant":
+            return None
+        n = len(obj)
+        images = None
+        if n > 1:
+            if not _SPECIAL_NO_IMAGES.isdisjoint(obj):
+                return None
+            images = obj.get("images")
+        if images is not None:
+            if type(images) is not list or not images or n_tags != len(images) or conv.media_dir:
+                return None
+            path_ok = conv.path_ok if conv.check_media else None
+            for p in images:
+                if type(p) is not str or (path_ok is not None and not path_ok(p)):
+                    return None
+        elif n_tags:
+            return None
+        if not grpo:
+            return [obj]
+        # the prompt: everything before the final assistant turn (the rules above allow only one at the end)
+        end = len(msgs) - 1
+        if msgs[end - 1]["role"] not in PROMPT_END:
+            return None
+        gold = msgs[-1]["content"]
+        extract = conv.ctx.extract
+        if extract:
+            gold = extract_answer(gold, mode=extract)
+            if gold is None or not gold.strip():
+                return None
+        out = {"messages": msgs[:end]}
+        if images is not None:
+            out["images"] = images
+        out["solution"] = gold
+        if n > 1:
+            for k, v in obj.items():
+                if k != "messages" and k != "images":
+                    out[k] = v
+        return [out]
+
+    return fast
+
+
+_fast_sft, _fast_grpo = _swift_fast_path(grpo=False), _swift_fast_path(grpo=True)
+
+
 BUILTIN_TARGETS = [
-    Target("sft", to_sft, "ms-swift messages ending with the assistant turn"),
+    Target("sft", to_sft, "ms-swift messages ending with the assistant turn", task="sft",
+           fast={"swift": _fast_sft}),
     Target("grpo", to_grpo, "prompt-only messages + reference answer in 'solution' (--extract MODE to pull it "
-           "out of the response)"),
-    Target("dpo", to_dpo, "messages + rejected_response (negatives: input pair, --completions, or --negatives)"),
-    Target("kto", to_kto, "messages + boolean label (a preference pair gives one true and one false row)"),
+           "out of the response)", task="grpo", fast={"swift": _fast_grpo}),
+    Target("dpo", to_dpo, "messages + rejected_response (negatives: input pair, --completions, or --negatives)",
+           task="dpo"),
+    Target("kto", to_kto, "messages + boolean label (a preference pair gives one true and one false row)",
+           task="kto"),
     Target("trl", to_trl, "TRL conversational preference: prompt / chosen / rejected (+ images); "
-           "labelled rows: prompt / completion / label"),
+           "labelled rows: prompt / completion / label", task="trl", output="trl_preference"),
     Target("mcq", _rewrite("mcq"), "SFT rows asking the question as multiple choice (distractors from other "
-           "rows' answers)", needs_pool=True),
-    Target("judge", _rewrite("judge"), "SFT rows: is the proposed answer correct? yes/no", needs_pool=True),
+           "rows' answers)", needs_pool=True, task="mcq"),
+    Target("judge", _rewrite("judge"), "SFT rows: is the proposed answer correct? yes/no", needs_pool=True,
+           task="judge"),
 ]
 
 
 def get_target(name: str) -> Target:
-    from .registry import get
-
-    return get(name, Target)
+    return registry.get(name, Target)
 
 
 def targets() -> List[Target]:
-    from .registry import converters
-
-    return [obj for _, obj in converters() if isinstance(obj, Target)]
+    return [obj for _, obj in registry.converters() if isinstance(obj, Target)]

@@ -7,7 +7,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from ..params import Param
 from .base import Reward, Score
-from .extract import MODES, extract_answer, normalize
+from ..extract import MODES, extract_answer, normalize
 
 
 def gold_values(value: Any) -> Optional[List[str]]:

@@ -15,7 +15,7 @@ from typing import Any, List, Optional, Tuple
 
 from ..params import Param
 from .base import Reward, Score
-from .extract import answer_tag, extract_answer, normalize, strip_think
+from ..extract import answer_tag, extract_answer, normalize, strip_think
 
 _SCAN = 100_000  # characters looked at from the end of a completion
 

@@ -37,7 +37,7 @@ import re
 from collections import OrderedDict
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .extract import answer_tag, strip_think
+from ..extract import answer_tag, strip_think
 
 Box = Tuple[float, float, float, float]
 Point = Tuple[float, float]

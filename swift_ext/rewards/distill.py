@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..params import Param
 from .base import Reward, Score
-from .extract import normalize
+from ..extract import normalize
 from .shaping import SCOPES, part, words
 
 _TAG = re.compile(r"</?[A-Za-z][\w-]{0,30}>")  # <think>, </answer>: markup, not words

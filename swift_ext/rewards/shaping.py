@@ -15,7 +15,7 @@ from typing import Any, List, Optional, Sequence
 from ..errors import ParamError
 from ..params import Param
 from .base import Checked, Reward, Score, column, texts_of
-from .extract import answer_tag, strip_think
+from ..extract import answer_tag, strip_think
 
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
 _UNITS = re.compile(f"[{_CJK}]|[^\\s{_CJK}]+")

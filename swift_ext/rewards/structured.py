@@ -17,7 +17,7 @@ from typing import Any, Optional, Tuple
 from ..errors import ParamError
 from ..params import Param
 from .base import Reward, Score
-from .extract import answer_tag, strip_think
+from ..extract import answer_tag, strip_think
 
 _FENCE = re.compile(r"```[ \t]*(?:json|JSON|json5)?[ \t]*\n?(.*?)(?:```|\Z)", re.S)
 MAX_JSON_CHARS = 1_000_000  # longer candidates are not parsed (scored as invalid)

@@ -1,4 +1,4 @@
-"""Answer extraction shared by every accuracy-style reward.
+"""Answer extraction shared by the accuracy-style rewards and the dataset converters (a neutral module).
 
 All functions take any string and return ``None`` when nothing is found; none of them raises.
 
