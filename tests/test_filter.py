@@ -1,0 +1,184 @@
+"""``swift-ext filter``'s library: pass rates, bands, curricula, buckets, rejects, checkpoint and resume.
+
+The sampler here is a deterministic stand-in (completions fixed by each prompt's seed) so these tests pin the
+selection and checkpoint logic; the real engines (ms-swift's transformers engine in-process, a real
+``swift deploy`` endpoint) run in tests/test_filter_e2e.py."""
+
+import ast
+import json
+import random
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from swift_ext import filter as flt
+from swift_ext.cli import cli
+from swift_ext.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class SeededSampler:
+    """Completions '<answer>N</answer>' drawn from the prompt's seed: a prompt's samples depend on nothing
+    else. Counts every prompt it samples; ``stop_after`` raises KeyboardInterrupt (an interrupted run)."""
+
+    label = "seeded"
+
+    def __init__(self, stop_after=None):
+        self.sampled = []
+        self.stop_after = stop_after
+
+    def sample(self, items, n, temperature, max_tokens, top_p, on_done):
+        for key, messages, images, seed in items:
+            if self.stop_after is not None and len(self.sampled) >= self.stop_after:
+                raise KeyboardInterrupt
+            rng = random.Random(seed)
+            self.sampled.append(key)
+            on_done(key, [f"<answer>{rng.randint(0, 3)}</answer>" for _ in range(n)])
+
+
+def dataset(tmp_path, n=12, extra=()):
+    rows = [{"messages": [{"role": "user", "content": f"q{i}"}], "solution": str(i % 4)} for i in range(n)]
+    path = tmp_path / "data.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in [*rows, *extra]) + "\n")
+    return str(path)
+
+
+def read(path):
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def numeric_pass_rate(sample_row):
+    """Independent of the reward code: the share of completions whose answer equals the solution."""
+    comps = sample_row["completions"]
+    return sum(c == f"<answer>{sample_row['solution']}</answer>" for c in comps) / len(comps)
+
+
+def test_pass_rates_recompute_from_the_samples_and_counts_add_up(tmp_path):
+    data = dataset(tmp_path, extra=[{"no_prompt": 1}, {"messages": "hi"}, {"messages": [{"role": "user",
+                                    "content": "no gold"}]}])
+    out = str(tmp_path / "out.jsonl")
+    rep = flt.run(data, out, ["numeric"], SeededSampler(), flt.Sampling(num_generations=6, seed=1),
+                  keep=(0.1, 0.9))
+    samples = read(tmp_path / "out.samples.jsonl")
+    assert len(samples) == 12
+    for s in samples:
+        assert len(s["completions"]) == 6 and s["pass_rate"] == numeric_pass_rate(s)
+    kept = read(out)
+    assert [r["messages"] for r in kept] == [s["messages"] for s in samples if 0.1 <= s["pass_rate"] <= 0.9]
+    assert all("completions" not in r and r["reward_means"]["numeric"] == r["pass_rate"] for r in kept)
+    assert rep.rows_in == 15 == rep.rows_kept + rep.rows_dropped + rep.rows_rejected
+    rejects = (tmp_path / "out.rejects.txt").read_text().splitlines()
+    assert [line.split(":")[1] for line in rejects] == ["13", "14", "15"]
+    assert "abstained" in rejects[2] and "no prompt" in rejects[0]
+    zero = sum(1 for s in samples if s["pass_rate"] in (0.0, 1.0))
+    assert rep.zero_variance_prompts == zero and rep.as_dict()["generations_in_zero_variance_groups"] == 6 * zero
+
+
+def test_weighted_sum_curriculum_and_buckets(tmp_path):
+    data = dataset(tmp_path)
+    out = str(tmp_path / "cur.jsonl")
+    rep = flt.run(data, out, ["numeric", "think_format"], SeededSampler(), flt.Sampling(num_generations=5),
+                  weights=[1.0, 0.5], curriculum=True)
+    rows = read(out)
+    assert len(rows) == 12 and rep.pass_threshold == 1.5  # full marks on both
+    assert all(r["pass_rate"] == 0.0 for r in rows)           # no <think>: nothing reaches 1.5
+    rep = flt.run(data, out, ["numeric", "think_format"], SeededSampler(), flt.Sampling(num_generations=5),
+                  weights=[1.0, 0.5], pass_threshold=1.0, curriculum=True, restart=True)
+    rows = read(out)
+    rates = [r["pass_rate"] for r in rows]
+    assert rates == sorted(rates, reverse=True)
+    rep = flt.run(data, out, ["numeric"], SeededSampler(), flt.Sampling(num_generations=5),
+                  buckets=flt.parse_buckets("0.2,0.8"), restart=True)
+    sizes = [b["rows"] for b in rep.buckets]
+    assert sum(sizes) == 12
+    for b in rep.buckets:
+        lo, hi = b["pass_rate"]
+        assert all(lo <= r["pass_rate"] < hi or r["pass_rate"] == hi == 1.0 for r in read(b["path"]))
+
+
+def test_an_interrupted_run_resumes_without_sampling_a_prompt_twice(tmp_path):
+    data = dataset(tmp_path)
+    full = str(tmp_path / "full.jsonl")
+    flt.run(data, full, ["numeric"], SeededSampler(), flt.Sampling(num_generations=4, seed=7), chunk=3)
+    out = str(tmp_path / "out.jsonl")
+    first = SeededSampler(stop_after=5)
+    with pytest.raises(KeyboardInterrupt):
+        flt.run(data, out, ["numeric"], first, flt.Sampling(num_generations=4, seed=7), chunk=3)
+    assert not Path(out).exists()  # nothing half-written
+    ckpt = tmp_path / "out.ckpt.jsonl"
+    with open(ckpt, "a") as fh:  # a kill in the middle of a write leaves a torn last line
+        fh.write('{"key": "abc", "compl')
+    second = SeededSampler()
+    rep = flt.run(data, out, ["numeric"], second, flt.Sampling(num_generations=4, seed=7), chunk=3)
+    assert rep.resumed == 5 and rep.sampled_now == 7
+    assert not set(first.sampled) & set(second.sampled) and len(first.sampled + second.sampled) == 12
+    assert Path(out).read_text() == Path(full).read_text()
+    assert (tmp_path / "out.samples.jsonl").read_text() == (tmp_path / "full.samples.jsonl").read_text()
+    keys = [r["key"] for r in read(ckpt)[1:]]
+    assert len(keys) == len(set(keys)) == 12
+
+
+def test_changed_settings_refuse_to_resume(tmp_path):
+    data = dataset(tmp_path, n=3)
+    out = str(tmp_path / "out.jsonl")
+    flt.run(data, out, ["numeric"], SeededSampler(), flt.Sampling(num_generations=4))
+    with pytest.raises(ConfigError, match="temperature"):
+        flt.run(data, out, ["numeric"], SeededSampler(), flt.Sampling(num_generations=4, temperature=0.5))
+    again = SeededSampler()
+    flt.run(data, out, ["numeric"], again, flt.Sampling(num_generations=4, temperature=0.5), restart=True)
+    assert len(again.sampled) == 3
+
+
+def test_bad_checkpoint_line_is_reported_with_file_and_line(tmp_path):
+    data = dataset(tmp_path, n=3)
+    out = str(tmp_path / "out.jsonl")
+    flt.run(data, out, ["numeric"], SeededSampler(), flt.Sampling(num_generations=2))
+    ckpt = tmp_path / "out.ckpt.jsonl"
+    lines = ckpt.read_text().splitlines()
+    lines[2] = "garbage"
+    ckpt.write_text("\n".join(lines) + "\n")
+    with pytest.raises(Exception, match=r"out.ckpt.jsonl:3:"):
+        flt.run(data, out, ["numeric"], SeededSampler(), flt.Sampling(num_generations=2))
+
+
+def test_settings_come_from_a_recipe():
+    d = flt.recipe_defaults("grpo")
+    assert d["num_generations"] == 8 and d["temperature"] == 1.0 and d["max_tokens"] == 2048
+    assert d["reward_funcs"] == ["think_format", "math_accuracy"]
+
+
+def test_bad_arguments_are_clear_errors(tmp_path):
+    data = dataset(tmp_path, n=2)
+    with pytest.raises(ConfigError, match="LOW:HIGH"):
+        flt.parse_band("0.9:0.1")
+    with pytest.raises(ConfigError, match="one of --keep"):
+        flt.run(data, str(tmp_path / "o.jsonl"), ["numeric"], SeededSampler(), flt.Sampling(), keep=(0, 1),
+                curriculum=True)
+    with pytest.raises(Exception, match="unknown reward"):
+        flt.run(data, str(tmp_path / "o.jsonl"), ["numerik"], SeededSampler(), flt.Sampling())
+    res = CliRunner().invoke(cli, ["filter", data, "-o", str(tmp_path / "o.jsonl"), "-r", "numeric"])
+    assert res.exit_code != 0 and "no model" in res.output
+
+
+def test_images_become_openai_image_parts(tmp_path):
+    img = tmp_path / "a.png"
+    img.write_bytes(b"\x89PNG fake")
+    msgs = flt.openai_messages([{"role": "user", "content": "<image>What is it?"}], [str(img)])
+    parts = msgs[0]["content"]
+    assert parts[0]["image_url"]["url"].startswith("data:image/png;base64,") and parts[1]["text"] == "What is it?"
+
+
+def test_only_the_bridge_imports_ms_swift():
+    """swift_ext/bridge/ is the one package that talks to ms-swift (import graph of every module)."""
+    offenders = []
+    for path in (ROOT / "swift_ext").rglob("*.py"):
+        rel = path.relative_to(ROOT / "swift_ext").as_posix()
+        if rel.startswith(("bridge/", "_swift_plugin/", "cpu_compat/")):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
+            offenders += [f"{rel}: {n}" for n in names if n == "swift" or n.startswith("swift.")]
+    assert not offenders, offenders
