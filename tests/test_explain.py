@@ -176,3 +176,38 @@ def test_cli_explains_one_completion_from_the_command_line():
     assert ex["score"] == 1.0 and ex["choice_rule"] == "parenthesised"
     res = run_cli("rewards", "explain", "-r", "mcq")
     assert res.exit_code != 0 and "--completion" in res.output
+
+
+def test_a_third_party_reward_explains_itself_through_the_cli(register_plugin):
+    from swift_ext.params import Param
+    from swift_ext.rewards import Reward
+    from swift_ext.testing import make_plugin
+
+    class Shouting(Reward):
+        """1.0 for an all-caps completion."""
+
+        name = "shouting_test"
+        params = {"min_len": Param(1, "shortest completion that counts")}
+
+        def score(self, completion, **row):
+            return float(len(completion) >= self.min_len and completion.isupper())
+
+        def explain(self, completion, **row):
+            out = super().explain(completion, **row)
+            out["upper"] = completion.isupper()
+            return out
+
+    register_plugin(make_plugin("shout", register_rewards=lambda register: register(Shouting)))
+    res = run_cli("rewards", "explain", "-r", "shouting_test:min_len=3", "--completion", "HEY")
+    ex = json.loads(res.stdout)[0]["explanations"]["shouting_test:min_len=3"]
+    assert ex["score"] == 1.0 and ex["upper"] is True
+
+
+def test_an_ms_swift_reward_without_explain_reports_its_score(tmp_path):
+    plugin = tmp_path / "orm.py"
+    plugin.write_text("from swift.rewards import ORM, orms\n\n\nclass Two(ORM):\n    def __call__(self, completions, "
+                      "**kw):\n        return [2.0 for _ in completions]\n\n\norms['always_two'] = Two\n")
+    res = run_cli("rewards", "explain", "-r", "always_two", "--plugin", str(plugin), "--completion", "x")
+    assert res.exit_code == 0, res.output
+    ex = json.loads(res.stdout)[0]["explanations"]["always_two"]
+    assert ex["score"] == 2.0 and "no explain()" in ex["reason"]

@@ -159,8 +159,8 @@ def _print_summary(report) -> None:
     console.print(f"{report.rows_in} rows in = {report.rows_kept} kept + {report.rows_dropped} dropped + "
                   f"{report.rows_rejected} rejected  ({report.sampled_now} prompts sampled now, {report.resumed} "
                   f"from the checkpoint, {k} completions each)")
-    table = Table("reward", "mean", "zero-variance prompts", title=f"pass rate on {report.measure}, a completion "
-                  f"passes at >= {report.pass_threshold:g}")
+    console.print(f"pass rate on {escape(report.measure)}: a completion passes at >= {report.pass_threshold:g}")
+    table = Table("reward", "mean", "zero-variance prompts")
     for spec, mean in report.reward_means.items():
         z = report.zero_variance_by_reward[spec]
         table.add_row(spec, "-" if mean is None else f"{mean:.4f}", f"{z}/{scored}")
