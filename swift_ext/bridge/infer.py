@@ -6,8 +6,10 @@ draws ``n`` completions per prompt with a seed of its own per prompt, so a promp
 on which other prompts run with it (a resumed run draws what an uninterrupted one would have):
 
 * transformers: one ``generate`` per prompt (``n`` sequences), the torch RNG seeded from the prompt's seed;
-* vLLM: every prompt of a chunk submitted at once through ``infer_async`` with its own
-  ``RequestConfig(seed=...)`` (vLLM batches them continuously; ``n`` samples use seed, seed + 1, ...).
+* vLLM (``use_async_engine``): every prompt of a chunk submitted at once through ``infer_async`` with its
+  own ``RequestConfig(seed=...)`` (vLLM batches them continuously). Tensor parallel runs in this process;
+  for data parallel, serve the model with ``swift deploy --infer_backend vllm --vllm_data_parallel_size N``
+  and sample from the endpoint instead.
 
 Importing this module imports nothing from ms-swift; :class:`EngineSampler` does when built.
 """
@@ -30,7 +32,7 @@ class EngineSampler:
 
     def __init__(self, model: str, backend: str = "transformers", *, model_type: Optional[str] = None,
                  template: Optional[str] = None, torch_dtype: Optional[str] = None,
-                 tensor_parallel_size: int = 1, data_parallel_size: int = 1, gpu_memory_utilization: float = 0.9,
+                 tensor_parallel_size: int = 1, gpu_memory_utilization: float = 0.9,
                  max_model_len: Optional[int] = None, engine_kwargs: Optional[Dict[str, Any]] = None):
         if backend not in BACKENDS:
             raise BridgeError(f"unknown inference backend {backend!r}; choose from {', '.join(BACKENDS)}")
@@ -48,8 +50,8 @@ class EngineSampler:
         else:  # pragma: no cover - needs a GPU node with vLLM
             from swift.infer_engine import VllmEngine
 
-            kwargs.update(tensor_parallel_size=tensor_parallel_size, data_parallel_size=data_parallel_size,
-                          gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len)
+            kwargs.update(tensor_parallel_size=tensor_parallel_size, gpu_memory_utilization=gpu_memory_utilization,
+                          max_model_len=max_model_len, use_async_engine=True)
             self.engine = VllmEngine(model, **{k: v for k, v in kwargs.items() if v is not None})
 
     @property
@@ -73,11 +75,13 @@ class EngineSampler:
         if self.backend == "transformers":
             from transformers import set_seed
 
+            greedy = not temperature  # generate() refuses n sequences without sampling: one, n times (identical)
             for key, messages, images, seed in items:
                 set_seed(seed)
+                m = 1 if greedy else n
                 resp = self.engine.infer([self._request(messages, images)],
-                                         self._config(n, temperature, max_tokens, top_p, seed), use_tqdm=False)[0]
-                on_done(key, _texts(resp, n, key))
+                                         self._config(m, temperature, max_tokens, top_p, seed), use_tqdm=False)[0]
+                on_done(key, _texts(resp, m, key) * (n // m))
             return
         asyncio.run(self._sample_async(items, n, temperature, max_tokens, top_p, on_done))  # pragma: no cover
 

@@ -47,7 +47,6 @@ def _on_sigterm(signum, frame):
 @click.option("--backend", type=click.Choice(["transformers", "vllm"]), default="transformers", show_default=True,
               help="ms-swift inference engine run in this process")
 @click.option("--tensor-parallel-size", type=int, default=1, show_default=True, help="vLLM tensor parallel size")
-@click.option("--data-parallel-size", type=int, default=1, show_default=True, help="vLLM data parallel size")
 @click.option("--endpoint", default=None, help="sample from an OpenAI-compatible server instead "
               "(swift deploy, vLLM): base URL such as http://127.0.0.1:8000/v1")
 @click.option("--api-key", envvar="OPENAI_API_KEY", default=None, help="bearer token for --endpoint "
@@ -72,7 +71,7 @@ def _on_sigterm(signum, frame):
               help="rows that could not be used, as file:line: reason (default OUTPUT-stem.rejects.txt)")
 @click.option("--json", "as_json", is_flag=True, help="the summary as JSON on stdout")
 def filter_cmd(dataset, output, specs, weights, by, pass_threshold, keep, curriculum, buckets, recipe, model,
-               model_type, template, torch_dtype, backend, tensor_parallel_size, data_parallel_size, endpoint,
+               model_type, template, torch_dtype, backend, tensor_parallel_size, endpoint,
                api_key, concurrency, num_generations, temperature, max_tokens, top_p, seed, plugin_files, ref_key,
                checkpoint, restart, samples, rejects, as_json):
     """Sample k completions per prompt of DATASET.jsonl, score them, and keep the prompts GRPO can learn from.
@@ -118,7 +117,7 @@ def filter_cmd(dataset, output, specs, weights, by, pass_threshold, keep, curric
 
         console.print(f"loading {escape(model)} with ms-swift's {backend} engine ...")
         sampler = EngineSampler(model, backend, model_type=model_type, template=template, torch_dtype=torch_dtype,
-                                tensor_parallel_size=tensor_parallel_size, data_parallel_size=data_parallel_size)
+                                tensor_parallel_size=tensor_parallel_size)
 
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     state = {}
