@@ -211,3 +211,35 @@ def test_an_ms_swift_reward_without_explain_reports_its_score(tmp_path):
     assert res.exit_code == 0, res.output
     ex = json.loads(res.stdout)[0]["explanations"]["always_two"]
     assert ex["score"] == 2.0 and "no explain()" in ex["reason"]
+
+
+def test_grounding_row_reads_the_image_size_from_the_image_file(tmp_path, sample_images):
+    from PIL import Image
+
+    reward = build("iou:frame=qwen2_5_vl")
+    with Image.open(sample_images[0]) as im:
+        size = list(im.size)
+    path = tmp_path / "c.jsonl"
+    path.write_text(json.dumps({"images": [sample_images[0]], "solution": "[5, 5, 40, 40]",
+                                "completion": '{"bbox_2d": [5, 5, 40, 40]}'}) + "\n")
+    res = run_cli("rewards", "explain", str(path), "-r", "iou:frame=qwen2_5_vl")
+    ex = json.loads(res.stdout)[0]["explanations"]["iou:frame=qwen2_5_vl"]
+    assert ex["image_size"] == size and ex["image_size_from"] == "images"
+    rw, rh = ex["frame_conversion"]["resized_size"]
+    assert rw % 28 == 0 and rh % 28 == 0
+    unit_pred = [5 / rw, 5 / rh, 40 / rw, 40 / rh]
+    unit_gold = [5 / size[0], 5 / size[1], 40 / size[0], 40 / size[1]]
+    assert ex["score"] == pytest.approx(box_iou(unit_pred, unit_gold))
+    assert ex["score"] == call(reward, '{"bbox_2d": [5, 5, 40, 40]}', {"images": [sample_images[0]],
+                                                                        "solution": "[5, 5, 40, 40]"})
+
+
+def test_math_accuracy_explains_which_check_decided():
+    pytest.importorskip("math_verify")
+    reward = build("math_accuracy")
+    ex = reward.explain("<answer>0.5</answer>", solution="0.5")
+    assert ex["score"] == 1.0 and ex["checked_by"] == "string"
+    ex = reward.explain("<answer>\\frac{1}{2}</answer>", solution="$0.5$")
+    assert ex["score"] == 1.0 and ex["checked_by"] == "math-verify" and ex["rule"] == "answer_tag"
+    ex = reward.explain("no tags here 3", solution="4")
+    assert ex["score"] == 0.0

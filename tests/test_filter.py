@@ -7,6 +7,7 @@ selection and checkpoint logic; the real engines (ms-swift's transformers engine
 import ast
 import json
 import random
+import time
 from pathlib import Path
 
 import pytest
@@ -182,3 +183,87 @@ def test_only_the_bridge_imports_ms_swift():
                 [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
             offenders += [f"{rel}: {n}" for n in names if n == "swift" or n.startswith("swift.")]
     assert not offenders, offenders
+
+
+class _Server:
+    """A small OpenAI-style chat server on a real socket (stdlib http.server): answers after ``delay`` seconds
+    with at most ``max_n`` choices, records the most requests in flight at once."""
+
+    def __init__(self, delay=0.2, max_n=10, fail=False):
+        import http.server
+        import threading
+
+        self.delay, self.max_n, self.fail = delay, max_n, fail
+        self.in_flight = self.peak = 0
+        self.bodies = []
+        lock = threading.Lock()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def _send(self, code, obj):
+                data = json.dumps(obj).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                self._send(200, {"data": [{"id": "served-model"}]})
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with lock:
+                    outer.bodies.append(body)
+                    outer.in_flight += 1
+                    outer.peak = max(outer.peak, outer.in_flight)
+                time.sleep(outer.delay)
+                with lock:
+                    outer.in_flight -= 1
+                if outer.fail:
+                    return self._send(500, {"error": "model exploded"})
+                n = min(body["n"], outer.max_n)
+                text = body["messages"][-1]["content"]
+                self._send(200, {"choices": [{"index": i, "message": {"content": f"{text}|{body['seed'] + i}"}}
+                                             for i in range(n)]})
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+
+
+
+def test_endpoint_sampler_runs_prompts_concurrently_and_asks_again_for_missing_choices(tmp_path):
+    server = _Server(delay=0.3, max_n=3)
+    try:
+        sampler = flt.EndpointSampler(server.url, concurrency=4)
+        assert sampler.model == "served-model"
+        data = dataset(tmp_path, n=8)
+        t = time.perf_counter()
+        rep = flt.run(data, str(tmp_path / "o.jsonl"), ["numeric"], sampler, flt.Sampling(num_generations=5, seed=2))
+        took = time.perf_counter() - t
+    finally:
+        server.close()
+    assert server.peak == 4 and took < 8 * 2 * 0.3   # 8 prompts x 2 requests each, 4 at a time
+    assert rep.sampled_now == 8 and len(server.bodies) == 16
+    assert sorted(b["n"] for b in server.bodies) == [2] * 8 + [5] * 8       # 3 came back, then 2 more
+    for s in read(tmp_path / "o.samples.jsonl"):
+        seeds = [int(c.rsplit("|", 1)[1]) for c in s["completions"]]
+        assert seeds == list(range(seeds[0], seeds[0] + 5))                   # seed, seed+1, ... once each
+
+
+def test_endpoint_errors_stop_the_run_with_the_server_message(tmp_path):
+    server = _Server(delay=0.0, fail=True)
+    try:
+        sampler = flt.EndpointSampler(server.url, model="m", concurrency=2)
+        with pytest.raises(Exception, match="HTTP 500.*model exploded"):
+            flt.run(dataset(tmp_path, n=4), str(tmp_path / "o.jsonl"), ["numeric"], sampler, flt.Sampling())
+    finally:
+        server.close()
+    assert not (tmp_path / "o.jsonl").exists()
