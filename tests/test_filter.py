@@ -6,6 +6,7 @@ selection and checkpoint logic; the real engines (ms-swift's transformers engine
 
 import ast
 import json
+import os
 import random
 import time
 from pathlib import Path
@@ -267,3 +268,34 @@ def test_endpoint_errors_stop_the_run_with_the_server_message(tmp_path):
     finally:
         server.close()
     assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_sigterm_stops_an_endpoint_run_at_once_and_the_rerun_resumes(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    server = _Server(delay=1.0)
+    try:
+        data = dataset(tmp_path, n=12)
+        argv = [sys.executable, "-m", "swift_ext", "filter", data, "-o", str(tmp_path / "o.jsonl"), "-r", "numeric",
+                "--endpoint", server.url, "--concurrency", "2", "-k", "2", "--json"]
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        ckpt = tmp_path / "o.ckpt.jsonl"
+        deadline = time.time() + 60
+        while (not ckpt.exists() or len(ckpt.read_text().splitlines()) < 3) and time.time() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        t = time.time()
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 143 and "run the same command again to resume" in err
+        assert time.time() - t < 1.0          # did not wait for the requests in flight (1 s each)
+        done = len(ckpt.read_text().splitlines()) - 1
+        assert 2 <= done < 12
+        run = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr
+        rep = json.loads(run.stdout)
+        assert rep["resumed"] == done and rep["sampled_now"] == 12 - done
+    finally:
+        server.close()
