@@ -472,12 +472,13 @@ def run(dataset: str, output: str, rewards: Sequence[str], sampler: Any, samplin
         curriculum: bool = False, buckets: Optional[Sequence[float]] = None,
         plugin_files: Sequence[str] = (), ref_key: Optional[str] = None,
         checkpoint: Optional[str] = None, samples: Optional[str] = None, rejects: Optional[str] = None,
-        restart: bool = False, chunk: int = 64,
+        restart: bool = False, chunk: int = 1024,
         on_start: Optional[Callable[[int, int], None]] = None,
         on_prompt: Optional[Callable[[], None]] = None) -> FilterReport:
     """Sample, score and select (see the module docstring). ``sampler`` has ``label`` and
     ``sample(items, n, temperature, max_tokens, top_p, on_done)``; ``on_start(total, already_done)`` and
-    ``on_prompt()`` report progress. Returns the report; writes ``output``, the samples file (a completion
+    ``on_prompt()`` report progress; prompts go to the sampler ``chunk`` at a time (an endpoint or vLLM keeps
+    them all in flight up to its own concurrency). Returns the report; writes ``output``, the samples file (a completion
     file ``swift-ext rewards score`` reads), the reject file and, with ``buckets``, one file per bucket."""
     rewards = list(rewards)
     if not rewards:
@@ -489,7 +490,7 @@ def run(dataset: str, output: str, rewards: Sequence[str], sampler: Any, samplin
         raise ConfigError(f"--by {by!r} is not one of the rewards ({', '.join(rewards)})")
     if by is None and len(rewards) == 1:
         by = rewards[0]
-    if sum(x is not None and x is not False and x != () for x in (keep, buckets)) + bool(curriculum) > 1:
+    if sum([keep is not None, bool(buckets), bool(curriculum)]) > 1:
         raise ConfigError("choose one of --keep, --curriculum, --buckets")
     threshold = pass_threshold if pass_threshold is not None else \
         (1.0 if by is not None else math.fsum(x for x in w.values() if x > 0))
