@@ -17,6 +17,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from . import results as results_mod
 from . import scoring
+from .rewards.base import as_text
 
 #: keys shown in the table's detail column, when an explanation has them
 DETAIL_KEYS = ("extracted", "rule", "choice", "choice_rule", "number", "gold_number", "normalised", "gold_normalised",
@@ -28,6 +29,7 @@ DETAIL_KEYS = ("extracted", "rule", "choice", "choice_rule", "number", "gold_num
 
 def explain_one(spec: str, fn: Callable, completion: str, row: Dict[str, Any]) -> Dict[str, Any]:
     """One reward's explanation of one completion (``fn`` built by :func:`swift_ext.scoring.resolve`)."""
+    completion = as_text(completion)
     explain = getattr(fn, "explain", None)
     if callable(explain):
         out = dict(explain(completion, **row))

@@ -243,3 +243,27 @@ def test_math_accuracy_explains_which_check_decided():
     assert ex["score"] == 1.0 and ex["checked_by"] == "math-verify" and ex["rule"] == "answer_tag"
     ex = reward.explain("no tags here 3", solution="4")
     assert ex["score"] == 0.0
+
+
+# every registered reward (and the fuzz suite's variants) explains any input without raising, and its
+# explanation carries the score the reward gives
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from test_rewards_fuzz import ALL, COMPLETIONS, ROWS, SLOW, VARIANTS  # noqa: E402
+
+from swift_ext.rewards import as_text, configure  # noqa: E402
+
+_built = {}
+
+
+@pytest.mark.parametrize("spec", [n for n in ALL if n not in SLOW | {"random"}] + VARIANTS)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                                                   HealthCheck.function_scoped_fixture])
+@given(completion=COMPLETIONS, row=ROWS)
+def test_explain_never_raises_and_agrees_with_the_reward(spec, completion, row):
+    if spec not in _built:
+        _built[spec] = configure(spec)()
+    reward = _built[spec]
+    text = as_text(completion)
+    ex = reward.explain(text, **row)
+    json.dumps(ex, default=str)
+    assert ex["score"] == call(reward, text, row) and isinstance(ex["reason"], str)
