@@ -234,36 +234,34 @@ class Checkpoint:
         return self
 
     def _read(self) -> int:
-        with open(self.path, "rb") as fh:
-            data = fh.read()
-        lines = data.split(b"\n")
-        offset = good_end = 0
+        """Read the prompts done (streamed line by line); returns the offset after the last good line."""
+        size = os.path.getsize(self.path)
+        good_end = 0
         header_seen = False
-        for i, raw in enumerate(lines, 1):
-            last = i == len(lines)
-            end = offset + len(raw) + (0 if last else 1)
-            if not raw.strip():
-                offset = end
-                if not last:
-                    good_end = end
-                continue
-            try:
-                obj = json.loads(raw)
-                if last:  # no newline after it: the write was cut short
-                    raise ValueError("no newline")
-            except ValueError:
-                if last or all(not x.strip() for x in lines[i:]):
-                    break  # a torn final line: sampled again
-                raise BadLine(self.path, i, "not a checkpoint line (invalid JSON); delete the file or use "
-                                            "--restart") from None
-            if not header_seen:
-                self._check_header(obj)
-                header_seen = True
-            elif isinstance(obj, dict) and isinstance(obj.get("key"), str) and isinstance(obj.get("completions"), list):
-                self.done[obj["key"]] = obj["completions"]
-            else:
-                raise BadLine(self.path, i, "not a checkpoint line (expected key and completions)")
-            offset = good_end = end
+        with open(self.path, "rb") as fh:
+            for i, raw in enumerate(fh, 1):
+                end = good_end + len(raw)
+                if not raw.strip():
+                    good_end = end if raw.endswith(b"\n") else good_end
+                    continue
+                try:
+                    if not raw.endswith(b"\n"):  # the write was cut short
+                        raise ValueError("no newline")
+                    obj = json.loads(raw)
+                except ValueError:
+                    if end >= size:
+                        break  # a torn final line: that prompt is sampled again
+                    raise BadLine(self.path, i, "not a checkpoint line (invalid JSON); delete the file or use "
+                                                "--restart") from None
+                if not header_seen:
+                    self._check_header(obj)
+                    header_seen = True
+                elif isinstance(obj, dict) and isinstance(obj.get("key"), str) and \
+                        isinstance(obj.get("completions"), list):
+                    self.done[obj["key"]] = obj["completions"]
+                else:
+                    raise BadLine(self.path, i, "not a checkpoint line (expected key and completions)")
+                good_end = end
         return good_end
 
     def _check_header(self, obj: Any) -> None:
