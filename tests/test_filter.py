@@ -299,3 +299,22 @@ def test_sigterm_stops_an_endpoint_run_at_once_and_the_rerun_resumes(tmp_path):
         assert rep["resumed"] == done and rep["sampled_now"] == 12 - done
     finally:
         server.close()
+
+
+def test_cli_reward_weights_against_a_local_server(tmp_path):
+    server = _Server(delay=0.0)
+    try:
+        data = dataset(tmp_path, n=4)
+        out = tmp_path / "o.jsonl"
+        res = CliRunner().invoke(cli, ["filter", data, "-o", str(out), "-r", "numeric", "-r", "think_format",
+                                       "--reward-weights", "1,0.5", "--endpoint", server.url, "-k", "3",
+                                       "--curriculum", "--json"])
+    finally:
+        server.close()
+    assert res.exit_code == 0, res.output
+    rep = json.loads(res.stdout)
+    assert rep["measure"] == "weighted sum (1*numeric, 0.5*think_format)" and rep["pass_threshold"] == 1.5
+    assert rep["rows_in"] == 4 == rep["rows_kept"]
+    bad = CliRunner().invoke(cli, ["filter", data, "-o", str(out), "-r", "numeric", "--reward-weights", "x",
+                                   "--endpoint", "http://127.0.0.1:9/v1"])
+    assert bad.exit_code != 0 and "expected numbers" in bad.output

@@ -25,8 +25,9 @@ def _on_sigterm(signum, frame):
 @click.option("-r", "--reward", "specs", multiple=True,
               help="reward name, parametrised name (iou:threshold=0.7), alias or ms-swift orms name; repeatable "
                    "(default: the recipe's reward_funcs)")
-@click.option("--reward-weights", "weights", type=float, multiple=True,
-              help="one weight per reward, in order, for the weighted sum (as --reward_weights; default 1 each)")
+@click.option("--reward-weights", "weights", multiple=True, metavar="W[,W...]",
+              help="one weight per reward, in order, for the weighted sum (as --reward_weights): 1,0.5 or the "
+                   "option repeated (default 1 each)")
 @click.option("--by", default=None, help="compute pass rates on this one reward instead of the weighted sum")
 @click.option("--pass-threshold", type=float, default=None,
               help="a completion passes at this score or above (default: 1.0 on one reward; the sum of the "
@@ -93,6 +94,10 @@ def filter_cmd(dataset, output, specs, weights, by, pass_threshold, keep, curric
     from ..errors import ConfigError
 
     defaults = flt.recipe_defaults(recipe) if recipe else {}
+    try:
+        weights = [float(x) for item in weights for x in item.replace(",", " ").split()]
+    except ValueError:
+        raise ConfigError(f"--reward-weights {' '.join(weights)!r}: expected numbers such as 1,0.5") from None
     from_recipe = not specs
     specs = list(specs) or list(defaults.get("reward_funcs") or [])
     if not specs:
