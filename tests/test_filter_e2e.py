@@ -5,7 +5,6 @@ The reward is a third-party ms-swift ORM plugin (even completion length: about h
 completions pass, so pass rates vary); the tests recompute every pass rate from the written samples."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -134,7 +133,7 @@ def test_swift_deploy_endpoint_with_concurrency_and_resume(tiny_models, swift_en
         kill_after(argv, swift_env, tmp_path, 3, signal.SIGKILL)
         done_before = ckpt_lines(tmp_path) - 1
         assert 2 <= done_before < 8
-        report, err = finish(argv, swift_env, tmp_path)
+        report, _ = finish(argv, swift_env, tmp_path)
         assert report["resumed"] == done_before and report["sampled_now"] == 8 - done_before
         check_samples(tmp_path, 8)
     finally:

@@ -7,7 +7,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from ..params import Param
 from .base import Reward, Score
-from .extract import MODES, answer_rule, extract_answer, normalize
+from .extract import MODES, extract_answer, normalize
 
 
 def gold_values(value: Any) -> Optional[List[str]]:
@@ -65,7 +65,9 @@ class ExactMatch(Reward):
                 return 1.0
         return 0.0
 
-    def explain(self, completion: str, **row: Any) -> Dict[str, Any]:
+    def explain(self, completion: str, **row: Any) -> dict:
+        from .extract import answer_rule
+
         out = super().explain(completion, **row)
         golds = gold_values(row.get(self.gold_key))
         pred = extract_answer(completion, self.extract)
@@ -168,7 +170,9 @@ class MathAccuracy(Reward):
             except Exception:  # interpreter shutdown: modules may already be gone
                 pass
 
-    def explain(self, completion: str, **row: Any) -> Dict[str, Any]:
+    def explain(self, completion: str, **row: Any) -> dict:
+        from .extract import answer_rule
+
         out = super().explain(completion, **row)
         golds = gold_values(row.get(self.gold_key))
         gold = (extract_answer(golds[0], "auto") or golds[0]) if golds else None

@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 from ..params import Param
 from .base import Reward, Score
-from .extract import answer_rule, answer_tag, extract_answer, normalize, strip_think
+from .extract import answer_tag, extract_answer, normalize, strip_think
 
 _SCAN = 100_000  # characters looked at from the end of a completion
 
@@ -151,7 +151,9 @@ class Numeric(Reward):
             return max(0.0, 1.0 - err / abs(g))
         return 0.0
 
-    def explain(self, completion: str, **row: Any) -> Dict[str, Any]:
+    def explain(self, completion: str, **row: Any) -> dict:
+        from .extract import answer_rule
+
         out = super().explain(completion, **row)
         gold_raw = row.get(self.gold_key)
         gold_scope = answer_scope(gold_raw) if isinstance(gold_raw, str) else gold_raw
@@ -265,7 +267,9 @@ class MultipleChoice(Reward):
             return 0.0
         return 1.0 if extract_choice(ans, self._letters) == gold else 0.0
 
-    def explain(self, completion: str, **row: Any) -> Dict[str, Any]:
+    def explain(self, completion: str, **row: Any) -> dict:
+        from .extract import answer_rule
+
         out = super().explain(completion, **row)
         gold_text = _gold_text(row.get(self.gold_key))
         gold = extract_choice(answer_scope(gold_text), self._letters) if gold_text is not None else None
@@ -355,7 +359,9 @@ class YesNo(Reward):
             return None
         return 1.0 if self.answer_label(completion) == gold else 0.0
 
-    def explain(self, completion: str, **row: Any) -> Dict[str, Any]:
+    def explain(self, completion: str, **row: Any) -> dict:
+        from .extract import answer_rule
+
         out = super().explain(completion, **row)
         gold = self.gold_label(row.get(self.gold_key))
         label = self.answer_label(completion)
@@ -443,7 +449,7 @@ class Counting(Reward):
             return max(0.0, 1.0 - abs(pred - gold) / max(gold, 1))
         return 0.0
 
-    def explain(self, completion: str, **row: Any) -> Dict[str, Any]:
+    def explain(self, completion: str, **row: Any) -> dict:
         out = super().explain(completion, **row)
         raw = row.get(self.gold_key)
         if isinstance(raw, (list, tuple)) and len(raw) == 1:
@@ -555,7 +561,9 @@ class SetAccuracy(Reward):
             return recall
         return 0.0 if hit == 0 else 2 * precision * recall / (precision + recall)
 
-    def explain(self, completion: str, **row: Any) -> Dict[str, Any]:
+    def explain(self, completion: str, **row: Any) -> dict:
+        from .extract import answer_rule
+
         out = super().explain(completion, **row)
         raw = row.get(self.gold_key)
         gold = answer_items(answer_scope(raw) if isinstance(raw, str) else raw)

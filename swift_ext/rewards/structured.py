@@ -12,7 +12,7 @@ import json
 import os
 import re
 from collections import OrderedDict
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Optional, Tuple
 
 from ..errors import ParamError
 from ..params import Param
@@ -174,7 +174,7 @@ class JsonValid(Reward):
             return 0.0
         return 1.0 if how == "ok" else self.repaired_score
 
-    def explain(self, completion: str, **row: Any) -> Dict[str, Any]:
+    def explain(self, completion: str, **row: Any) -> dict:
         out = super().explain(completion, **row)
         cand = json_candidate(completion)
         value, how = parse_json(completion, repair=self.repaired_score > 0, trailing=self.allow_trailing)
@@ -339,7 +339,7 @@ class JsonSchema(Reward):
                 ok += not errors
         return ok / len(required)
 
-    def explain(self, completion: str, **row: Any) -> Dict[str, Any]:
+    def explain(self, completion: str, **row: Any) -> dict:
         out = super().explain(completion, **row)
         schema = row.get(self.schema_key)
         source = f"column {self.schema_key!r}"
