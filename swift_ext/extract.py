@@ -154,3 +154,28 @@ def normalize(text: str, *, case_sensitive: bool = False, drop_articles: bool = 
     if drop_articles:
         s = _ARTICLES.sub(" ", s)
     return " ".join(s.split())
+
+
+def answer_rule(text: str, mode: str = "auto") -> str:
+    """Which rule :func:`extract_answer` used on ``text`` under ``mode`` (for explanations): ``answer_tag``,
+    ``boxed_in_answer_tag``, ``boxed``, ``after_think``, ``whole_text``, ``last_number``, ``last_letter``, or
+    ``nothing_found``.
+
+    >>> [answer_rule(t) for t in ["<answer>4</answer>", r"so \\boxed{4}", "<think>x</think> 4", "4"]]
+    ['answer_tag', 'boxed', 'after_think', 'whole_text']
+    """
+    if not isinstance(text, str):
+        text = "" if text is None else str(text)
+    if extract_answer(text, mode) is None:
+        return "nothing_found"
+    if mode in ("answer_tag", "boxed", "last_number", "last_letter"):
+        return mode
+    if mode == "none":
+        return "whole_text"
+    body = strip_think(text)
+    inner = answer_tag(body)
+    if inner is not None:
+        return "boxed_in_answer_tag" if boxed(inner) is not None else "answer_tag"
+    if boxed(body) is not None:
+        return "boxed"
+    return "after_think" if body is not text and body != text else "whole_text"

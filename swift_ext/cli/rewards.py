@@ -1,4 +1,4 @@
-"""``swift-ext rewards list`` and ``swift-ext rewards score``."""
+"""``swift-ext rewards list``, ``swift-ext rewards score`` and ``swift-ext rewards explain``."""
 
 from __future__ import annotations
 
@@ -90,6 +90,76 @@ def score_cmd(input_path, specs, plugin_files, completion_key, ref_key, output, 
         if s.frac_zero_std is not None and s.frac_zero_std > 0.5:
             console.print(f"[yellow]warning[/]: {s.name} gives identical scores within {s.frac_zero_std:.0%} of "
                           f"groups; GRPO advantages are zero there")
+
+
+@rewards_group.command("explain")
+@click.argument("input_path", metavar="[INPUT.jsonl]", required=False, type=click.Path(exists=True, dir_okay=False))
+@click.option("-r", "--reward", "specs", multiple=True, required=True,
+              help="reward name, parametrised name (iou:frame=qwen2_5_vl) or ms-swift orms name; repeatable")
+@click.option("--completion", "completion", default=None,
+              help="explain this one completion instead of a file (with --row / --column for its dataset columns)")
+@click.option("--row", "row_json", default=None, help="the dataset columns of --completion as a JSON object")
+@click.option("-c", "--column", "columns", multiple=True, metavar="KEY=VALUE",
+              help="one dataset column of --completion (VALUE read as JSON when it parses); repeatable")
+@click.option("--plugin", "plugin_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="an ms-swift ORM plugin file whose rewards to use; repeatable")
+@click.option("--completion-key", default=None, help="column with the completion(s) (as for rewards score)")
+@click.option("--ref-key", default=None, help="column with the reference answer, handed to rewards as `solution`")
+@click.option("-n", "--limit", type=int, default=20, show_default=True, help="explain the first N completions "
+              "of the file (0: all)")
+def explain_cmd(input_path, specs, completion, row_json, columns, plugin_files, completion_key, ref_key, limit):
+    """Show per completion and per reward how the score came about: the extracted answer and the rule that
+    found it, the gold and its normalisation, parsed boxes with their frame and conversion (image size,
+    resize policy), the matched box pairs, the JSON / schema error, and why a score is 0 or None.
+
+    Reads a completion file (as `swift-ext rewards score` does) or one --completion with its columns.
+    A table goes to stderr, the full explanations as JSON to stdout.
+
+    \b
+    Example:
+        swift-ext rewards explain -r iou:frame=qwen2_5_vl --completion '[10, 20, 200, 240]' \\
+            -c solution='[12, 20, 210, 230]' -c image_size='[640, 480]'
+    """
+    from rich.table import Table
+
+    from .. import explain, results
+    from ..errors import ConfigError
+
+    if (input_path is None) == (completion is None):
+        raise ConfigError("give a completion file INPUT.jsonl or one --completion TEXT (not both)")
+    if input_path is not None:
+        res = results.load(input_path, completion_key=completion_key, ref_key=ref_key)
+        for line, why in res.rejected[:10]:
+            console.print(f"[yellow]rejected[/yellow] {input_path}:{line}: {escape(why)}")
+    else:
+        row = {}
+        if row_json:
+            try:
+                row = json.loads(row_json)
+            except ValueError as exc:
+                raise ConfigError(f"--row: not valid JSON: {exc}") from None
+            if not isinstance(row, dict):
+                raise ConfigError("--row: expected a JSON object of dataset columns")
+        for item in columns:
+            key, eq, value = item.partition("=")
+            if not eq or not key:
+                raise ConfigError(f"--column {item!r}: expected KEY=VALUE")
+            try:
+                row[key] = json.loads(value)
+            except ValueError:
+                row[key] = value
+        res = results.from_rows([{**row, "completion": completion}], path="<command line>", ref_key=ref_key)
+    got = explain.explain_results(res, specs, plugin_files, limit=limit or None)
+    table = Table("line", "reward", "score", "reason", "details", title="why each score", show_lines=True)
+    for item in got:
+        for spec, ex in item["explanations"].items():
+            details = {k: ex[k] for k in explain.DETAIL_KEYS if ex.get(k) not in (None, [], {})}
+            score = ex.get("score")
+            table.add_row(str(item["line"]), escape(spec), "None" if score is None else f"{score:.4g}",
+                          escape(str(ex.get("reason", ""))),
+                          escape(json.dumps(details, ensure_ascii=False, default=str)[:600]))
+    console.print(table)
+    echo_json(got)
 
 
 def register(cli):

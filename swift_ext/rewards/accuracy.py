@@ -7,7 +7,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from ..params import Param
 from .base import Reward, Score
-from ..extract import MODES, extract_answer, normalize
+from ..extract import MODES, answer_rule, extract_answer, normalize
 
 
 def gold_values(value: Any) -> Optional[List[str]]:
@@ -64,6 +64,26 @@ class ExactMatch(Reward):
             if p == normalize(g_ext, case_sensitive=self.case_sensitive):
                 return 1.0
         return 0.0
+
+    def explain(self, completion: str, **row: Any) -> dict:
+        out = super().explain(completion, **row)
+        golds = gold_values(row.get(self.gold_key))
+        pred = extract_answer(completion, self.extract)
+        p = normalize(pred, case_sensitive=self.case_sensitive) if pred is not None else None
+        normalised = [normalize(extract_answer(g, "auto") or g, case_sensitive=self.case_sensitive)
+                      for g in golds or []]
+        out.update(extracted=pred, rule=answer_rule(completion, self.extract), normalised=p,
+                   gold=row.get(self.gold_key), gold_normalised=normalised,
+                   matched_gold=next((g for g, n in zip(golds or [], normalised) if n == p), None))
+        if golds is None:
+            out["reason"] = f"abstained: no usable gold in column {self.gold_key!r}"
+        elif pred is None:
+            out["reason"] = f"no answer found (extract={self.extract}): 0"
+        elif out["matched_gold"] is not None:
+            out["reason"] = f"normalised answer {p!r} equals gold {out['matched_gold']!r}: 1"
+        else:
+            out["reason"] = f"normalised answer {p!r} equals none of {normalised}: 0"
+        return out
 
 
 class MathAccuracy(Reward):
@@ -147,3 +167,26 @@ class MathAccuracy(Reward):
                 judge.close()
             except Exception:  # interpreter shutdown: modules may already be gone
                 pass
+
+    def explain(self, completion: str, **row: Any) -> dict:
+        out = super().explain(completion, **row)
+        golds = gold_values(row.get(self.gold_key))
+        gold = (extract_answer(golds[0], "auto") or golds[0]) if golds else None
+        pred = extract_answer(completion if isinstance(completion, str) else "", self.extract)
+        same = pred is not None and gold is not None and normalize(gold) != "" and normalize(pred) == normalize(gold)
+        out.update(extracted=pred, rule=answer_rule(completion, self.extract), gold=row.get(self.gold_key),
+                   gold_answer=gold, normalised=None if pred is None else normalize(pred),
+                   gold_normalised=None if gold is None else normalize(gold),
+                   checked_by="string" if same else ("math-verify" if pred is not None and gold is not None else None))
+        if gold is None:
+            out["reason"] = f"abstained: no usable gold in column {self.gold_key!r}"
+        elif pred is None:
+            out["reason"] = f"no answer found (extract={self.extract}): 0"
+        elif same:
+            out["reason"] = "identical after normalisation: 1 (math-verify not called)"
+        elif out["score"] is None:
+            out["reason"] = "abstained: math-verify could not parse the gold"
+        else:
+            out["reason"] = (f"math-verify says {'equal' if out['score'] == 1.0 else 'not equal'} (or the check ran "
+                             f"past timeout={self.timeout}s: 0)")
+        return out

@@ -15,7 +15,7 @@ from typing import Any, List, Optional, Tuple
 
 from ..params import Param
 from .base import Reward, Score
-from ..extract import answer_tag, extract_answer, normalize, strip_think
+from ..extract import answer_rule, answer_tag, extract_answer, normalize, strip_think
 
 _SCAN = 100_000  # characters looked at from the end of a completion
 
@@ -151,6 +151,35 @@ class Numeric(Reward):
             return max(0.0, 1.0 - err / abs(g))
         return 0.0
 
+    def explain(self, completion: str, **row: Any) -> dict:
+        out = super().explain(completion, **row)
+        gold_raw = row.get(self.gold_key)
+        gold_scope = answer_scope(gold_raw) if isinstance(gold_raw, str) else gold_raw
+        gold = parse_number(_gold_text(gold_scope) if not isinstance(gold_scope, (int, float)) else gold_scope)
+        ans = answer_scope(completion)
+        pred = parse_number(ans)
+        out.update(extracted=ans, rule=answer_rule(completion), gold=gold_raw, gold_normalised=gold_scope,
+                   gold_number=None if gold is None else gold[0], gold_percent=None if gold is None else gold[1],
+                   number=None if pred is None else pred[0], percent=None if pred is None else pred[1])
+        if gold is None:
+            out["reason"] = f"abstained: no finite number in the gold column {self.gold_key!r} ({gold_raw!r})"
+            return out
+        if pred is None:
+            out["reason"] = "no number in the answer: 0"
+            return out
+        (p, p_pct), (g, g_pct) = pred, gold
+        cands = [p] + ([p / 100 if p_pct else p * 100] if p_pct != g_pct else [])
+        tol = max(self.abs_tol, self.rel_tol * abs(g))
+        err = min(abs(c - g) for c in cands)
+        out.update(candidates=cands, abs_error=err, tolerance=tol)
+        if err <= tol:
+            out["reason"] = f"|{p:g} - {g:g}| = {err:g} <= tolerance {tol:g}: 1"
+        elif self.mode == "relative" and g != 0:
+            out["reason"] = f"relative mode: max(0, 1 - {err:g} / {abs(g):g})"
+        else:
+            out["reason"] = f"|answer - gold| = {err:g} > tolerance {tol:g}: 0"
+        return out
+
 
 # -- multiple choice -----------------------------------------------------------------------------------
 _LEAD = re.compile(r"^\s*[(\[（]?\s*([A-Za-z])\s*[)\]）]?\s*(?:[.:：、),，]|$|\s(?!\s*[a-z]))")
@@ -236,6 +265,26 @@ class MultipleChoice(Reward):
             return 0.0
         return 1.0 if extract_choice(ans, self._letters) == gold else 0.0
 
+    def explain(self, completion: str, **row: Any) -> dict:
+        out = super().explain(completion, **row)
+        gold_text = _gold_text(row.get(self.gold_key))
+        gold = extract_choice(answer_scope(gold_text), self._letters) if gold_text is not None else None
+        ans = answer_scope(completion)
+        letter = extract_choice(ans, self._letters)
+        hedge = _HEDGE.search(ans[-_SCAN:]) if self.strict else None
+        out.update(extracted=ans, rule=answer_rule(completion), choice=letter, choice_rule=choice_rule(ans, self._letters),
+                   gold=row.get(self.gold_key), gold_letter=gold, letters=self._letters,
+                   hedged=hedge.group(0) if hedge else None)
+        if gold is None:
+            out["reason"] = f"abstained: no option letter in the gold column {self.gold_key!r}"
+        elif hedge:
+            out["reason"] = f"hedged between letters ({hedge.group(0)!r}) with strict=true: 0"
+        elif letter is None:
+            out["reason"] = f"no option letter among {self._letters} in the answer: 0"
+        else:
+            out["reason"] = f"chose {letter}, gold {gold}: {'1' if letter == gold else '0'}"
+        return out
+
 
 # -- yes / no --------------------------------------------------------------------------------------------
 _YES_NO = re.compile(r"\b(yes|no|true|false|correct|incorrect)\b", re.I)
@@ -305,6 +354,20 @@ class YesNo(Reward):
         if gold is None:
             return None
         return 1.0 if self.answer_label(completion) == gold else 0.0
+
+    def explain(self, completion: str, **row: Any) -> dict:
+        out = super().explain(completion, **row)
+        gold = self.gold_label(row.get(self.gold_key))
+        label = self.answer_label(completion)
+        out.update(extracted=answer_scope(completion), rule=answer_rule(completion), label=label,
+                   gold=row.get(self.gold_key), gold_label=gold)
+        if gold is None:
+            out["reason"] = f"abstained: the gold column {self.gold_key!r} is not a yes/no value"
+        elif label is None:
+            out["reason"] = "the answer says neither yes nor no: 0"
+        else:
+            out["reason"] = f"answered {label}, gold {gold}: {'1' if label == gold else '0'}"
+        return out
 
 
 # -- counting ----------------------------------------------------------------------------------------------
@@ -379,6 +442,29 @@ class Counting(Reward):
         if self.mode == "relative":
             return max(0.0, 1.0 - abs(pred - gold) / max(gold, 1))
         return 0.0
+
+    def explain(self, completion: str, **row: Any) -> dict:
+        out = super().explain(completion, **row)
+        raw = row.get(self.gold_key)
+        if isinstance(raw, (list, tuple)) and len(raw) == 1:
+            raw = raw[0]
+        gold = None if isinstance(raw, bool) or raw is None else parse_count(answer_scope(raw) if isinstance(raw, str)
+                                                                             else raw)
+        body = strip_think(completion)
+        inner = answer_tag(body)
+        pred = parse_count(inner if inner is not None else body)
+        out.update(extracted=inner if inner is not None else body, rule="answer_tag" if inner is not None else
+                   "after_think", count=pred, gold=row.get(self.gold_key), gold_count=gold)
+        if gold is None:
+            out["reason"] = f"abstained: the gold column {self.gold_key!r} is not a whole number >= 0"
+        elif inner is None and self.require_tag:
+            out["reason"] = "no <answer> tag and require_tag=true: 0"
+        elif pred is None:
+            out["reason"] = "no whole count >= 0 in the answer: 0"
+        else:
+            out["reason"] = f"counted {pred}, gold {gold}" + ("" if self.mode == "exact" or pred == gold else
+                                                              f": relative 1 - {abs(pred - gold)} / {max(gold, 1)}")
+        return out
 
 
 # -- sets ------------------------------------------------------------------------------------------------
@@ -468,3 +554,45 @@ class SetAccuracy(Reward):
         if self.metric == "recall":
             return recall
         return 0.0 if hit == 0 else 2 * precision * recall / (precision + recall)
+
+    def explain(self, completion: str, **row: Any) -> dict:
+        out = super().explain(completion, **row)
+        raw = row.get(self.gold_key)
+        gold = answer_items(answer_scope(raw) if isinstance(raw, str) else raw)
+        items = answer_items(answer_scope(completion)) or []
+        out.update(extracted=answer_scope(completion), rule=answer_rule(completion), items=sorted(set(items)),
+                   gold=raw, gold_items=None if gold is None else sorted(set(gold)))
+        if gold is None:
+            out["reason"] = f"abstained: no gold list in column {self.gold_key!r}"
+            return out
+        g, p = set(gold), set(items)
+        out.update(hits=sorted(g & p), missing=sorted(g - p), extra=sorted(p - g), metric=self.metric)
+        out["reason"] = f"{len(g & p)} of {len(g)} gold items found, {len(p - g)} extra ({self.metric})"
+        return out
+
+
+def choice_rule(text: Any, letters: str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ") -> Optional[str]:
+    """Which rule of :func:`extract_choice` picked the letter (for explanations): ``leading``, ``explicit``
+    (answer is B / option B / 答案是B), ``parenthesised`` or ``bare``; None when no letter was found.
+
+    >>> [choice_rule(t) for t in ["(B) Paris", "I think the answer is option c.", "between (A) and (C)", "so C"]]
+    ['leading', 'explicit', 'parenthesised', 'bare']
+    """
+    got = extract_choice(text, letters)
+    if got is None:
+        return None
+    if not isinstance(text, str):
+        text = "" if text is None else str(text)
+    text = text[-_SCAN:]
+    m = _LEAD.match(text)
+    if m and m.group(1).upper() == got and (m.group(1).isupper() or len(text.strip()) <= 3):
+        return "leading"
+    for rx, name, upper in ((_EXPLICIT, "explicit", True), (_PAREN, "parenthesised", False), (_BARE, "bare", False)):
+        found = None
+        for m in rx.finditer(text):
+            g = next((x for x in m.groups() if x), None)
+            if g and g.upper() in letters:
+                found = g.upper() if upper else g
+        if found and found in letters:
+            return name
+    return None

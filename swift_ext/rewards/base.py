@@ -187,6 +187,24 @@ class Reward(Component):
             "async": is_async(cls),
         }
 
+    # -- explanation ----------------------------------------------------------------------------
+    def explain(self, completion: Any, **row: Any) -> Dict[str, Any]:
+        """How one completion's score came about, for ``swift-ext rewards explain``.
+
+        ``score`` is what :meth:`__call__` gives for this completion and row (a batch of one); ``reason``
+        says why in words. A reward overrides this to add what it extracted, normalised, parsed and
+        compared (calling ``super().explain(...)`` for the score), so the numbers it shows recompute the
+        score. This default says only the score, and for ``None`` when the reward abstains."""
+        out = self([completion], **{k: [v] for k, v in row.items()})
+        if asyncio.iscoroutine(out):
+            out = asyncio.run(out)
+        score = list(out)[0]
+        if score is None:
+            reason = f"abstained (None): {self.abstains}"
+        else:
+            reason = f"scored {score:g}"
+        return {"reward": self.name or type(self).__name__, "score": score, "reason": reason}
+
 
 class AsyncReward(Reward):
     """A reward whose scoring waits on I/O (an API judge, a sandbox). Implement ``async def ascore``.

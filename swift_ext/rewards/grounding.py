@@ -120,6 +120,57 @@ class _Grounded(Reward):
         p = [(self._pred_frame.to_unit(b, size), lab) for b, lab in preds]
         return [x for x in p if x[0] is not None], total, g  # type: ignore[misc]
 
+    def _explain_boxes(self, completion: str, row: Dict[str, Any], limit: int = HARD_CAP) -> Dict[str, Any]:
+        """What :meth:`unit_pairs` sees, step by step: parsed boxes in their frames, the image size and where
+        it came from, the scale each frame divides by (the smart-resized size for ``resized``), the boxes in
+        the unit square, and ``abstain`` (why not, when the reward abstains)."""
+        raw = row.get(self.gold_key)
+        golds = self._golds(raw)
+        text = scope(completion, self.extract)
+        preds, total = parse_boxes(text, limit)
+        info: Dict[str, Any] = {
+            "scope": text, "predicted": [{"box": list(b), "label": lab} for b, lab in preds], "predicted_total": total,
+            "frame": self._pred_frame.name, "gold": raw,
+            "gold_boxes": None if golds is None else [{"box": list(b), "label": lab} for b, lab in golds],
+            "abstain": None}
+        if golds is None:
+            info["abstain"] = f"no reference box in column {self.gold_key!r}"
+            return info
+        if not all(valid(b) for b, _ in golds):
+            info["abstain"] = "a reference box is inverted or has zero area"
+            return info
+        gold_frame = self._gold_frame(raw)
+        info["gold_frame"] = "same" if gold_frame is self._pred_frame else gold_frame.name
+        same = self._same_scale(self._pred_frame, gold_frame)
+        info["same_scale"] = same
+        if same:
+            info["conversion"] = "none: both sides in the same frame (IoU does not depend on the scale)"
+            info["unit_predicted"], info["unit_gold"] = [list(b) for b, _ in preds], [list(b) for b, _ in golds]
+            return info
+        size = row_image_size(row, self._sizes) if (self._pred_frame.needs_size or gold_frame.needs_size) else None
+        source = ("image_size" if row.get("image_size") is not None else "width/height" if
+                  row.get("width") is not None and row.get("height") is not None else
+                  "images" if row.get("images") or row.get("image") else None)
+        info.update(image_size=None if size is None else list(size), image_size_from=source if size else None)
+        if size is None and (self._pred_frame.needs_size or gold_frame.needs_size):
+            info["abstain"] = "the frames need the image size and the row has none (image_size, width/height, images)"
+            return info
+        for side, frame in (("frame", self._pred_frame), ("gold_frame", gold_frame)):
+            sc = frame.scale(size)
+            entry: Dict[str, Any] = {"name": frame.name, "divide_by": None if sc is None else list(sc)}
+            if frame.name == "resized":
+                entry["resize_policy"] = {"factor": frame.factor, "min_pixels": frame.min_pixels,
+                                          "max_pixels": frame.max_pixels}
+                entry["resized_size"] = None if sc is None else [int(sc[0]), int(sc[1])]
+            info[f"{side}_conversion"] = entry
+        got = self.unit_pairs(completion, row, limit)
+        if got is None:
+            info["abstain"] = "a frame conversion failed (image aspect ratio over 200?)"
+            return info
+        info["unit_predicted"] = [list(b) for b, _ in got[0]]
+        info["unit_gold"] = [list(b) for b, _ in got[2]]
+        return info
+
 
 class IoU(_Grounded):
     """IoU (0 to 1) between the predicted box and the reference box, frame-aware.
@@ -167,6 +218,27 @@ class IoU(_Grounded):
         else:
             cands = preds
         return max(self._metric(p, g) for p, _ in cands for g, _ in golds)
+
+    def explain(self, completion: str, **row: Any) -> Dict[str, Any]:
+        out = super().explain(completion, **row)
+        info = self._explain_boxes(completion, row, limit=HARD_CAP if self.pick != "first" else 1)
+        out.update(info)
+        if info["abstain"]:
+            out["reason"] = f"abstained: {info['abstain']}"
+            return out
+        preds, golds = info["unit_predicted"], info["unit_gold"]
+        if not golds:
+            out["reason"] = "abstained: the reference holds no box"
+            return out
+        if not preds:
+            out["reason"] = f"no box found in the answer: {self._empty():g}"
+            return out
+        cands = preds[:1] if self.pick == "first" else preds[-1:] if self.pick == "last" else preds
+        pairs = [{"predicted": p, "gold": g, "value": self._metric(tuple(p), tuple(g))} for p in cands for g in golds]
+        best = max(pairs, key=lambda x: x["value"])
+        out.update(pick=self.pick, pairs=pairs, best=best, iou=iou(tuple(best["predicted"]), tuple(best["gold"])))
+        out["reason"] = f"{self.name} of the {self.pick} predicted box with its best reference: {best['value']:g}"
+        return out
 
 
 class GIoU(IoU):
@@ -324,6 +396,38 @@ class BoxF1(_Grounded):
         vals = vals[vals > 0]
         return int(len(vals)), float(vals.sum())
 
+    def explain(self, completion: str, **row: Any) -> Dict[str, Any]:
+        out = super().explain(completion, **row)
+        info = self._explain_boxes(completion, row, limit=self.max_boxes)
+        out.update(info)
+        if info["abstain"]:
+            out["reason"] = f"abstained: {info['abstain']}"
+            return out
+        preds = [(tuple(b), d["label"]) for b, d in zip(info["unit_predicted"], info["predicted"])]
+        golds = [(tuple(b), d["label"]) for b, d in zip(info["unit_gold"], info["gold_boxes"])]
+        n_pred, n_gold = info["predicted_total"], len(golds)
+        out.update(n_predicted=n_pred, n_gold=n_gold, threshold=self.threshold, metric=self.metric)
+        if self.metric == "count" or n_pred == 0 or n_gold == 0:
+            out["reason"] = f"{n_pred} predicted and {n_gold} reference boxes ({self.metric})"
+            return out
+        import numpy as np
+        from scipy.optimize import linear_sum_assignment
+
+        m = np.zeros((len(preds), len(golds)))
+        for i, (p, pl) in enumerate(preds):
+            for j, (g, gl) in enumerate(golds):
+                v = iou(p, g)
+                m[i, j] = v if v >= self.threshold and v > 0 and self._labels_ok(pl, gl) else 0.0
+        rows_, cols = linear_sum_assignment(m, maximize=True)
+        pairs = [{"predicted": int(i), "gold": int(j), "iou": float(m[i, j])} for i, j in zip(rows_, cols) if m[i, j] > 0]
+        hits = len(pairs)
+        precision, recall = hits / n_pred, hits / n_gold
+        out.update(matched_pairs=pairs, hits=hits, precision=precision, recall=recall,
+                   iou_sum=float(sum(p["iou"] for p in pairs)))
+        out["reason"] = (f"{hits} of {n_pred} predicted boxes matched {n_gold} reference boxes at IoU >= "
+                         f"{self.threshold:g}: precision {precision:g}, recall {recall:g}")
+        return out
+
 
 class PointInBox(_Grounded):
     """1.0 when the predicted click point lies inside the reference box (GUI / click grounding), else 0.0.
@@ -363,3 +467,24 @@ class PointInBox(_Grounded):
             if pt is None or any(b is None for b, _ in golds):
                 return None
         return 1.0 if any(point_in(pt, b) for b, _ in golds) else 0.0
+
+    def explain(self, completion: str, **row: Any) -> Dict[str, Any]:
+        out = super().explain(completion, **row)
+        info = self._explain_boxes(completion, row, limit=1)
+        info.pop("predicted", None), info.pop("predicted_total", None), info.pop("unit_predicted", None)
+        out.update(info)
+        pt = parse_point(scope(completion, self.extract))
+        out["point"] = None if pt is None else list(pt)
+        if info["abstain"] or not info.get("gold_boxes"):
+            out["reason"] = f"abstained: {info['abstain'] or 'the reference holds no box'}"
+            return out
+        if pt is None:
+            out["reason"] = "no point found in the answer: 0"
+            return out
+        size = tuple(info["image_size"]) if info.get("image_size") else None
+        unit = list(pt) if info["same_scale"] else list(self._pred_frame.point_to_unit(pt, size) or [])
+        out["unit_point"] = unit
+        inside = [g for g in info["unit_gold"] if unit and point_in(tuple(unit), tuple(g))]
+        out["inside"] = inside
+        out["reason"] = "the point lies in a reference box: 1" if inside else "the point lies in no reference box: 0"
+        return out

@@ -174,6 +174,20 @@ class JsonValid(Reward):
             return 0.0
         return 1.0 if how == "ok" else self.repaired_score
 
+    def explain(self, completion: str, **row: Any) -> dict:
+        out = super().explain(completion, **row)
+        cand = json_candidate(completion)
+        value, how = parse_json(completion, repair=self.repaired_score > 0, trailing=self.allow_trailing)
+        out.update(candidate=cand, parsed=how, json_error=json_error(cand) if how != "ok" else None,
+                   type=type(value).__name__ if how != "invalid" else None, require=self.require)
+        if how == "invalid":
+            out["reason"] = f"no JSON parses: {out['json_error']}: 0"
+        elif not isinstance(value, _KINDS[self.require]):
+            out["reason"] = f"top level is {type(value).__name__}, require={self.require}: 0"
+        else:
+            out["reason"] = "valid JSON: 1" if how == "ok" else f"parses only after repair: {self.repaired_score:g}"
+        return out
+
 
 class JsonSchema(Reward):
     """1.0 when the completion's JSON validates against a JSON schema; partial credit for required fields.
@@ -324,3 +338,55 @@ class JsonSchema(Reward):
                 errors = [e for e in validator.iter_errors(value) if e.path and e.path[0] == key]
                 ok += not errors
         return ok / len(required)
+
+    def explain(self, completion: str, **row: Any) -> dict:
+        out = super().explain(completion, **row)
+        schema = row.get(self.schema_key)
+        source = f"column {self.schema_key!r}"
+        if schema is None or (isinstance(schema, str) and not schema.strip()):
+            schema, source = self._default, ("schema parameter" if self._default is not None else None)
+        cand = json_candidate(completion)
+        value, how = parse_json(completion, repair=self.repair)
+        out.update(schema_from=source, candidate=cand, parsed=how,
+                   json_error=json_error(cand) if how == "invalid" else None)
+        validator = self._validator(schema) if schema is not None else None
+        if schema is None:
+            out["reason"] = "abstained: no schema (no column value and no schema parameter)"
+        elif validator is None:
+            out["reason"] = "abstained: the schema is not a valid JSON schema"
+        elif how == "invalid":
+            out["reason"] = f"no JSON parses: {out['json_error']}: 0"
+        else:
+            try:
+                errors = sorted(validator.iter_errors(value), key=lambda e: list(e.path))
+                fraction = self._required_fraction(validator, value) if errors else None
+            except Exception as exc:
+                out["reason"] = f"abstained: the schema cannot be evaluated ({exc.__class__.__name__})"
+                return out
+            out["schema_errors"] = [{"path": "/".join(map(str, e.path)), "message": e.message} for e in errors[:20]]
+            if not errors:
+                out["reason"] = "valid against the schema: 1"
+            else:
+                out.update(required_fraction=fraction, partial_max=self.partial_max)
+                out["reason"] = (f"{len(errors)} schema error(s); required fields present and well typed: "
+                                 f"{fraction:g} -> {self.partial_max:g} x {fraction:g}")
+        return out
+
+
+def json_error(candidate: Optional[str]) -> str:
+    """Why ``candidate`` is not JSON, as ``json`` says it (message, line, column), for explanations.
+
+    >>> json_error('{"a": }')
+    'Expecting value at line 1 column 7'
+    """
+    if not candidate:
+        return "no JSON candidate in the completion"
+    if len(candidate) > MAX_JSON_CHARS:
+        return f"candidate longer than {MAX_JSON_CHARS} characters"
+    try:
+        json.loads(candidate)
+    except json.JSONDecodeError as exc:
+        return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+    except (ValueError, RecursionError) as exc:
+        return str(exc) or exc.__class__.__name__
+    return "parses as a whole (text after the value?)"
