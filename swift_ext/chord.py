@@ -40,8 +40,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import components, plugins
 from .errors import ConfigError, PluginError
+from .convert.formats import read_row
+from .convert.rows import RowError
 from .io import iter_jsonl, save_png
 from .params import Param, bind, format_spec, parse_spec
+from .results import messages_key
 
 SCHEDULE_ENV = "SWIFT_EXT_CHORD_SCHEDULE"
 MU_KEY = "chord/mu"
@@ -347,31 +350,26 @@ def check(sched: Schedule, total_steps: int) -> List[str]:
 
 
 # -- SFT / RL dataset checks ----------------------------------------------------------------------
+def _canonical(row: Any) -> Optional[Dict[str, Any]]:
+    """A dataset row of any format ``swift-ext convert`` reads, as its canonical messages (None: unreadable)."""
+    try:
+        return read_row(row)[1]
+    except RowError:
+        return None
+
+
 def _prompt_key(row: Dict[str, Any]) -> Optional[str]:
-    msgs = row.get("messages") or row.get("conversations") or row.get("conversation")
-    if isinstance(msgs, list):
-        users = [m.get("content") if "content" in m else m.get("value") for m in msgs
-                 if isinstance(m, dict) and (m.get("role") or m.get("from")) in ("user", "human")]
-        if users:
-            return " ".join(str(u) for u in users).strip()
-    for key in ("query", "prompt", "question", "problem", "instruction", "input"):
-        if isinstance(row.get(key), str):
-            return row[key].strip()
-    return None
+    """The question a row asks: its user turns (system prompts and images aside), whatever the format."""
+    c = _canonical(row)
+    users = [m for m in (c or {}).get("messages", []) if m.get("role") == "user"]
+    return messages_key(users) if users else None
 
 
 def _has_answer(row: Dict[str, Any]) -> bool:
-    msgs = row.get("messages") or row.get("conversations") or row.get("conversation")
-    if isinstance(msgs, list) and msgs:
-        last = msgs[-1]
-        if isinstance(last, dict) and (last.get("role") or last.get("from")) in ("assistant", "gpt"):
-            content = last.get("content", last.get("value"))
-            return bool(content) and bool(str(content).strip())
-        return False
-    for key in ("response", "answer", "output", "completion", "target", "solution"):
-        if isinstance(row.get(key), str) and row[key].strip():
-            return True
-    return False
+    """The row ends with a non-empty assistant turn (what CHORD's SFT loss trains on)."""
+    msgs = (_canonical(row) or {}).get("messages") or []
+    last = msgs[-1] if msgs else {}
+    return last.get("role") == "assistant" and bool(str(last.get("content") or "").strip())
 
 
 @dataclass

@@ -6,7 +6,8 @@ A row of a completion file holds the dataset columns ms-swift would pass to a re
 
 * ``completions`` / ``responses``: a list, the samples of one prompt (one GRPO group);
 * ``completion`` / ``response``: one string (``swift infer --result_path`` output); rows that share a prompt
-  form a group.
+  form a group;
+* none of those, and ``messages`` ending with an assistant turn: that turn is the completion.
 
 The reference answer is read from ``solution`` or, when a file has none, the first of ``labels``, ``answer``,
 ``reference``, ``ground_truth``, ``gold`` that holds a value (or ``ref_key``); it is handed to rewards as
@@ -32,7 +33,6 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .errors import ConfigError
 from .io import iter_jsonl
-from .rewards.base import as_text
 
 LIST_KEYS = ("completions", "responses")
 TEXT_KEYS = ("completion", "response")
@@ -51,6 +51,20 @@ def prompt_turns(messages: Any) -> List[Dict[str, Any]]:
     return turns
 
 
+def messages_key(messages: Any, images: Any = ()) -> str:
+    """The key of a prompt given as chat messages: role and content of its prompt turns (a trailing assistant
+    turn is not part of the prompt) and the names of its images.
+
+    >>> messages_key([{"role": "user", "content": "x"}]) == messages_key(
+    ...     [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}])
+    True
+    """
+    msgs = [[m.get("role"), m.get("content")] for m in prompt_turns(messages)]
+    images = [images] if isinstance(images, (str, dict)) else list(images or [])
+    names = [i if isinstance(i, str) else (i.get("path") if isinstance(i, dict) else None) for i in images]
+    return json.dumps([msgs, names], ensure_ascii=False, sort_keys=True, default=str)
+
+
 def prompt_key(row: Dict[str, Any]) -> str:
     """What identifies a row's prompt: ``prompt_id`` / ``prompt`` / ``query`` / ``question`` / ``problem``,
     else the prompt turns of ``messages`` with the images.
@@ -63,8 +77,7 @@ def prompt_key(row: Dict[str, Any]) -> str:
         if row.get(k) not in (None, ""):
             return f"{k}={row[k]}"
     if isinstance(row.get("messages"), list):
-        return json.dumps(prompt_turns(row["messages"]), ensure_ascii=False, sort_keys=True, default=str) \
-            + json.dumps(row.get("images"), default=str)
+        return messages_key(row["messages"], row.get("images"))
     return json.dumps({k: v for k, v in row.items() if k not in NOT_COLUMNS}, sort_keys=True, default=str)
 
 
@@ -80,9 +93,36 @@ def group_indices(keys: Iterable[Any]) -> List[List[int]]:
     return list(groups.values())
 
 
-def completion_text(value: Any) -> str:
-    """A completion as text: strings as they are, a message list by its last turn's content."""
-    return as_text(value)
+def as_text(completion: Any) -> str:
+    """Turn what a trainer hands over into the completion text.
+
+    ms-swift passes strings; TRL passes ``[{"role": "assistant", "content": ...}]``; anything else
+    (``None``, numbers, bytes) is made into a string so a reward can still score it.
+
+    >>> as_text([{"role": "assistant", "content": "hi"}])
+    'hi'
+    >>> as_text(None)
+    ''
+    """
+    if isinstance(completion, str):
+        return completion
+    if completion is None:
+        return ""
+    if isinstance(completion, bytes):
+        return completion.decode("utf-8", "replace")
+    if isinstance(completion, dict):
+        return as_text(completion.get("content", ""))
+    if isinstance(completion, (list, tuple)):
+        if not completion:
+            return ""
+        last = completion[-1]
+        if isinstance(last, dict):
+            content = last.get("content", "")
+            if isinstance(content, list):  # multimodal content blocks
+                return "".join(b.get("text", "") for b in content if isinstance(b, dict))
+            return as_text(content)
+        return " ".join(as_text(c) for c in completion)
+    return str(completion)
 
 
 def detect_ref_key(rows: Iterable[Dict[str, Any]]) -> Optional[str]:
@@ -131,11 +171,15 @@ def _completions_of(row: Dict[str, Any], completion_key: Optional[str]) -> Tuple
         if isinstance(value, list) and not (value and all(isinstance(m, dict) and "role" in m for m in value)):
             if not value:
                 return None, True, f"empty {key!r} list"
-            return [completion_text(v) for v in value], True, ""
+            return [as_text(v) for v in value], True, ""
         if value is None:
             return None, False, f"{key!r} is null"
-        return [completion_text(value)], False, ""
-    return None, False, f"no completion column (looked for {', '.join(keys)})"
+        return [as_text(value)], False, ""
+    msgs = row.get("messages")
+    if not completion_key and isinstance(msgs, list) and msgs and isinstance(msgs[-1], dict) \
+            and msgs[-1].get("role") == "assistant":  # one sampled conversation: its last turn is the completion
+        return [as_text(msgs[-1].get("content"))], False, ""
+    return None, False, f"no completion column (looked for {', '.join(keys)}) and no final assistant turn"
 
 
 def from_rows(rows: Iterable[Any], *, path: str = "<rows>", completion_key: Optional[str] = None,
@@ -193,5 +237,5 @@ def load(path: str, *, completion_key: Optional[str] = None, ref_key: Optional[s
     return res
 
 
-__all__ = ["Results", "load", "from_rows", "prompt_key", "prompt_turns", "group_indices", "detect_ref_key",
-           "completion_text", "COMPLETION_KEYS", "REF_KEYS", "PROMPT_KEYS"]
+__all__ = ["Results", "load", "from_rows", "prompt_key", "messages_key", "prompt_turns", "group_indices", "detect_ref_key",
+           "as_text", "COMPLETION_KEYS", "REF_KEYS", "PROMPT_KEYS"]

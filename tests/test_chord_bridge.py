@@ -81,6 +81,7 @@ def test_custom_shape_replaces_ms_swift_schedule(tmp_path, no_spec, monkeypatch)
 def test_parametrised_callbacks_registered():
     from swift.callbacks import callbacks_map
 
+    install_callbacks()  # every built-in under its plain name
     ctx = RunContext.from_argv(["--callbacks", "reward_eval:threshold=0.5", "sample_logger"])
     added = install_callbacks(ctx.callbacks)
     assert "reward_eval:threshold=0.5" in added and "sample_logger" not in added

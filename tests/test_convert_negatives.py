@@ -8,7 +8,7 @@ import pytest
 
 from swift_ext import plugins
 from swift_ext.convert import convert_file, convert_rows
-from swift_ext.convert.negatives import (Corruptor, bbox, broken_json, number, option_letter, prompt_key,
+from swift_ext.convert.negatives import (Corruptor, bbox, broken_json, number, option_letter,
                                          truncate)
 from swift_ext.errors import ConfigError, UnknownNameError
 
@@ -146,8 +146,26 @@ def test_completions_need_reward(tmp_path):
 
 
 def test_prompt_key_ignores_trailing_assistant():
+    from swift_ext.results import messages_key
+
     a = [{"role": "user", "content": "x"}]
-    assert prompt_key(a) == prompt_key(a + [{"role": "assistant", "content": "y"}])
+    assert messages_key(a) == messages_key(a + [{"role": "assistant", "content": "y"}])
+
+
+def test_one_sampled_conversation_per_row(tmp_path):
+    """A sampling file whose rows are whole conversations: the last assistant turn is the completion."""
+    from swift_ext.convert.negatives import load_completions
+    from swift_ext.results import messages_key
+
+    prompt = [{"role": "user", "content": "2+2?"}]
+    p = tmp_path / "conv.jsonl"
+    p.write_text("".join(json.dumps({"messages": prompt + [{"role": "assistant", "content": a}]}) + "\n"
+                         for a in ("4", "5")))
+    assert load_completions(str(p)) == {messages_key(prompt): ["4", "5"]}
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"messages": prompt}) + "\n")
+    with pytest.raises(ConfigError, match=r"bad.jsonl: no row with a completion"):
+        load_completions(str(bad))
 
 
 def test_third_party_format_and_negative_through_the_hooks():

@@ -22,8 +22,8 @@ import random
 import re
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from .. import results
 from ..errors import ConfigError
-from ..io import iter_jsonl
 from .formats import trl_part
 from .registry import negatives as _negatives
 from .rows import RowError, prompt_part
@@ -170,50 +170,26 @@ class Corruptor:
 
 
 # -- sampled completions ranked by a reward ---------------------------------------------------------
-def prompt_key(messages: Sequence[Dict[str, Any]], images: Sequence[Any] = ()) -> str:
-    """A stable key of a prompt: its non-assistant-tail messages (role + content) and image names."""
-    end = len(messages)
-    while end and messages[end - 1].get("role") == "assistant":
-        end -= 1
-    msgs = [[m.get("role"), m.get("content")] for m in messages[:end]]
-    imgs = [i if isinstance(i, str) else (i.get("path") if isinstance(i, dict) else None) for i in images]
-    return json.dumps([msgs, imgs], ensure_ascii=False, sort_keys=True)
-
-
 def load_completions(path: str) -> Dict[str, List[str]]:
-    """Completions per prompt from JSONL rows in any of these shapes:
-
-    - ``swift infer`` output: ``{"messages": [...prompt...], "response": "..."}``;
-    - one completion per row: ``{"messages": [...prompt..., {"role": "assistant", ...}]}``;
-    - grouped: ``{"messages"|"prompt": ..., "completions"|"responses": ["...", ...]}``.
-    """
+    """Completions per prompt (:func:`swift_ext.results.messages_key`) from a completion file, read by
+    :func:`swift_ext.results.load`: ``swift infer`` output (``response``), one sampled conversation per row
+    (``messages`` ending with the completion), or grouped rows (``completions``); the prompt is ``messages``
+    or a TRL ``prompt``. Any row it cannot use is an error with its line."""
+    res = results.load(path)
+    if res.rejected:
+        line, why = res.rejected[0]
+        raise ConfigError(f"{path}:{line}: {why}")
     out: Dict[str, List[str]] = {}
-    for lineno, row in iter_jsonl(path):
-        where = f"{path}:{lineno}"
-        if not isinstance(row, dict):
-            raise ConfigError(f"{where}: a completions row must be an object")
+    for line, completion, row in zip(res.lines, res.completions, res.rows):
         msgs = row.get("messages")
         if msgs is None and row.get("prompt") is not None:
             try:
                 msgs = trl_part(row["prompt"], "prompt", "user")
             except RowError as exc:
-                raise ConfigError(f"{where}: {exc.reason}") from None
-        if not isinstance(msgs, list) or not msgs or not all(isinstance(m, dict) for m in msgs):
-            raise ConfigError(f"{where}: needs 'messages' (or 'prompt') with the prompt turns")
-        comps = row.get("completions", row.get("responses"))
-        if comps is None:
-            if isinstance(row.get("response"), str):
-                comps = [row["response"]]
-            elif msgs[-1].get("role") == "assistant":
-                comps = [msgs[-1].get("content")]
-            else:
-                raise ConfigError(f"{where}: no completion ('response', 'completions' or a final assistant turn)")
-        if not isinstance(comps, list) or not all(isinstance(c, str) for c in comps):
-            raise ConfigError(f"{where}: completions must be strings")
-        images = row.get("images") or []
-        if isinstance(images, str):
-            images = [images]
-        out.setdefault(prompt_key(msgs, images), []).extend(comps)
+                raise ConfigError(f"{path}:{line}: {exc.reason}") from None
+        if not isinstance(msgs, list) or not results.prompt_turns(msgs):
+            raise ConfigError(f"{path}:{line}: needs 'messages' (or 'prompt') with the prompt turns")
+        out.setdefault(results.messages_key(msgs, row.get("images")), []).append(completion)
     return out
 
 
@@ -228,7 +204,7 @@ class CompletionPicker:
         self.reward = rewards.build(reward)
 
     def pick(self, c: Dict[str, Any]) -> Tuple[str, str]:
-        key = prompt_key(c["messages"], c["images"])
+        key = results.messages_key(c["messages"], c["images"])
         comps = self.completions.get(key)
         if not comps:
             raise RowError("no sampled completions for this prompt in the completions file")

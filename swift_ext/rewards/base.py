@@ -13,42 +13,11 @@ from collections.abc import Sequence as SequenceABC
 from typing import Any, ClassVar, Collection, Dict, List, Optional, Sequence, Tuple
 
 from ..components import Component
+from ..results import as_text
 
 logger = logging.getLogger("swift_ext.rewards")
 
 Score = Optional[float]
-
-
-def as_text(completion: Any) -> str:
-    """Turn what a trainer hands over into the completion text.
-
-    ms-swift passes strings; TRL passes ``[{"role": "assistant", "content": ...}]``; anything else
-    (``None``, numbers, bytes) is made into a string so a reward can still score it.
-
-    >>> as_text([{"role": "assistant", "content": "hi"}])
-    'hi'
-    >>> as_text(None)
-    ''
-    """
-    if isinstance(completion, str):
-        return completion
-    if completion is None:
-        return ""
-    if isinstance(completion, bytes):
-        return completion.decode("utf-8", "replace")
-    if isinstance(completion, dict):
-        return as_text(completion.get("content", ""))
-    if isinstance(completion, (list, tuple)):
-        if not completion:
-            return ""
-        last = completion[-1]
-        if isinstance(last, dict):
-            content = last.get("content", "")
-            if isinstance(content, list):  # multimodal content blocks
-                return "".join(b.get("text", "") for b in content if isinstance(b, dict))
-            return as_text(content)
-        return " ".join(as_text(c) for c in completion)
-    return str(completion)
 
 
 class Reward(Component):
