@@ -19,18 +19,7 @@ def echo_json(data: Any) -> None:
 
 
 def progress(*, rate: bool = False, **kwargs):
-    """A rich progress bar on stderr (disabled automatically when stderr is not a terminal); ``rate=True``
-    adds the rate (items/s) and the time left, for long jobs."""
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
-    from rich.text import Text
+    """:func:`swift_ext.io.rich_progress` on the CLI's console; ``rate=True`` adds items/s and the time left."""
+    from ..io import rich_progress
 
-    class Rate(ProgressColumn):
-        def render(self, task):
-            speed = task.finished_speed or task.speed
-            return Text(f"{speed:.2f}/s" if speed else "-/s")
-
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-    if rate:
-        columns += [Rate(), TextColumn("eta"), TimeRemainingColumn()]
-    return Progress(*columns, console=console, transient=True, **kwargs)
+    return rich_progress(console, rate=rate, **kwargs)
