@@ -19,6 +19,10 @@ Fixtures:
 * ``register_plugin(module_or_object)``: registers a plugin object (hookimpls as attributes, see
   :func:`make_plugin`) into swift-ext's plugin manager for one test, and forgets it afterwards.
 
+Helpers: :func:`grpo_args` (a 2-step GRPO run of a tiny model with the plugin file), :func:`step_rows`,
+:func:`install_package` (a real ``pip install`` of a plugin package into its own folder), :func:`with_path`,
+:func:`run_cli` (``swift-ext`` as a subprocess).
+
 Markers: ``e2e`` (runs real ms-swift processes) and ``vl`` (needs the Qwen-VL stack).
 
 Example::
@@ -184,3 +188,49 @@ def register_plugin():
     for p in added:
         manager.unregister(p)
     plugins.reset()
+
+
+# -- helpers for tests that run swift-ext and swift as a user does -----------------------------------
+def grpo_args(model: "tiny.TinyModel", dataset: str, output_dir: os.PathLike, rewards: Sequence[str],
+              *extra: str) -> List[str]:
+    """``swift rlhf`` arguments for a 2-step GRPO run of a tiny model with swift-ext's plugin file loaded
+    (``--reward_funcs`` = ``rewards``; ``extra`` last, so it overrides)."""
+    from .bridge import plugin_path
+
+    return ["--rlhf_type", "grpo", *tiny.common_flags(model), "--dataset", dataset,
+            "--external_plugins", plugin_path(), "--reward_funcs", *rewards,
+            "--use_vllm", "false", "--num_generations", "2", "--max_completion_length", "16",
+            "--temperature", "1.0", "--tuner_type", "lora", "--lora_rank", "4", "--lora_alpha", "8",
+            "--max_steps", "2", "--per_device_train_batch_size", "4", "--learning_rate", "1e-3",
+            "--max_length", "256", "--logging_steps", "1", "--save_steps", "2", "--save_total_limit", "1",
+            "--beta", "0.04", "--output_dir", str(output_dir), *extra]
+
+
+def step_rows(output_dir: os.PathLike) -> List[dict]:
+    """Per-step training rows of a run's ``logging.jsonl`` (the final summary row has no rewards)."""
+    return [r for r in tiny.logging_rows(output_dir) if "reward" in r]
+
+
+def install_package(src: os.PathLike, target: os.PathLike) -> None:
+    """A real ``pip install`` of a plugin package into its own folder (kept off the test venv)."""
+    import shutil
+
+    src, target = Path(src), Path(target)
+    build_copy = target.parent / f"src-{src.name}"
+    shutil.copytree(src, build_copy)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                    "--no-index", "--target", str(target), str(build_copy)], check=True)
+
+
+def with_path(env: Dict[str, str], *paths: os.PathLike) -> Dict[str, str]:
+    """``env`` with ``paths`` in front of its PYTHONPATH (where :func:`install_package` put a plugin)."""
+    env = dict(env)
+    env["PYTHONPATH"] = os.pathsep.join([*map(str, paths), *filter(None, [env.get("PYTHONPATH")])])
+    return env
+
+
+def run_cli(args: Sequence[str], env: Optional[Dict[str, str]] = None, **kw: Any) -> subprocess.CompletedProcess:
+    """``swift-ext ARGS`` as a user runs it: the installed console script in a fresh process."""
+    exe = Path(sys.executable).with_name("swift-ext")
+    return subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True,
+                          env=dict(os.environ) if env is None else env, **kw)

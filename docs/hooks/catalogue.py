@@ -14,7 +14,7 @@ and the example; the declared ``params`` give the parameter table (default, valu
 what they abstain on. The build fails when a registered reward, callback, metric or schedule is not
 rendered on any page, so a new component cannot be left out of the site.
 
-The rendering functions need only swift_ext (not mkdocs), so tests/test_docs.py uses them too.
+The rendering functions need only swift_ext (not mkdocs), so tests/meta/test_docs.py uses them too.
 """
 
 from __future__ import annotations

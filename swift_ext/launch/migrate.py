@@ -2,7 +2,7 @@
 
 Renamed flags are translated with a warning; removed flags raise :class:`ConfigError` naming what replaces
 them. Every new name in :data:`RENAMED` is checked against ms-swift 4.6's real argument dataclasses in
-``tests/test_migrate.py``.
+``tests/launch/test_migrate.py``.
 
     >>> migrate_argv("sft", ["--train_type", "lora", "--metric", "acc"])
     (['--tuner_type', 'lora', '--eval_metric', 'acc'], ['--train_type -> --tuner_type (renamed in ms-swift 4.0)', '--metric -> --eval_metric (renamed in ms-swift 4.0)'])
@@ -196,7 +196,7 @@ def quote_argv(argv: Sequence[str]) -> str:
 
 # -- reward / scheduler plugin files ---------------------------------------------------------------
 # 3.x swift.plugin name -> (4.x module, 4.x name); from the 4.x package split (swift.plugin -> swift.rewards,
-# swift.rollout, swift.loss, swift.metrics, ...; checked against the installed ms-swift in tests/test_migrate.py)
+# swift.rollout, swift.loss, swift.metrics, ...; checked against the installed ms-swift in tests/launch/test_migrate.py)
 PLUGIN_NAMES: Dict[str, Tuple[str, str]] = {
     **{n: ("swift.rewards", n) for n in ("ORM", "AsyncORM", "orms", "PRM", "prms", "rm_plugins")},
     **{n: ("swift.rollout", n) for n in ("multi_turns", "MultiTurnScheduler", "RolloutScheduler", "envs", "Env")},

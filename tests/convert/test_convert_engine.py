@@ -10,7 +10,7 @@ import pytest
 
 from swift_ext.convert import ConvertError, convert_file
 
-DATA = Path(__file__).parent / "data" / "convert"
+DATA = Path(__file__).resolve().parents[1] / "data" / "convert"
 RED = DATA / "images" / "red.png"
 
 

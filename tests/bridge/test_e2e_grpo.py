@@ -10,24 +10,10 @@ import math
 
 import pytest
 
-from swift_ext import bridge, tiny
+from swift_ext import tiny
+from swift_ext.testing import grpo_args, step_rows
 
 pytestmark = pytest.mark.e2e
-
-
-def grpo_args(model, dataset, output_dir, rewards):
-    return ["--rlhf_type", "grpo", *tiny.common_flags(model), "--dataset", dataset,
-            "--external_plugins", bridge.plugin_path(), "--reward_funcs", *rewards,
-            "--use_vllm", "false", "--num_generations", "2", "--max_completion_length", "16",
-            "--temperature", "1.0", "--tuner_type", "lora", "--lora_rank", "4", "--lora_alpha", "8",
-            "--max_steps", "2", "--per_device_train_batch_size", "4", "--learning_rate", "1e-3",
-            "--max_length", "256", "--logging_steps", "1", "--save_steps", "2", "--save_total_limit", "1",
-            "--beta", "0.04", "--output_dir", str(output_dir)]
-
-
-def step_rows(output_dir):
-    """Per-step training rows of logging.jsonl (the final summary row has no rewards)."""
-    return [r for r in tiny.logging_rows(output_dir) if "reward" in r]
 
 
 def check_rewards_logged(rows, rewards):

@@ -15,7 +15,7 @@ import pytest
 from swift_ext import hookspecs, plugins
 from swift_ext.cli import cli
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 KINDS = ["reward", "schedule", "callback", "metric"]

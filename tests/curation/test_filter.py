@@ -18,7 +18,7 @@ from swift_ext import filter as flt
 from swift_ext.cli import cli
 from swift_ext.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class SeededSampler:

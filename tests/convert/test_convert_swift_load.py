@@ -14,7 +14,7 @@ import pytest
 
 from swift_ext.convert import convert_file
 
-DATA = Path(__file__).parent / "data" / "convert"
+DATA = Path(__file__).resolve().parents[1] / "data" / "convert"
 
 SCRIPT = r'''
 import json, sys

@@ -3,31 +3,16 @@
 
 import json
 import os
-import shutil
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
 from swift_ext import tiny
+from swift_ext.testing import grpo_args, install_package as pip_install_target, run_cli as cli, step_rows, with_path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "plugins" / "swift-ext-example"
-
-
-def pip_install_target(src: Path, target: Path) -> None:
-    """A real `pip install` of a plugin package into its own folder (kept off the test venv)."""
-    build_copy = target.parent / f"src-{src.name}"
-    shutil.copytree(src, build_copy)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                    "--no-index", "--target", str(target), str(build_copy)], check=True)
-
-
-def cli(args, env, **kw):
-    exe = Path(sys.executable).with_name("swift-ext")
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, env=env, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +79,6 @@ def test_broken_plugin_fails_loudly(tmp_path):
 
 @pytest.mark.e2e
 def test_plugin_reward_in_a_real_grpo_run(example_site, tiny_models, run_swift, swift_env, tmp_path):
-    from test_e2e_grpo import grpo_args, step_rows
-
     model = tiny_models["text"]
     dataset = tiny.write_jsonl(tmp_path / "grpo.jsonl", tiny.grpo_rows(8))
     rewards = ["keyword_hit:keywords=the|a", "random:seed=2"]

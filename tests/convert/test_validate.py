@@ -9,7 +9,7 @@ import pytest
 
 from swift_ext.convert.validate import check_row, validate_file
 
-DATA = Path(__file__).parent / "data" / "convert"
+DATA = Path(__file__).resolve().parents[1] / "data" / "convert"
 RED = str(DATA / "images" / "red.png")
 
 

@@ -12,7 +12,7 @@ from swift_ext.convert.negatives import (Corruptor, bbox, broken_json, number, o
                                          truncate)
 from swift_ext.errors import ConfigError, UnknownNameError
 
-DATA = Path(__file__).parent / "data" / "convert"
+DATA = Path(__file__).resolve().parents[1] / "data" / "convert"
 
 
 def read_jsonl(path):

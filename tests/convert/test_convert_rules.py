@@ -12,7 +12,7 @@ from swift_ext.convert import ConvertOptions, RowConverter, RowError, convert_fi
 from swift_ext.convert.rules import first_error
 from swift_ext.convert.validate import check_row, validate_file
 
-DATA = Path(__file__).parent / "data" / "convert"
+DATA = Path(__file__).resolve().parents[1] / "data" / "convert"
 RED = str(DATA / "images" / "red.png")
 
 

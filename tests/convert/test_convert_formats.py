@@ -12,7 +12,7 @@ import pytest
 from swift_ext.convert import ConvertError, convert_file, convert_rows, detect
 from swift_ext.convert.engine import sniff_format
 
-DATA = Path(__file__).parent / "data" / "convert"
+DATA = Path(__file__).resolve().parents[1] / "data" / "convert"
 RED = (DATA / "images" / "red.png").read_bytes()
 
 # file -> (detected format, rows in the file)

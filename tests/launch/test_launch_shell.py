@@ -97,7 +97,7 @@ def test_slurm_sft_uses_every_node_and_server_needs_two_nodes(tmp_path):
         render_sbatch("grpo", load_template("grpo"), nodes=1, gpus_per_node=8, sets=["dataset=d"], plugin="/p")
 
 
-SHELL_DIR = Path(__file__).resolve().parent.parent / "shell"
+SHELL_DIR = Path(__file__).resolve().parents[2] / "shell"
 
 
 @pytest.mark.parametrize("script, expect", [

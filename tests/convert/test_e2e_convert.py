@@ -46,7 +46,7 @@ def loss_rows(out):
 def test_sft_on_converted_alpaca(tiny_models, run_swift, tmp_path):
     from pathlib import Path
 
-    src = Path(__file__).parent / "data" / "convert" / "alpaca.jsonl"
+    src = Path(__file__).resolve().parents[1] / "data" / "convert" / "alpaca.jsonl"
     out = tmp_path / "sft.jsonl"
     proc = subprocess.run([sys.executable, "-m", "swift_ext", "convert", str(src), "--to", "sft", "-o", str(out)],
                           capture_output=True, text=True, timeout=300)

@@ -15,7 +15,7 @@ import pytest
 from swift_ext import plugins
 from swift_ext.errors import ConfigError, PluginError, UnknownNameError
 from swift_ext.io import load_mapping
-from test_third_party_plugin import cli, pip_install_target, with_path
+from swift_ext.testing import install_package as pip_install_target, run_cli as cli, with_path
 
 BOMB = "\n".join(["a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
                  + [f"{c}: &{c} [{', '.join(['*' + p] * 9)}]" for p, c in zip("abcdefgh", "bcdefghi")]
