@@ -115,6 +115,17 @@ def test_bad_completion_lines_name_file_and_line(tmp_path):
     assert (item.step, item.prompt, item.text, item.scores) == (2, "p", "c", {"acc": 1.0})
 
 
+def test_the_last_table_written_again_at_the_end_of_training_is_read_once(tmp_path):
+    # ms-swift 4.6's final log() call (the train summary) writes the last step's buffered table again
+    run = write_run(tmp_path / "v0", steps=2)
+    with open(run / "completions.jsonl") as fh:
+        last = fh.read().splitlines()[-1]
+    with open(run / "completions.jsonl", "a") as fh:
+        fh.write(last + "\n")
+    items = report_runs.load_run(run).completions()
+    assert [c.step for c in items] == [1] * 4 + [2] * 4
+
+
 def test_a_line_being_written_is_skipped(tmp_path):
     run = write_run(tmp_path / "v0", steps=2)
     with open(run / "logging.jsonl", "a") as fh:

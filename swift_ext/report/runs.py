@@ -128,10 +128,16 @@ class Completion:
 
 
 def iter_completions(path: Path) -> Iterable[Completion]:
-    """Each logged completion of a ``completions.jsonl`` (column tables or one row per line)."""
+    """Each logged completion of a ``completions.jsonl`` (column tables or one row per line). A table equal to
+    the one before it is read once: ms-swift 4.6 writes the last step's table again when training ends (its
+    final ``log()`` call finds the same completions still buffered)."""
+    previous = None
     for lineno, obj in iter_jsonl(str(path)):
         if not isinstance(obj, dict):
             raise BadLine(str(path), lineno, f"expected a JSON object, got {type(obj).__name__}")
+        if obj == previous:
+            continue
+        previous = obj
         lists = {k: v for k, v in obj.items() if isinstance(v, list)}
         if "completion" in lists:  # ms-swift's column table: every column one value per completion
             n = len(lists["completion"])

@@ -293,7 +293,8 @@
   function selfCheck() {
     var el = document.getElementById("selfcheck");
     el.textContent = JSON.stringify({errors: window.__reportErrors, charts: rendered,
-                                     browser: {run: state.run, step: state.step}});
+                                     browser: {run: state.run, step: state.step},
+                                     ready_ms: Math.round(performance.now())});
     document.body.setAttribute("data-ready", "1");
   }
   function poll() {
