@@ -270,9 +270,12 @@ def render(data: PageData) -> str:
              json_block("report-model", data.model),
              json_block("report-images", data.images),
              ]
+    # the script comes before the completion blocks: it draws the charts while the browser is still reading
+    # the (possibly large) rest of the file, and opens the completion browser once the file is read
+    parts.append(f"<script>{js}</script>\n")
     for run_index, step, chunk in data.chunks:
         parts.append(json_block(f"c-{run_index}-{step}", _clean(chunk)))
-    parts += [f"<script>{js}</script>\n", "</body></html>\n"]
+    parts.append("</body></html>\n")
     return "".join(parts)
 
 

@@ -72,24 +72,35 @@
             xaxis: {title: {text: "step", font: {size: 10}}}, showlegend: true,
             legend: {orientation: "h", y: -0.25, font: {size: 10}}, uirevision: chart.id};
   }
+  var sections = {};        // section name -> {grid, details}
+  function plot(chart, div) {
+    Plotly.react(div, traces(chart), layout(chart), {displaylogo: false, responsive: true,
+                                                     toImageButtonOptions: {format: "png", filename: chart.id}});
+  }
   function drawCharts() {
     var root = document.getElementById("charts");
-    var sections = {};
     MODEL.charts.forEach(function (chart) {
       var sec = sections[chart.section];
       if (!sec) {
-        var open = chart.section !== "Other metrics";
-        sec = sections[chart.section] = h("div", {cls: "grid"});
-        root.appendChild(h("details", open ? {open: "", cls: "section"} : {cls: "section"},
-                           [h("summary", {text: chart.section}), sec]));
+        var open = chart.section !== "Other metrics";  // folded: its charts are drawn when it is opened
+        var grid = h("div", {cls: "grid"});
+        var details = h("details", open ? {open: "", cls: "section"} : {cls: "section"},
+                        [h("summary", {text: chart.section}), grid]);
+        details.addEventListener("toggle", function () { if (details.open) drawSection(details); });
+        root.appendChild(details);
+        sec = sections[chart.section] = {grid: grid, details: details};
       }
       var div = document.getElementById("chart-" + chart.id);
       if (!div) {
         div = h("div", {id: "chart-" + chart.id, cls: "chart", "data-title": chart.title});
-        sec.appendChild(h("figure", {}, [div, chart.note ? h("figcaption", {text: chart.note}) : null]));
+        sec.grid.appendChild(h("figure", {}, [div, chart.note ? h("figcaption", {text: chart.note}) : null]));
       }
-      Plotly.react(div, traces(chart), layout(chart), {displaylogo: false, responsive: true,
-                                                       toImageButtonOptions: {format: "png", filename: chart.id}});
+      if (sec.details.open) plot(chart, div);
+    });
+  }
+  function drawSection(details) {
+    MODEL.charts.forEach(function (chart) {
+      if (sections[chart.section].details === details) plot(chart, document.getElementById("chart-" + chart.id));
     });
   }
 
@@ -294,7 +305,7 @@
     var el = document.getElementById("selfcheck");
     el.textContent = JSON.stringify({errors: window.__reportErrors, charts: rendered,
                                      browser: {run: state.run, step: state.step},
-                                     ready_ms: Math.round(performance.now())});
+                                     charts_ms: chartsMs, ready_ms: Math.round(performance.now())});
     document.body.setAttribute("data-ready", "1");
   }
   function poll() {
@@ -330,16 +341,22 @@
         h("button", {id: "cb-more", text: "show more", hidden: ""})]),
       h("pre", {id: "selfcheck", hidden: ""})]), body.firstChild);
   }
-  function start() {
+  var chartsMs = null;
+  function startCharts() {
     skeleton();
     header();
     try { drawCharts(); } catch (e) { window.__reportErrors.push("charts: " + e); }
+    chartsMs = Math.round(performance.now());
+  }
+  function startBrowser() {
     readHash();
     wireControls();
     buildControls();
     renderBrowser();
     if (MODEL.live) setInterval(poll, 5000);
   }
-  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
-  else start();
+  // this script runs before the completion blocks are read: charts now, the browser once the file is read
+  startCharts();
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", startBrowser);
+  else startBrowser();
 })();
