@@ -32,8 +32,12 @@ def logged(out: Path):
     rows = [r for r in map(json.loads, log.read_text().splitlines()) if "global_step/max_steps" in r
             and "train_runtime" not in r]
     (comp,) = out.rglob("completions.jsonl")
+    tables = [json.loads(line) for line in comp.read_text().splitlines()]
+    # ms-swift 4.6 writes the last step's table a second time when training ends (its final log() call):
+    # the same completions, not new ones
+    assert tables[-1] == tables[-2]
     completions = []
-    for table in map(json.loads, comp.read_text().splitlines()):
+    for table in tables[:-1]:
         completions += [{k: v[i] for k, v in table.items()} for i in range(len(table["completion"]))]
     for n, c in enumerate(completions):
         c["n"] = n
