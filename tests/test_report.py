@@ -195,6 +195,12 @@ def test_live_server_rereads_a_growing_run(tmp_path):
         assert model["series"][0]["loss"][-1] == [3, 9.0]
         with pytest.raises(urllib.error.HTTPError):
             get("api/completions?run=x&step=1")
+        if report_browser.chromium():  # the served page fetches the step's completions from the API
+            dom, stderr = report_browser.load(base + "#step=2")
+            page = report_browser.read(dom)
+            assert page.ready and page.selfcheck["errors"] == [] and not report_browser.console_errors(stderr)
+            assert [r["text"] for r in page.rows] == [f"step 2 prompt {p} sample {g}" + (NASTY if g else "")
+                                                      for p in range(2) for g in range(2)]
     finally:
         server.shutdown()
         server.server_close()
