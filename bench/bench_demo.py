@@ -1,7 +1,7 @@
 """Wall time of ``swift-ext demo`` and of its phases, against running the same ``swift rlhf`` by hand.
 
-    python bench/bench_demo.py                 # tiny Qwen2-VL (the default demo), 1 repeat
-    python bench/bench_demo.py --kind text --repeats 2
+    python bench/bench_demo.py --quick         # the 2-step smoke run (tiny Qwen2-VL), 1 repeat
+    python bench/bench_demo.py --repeats 2     # the default learning run (tiny Qwen3 text, 40 steps)
 
 Runs, in one process:
   * cold  - ``swift-ext demo --json`` in a fresh work folder (builds the tiny model);
@@ -27,9 +27,10 @@ from pathlib import Path
 SWIFT_EXT = str(Path(sys.executable).with_name("swift-ext"))
 
 
-def run_demo(workdir: Path, kind: str) -> dict:
+def run_demo(workdir: Path, kind: str, quick: bool = False) -> dict:
     t0 = time.perf_counter()
-    proc = subprocess.run([SWIFT_EXT, "demo", "--workdir", str(workdir), "--tiny-kind", kind, "--json"],
+    proc = subprocess.run([SWIFT_EXT, "demo", "--workdir", str(workdir), "--tiny-kind", kind, "--json",
+                           *(["--quick"] if quick else [])],
                           capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
@@ -57,18 +58,21 @@ def run_raw(log: str, workdir: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--kind", default="qwen2_vl", choices=["text", "qwen2_vl", "qwen2_5_vl", "qwen3_vl"])
+    parser.add_argument("--kind", default=None, choices=["text", "qwen2_vl", "qwen2_5_vl", "qwen3_vl"],
+                        help="tiny model kind [default: text; --quick: qwen2_vl]")
+    parser.add_argument("--quick", action="store_true", help="the 2-step smoke run (swift-ext demo --quick)")
     parser.add_argument("--repeats", type=int, default=1)
     args = parser.parse_args()
+    args.kind = args.kind or ("qwen2_vl" if args.quick else "text")
 
     cold, warm, raw = [], [], []
     for i in range(args.repeats):
         with tempfile.TemporaryDirectory(prefix="swift-ext-bench-") as tmp:
             workdir = Path(tmp)
             print(f"[{i + 1}/{args.repeats}] cold demo ...", file=sys.stderr)
-            cold.append(run_demo(workdir, args.kind))
+            cold.append(run_demo(workdir, args.kind, args.quick))
             print(f"[{i + 1}/{args.repeats}] warm demo ...", file=sys.stderr)
-            warm.append(run_demo(workdir, args.kind))
+            warm.append(run_demo(workdir, args.kind, args.quick))
             print(f"[{i + 1}/{args.repeats}] raw swift rlhf ...", file=sys.stderr)
             raw.append(run_raw(warm[-1]["log"], workdir))
 

@@ -33,7 +33,8 @@ import statistics
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from .runs import Run
+from .results import group_indices
+from .runs import Completion, Run
 
 #: reward families (swift-ext) and ms-swift names read as "format-type" and "accuracy-type"
 FORMAT_FAMILIES = {"format", "shaping", "structured"}
@@ -79,7 +80,7 @@ def _grade(name: str, value: float, warn: float, error: float, message: str, hig
 
 
 def _series_or_skip(run: Run, name: str, key: str) -> Tuple[Optional[List[Tuple[int, float]]], Optional[Finding]]:
-    s = run.series(key)
+    s = run.series.get(key, [])
     if len(s) < MIN_STEPS:
         return None, Finding(name, "skipped", message=f"{key} logged on {len(s)} steps (needs {MIN_STEPS})")
     return s, None
@@ -110,7 +111,7 @@ def dominant_reward(run: Run) -> Finding:
     weights = run.reward_weights()
     shares = {}
     for name in run.reward_names:
-        s = run.series(f"rewards/{name}/std")
+        s = run.series.get(f"rewards/{name}/std", [])
         if s:
             shares[name] = abs(weights.get(name, 1.0)) * statistics.fmean(quarters([v for _, v in s])[1])
     total = sum(shares.values())
@@ -144,7 +145,7 @@ def format_vs_accuracy(run: Run) -> Finding:
     rises: Dict[str, Dict[str, float]] = {"format": {}, "accuracy": {}}
     for name in run.reward_names:
         kind = _kind(name)
-        s = run.series(f"rewards/{name}/mean")
+        s = run.series.get(f"rewards/{name}/mean", [])
         if kind and len(s) >= MIN_STEPS:
             first, last = trend(s)
             rises[kind][name] = last - first
@@ -188,14 +189,14 @@ def std_collapse(run: Run) -> Finding:
 
 
 # -- detectors over completions.jsonl ---------------------------------------------------------------
-def _per_step_completions(run: Run) -> Dict[int, List[Dict[str, Any]]]:
-    out: Dict[int, List[Dict[str, Any]]] = {}
+def _per_step_completions(run: Run) -> Dict[int, List[Completion]]:
+    out: Dict[int, List[Completion]] = {}
     for rec in run.completions():
-        out.setdefault(rec["step"], []).append(rec)
+        out.setdefault(rec.step, []).append(rec)
     return out
 
 
-def repetition(run: Run, by_step: Optional[Dict[int, List[Dict[str, Any]]]] = None) -> Finding:
+def repetition(run: Run, by_step: Optional[Dict[int, List[Completion]]] = None) -> Finding:
     from .rewards import build
 
     by_step = _per_step_completions(run) if by_step is None else by_step
@@ -205,7 +206,7 @@ def repetition(run: Run, by_step: Optional[Dict[int, List[Dict[str, Any]]]] = No
     reward = build("ngram_repetition:n=3,max_penalty=-1")  # the catalogue's own measure: 1 - distinct/total
     series = []
     for step in sorted(by_step):
-        texts = [str(r["completion"] or "") for r in by_step[step]]
+        texts = [r.text for r in by_step[step]]
         scores = [s for s in reward(texts) if s is not None]
         series.append((step, -statistics.fmean(scores) if scores else 0.0))
     first, last = trend(series)
@@ -213,9 +214,7 @@ def repetition(run: Run, by_step: Optional[Dict[int, List[Dict[str, Any]]]] = No
                   f"repeated 3-gram share {first:.3f} -> {last:.3f} (first -> last quarter)")
 
 
-def identical_groups(run: Run, by_step: Optional[Dict[int, List[Dict[str, Any]]]] = None) -> Finding:
-    from .results import group_indices
-
+def identical_groups(run: Run, by_step: Optional[Dict[int, List[Completion]]] = None) -> Finding:
     by_step = _per_step_completions(run) if by_step is None else by_step
     if len(by_step) < MIN_STEPS:
         return Finding("identical_groups", "skipped", message="needs completions.jsonl (--log_completions true) "
@@ -223,8 +222,8 @@ def identical_groups(run: Run, by_step: Optional[Dict[int, List[Dict[str, Any]]]
     series = []
     for step in sorted(by_step):
         recs = by_step[step]
-        groups = [g for g in group_indices(str(r["prompt"]) for r in recs) if len(g) > 1]
-        same = sum(len({recs[i]["completion"] for i in g}) == 1 for g in groups)
+        groups = [g for g in group_indices(r.prompt for r in recs) if len(g) > 1]
+        same = sum(len({recs[i].text for i in g}) == 1 for g in groups)
         series.append((step, same / len(groups) if groups else 0.0))
     _, last = trend(series)
     return _grade("identical_groups", last, 0.2, 0.5,

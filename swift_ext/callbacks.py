@@ -488,7 +488,7 @@ class Audit(ExtCallback):
     def setup(self) -> None:
         from .runs import Run
 
-        self.run = Run(path=Path(getattr(self.args, "output_dir", None) or "."),
+        self.run = Run(path=Path(getattr(self.args, "output_dir", None) or "."), name="live",
                        args={"reward_weights": getattr(self.args, "reward_weights", None)})
         self.warned: set = set()
         self.last: List[Any] = []
@@ -497,11 +497,12 @@ class Audit(ExtCallback):
         super().on_log(args, state, control, logs, **kwargs)
         if not logs or not ("loss" in logs or "reward" in logs) or any(k.startswith("eval_") for k in logs):
             return
-        self.run.train.append({**logs, "step": int(state.global_step)})
+        self.run.rows.append({**logs, "step": int(state.global_step)})
         if int(state.global_step) % self.every_steps:
             return
         from .audit import METRIC_DETECTORS, SEVERITY
 
+        self.run.refresh()
         self.last = [d(self.run) for d in METRIC_DETECTORS]
         metrics: Dict[str, float] = {}
         for f in self.last:

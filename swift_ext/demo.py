@@ -1,16 +1,19 @@
 """``swift-ext demo``: a short, real GRPO run with swift-ext rewards, as a list of steps.
 
-With no arguments it needs no network and no GPU: it builds a tiny random-weight Qwen2-VL model in the
-work folder, converts the bundled SFT sample rows (shapes with images) to GRPO rows with ``swift-ext
-convert`` (the ``<answer>`` goes to ``solution``), runs
-``swift rlhf --rlhf_type grpo --use_vllm false`` as a subprocess with swift-ext rewards loaded through the
-plugin file (one of them parametrised on the command line), and reads each reward's mean per step from the
-run's own ``logging.jsonl``. ``model``/``dataset`` point it at real ones (on a GPU node).
+With no arguments it needs no network and no GPU, and shows a reward being learned: it builds a tiny
+random-weight Qwen3 text model in the work folder, converts the bundled SFT rows of a toy task ("chant ka
+three times", answer in ``<answer>``) to GRPO rows with ``swift-ext convert``, runs 40 steps of
+``swift rlhf --rlhf_type grpo --use_vllm false`` (full tuning, 8 generations of 12 tokens) as a subprocess
+with swift-ext rewards loaded through the plugin file (``teacher_similarity:metric=chrf`` scores the
+similarity to the gold chant and rises; ``think_format`` scores the format the prompt asks for), reads each
+reward's mean per step from the run's own ``logging.jsonl`` and writes the run's HTML report
+(:mod:`swift_ext.report`). ``quick=True`` is the 2-step smoke run on a tiny Qwen2-VL model with images.
+``model``/``dataset`` point it at real ones (on a GPU node).
 
     >>> from swift_ext.demo import DemoConfig, run_demo
-    >>> result = run_demo(DemoConfig(workdir="/tmp/demo"))   # a real swift run, ~30 s  # doctest: +SKIP
-    >>> result.steps[0]["rewards"]                                                     # doctest: +SKIP
-    {'exact_match:extract=last_number': 0.0, 'think_format': 0.0, 'random:seed=7': 0.29951316}
+    >>> result = run_demo(DemoConfig(workdir="/tmp/demo"))   # a real swift run, about a minute  # doctest: +SKIP
+    >>> result.learned["first"], result.learned["last"]                                 # doctest: +SKIP
+    (0.07, 0.33)
 
 The run is a list of :class:`Step` objects sharing a :class:`DemoContext`; later features add steps
 (convert a dataset first, CHORD, evaluation afterwards) by passing ``steps=[...]`` or inserting into
@@ -34,8 +37,16 @@ from typing import Any, Dict, List, Optional, Sequence
 from .errors import ConfigError, SwiftExtError
 
 DATA_DIR = Path(__file__).resolve().parent / "data" / "demo"
-DEFAULT_REWARDS = ("exact_match:extract=last_number", "think_format", "random:seed=7")
-DEFAULT_KIND = "qwen2_vl"
+#: the learning run (default): the first reward is the one that rises
+DEFAULT_REWARDS = ("teacher_similarity:metric=chrf", "think_format")
+DEFAULT_KIND = "text"
+#: the 2-step smoke run (``quick=True``)
+QUICK_REWARDS = ("exact_match:extract=last_number", "think_format", "random:seed=7")
+QUICK_KIND = "qwen2_vl"
+#: settings that differ between the learning run and the smoke run: (learning, quick)
+MODE_DEFAULTS = {"tiny_kind": (DEFAULT_KIND, QUICK_KIND), "rewards": (DEFAULT_REWARDS, QUICK_REWARDS),
+                 "max_steps": (40, 2), "num_generations": (8, 2), "batch_size": (8, 4),
+                 "max_completion_length": (12, 16), "tuner_type": ("full", "lora"), "learning_rate": (3e-2, 1e-4)}
 WORKDIR_ENV = "SWIFT_EXT_DEMO_DIR"
 
 
@@ -55,24 +66,33 @@ def default_workdir() -> Path:
 
 @dataclass
 class DemoConfig:
-    """What the demo runs. Every field has a CPU-friendly default."""
+    """What the demo runs. Every field has a CPU-friendly default; ``None`` fields take the learning run's
+    value, or the smoke run's with ``quick=True`` (:data:`MODE_DEFAULTS`)."""
 
     workdir: Optional[os.PathLike] = None
     model: Optional[str] = None  # None: build the tiny model of ``tiny_kind``
     model_type: Optional[str] = None
     template: Optional[str] = None
     dataset: Optional[str] = None  # None: the bundled sample rows
-    tiny_kind: str = DEFAULT_KIND
-    rewards: Sequence[str] = DEFAULT_REWARDS
-    max_steps: int = 2
-    num_generations: int = 2
-    batch_size: int = 4
-    max_completion_length: int = 16
+    quick: bool = False
+    tiny_kind: Optional[str] = None
+    rewards: Optional[Sequence[str]] = None
+    max_steps: Optional[int] = None
+    num_generations: Optional[int] = None
+    batch_size: Optional[int] = None
+    max_completion_length: Optional[int] = None
     use_vllm: bool = False
-    tuner_type: str = "lora"
+    tuner_type: Optional[str] = None
+    learning_rate: Optional[float] = None
+    report: bool = True  # write the run's HTML report (swift_ext.report)
     swift_args: Sequence[str] = ()  # appended last, so they override the demo's own flags
     swift: Optional[str] = None  # the swift executable (default: next to this Python, else PATH)
     timeout: Optional[float] = None
+
+    def __post_init__(self):
+        for name, (learning, quick) in MODE_DEFAULTS.items():
+            if getattr(self, name) is None:
+                setattr(self, name, quick if self.quick else learning)
 
     def resolved_workdir(self) -> Path:
         return Path(self.workdir).expanduser().resolve() if self.workdir else default_workdir()
@@ -94,6 +114,8 @@ class DemoContext:
     log_path: Optional[Path] = None
     returncode: Optional[int] = None
     steps: List[Dict[str, Any]] = field(default_factory=list)
+    samples: List[Dict[str, Any]] = field(default_factory=list)
+    report: Optional[Path] = None
     notes: List[str] = field(default_factory=list)
     timings: Dict[str, float] = field(default_factory=dict)
 
@@ -176,12 +198,14 @@ class PrepareDataset(Step):
 
     name, title = "data", "Converting the sample SFT rows to GRPO"
 
+    # the learning run's rows ask for what its rewards score: the chant in <answer> after <think>
+
     def run(self, ctx: DemoContext) -> None:
         if ctx.config.dataset is not None:  # swift runs in the run folder: make local paths absolute
             local = Path(ctx.config.dataset).expanduser()
             ctx.dataset = str(local.resolve()) if local.exists() else ctx.config.dataset
             return
-        path, report = convert_sample_dataset(ctx.workdir / "data", vl=ctx.is_vl)
+        path, report = convert_sample_dataset(ctx.workdir / "data", vl=ctx.is_vl, task=sample_task(ctx.config))
         ctx.dataset = str(path)
         ctx.note(f"swift-ext convert --to grpo --extract answer_tag: {report.rows_in} SFT rows in = "
                  f"{report.rows_converted} GRPO rows + {report.rows_rejected} rejected (answer -> solution)")
@@ -225,7 +249,39 @@ class CollectMetrics(Step):
                             log_tail=tail(ctx.log_path), log_path=str(ctx.log_path))
 
 
-DEFAULT_STEPS: List[Step] = [PrepareEnvironment(), PrepareModel(), PrepareDataset(), RunGRPO(), CollectMetrics()]
+class CollectSamples(Step):
+    """A few logged completions with their scores (``completions.jsonl``): the first step's first one and the
+    last step's best one by the first reward."""
+
+    name, title = "samples", "Reading sample completions"
+
+    def run(self, ctx: DemoContext) -> None:
+        ctx.samples = sample_completions(ctx.run_dir, ctx.config.rewards)
+
+
+class WriteReport(Step):
+    """The run's HTML report next to its files (``swift-ext report``)."""
+
+    name, title = "report", "Writing the HTML report"
+
+    def skip_reason(self, ctx: DemoContext) -> Optional[str]:
+        return None if ctx.config.report else "report=False"
+
+    def run(self, ctx: DemoContext) -> None:
+        from .report import write_report
+
+        folders = sorted({p.parent for p in ctx.run_dir.rglob("logging.jsonl")})
+        folder = folders[-1] if folders else ctx.run_dir
+        try:
+            info = write_report([folder], folder / "report.html", title=f"swift-ext demo: {folder.name}")
+        except ConfigError as exc:  # plotly not installed: the run itself is fine
+            ctx.note(f"no HTML report: {exc}")
+            return
+        ctx.report = Path(info.path)
+
+
+DEFAULT_STEPS: List[Step] = [PrepareEnvironment(), PrepareModel(), PrepareDataset(), RunGRPO(), CollectMetrics(),
+                             CollectSamples(), WriteReport()]
 
 
 # -- running ----------------------------------------------------------------------------------------
@@ -240,6 +296,10 @@ class DemoResult:
     steps: List[Dict[str, Any]]
     notes: List[str]
     timings: Dict[str, float]
+    report: Optional[str] = None
+    samples: List[Dict[str, Any]] = field(default_factory=list)
+    learned: Optional[Dict[str, Any]] = None  # the first reward's first- and last-quarter means
+    zeros: List[str] = field(default_factory=list)  # why metrics are 0 on a tiny random model
 
     def to_json(self) -> Dict[str, Any]:
         return dict(self.__dict__)
@@ -270,7 +330,10 @@ def run_demo(config: Optional[DemoConfig] = None, steps: Optional[Sequence[Step]
     return DemoResult(workdir=str(workdir), model=ctx.model_desc, dataset=str(ctx.dataset),
                       run_dir=str(ctx.run_dir) if ctx.run_dir else None,
                       log=str(ctx.log_path) if ctx.log_path else None, rewards=list(config.rewards),
-                      steps=ctx.steps, notes=ctx.notes, timings=ctx.timings)
+                      steps=ctx.steps, notes=ctx.notes, timings=ctx.timings,
+                      report=str(ctx.report) if ctx.report else None, samples=ctx.samples,
+                      learned=learning_summary(ctx.steps, config.rewards[0]) if ctx.steps else None,
+                      zeros=zero_explanations(ctx.steps, config))
 
 
 def validate(config: DemoConfig) -> None:
@@ -281,6 +344,8 @@ def validate(config: DemoConfig) -> None:
     for spec in config.rewards:
         parse_spec(spec)  # raises ParamError on a malformed name
     for name in ("max_steps", "num_generations", "batch_size", "max_completion_length"):
+        if not isinstance(getattr(config, name), int):
+            raise ConfigError(f"{name} must be a whole number, got {getattr(config, name)!r}")
         if int(getattr(config, name)) < 1:
             raise ConfigError(f"{name} must be at least 1, got {getattr(config, name)}")
     if config.batch_size % config.num_generations:
@@ -295,14 +360,21 @@ def _looks_like_file(text: str) -> bool:
     return text.startswith((".", "/", "~")) or Path(text).suffix.lower() in {".jsonl", ".json", ".csv", ".parquet"}
 
 
-def write_sample_dataset(out_dir: Path, vl: bool = True) -> Path:
+def sample_task(config: DemoConfig) -> str:
+    """Which bundled rows a run uses: ``chant`` for the learning run, ``shapes``/``sums`` for the smoke run."""
+    return "chant" if not config.quick else "shapes_or_sums"
+
+
+def write_sample_dataset(out_dir: Path, vl: bool = True, task: str = "shapes_or_sums") -> Path:
     """The bundled sample rows as a GRPO file (see :func:`convert_sample_dataset`)."""
-    return convert_sample_dataset(out_dir, vl)[0]
+    return convert_sample_dataset(out_dir, vl, task)[0]
 
 
-def convert_sample_dataset(out_dir: Path, vl: bool = True):
+def convert_sample_dataset(out_dir: Path, vl: bool = True, task: str = "shapes_or_sums"):
     """Copy the bundled SFT sample rows (images next to them, paths made absolute) and turn them into GRPO
     rows with ``swift-ext convert``: prompt-only messages, the ``<answer>`` of the SFT reply in ``solution``.
+    ``task="chant"``: the learning run's rows ("chant ka three times"; text only); otherwise shape
+    questions with images (``vl``) or sums.
 
     Returns ``(grpo_path, convert_report)``.
     """
@@ -310,7 +382,7 @@ def convert_sample_dataset(out_dir: Path, vl: bool = True):
     from .tiny import write_jsonl
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    source = DATA_DIR / ("sft_vl.jsonl" if vl else "sft_text.jsonl")
+    source = DATA_DIR / ("sft_chant.jsonl" if task == "chant" else "sft_vl.jsonl" if vl else "sft_text.jsonl")
     rows = []
     with open(source, encoding="utf-8") as fh:
         for line in fh:
@@ -352,9 +424,9 @@ def grpo_argv(ctx: DemoContext) -> List[str]:
             "--use_vllm", "true" if cfg.use_vllm else "false",
             "--num_generations", str(cfg.num_generations), "--per_device_train_batch_size", str(cfg.batch_size),
             "--max_completion_length", str(cfg.max_completion_length), "--max_steps", str(cfg.max_steps),
-            "--temperature", "1.0", "--tuner_type", cfg.tuner_type, "--learning_rate", "1e-4",
-            "--logging_steps", "1", "--save_steps", str(cfg.max_steps), "--save_total_limit", "1",
-            "--output_dir", str(ctx.run_dir)]
+            "--temperature", "1.0", "--tuner_type", cfg.tuner_type, "--learning_rate", str(cfg.learning_rate),
+            "--logging_steps", "1", "--log_completions", "true", "--save_steps", str(cfg.max_steps),
+            "--save_total_limit", "1", "--output_dir", str(ctx.run_dir)]
     if cfg.use_vllm:  # ms-swift 4.6 requires a mode with --use_vllm true; colocate needs no rollout server
         argv += ["--vllm_mode", "colocate"]
     if cfg.tuner_type == "lora":
@@ -435,8 +507,13 @@ def tail(path: Optional[Path], lines: int = 40) -> str:
     return "\n".join(re.split(r"\r?\n", text.replace("\r", "\n"))[-lines:])
 
 
+#: GRPO health metrics the demo reports per step (when logged)
+HEALTH_KEYS = ("kl", "completions/clipped_ratio", "clip_ratio/region_mean", "frac_reward_zero_std")
+
+
 def step_metrics(run_dir: Optional[Path], rewards: Sequence[str]) -> List[Dict[str, Any]]:
-    """``[{"step": 1, "rewards": {name: mean}, "reward": total, "loss": l}, ...]`` from ``logging.jsonl``."""
+    """``[{"step": 1, "rewards": {name: mean}, "reward": total, "loss": l, "health": {key: value}}, ...]``
+    from ``logging.jsonl`` (``health``: the :data:`HEALTH_KEYS` the row has)."""
     if run_dir is None:
         return []
     from .runs import logging_rows, number, step_of
@@ -448,5 +525,97 @@ def step_metrics(run_dir: Optional[Path], rewards: Sequence[str]) -> List[Dict[s
         out.append({"step": step_of(row) or len(out) + 1,
                     "rewards": {name: number(row.get(f"rewards/{name}/mean")) for name in rewards
                                 if f"rewards/{name}/mean" in row},
-                    "reward": number(row.get("reward")), "loss": number(row.get("loss"))})
+                    "reward": number(row.get("reward")), "loss": number(row.get("loss")),
+                    "health": {k: number(row[k]) for k in HEALTH_KEYS if k in row}})
+    return out
+
+
+# -- what the terminal shows ----------------------------------------------------------------------------
+def quarter_means(values: Sequence[Optional[float]]) -> Optional[tuple]:
+    """(mean of the first quarter, mean of the last quarter) of the finite values (the quarters
+    ``swift-ext audit`` compares); None with under 4."""
+    from .audit import quarters
+
+    xs = [v for v in values if v is not None]
+    if len(xs) < 4:
+        return None
+    first, last = quarters(xs)
+    return sum(first) / len(first), sum(last) / len(last)
+
+
+def learning_summary(steps: Sequence[Dict[str, Any]], reward: str) -> Optional[Dict[str, Any]]:
+    """The first reward's first- and last-quarter means over the logged steps."""
+    means = quarter_means([s["rewards"].get(reward) for s in steps])
+    if means is None:
+        return None
+    return {"reward": reward, "first": round(means[0], 4), "last": round(means[1], 4),
+            "steps": len(steps)}
+
+
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[Optional[float]], width: int = 40) -> str:
+    """A one-line curve of ``values`` (resampled to at most ``width`` points, scaled min..max).
+
+    >>> sparkline([0, 1, 2, 3, 4, 5, 6, 7])
+    '▁▂▃▄▅▆▇█'
+    >>> sparkline([2, 2, None])
+    '▁▁ '
+    """
+    if len(values) > width:
+        values = [values[round(i * (len(values) - 1) / (width - 1))] for i in range(width)]
+    xs = [v for v in values if v is not None]
+    if not xs:
+        return " " * len(values)
+    lo, hi = min(xs), max(xs)
+    span = (hi - lo) or 1.0
+    return "".join(" " if v is None else SPARK[min(len(SPARK) - 1, int((v - lo) / span * len(SPARK)))]
+                   for v in values)
+
+
+def sample_completions(run_dir: Optional[Path], rewards: Sequence[str]) -> List[Dict[str, Any]]:
+    """The first logged completion of the first step, and the best one (by the first reward) of the last
+    step, with every reward's score; empty when the run logged no completions."""
+    if run_dir is None:
+        return []
+    from .runs import iter_completions
+
+    files = sorted(Path(run_dir).rglob("completions.jsonl"))
+    if not files:
+        return []
+    items = list(iter_completions(files[-1]))
+    if not items:
+        return []
+    first_step, last_step = items[0].step, items[-1].step
+    first = items[0]
+    last = max((c for c in items if c.step == last_step),
+               key=lambda c: -math.inf if c.scores.get(rewards[0]) is None else c.scores[rewards[0]])
+    picks = [first] if first_step == last_step else [first, last]
+    return [{"step": c.step, "completion": c.text, "gold": c.gold,
+             "scores": {r: c.scores.get(r) for r in rewards}} for c in picks]
+
+
+#: metric -> why it is 0 on a tiny random model (shown when every logged step has it at 0)
+ZERO_REASONS = {
+    "clip_ratio/region_mean": "clip_ratio (one policy update per batch: the new/old probability ratio is exactly 1)",
+    "think_format": "think_format (a random model does not write the <answer>...</answer> the prompt asks for)",
+    "exact_match:extract=last_number": "exact_match (a random model does not write the right number)",
+}
+
+
+def zero_explanations(steps: Sequence[Dict[str, Any]], config: DemoConfig) -> List[str]:
+    """Short reasons for the metrics that stayed exactly 0 in every logged step and are 0 by construction or
+    by a random model's nature; read from the steps' ``rewards`` and ``health`` values."""
+    if not steps:
+        return []
+    out = []
+    for key, reason in ZERO_REASONS.items():
+        values = [s.get("health", {}).get(key, s["rewards"].get(key)) for s in steps]
+        if values and all(v == 0.0 for v in values):
+            out.append(reason)
+    if steps[0].get("health", {}).get("kl") == 0.0:
+        out.append("kl at step 1 (the policy still equals the reference model)")
+    if steps[0].get("loss") is not None and abs(steps[0]["loss"]) < 1e-5:
+        out.append("loss at step 1 (GRPO advantages average to 0 within each prompt group and the ratio is 1)")
     return out

@@ -34,6 +34,14 @@ def test_bundled_sample_rows_are_copied_with_absolute_image_paths(tmp_path):
     text = [json.loads(line) for line in demo.write_sample_dataset(tmp_path / "t", vl=False).read_text().splitlines()]
     # row i asks (1+2i) + (2+2i) = 3 + 4i
     assert [r["solution"] for r in text] == [str(3 + 4 * i) for i in range(8)]
+    # the learning run's rows ask for the chant in <answer> after <think>, and the gold is the chant
+    chant = [json.loads(line) for line in
+             demo.write_sample_dataset(tmp_path / "c", vl=False, task="chant").read_text().splitlines()]
+    assert len(chant) == 8 and {r["solution"] for r in chant} == {"ka ka", "ka ka ka", "ka ka ka ka"}
+    for row in chant:
+        (turn,) = row["messages"]
+        assert "<think></think>" in turn["content"] and "<answer></answer>" in turn["content"]
+        assert row["solution"] in turn["content"] or "ka" in turn["content"]
 
 
 @pytest.mark.parametrize("change, error, match", [
@@ -88,9 +96,29 @@ def test_step_metrics_reads_each_reward_per_step(tmp_path):
             {"train_runtime": 1.0, "train_loss": 0.2}]
     (run / "logging.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     assert demo.step_metrics(tmp_path, ["a", "b:k=1"]) == [
-        {"step": 1, "rewards": {"a": 1.0, "b:k=1": 0.25}, "reward": 1.25, "loss": 0.5},
-        {"step": 2, "rewards": {"a": 0.5}, "reward": 0.5, "loss": None},  # NaN loss -> None; b not logged
+        {"step": 1, "rewards": {"a": 1.0, "b:k=1": 0.25}, "reward": 1.25, "loss": 0.5, "health": {}},
+        {"step": 2, "rewards": {"a": 0.5}, "reward": 0.5, "loss": None, "health": {}},  # NaN loss -> None
     ]
+
+
+def test_the_two_modes_and_their_defaults():
+    learn, quick = demo.DemoConfig(), demo.DemoConfig(quick=True)
+    assert (learn.tiny_kind, learn.max_steps, learn.num_generations, learn.max_completion_length,
+            learn.tuner_type) == ("text", 40, 8, 12, "full")
+    assert learn.rewards[0] == "teacher_similarity:metric=chrf"  # the reward that is learned comes first
+    assert (quick.tiny_kind, quick.max_steps, quick.rewards, quick.tuner_type) == \
+        ("qwen2_vl", 2, demo.QUICK_REWARDS, "lora")
+    assert demo.DemoConfig(quick=True, max_steps=5).max_steps == 5  # an explicit value wins in both modes
+
+
+def test_what_the_terminal_shows_is_computed_from_the_steps():
+    assert demo.quarter_means([1, 1, None, 2, 3, 3, 5, 9, 7]) == (1.0, 8.0)  # 8 values: quarters of 2
+    assert demo.quarter_means([1, 2, 3]) is None
+    steps = [{"step": s, "rewards": {"t": 0.1 * s, "think_format": 0.0}, "loss": 0.0 if s == 1 else 0.2,
+              "health": {"kl": 0.0 if s == 1 else 0.1, "clip_ratio/region_mean": 0.0}} for s in range(1, 9)]
+    assert demo.learning_summary(steps, "t") == {"reward": "t", "first": 0.15, "last": 0.75, "steps": 8}
+    zeros = demo.zero_explanations(steps, demo.DemoConfig())
+    assert [z.split(" (")[0] for z in zeros] == ["clip_ratio", "think_format", "kl at step 1", "loss at step 1"]
 
 
 def test_log_helpers(tmp_path):
@@ -124,8 +152,8 @@ def test_a_failing_swift_run_exits_non_zero_with_the_log_tail(tmp_path):
 
 @pytest.mark.e2e
 @pytest.mark.vl
-def test_demo_end_to_end_on_tiny_qwen2_vl(tmp_path):
-    proc = _cli(["--json"], tmp_path)
+def test_quick_demo_end_to_end_on_tiny_qwen2_vl(tmp_path):
+    proc = _cli(["--quick", "--json"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-4000:]
     result = json.loads(proc.stdout)
     rewards = ["exact_match:extract=last_number", "think_format", "random:seed=7"]
@@ -186,5 +214,37 @@ def test_grpo_argv_sets_a_vllm_mode_only_with_vllm(tmp_path):
     assert gpu[gpu.index("--use_vllm") + 1] == "true"
     assert gpu[gpu.index("--vllm_mode") + 1] == "colocate"
     assert gpu[-2:] == ["--vllm_mode", "server"]  # the user's own flags come last and win
-    assert cpu[:3] == ["swift", "rlhf", "--rlhf_type"] and cpu[cpu.index("--reward_funcs") + 1:][:3] == \
-        list(demo.DEFAULT_REWARDS)
+    start = cpu.index("--reward_funcs") + 1
+    assert cpu[:3] == ["swift", "rlhf", "--rlhf_type"] and \
+        cpu[start:start + len(demo.DEFAULT_REWARDS)] == list(demo.DEFAULT_REWARDS)
+    assert cpu[cpu.index("--log_completions") + 1] == "true"  # the report's completion browser needs them
+
+
+@pytest.mark.e2e
+def test_the_default_demo_learns_and_writes_its_report(tmp_path):
+    """The README's first command: a reward rises over the run, read from the run's own logging.jsonl."""
+    proc = _cli(["--json"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    result = json.loads(proc.stdout)
+    (logging_file,) = Path(result["run_dir"]).rglob("logging.jsonl")
+    rows = [r for r in map(json.loads, logging_file.read_text().splitlines())
+            if "global_step/max_steps" in r and "train_runtime" not in r]
+    assert len(rows) == 40
+    learned = [r["rewards/teacher_similarity:metric=chrf/mean"] for r in rows]
+    first, last = sum(learned[:10]) / 10, sum(learned[-10:]) / 10
+    assert last > first + 0.05, (first, last, learned)
+    assert (result["learned"]["first"], result["learned"]["last"]) == (round(first, 4), round(last, 4))
+    # the terminal told the story: curve, samples with scores, clipping, zeros, the report
+    for text in ("rose:", "step 1 sample", "teacher_similarity:metric=chrf=", "clipped ratio:",
+                 "0 by construction", "report:"):
+        assert text in proc.stderr, text
+    report = Path(result["report"])
+    assert report.is_file() and report.parent == logging_file.parent
+    import report_browser
+
+    if report_browser.chromium():
+        dom, _ = report_browser.load(report.as_uri())
+        page = report_browser.read(dom)
+        assert page.ready and page.selfcheck["errors"] == []
+        assert 40 in page.points["reward-teacher-similarity-metric-chrf"]
+        assert len(page.rows) == 8  # the last step's 8 completions

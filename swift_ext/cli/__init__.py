@@ -14,7 +14,7 @@ import click
 from ..errors import SwiftExtError
 
 # each module defines register(cli) and adds its commands
-COMMAND_MODULES = ("rewards", "misc", "demo", "data", "chord", "evaluate", "launch", "audit", "filter")
+COMMAND_MODULES = ("rewards", "misc", "demo", "data", "chord", "evaluate", "launch", "audit", "filter", "report")
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 

@@ -27,16 +27,16 @@ def audit_cmd(run_dir, fail_on, as_json):
 
     from .. import audit, runs
 
-    run = runs.load_run(run_dir)
+    run = runs.latest_run(run_dir)
     findings = audit.audit(run)
     level = audit.worst(findings)
     if as_json:
-        echo_json({"run": str(run.path), "steps": len(run.train), "status": level,
+        echo_json({"run": str(run.path), "steps": len(run.steps), "status": level,
                    "findings": [f.as_dict() for f in findings]})
     else:
         colour = {"ok": "green", "warn": "yellow", "error": "red", "skipped": "dim"}
         table = Table("detector", "status", "value", "warn / error", "what it means",
-                      title=f"swift-ext audit: {run.path} ({len(run.train)} steps)")
+                      title=f"swift-ext audit: {run.path} ({len(run.steps)} steps)")
         for f in findings:
             limits = "-" if f.warn is None else f"{f.warn:g} / {f.error:g}"
             table.add_row(f.detector, f"[{colour[f.status]}]{f.status}[/]",

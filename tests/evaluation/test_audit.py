@@ -13,11 +13,13 @@ from pathlib import Path
 import pytest
 
 from swift_ext import audit, bridge, tiny
-from swift_ext.runs import Run, load_run
+from swift_ext.runs import Run, latest_run as load_run
 
 
 def _run(rows, **args):
-    return Run(path=Path("."), train=[{"step": i + 1, **r} for i, r in enumerate(rows)], args=args)
+    run = Run(path=Path("."), name="t", rows=[{"step": i + 1, **r} for i, r in enumerate(rows)], args=args)
+    run.refresh()
+    return run
 
 
 def _by_name(findings):

@@ -1,0 +1,123 @@
+"""``swift-ext report --serve``: the report of a run that is still training, from a small HTTP server on
+127.0.0.1. The page polls the server every 5 s; the server re-reads the run's files when their size or
+modification time changed (new run folders under the given paths included).
+
+Endpoints: ``/`` (the page, no completions inlined), ``/api/model`` (runs, charts, series),
+``/api/completions?run=I&step=S`` (one step's completion groups and their thumbnails).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+from urllib.parse import parse_qs, urlparse
+
+from .page import PageData, collect, render
+from ..runs import COMPLETIONS_FILE, LOGGING_FILE, find_run_dirs, load_runs
+
+
+class LiveReport:
+    """The runs under ``paths``, re-read when their files change."""
+
+    def __init__(self, paths: Sequence["str | Path"], title: Optional[str] = None):
+        self.paths, self.title = list(paths), title
+        self._lock = threading.Lock()
+        self._signature: Optional[Tuple] = None
+        self._data: Optional[PageData] = None
+
+    def signature(self) -> Tuple:
+        files = []
+        for path in self.paths:
+            for folder in find_run_dirs(path):
+                for name in (LOGGING_FILE, COMPLETIONS_FILE):
+                    f = folder / name
+                    if f.is_file():
+                        st = f.stat()
+                        files.append((str(f), st.st_size, st.st_mtime_ns))
+        return tuple(files)
+
+    def data(self) -> PageData:
+        with self._lock:
+            signature = self.signature()
+            if self._data is None or signature != self._signature:
+                self._data = collect(load_runs(self.paths), self.title, live=True)
+                self._signature = signature
+            return self._data
+
+    def page(self) -> str:
+        data = self.data()
+        return render(PageData(model=data.model, chunks=[], images={}, completions=data.completions))
+
+    def chunk(self, run: int, step: int) -> Dict[str, Any]:
+        data = self.data()
+        for ri, s, chunk in data.chunks:
+            if ri == run and s == step:
+                ids = {i for g in chunk["groups"] for c in g["images"] for i in c if i}
+                return {**chunk, "images": {i: data.images[i] for i in ids if i in data.images}}
+        return {"groups": [], "images": {}}
+
+
+def make_handler(live: LiveReport) -> Callable[..., BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def _send(self, code: int, body: bytes, kind: str) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            url = urlparse(self.path)
+            try:
+                if url.path in ("/", "/index.html"):
+                    self._send(200, live.page().encode("utf-8"), "text/html; charset=utf-8")
+                elif url.path == "/api/model":
+                    self._send(200, json.dumps(live.data().model).encode("utf-8"), "application/json")
+                elif url.path == "/api/completions":
+                    query = parse_qs(url.query)
+                    chunk = live.chunk(int(query["run"][0]), int(query["step"][0]))
+                    self._send(200, json.dumps(chunk).encode("utf-8"), "application/json")
+                else:
+                    self._send(404, b"not found", "text/plain")
+            except (KeyError, ValueError) as exc:
+                self._send(400, f"bad request: {exc}".encode(), "text/plain")
+            except Exception as exc:  # a run file mid-write or unreadable: say so, keep serving
+                self._send(500, f"{type(exc).__name__}: {exc}".encode(), "text/plain")
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet: the terminal shows the URL only
+            return
+
+    return Handler
+
+
+def make_server(paths: Sequence["str | Path"], port: int = 0, host: str = "127.0.0.1",
+                title: Optional[str] = None) -> ThreadingHTTPServer:
+    """A server for the live report (not started); ``port=0`` picks a free port (``server.server_port``)."""
+    live = LiveReport(paths, title)
+    live.data()  # fail now, with the reason, on a path that holds no run
+    server = ThreadingHTTPServer((host, port), make_handler(live))
+    server.daemon_threads = True
+    return server
+
+
+def serve(paths: Sequence["str | Path"], port: int = 8765, host: str = "127.0.0.1", title: Optional[str] = None,
+          ready: Optional[Callable[[str], None]] = None) -> None:
+    """Serve the live report until interrupted; ``ready(url)`` is called once the server listens."""
+    server = make_server(paths, port, host, title)
+    url = f"http://{host}:{server.server_port}/"
+    (ready or (lambda u: print(u, file=sys.stderr)))(url)
+    try:
+        server.serve_forever(poll_interval=0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+__all__ = ["LiveReport", "make_server", "serve"]
+
