@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
+import time
 from collections import OrderedDict
-from typing import Any, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import ParamError
 from ..params import Param
@@ -135,6 +137,83 @@ def parse_json(text: Any, repair: bool = False, trailing: bool = True) -> Tuple[
 _KINDS = {"object": dict, "array": list, "any": object}
 
 
+# -- schema patterns with a time bound ------------------------------------------------------------
+class PatternTimeout(Exception):
+    """A schema ``pattern`` did not finish matching before the call's deadline."""
+
+
+_deadline = threading.local()
+
+
+def bounded_search(pattern: str, text: str) -> bool:
+    """``re.search`` semantics with the ``regex`` engine and the current call's deadline: a backtracking
+    pattern (``^(a|aa)+$``) stops at the deadline with :class:`PatternTimeout` instead of running for hours.
+
+    >>> bool(bounded_search("^a+$", "aaa")), bool(bounded_search("b", "aaa"))
+    (True, False)
+    """
+    import regex
+
+    end = getattr(_deadline, "end", None)
+    left = None if end is None else end - time.monotonic()
+    if left is not None and left <= 0:
+        raise PatternTimeout(pattern)
+    try:
+        return regex.search(pattern, text, timeout=left) is not None
+    except TimeoutError:
+        raise PatternTimeout(pattern) from None
+    except regex.error:                         # a pattern only ``re`` accepts: no bound available, refuse it
+        raise PatternTimeout(pattern) from None
+
+
+def _kw_pattern(validator, patrn, instance, schema):
+    from jsonschema.exceptions import ValidationError
+
+    if validator.is_type(instance, "string") and not bounded_search(patrn, instance):
+        yield ValidationError(f"{instance!r} does not match {patrn!r}")
+
+
+def _kw_pattern_properties(validator, patterns, instance, schema):
+    if not validator.is_type(instance, "object"):
+        return
+    for pattern, subschema in patterns.items():
+        for k, v in instance.items():
+            if bounded_search(pattern, k):
+                yield from validator.descend(v, subschema, path=k, schema_path=pattern)
+
+
+def _kw_additional_properties(validator, aP, instance, schema):
+    from jsonschema.exceptions import ValidationError
+
+    if not validator.is_type(instance, "object"):
+        return
+    properties = schema.get("properties", {})
+    patterns = "|".join(schema.get("patternProperties", {}))
+    extras = [k for k in instance if k not in properties and not (patterns and bounded_search(patterns, k))]
+    if validator.is_type(aP, "object"):
+        for extra in extras:
+            yield from validator.descend(instance[extra], aP, path=extra)
+    elif not aP and extras:
+        yield ValidationError(f"Additional properties are not allowed ({', '.join(map(repr, sorted(extras)))} "
+                              f"unexpected)")
+
+
+_BOUNDED: Dict[type, type] = {}
+
+
+def bounded_validator(cls: type) -> type:
+    """``cls`` (a jsonschema validator class) with ``pattern``, ``patternProperties`` and
+    ``additionalProperties`` matched by :func:`bounded_search`."""
+    got = _BOUNDED.get(cls)
+    if got is None:
+        from jsonschema.validators import extend
+
+        overrides = {"pattern": _kw_pattern, "patternProperties": _kw_pattern_properties,
+                     "additionalProperties": _kw_additional_properties}
+        got = _BOUNDED[cls] = extend(cls, {k: v for k, v in overrides.items() if k in cls.VALIDATORS})
+    return got
+
+
 class JsonValid(Reward):
     """1.0 when the completion holds JSON that parses (fenced or bare), else 0.0.
 
@@ -184,6 +263,10 @@ class JsonSchema(Reward):
     that are present and valid against their own property schema ("well typed"), so full validity is
     always worth more. JSON that does not parse scores 0. Needs ``pip install jsonschema``.
 
+    A row schema's ``pattern`` / ``patternProperties`` regexes are matched with the ``regex`` engine under the
+    call's deadline (``timeout`` seconds per GRPO group): one that backtracks for ever (``^(a|aa)+$`` on a
+    long string) stops there, and the completions left unscored abstain, with one log line.
+
     Any JSON Schema draft works (the ``jsonschema`` package picks it from ``$schema``). A bad ``schema=``
     parameter (an unreadable file, invalid JSON) stops the run at start-up with a ParamError. A
     parametrised name cannot hold commas, so give a schema with commas as a file path, or as an alias in
@@ -202,7 +285,9 @@ class JsonSchema(Reward):
 
     name = "json_schema"
     abstains = ("when there is no usable schema (no column value and no schema parameter, an invalid schema, or one "
-                "that cannot be evaluated such as an unresolvable $ref)")
+                "that cannot be evaluated such as an unresolvable $ref or a pattern still matching at the deadline)")
+    default_timeout = 2.0
+    own_deadline = True
     params = {
         "schema": Param("", "schema for every row: a path to a JSON file or inline JSON (a row's column wins)"),
         "schema_key": Param("schema", "dataset column holding a per-row schema (dict or JSON text)"),
@@ -275,13 +360,24 @@ class JsonSchema(Reward):
         try:
             cls = validator_for(schema)
             cls.check_schema(schema)
-            validator = cls(schema)
+            validator = bounded_validator(cls)(schema)
         except (exceptions.SchemaError, TypeError, ValueError, RecursionError, LookupError):
             validator = None
         self._validators[key] = validator
         if len(self._validators) > 256:
             self._validators.popitem(last=False)
         return validator
+
+    def score_batch(self, completions: Sequence[str], rows: Sequence[Dict[str, Any]]) -> List[Score]:
+        budget = self.budget(len(completions))
+        _deadline.end = time.monotonic() + budget
+        self._late = 0
+        try:
+            out = super().score_batch(completions, rows)
+        finally:
+            _deadline.end = None
+        self.report_timeouts(self._late, len(completions), budget, " (schema patterns)")
+        return out
 
     def score(self, completion: str, **row: Any) -> Score:
         schema = row.get(self.schema_key)
@@ -299,6 +395,9 @@ class JsonSchema(Reward):
             if validator.is_valid(value):
                 return 1.0
             return self.partial_max * self._required_fraction(validator, value)
+        except PatternTimeout:
+            self._late = getattr(self, "_late", 0) + 1
+            return None
         except Exception:  # the schema cannot be evaluated (an unresolvable $ref, ...): unusable gold
             return None
 
