@@ -370,10 +370,19 @@ def main(argv: Optional[List[str]] = None) -> int:
         task = bar.add_task("anchors", total=len(pairs))
         for label, spec, anchor_name, anchor, comps, kw, mask, mask_name in pairs:
             r = ours(spec)
-            mine = r(comps, **kw)
+            mine = r(comps, **kw) if spec != "math_accuracy" else None
             theirs = anchor(comps, **kw)
             reps = args.repeat if "math" not in spec and anchor_name != "ms-swift accuracy" else 1
-            t_ours = best_time(lambda: r(comps, **kw), reps)
+            if spec == "math_accuracy":
+                # it remembers verdicts (and its workers parsed golds): time a new instance on golds and answers
+                # it has not seen, with the worker pool already started on other rows (as from a run's step 2)
+                warm = make_data(64, args.seed + 1, tmp, args.group)
+                ours(spec)(warm["math_comps"], solution=warm["math_golds"])
+                t0 = time.perf_counter()
+                mine = ours(spec)(comps, **kw)
+                t_ours = time.perf_counter() - t0
+            else:
+                t_ours = best_time(lambda: r(comps, **kw), reps)
             t_anchor = best_time(lambda: anchor(comps, **kw), reps)
             rows.append((label, spec, anchor_name, n / t_ours, n / t_anchor, t_anchor / t_ours, t_ours * 1000,
                          agree(mine, theirs, mask), mask_name))

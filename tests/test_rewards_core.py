@@ -144,7 +144,8 @@ class TestMathAccuracy:
 
         r = build("math_accuracy:timeout=0.3")
         tower = "<answer>" + "2^{" * 8 + "2" + "}" * 8 + "</answer>"   # 2^2^...^2: sympy would run for ages
-        r(["<answer>1</answer>"], solution=["2"])                       # start the workers outside the timing
+        r(["<answer>x</answer>"], solution=["2"])                       # start the workers outside the timing
+        assert get_pool().wait_ready()
         kills = get_pool().kills
         t0 = time.monotonic()
         out = r([tower, "<answer>0.5</answer>"], solution=["2", "1/2"])

@@ -1,8 +1,9 @@
 """A pool of killable worker processes for reward code that can hang (math-verify, third-party rewards).
 
 One pool per process, started on first use (importing swift-ext starts nothing), kept warm between
-calls and sized to the machine: ``SWIFT_EXT_REWARD_WORKERS`` if set, else the CPUs this process may
-use divided by the ranks on the node (``LOCAL_WORLD_SIZE``), between 1 and 8.
+calls and sized to the machine: ``SWIFT_EXT_REWARD_WORKERS`` workers busy at once if set, else the CPUs
+this process may use divided by the ranks on the node (``LOCAL_WORLD_SIZE``), between 1 and 8; plus one
+warm spare, so a killed worker's place is taken at once.
 
 A worker is a plain ``python -m swift_ext.rewards.pool`` child speaking length-prefixed pickle frames on
 its stdin/stdout, not a ``multiprocessing`` child: spawn would re-import the trainer's ``__main__``
@@ -41,7 +42,8 @@ Result = Tuple[str, Any]         # ("ok", value) | ("error", text) | ("timeout",
 
 
 def default_size() -> int:
-    """Workers for this process: ``SWIFT_EXT_REWARD_WORKERS``, else usable CPUs / ranks on the node (1..8)."""
+    """Workers busy at once for this process: ``SWIFT_EXT_REWARD_WORKERS``, else usable CPUs / ranks on
+    the node (1..8). One more process is kept as a warm spare."""
     env = os.environ.get(WORKERS_ENV, "").strip()
     if env:
         try:
@@ -209,6 +211,7 @@ class Pool:
         self.lock = threading.Lock()
         self.kills = 0
         self.started = 0
+        self.ever_ready = False
 
     # -- workers ---------------------------------------------------------------------------------
     def _spawn(self) -> _Worker:
@@ -218,8 +221,9 @@ class Pool:
         return w
 
     def _fill(self) -> None:
+        """Keep ``size`` workers plus one warm spare alive: after a kill the spare takes the next job at once."""
         self.workers = [w for w in self.workers if w.proc.poll() is None or w.job is not None]
-        while len(self.workers) < self.size:
+        while len(self.workers) < self.size + 1:
             self._spawn()
 
     def _retire(self, w: _Worker) -> None:
@@ -238,15 +242,18 @@ class Pool:
         return [w.proc.pid for w in self.workers if w.proc.poll() is None]
 
     def _wait_first_ready(self) -> None:
-        """Start the pool if needed and wait (at most START_TIMEOUT) until one worker is ready."""
+        """Start the pool if needed and, the first time only, wait (at most START_TIMEOUT) until one worker
+        is ready; later calls never wait for a replacement beyond their own deadline."""
         self._fill()
-        if any(w.ready for w in self.workers):
+        if self.ever_ready or any(w.ready for w in self.workers):
+            self.ever_ready = True
             return
         end = time.monotonic() + START_TIMEOUT
         while time.monotonic() < end:
-            if self._pump(end - time.monotonic(), {}, []) or any(w.ready for w in self.workers):
-                if any(w.ready for w in self.workers):
-                    return
+            self._pump(end - time.monotonic(), {}, [])
+            if any(w.ready for w in self.workers):
+                self.ever_ready = True
+                return
             self._fill()
         raise RuntimeError(f"no reward worker started within {START_TIMEOUT:.0f} s")
 
@@ -277,6 +284,17 @@ class Pool:
                     w.job = None
         return bool(readable)
 
+    def wait_ready(self, timeout: float = START_TIMEOUT) -> bool:
+        """Start the pool if needed and wait until every worker is ready (benchmarks, tests). True if so."""
+        with self.lock:
+            self._fill()
+            end = time.monotonic() + timeout
+            while not all(w.ready for w in self.workers) and time.monotonic() < end:
+                self._pump(min(0.2, end - time.monotonic()), {}, [])
+                self._fill()
+            self.ever_ready = self.ever_ready or any(w.ready for w in self.workers)
+            return all(w.ready for w in self.workers)
+
     # -- running jobs ----------------------------------------------------------------------------
     def run(self, jobs: Sequence[Job], deadline: float, job_limit: Optional[float] = None) -> List[Result]:
         """Results of ``jobs`` (in order) within ``deadline`` seconds from now (after the pool's first
@@ -299,7 +317,7 @@ class Pool:
             if now >= end:
                 break
             for w in list(self.workers):
-                if not todo:
+                if not todo or len(running) >= self.size:
                     break
                 if w.ready and w.job is None and w.proc.poll() is None:
                     i = todo.pop()
