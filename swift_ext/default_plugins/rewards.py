@@ -11,6 +11,7 @@ def register_rewards(register):
     from ..rewards.distill import TeacherSimilarity
     from ..rewards.format import ThinkFormat
     from ..rewards.grounding import BoxF1, GIoU, IoU, IoUThreshold, PointInBox
+    from ..rewards.judge import Judge
     from ..rewards.shaping import LanguageConsistency, LengthBudget, NgramRepetition, ReasoningSteps, TagCount
     from ..rewards.structured import JsonSchema, JsonValid
 
@@ -19,5 +20,5 @@ def register_rewards(register):
                 IoU, GIoU, IoUThreshold, BoxF1, PointInBox,
                 JsonValid, JsonSchema,
                 NgramRepetition, LengthBudget, ReasoningSteps, LanguageConsistency, TagCount,
-                TeacherSimilarity):
+                TeacherSimilarity, Judge):
         register(cls)

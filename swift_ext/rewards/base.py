@@ -333,14 +333,21 @@ class AsyncReward(Reward):
     async def ascore(self, completion: str, **row: Any) -> Score:
         raise NotImplementedError
 
+    def begin_call(self, n: int) -> None:
+        """Called at the start of each call on ``n`` completions (reset per-call state here)."""
+
     def score(self, completion: str, **row: Any) -> Score:  # sync use (offline scoring)
         return asyncio.run(self.ascore(completion, **row))
 
-    async def _safe_ascore(self, own: asyncio.Semaphore, shared: asyncio.Semaphore, completion: Any,
+    async def ascore_at(self, index: int, completion: str, row: Dict[str, Any]) -> Score:
+        """:meth:`ascore` of the call's completion number ``index`` (override to keep per-row details)."""
+        return await self.ascore(completion, **row)
+
+    async def _safe_ascore(self, own: asyncio.Semaphore, shared: asyncio.Semaphore, index: int, completion: Any,
                            row: Dict[str, Any]) -> Score:
         async with own, shared:
             try:
-                value = await self.ascore(as_text(completion), **row)
+                value = await self.ascore_at(index, as_text(completion), row)
             except Exception as exc:
                 self._warn(f"raised {exc!r}")
                 return self.fallback
@@ -352,7 +359,9 @@ class AsyncReward(Reward):
             return []
         rows = split_rows(len(completions), select(kwargs, self.needed_columns()))
         own, shared = asyncio.Semaphore(self.concurrency), shared_limit()
-        tasks = [asyncio.ensure_future(self._safe_ascore(own, shared, c, r)) for c, r in zip(completions, rows)]
+        self.begin_call(len(completions))
+        tasks = [asyncio.ensure_future(self._safe_ascore(own, shared, i, c, r))
+                 for i, (c, r) in enumerate(zip(completions, rows))]
         budget = self.budget(len(tasks))
         done, pending = await asyncio.wait(tasks, timeout=budget)
         for t in pending:
