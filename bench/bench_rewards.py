@@ -458,6 +458,15 @@ def main(argv: Optional[List[str]] = None) -> int:
                     per.append(time.perf_counter() - t0)
                     bar.advance(task)
                 math_adv.append((label, sum(per), max(per), max(per[0::2]), max(per[1::2])))
+        # the same 8 as one call (a GRPO group): the deadline is per call, so about one timeout in all
+        from swift_ext.rewards.pool import get_pool
+
+        get_pool().wait_ready()
+        t0 = time.perf_counter()
+        mine(comps, solution=golds)
+        group_s = time.perf_counter() - t0
+        math_adv.append(("swift-ext `math_accuracy`, the 8 as one call (a GRPO group)", group_s, group_s,
+                         group_s, group_s))
 
     out = []
     out.append(f"n = {n} completions per batch ({n // args.group} prompts x {args.group} generations), best of "
