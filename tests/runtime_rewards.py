@@ -55,3 +55,14 @@ class SlowAsync(AsyncReward):
         finally:
             self.live -= 1
         return 1.0
+
+
+class Counted(Reward):
+    """1.0 for every completion; counts the completions it scored (class-wide, ``seen``)."""
+
+    name = "test_counted"
+    seen = []
+
+    def score(self, completion, **row):
+        Counted.seen.append(completion)
+        return 1.0
