@@ -29,6 +29,7 @@ LATENCY = 0.0
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True        # keep-alive replies are not held back by delayed ACKs
 
     def log_message(self, *args):
         pass
@@ -89,15 +90,18 @@ class Handler(BaseHTTPRequestHandler):
                 STATE["in_flight"] -= 1
 
 
+class Server(ThreadingHTTPServer):
+    request_queue_size = 1024             # the listen backlog (set before listen(), unlike an instance attribute)
+    daemon_threads = True
+
+
 def main():
     global LATENCY
     ap = argparse.ArgumentParser()
     ap.add_argument("--latency", type=float, default=0.0)
     args = ap.parse_args()
     LATENCY = args.latency
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    server.request_queue_size = 512
+    server = Server(("127.0.0.1", 0), Handler)
     print(server.server_address[1], flush=True)
     server.serve_forever()
 
