@@ -28,9 +28,7 @@ def free_port():
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def deployed(tiny_models, swift_env, tmp_path_factory):
-    model = tiny_models["text"]
+def deploy(model, swift_env, tmp_path_factory):
     port = free_port()
     log = tmp_path_factory.mktemp("deploy") / "deploy.log"
     with open(log, "w") as fh:
@@ -55,6 +53,16 @@ def deployed(tiny_models, swift_env, tmp_path_factory):
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+@pytest.fixture(scope="module")
+def deployed(tiny_models, swift_env, tmp_path_factory):
+    yield from deploy(tiny_models["text"], swift_env, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def deployed_vl(tiny_models, swift_env, tmp_path_factory):
+    yield from deploy(tiny_models["qwen2_vl"], swift_env, tmp_path_factory)
 
 
 def test_judge_on_a_real_swift_deploy(deployed, tmp_path, caplog):
@@ -85,3 +93,19 @@ def test_grpo_with_the_judge_as_a_reward(deployed, tiny_models, run_swift, tmp_p
     assert "no score in the judge's reply" in run.output          # the judge was called from the trainer
     # every judge row abstained (NaN): ms-swift leaves the judge out of the weighted sum and of the means
     assert rows[0]["reward"] == rows[0]["rewards/random:seed=1/mean"]
+
+
+@pytest.mark.vl
+def test_a_vl_judge_receives_the_rows_images(deployed_vl, sample_images, tmp_path):
+    url, _ = deployed_vl
+    r = build(f"judge:base_url={url},rubric=faithfulness,max_tokens=8,retries=0,cache=")
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG not really an image")
+    msgs = [[{"role": "user", "content": "<image>What shape is this?"}]] * 3
+    with open(sample_images[0], "rb") as fh:
+        out = asyncio.run(r(["a circle", "a square", "a circle"], messages=msgs,
+                            images=[[sample_images[0]], [{"bytes": fh.read(), "path": None}], [str(broken)]]))
+    assert out == [None, None, None]
+    # the real images were decoded and answered; the broken one was refused by the server: it did read them
+    assert "rationale" in r.last_details[0] and "rationale" in r.last_details[1], r.last_details
+    assert "error" in r.last_details[2], r.last_details
