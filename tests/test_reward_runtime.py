@@ -191,3 +191,12 @@ class TestAsync:
         t0 = time.monotonic()
         assert asyncio.run(r(["x"] * 4)) == [None] * 4
         assert time.monotonic() - t0 < 0.3 + 1.0
+
+
+def test_a_lone_score_call_is_bounded_too():
+    from swift_ext.rewards.structured import MATCH_TIMEOUT
+
+    schema = {"type": "object", "properties": {"s": {"type": "string", "pattern": "^(a|aa)+$"}}}
+    t0 = time.monotonic()
+    assert build("json_schema").score(json.dumps({"s": "a" * 60 + "!"}), schema=schema) is None
+    assert time.monotonic() - t0 < MATCH_TIMEOUT + 1.0

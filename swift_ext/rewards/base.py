@@ -250,7 +250,7 @@ class Reward(Component):
         budget = self.budget(n)
         out: List[Score] = [self.timeout_score] * n
         missed = 0
-        for (a, b), (status, value) in zip(spans, get_pool().run(jobs, budget)):
+        for (a, b), (status, value) in zip(spans, pool.run(jobs, budget)):
             if status == "ok" and len(value) == b - a:
                 out[a:b] = value
             elif status == "timeout":

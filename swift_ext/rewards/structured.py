@@ -143,6 +143,8 @@ class PatternTimeout(Exception):
 
 
 _deadline = threading.local()
+#: seconds one pattern match may take when no call deadline is set (``score`` called on its own)
+MATCH_TIMEOUT = 2.0
 
 
 def bounded_search(pattern: str, text: str) -> bool:
@@ -155,8 +157,8 @@ def bounded_search(pattern: str, text: str) -> bool:
     import regex
 
     end = getattr(_deadline, "end", None)
-    left = None if end is None else end - time.monotonic()
-    if left is not None and left <= 0:
+    left = MATCH_TIMEOUT if end is None else end - time.monotonic()   # outside a call: one match's own bound
+    if left <= 0:
         raise PatternTimeout(pattern)
     try:
         return regex.search(pattern, text, timeout=left) is not None
