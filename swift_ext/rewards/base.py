@@ -190,9 +190,13 @@ class Reward(Component):
         completions = completions if completions is not None else []
         texts = texts_of(completions) if self.reads_text else completions
         rows = Rows(len(texts), select(kwargs, self.needed_columns()))
-        if self.isolate and not self.own_deadline and not IN_WORKER and texts:
+        if texts and not IN_WORKER and self.use_pool(rows):
             return self._score_pool(texts, rows)
         return self._score_here(texts, rows)
+
+    def use_pool(self, rows: "Rows") -> bool:
+        """Whether this call goes to the worker pool (``isolate``, unless the reward keeps its own deadline)."""
+        return self.isolate and not self.own_deadline
 
     def _score_here(self, texts: Sequence[Any], rows: "Rows") -> List[Score]:
         """The in-process batch path: :meth:`score_batch`, row by row if it raises, values checked."""

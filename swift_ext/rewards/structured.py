@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import ParamError
 from ..params import Param
-from .base import Reward, Score
+from .base import Reward, Score, column
 from .extract import answer_tag, strip_think
 
 _FENCE = re.compile(r"```[ \t]*(?:json|JSON|json5)?[ \t]*\n?(.*?)(?:```|\Z)", re.S)
@@ -265,9 +265,11 @@ class JsonSchema(Reward):
     that are present and valid against their own property schema ("well typed"), so full validity is
     always worth more. JSON that does not parse scores 0. Needs ``pip install jsonschema``.
 
-    A row schema's ``pattern`` / ``patternProperties`` regexes are matched with the ``regex`` engine under the
-    call's deadline (``timeout`` seconds per GRPO group): one that backtracks for ever (``^(a|aa)+$`` on a
-    long string) stops there, and the completions left unscored abstain, with one log line.
+    A call whose schemas hold a ``pattern`` / ``patternProperties`` is scored in the worker pool, within the
+    call's deadline (``timeout`` seconds per GRPO group, wall-clock); there, and wherever the reward runs, the
+    regexes are also matched by the ``regex`` engine with a time limit (CPU time): a pattern that backtracks
+    for ever (``^(a|aa)+$`` on a long string) stops, and the completions left unscored abstain, with one log
+    line.
 
     Any JSON Schema draft works (the ``jsonschema`` package picks it from ``$schema``). A bad ``schema=``
     parameter (an unreadable file, invalid JSON) stops the run at start-up with a ParamError. A
@@ -306,6 +308,7 @@ class JsonSchema(Reward):
         self._validators: "OrderedDict[str, Any]" = OrderedDict()
         self._recent: list = []
         self._default = None
+        self._default_patterns = False
         if self.schema:
             text = self.schema
             if not text.lstrip().startswith("{"):
@@ -320,6 +323,7 @@ class JsonSchema(Reward):
             if self._validator(schema) is None:
                 raise ParamError(f"reward json_schema: schema {self.schema!r} is not a valid JSON schema")
             self._default = schema
+            self._default_patterns = '"pattern' in json.dumps(schema)
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -371,6 +375,26 @@ class JsonSchema(Reward):
         if len(self._validators) > 256:
             self._validators.popitem(last=False)
         return validator
+
+    def use_pool(self, rows) -> bool:
+        """Schemas with patterns go to the worker pool, whose deadline is wall-clock (the ``regex`` engine's own
+        bound, which also holds in-process, counts CPU time); the others score here."""
+        if self.isolate:
+            return True
+        if self._default_patterns:
+            return True
+        seen: Dict[int, bool] = {}
+        for schema in column(rows, self.schema_key):
+            if schema is None or id(schema) in seen:
+                continue
+            try:
+                text = schema if isinstance(schema, str) else json.dumps(schema)
+            except (TypeError, ValueError):
+                text = ""
+            seen[id(schema)] = True
+            if '"pattern' in text:
+                return True
+        return False
 
     def score_batch(self, completions: Sequence[str], rows: Sequence[Dict[str, Any]]) -> List[Score]:
         budget = self.budget(len(completions))
