@@ -80,19 +80,27 @@ def test_grpo_with_the_judge_as_a_reward(deployed, tiny_models, run_swift, tmp_p
     url, _ = deployed
     model = tiny_models["text"]
     dataset = tiny.write_jsonl(tmp_path / "grpo.jsonl", tiny.grpo_rows(4))
+    val = tiny.write_jsonl(tmp_path / "val.jsonl", tiny.grpo_rows(6)[4:])
     judge = f"judge:base_url={url},rubric=helpfulness,max_tokens=8,cache="
+    out = tmp_path / "out"
     run = run_swift("rlhf", ["--rlhf_type", "grpo", *tiny.common_flags(model), "--dataset", dataset,
-                             "--external_plugins", bridge.plugin_path(), "--reward_funcs", judge, "random:seed=1",
-                             "--use_vllm", "false", "--num_generations", "2", "--max_completion_length", "8",
-                             "--tuner_type", "lora", "--lora_rank", "4", "--lora_alpha", "8", "--max_steps", "1",
-                             "--per_device_train_batch_size", "4", "--max_length", "256", "--logging_steps", "1",
-                             "--save_strategy", "no", "--output_dir", str(tmp_path / "out")], cwd=tmp_path)
+                             "--val_dataset", val, "--external_plugins", bridge.plugin_path(),
+                             "--callbacks", "sample_logger", "--reward_funcs", judge, "random:seed=1",
+                             "--use_vllm", "false", "--num_generations", "2", "--num_generations_eval", "2",
+                             "--max_completion_length", "8", "--tuner_type", "lora", "--lora_rank", "4",
+                             "--lora_alpha", "8", "--max_steps", "1", "--per_device_train_batch_size", "4",
+                             "--per_device_eval_batch_size", "2", "--max_length", "256", "--logging_steps", "1",
+                             "--eval_strategy", "steps", "--eval_steps", "1", "--save_strategy", "no",
+                             "--output_dir", str(out)], cwd=tmp_path)
     assert run.returncode == 0, run.tail()
-    rows = [r for r in tiny.logging_rows(tmp_path / "out") if "reward" in r]
+    rows = [r for r in tiny.logging_rows(out) if "reward" in r]
     assert rows and "rewards/random:seed=1/mean" in rows[0], sorted(rows[0])
     assert "no score in the judge's reply" in run.output          # the judge was called from the trainer
     # every judge row abstained (NaN): ms-swift leaves the judge out of the weighted sum and of the means
     assert rows[0]["reward"] == rows[0]["rewards/random:seed=1/mean"]
+    # the sample logger shows each eval completion's judge rationale (the raw reply)
+    samples = [json.loads(x) for f in out.rglob("swift_ext_samples.jsonl") for x in f.read_text().splitlines()]
+    assert samples and all(isinstance(s["details"][judge]["rationale"], str) for s in samples), samples[:1]
 
 
 @pytest.mark.vl
