@@ -212,3 +212,14 @@ def test_schemas_with_patterns_go_to_the_pool_and_others_stay():
     assert not r.use_pool(Rows(2, {"schema": [plain, plain]}))
     assert r.use_pool(Rows(2, {"schema": [plain, with_pattern]}))
     assert r(['{"s": "aa"}', '{"s": "b"}'], schema=[with_pattern] * 2) == [1.0, 0.0]
+
+
+def test_workers_that_cannot_start_are_not_restarted_for_ever(monkeypatch):
+    from swift_ext.rewards import pool as pool_mod
+
+    p = pool_mod.Pool(size=1)
+    p.need(["swift_ext.rewards.no_such_module_at_all"])      # imported at start: a failure there is tolerated ...
+    monkeypatch.setattr(pool_mod.sys, "executable", "/bin/false")   # ... but a worker that exits is not
+    with pytest.raises(RuntimeError, match=r"died \d+ times before starting"):
+        p.run([("os:getpid", ())], 1.0)
+    assert len(p.pids()) == 0 and p.started <= 5              # a few tries, not a spawn storm

@@ -36,6 +36,8 @@ WORKERS_ENV = "SWIFT_EXT_REWARD_WORKERS"
 _HEADER = struct.Struct("<I")
 #: how long the first worker of a pool may take to start (not counted against a call's deadline)
 START_TIMEOUT = 60.0
+#: workers dying in a row before saying ready, after which the pool stops starting new ones
+MAX_FAILED_STARTS = 3
 
 Job = Tuple[str, tuple]          # ("module:function", args)
 Result = Tuple[str, Any]         # ("ok", value) | ("error", text) | ("timeout", None)
@@ -212,6 +214,7 @@ class Pool:
         self.kills = 0
         self.started = 0
         self.ever_ready = False
+        self.failed_starts = 0
 
     # -- workers ---------------------------------------------------------------------------------
     def _spawn(self) -> _Worker:
@@ -221,9 +224,10 @@ class Pool:
         return w
 
     def _fill(self) -> None:
-        """Keep ``size`` workers plus one warm spare alive: after a kill the spare takes the next job at once."""
+        """Keep ``size`` workers plus one warm spare alive: after a kill the spare takes the next job at once.
+        Workers that keep dying before they are ready are not restarted for ever (see ``failed_starts``)."""
         self.workers = [w for w in self.workers if w.proc.poll() is None or w.job is not None]
-        while len(self.workers) < self.size + 1:
+        while len(self.workers) < self.size + 1 and self.failed_starts < MAX_FAILED_STARTS:
             self._spawn()
 
     def _retire(self, w: _Worker) -> None:
@@ -249,12 +253,15 @@ class Pool:
             self.ever_ready = True
             return
         end = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < end:
+        while time.monotonic() < end and self.failed_starts < MAX_FAILED_STARTS:
             self._pump(end - time.monotonic(), {}, [])
             if any(w.ready for w in self.workers):
                 self.ever_ready = True
                 return
             self._fill()
+        if self.failed_starts >= MAX_FAILED_STARTS:
+            raise RuntimeError(f"reward workers ({sys.executable} -m {__name__}) died {self.failed_starts} times "
+                               f"before starting; see their messages above")
         raise RuntimeError(f"no reward worker started within {START_TIMEOUT:.0f} s")
 
     def _pump(self, wait: float, jobs: Dict[int, Any], results: List[Optional[Result]]) -> bool:
@@ -268,6 +275,8 @@ class Pool:
             w = fds[fd]
             frames = w.poll_frames()
             if frames is None:                       # died (a crash, or killed from outside)
+                if not w.ready:
+                    self.failed_starts += 1
                 if w.job is not None and w.job < len(results):
                     results[w.job] = ("error", "reward worker died")
                     jobs.pop(w.job, None)
@@ -277,6 +286,7 @@ class Pool:
             for frame in frames:
                 if not w.ready:
                     w.ready = frame == ("ready", w.proc.pid)
+                    self.failed_starts = 0 if w.ready else self.failed_starts
                     continue
                 if w.job is not None:
                     results[w.job] = frame
@@ -321,8 +331,9 @@ class Pool:
                     break
                 if w.ready and w.job is None and w.proc.poll() is None:
                     i = todo.pop()
+                    job, key = self._prepare(w, jobs[i])
                     try:
-                        w.send(self._prepare(w, jobs[i]))
+                        w.send(job)
                     except (OSError, ValueError):           # died while idle: replace it, retry the job
                         todo.append(i)
                         self._retire(w)
@@ -330,6 +341,8 @@ class Pool:
                     except Exception as exc:                # the job's arguments cannot be pickled
                         results[i] = ("error", f"job not picklable: {exc!r}")
                         continue
+                    if key is not None:
+                        w.keys.add(key)
                     w.job, w.job_started = i, now
                     running[i] = w
             self._fill()
@@ -355,13 +368,14 @@ class Pool:
         self._retire(w)
 
     @staticmethod
-    def _prepare(w: _Worker, job: Job) -> Job:
+    def _prepare(w: _Worker, job: Job) -> Tuple[Job, Optional[str]]:
+        """The job as sent to ``w`` (an object it holds already is not sent again), and the key it will hold."""
         path, args = job
-        if path == CACHED and args[0] in w.keys:            # the worker holds the object already
-            args = (args[0], None, (), *args[3:])
-        elif path == CACHED:
-            w.keys.add(args[0])
-        return path, args
+        if path != CACHED:
+            return job, None
+        if args[0] in w.keys:
+            return (path, (args[0], None, (), *args[3:])), None
+        return job, args[0]
 
     def close(self) -> None:
         with self.lock:
