@@ -372,7 +372,6 @@ class Judge(AsyncReward):
         if self.mode == "pairwise":
             self._template = PAIRWISE
         self._needs_reference = "{reference}" in self._template
-        self.concurrency = self.concurrency  # instance value read by AsyncReward.__call__
         self._cache = JudgeCache(self.cache) if self.cache else None
         self._model: Optional[str] = self.model or None
         self._warned_empty = False
