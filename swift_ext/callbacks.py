@@ -367,7 +367,8 @@ class SampleLogger(ExtCallback):
                          "rewards": rec.get("rewards") or {},
                          **({"solution": rec["solution"]} if rec.get("solution") is not None else {}),
                          **({"images": _image_paths(rec["images"])} if rec.get("images") else {}),
-                         **({"reference": self._cut(rec["reference"])} if rec.get("reference") else {})})
+                         **({"reference": self._cut(rec["reference"])} if rec.get("reference") else {}),
+                         **({"details": rec["details"]} if rec.get("details") else {})})
         os.makedirs(os.path.dirname(os.path.abspath(self.file)), exist_ok=True)
         with open(self.file, "a", encoding="utf-8") as fh:  # append-only log; each line written whole
             fh.write("".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows))

@@ -143,7 +143,9 @@ class RewardMetric(Metric):
         """The metric's own parameters plus its reward's (``iou:gold_frame=same``)."""
         if not cls.reward_spec:
             return cls.params
-        return {**get_reward(parse_spec(cls.reward_spec)[0]).params, **cls.params}
+        reward = get_reward(parse_spec(cls.reward_spec)[0])
+        declared = reward.declared_params() if hasattr(reward, "declared_params") else getattr(reward, "params", {})
+        return {**declared, **cls.params}
 
     def __init__(self, spec: Optional[str] = None, plugin_files: Sequence[str] = (), **params: Any):
         own = {k: params.pop(k) for k in list(params) if k in type(self).params}

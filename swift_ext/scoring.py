@@ -90,9 +90,11 @@ def call_reward(name: str, fn: Callable, completions: List[str], columns: Dict[s
 
 def score_results(res: "results_mod.Results", specs: Sequence[str], plugin_files: Sequence[str] = (),
                   batch_size: int = BATCH_SIZE, on_batch: Optional[Callable[[int], None]] = None,
-                  rewards: Optional[Dict[str, Callable]] = None) -> Dict[str, List[Score]]:
+                  rewards: Optional[Dict[str, Callable]] = None,
+                  details: Optional[Dict[str, List[Any]]] = None) -> Dict[str, List[Score]]:
     """Per-completion scores ``{spec: [score, ...]}`` for every reward spec, in batches of ``batch_size``
-    completions (``rewards`` may hand in callables built already)."""
+    completions (``rewards`` may hand in callables built already). ``details``, when given, receives
+    ``{spec: [dict or None, ...]}`` for rewards that keep per-completion details (a judge's rationale)."""
     rewards = dict(rewards or {})
     for spec in specs:
         if spec not in rewards:
@@ -103,6 +105,9 @@ def score_results(res: "results_mod.Results", specs: Sequence[str], plugin_files
         columns = res.columns(start, start + batch_size)
         for spec in specs:
             scores[spec].extend(call_reward(spec, rewards[spec], comps, columns))
+            kept = getattr(rewards[spec], "last_details", None)
+            if details is not None and isinstance(kept, list) and len(kept) == len(comps):
+                details.setdefault(spec, [None] * start).extend(kept)
         if on_batch:
             on_batch(len(comps))
     return scores
@@ -133,12 +138,14 @@ def score_file(path: str, specs: Sequence[str], plugin_files: Sequence[str] = ()
     return report(res, score_results(res, specs, plugin_files, batch_size, on_batch))
 
 
-def report(res: "results_mod.Results", scores: Dict[str, List[Score]]) -> ScoreReport:
+def report(res: "results_mod.Results", scores: Dict[str, List[Score]],
+           details: Optional[Dict[str, List[Any]]] = None) -> ScoreReport:
     out = ScoreReport(rows=res.rows_in, completions=len(res.completions), rejected=list(res.rejected))
     for name, values in scores.items():
         out.stats.append(summarise(name, values, res.groups))
     for i, line in enumerate(res.lines):
-        out.scores.append({"line": line, **{n: scores[n][i] for n in scores}})
+        extra = {n: d[i] for n, d in (details or {}).items() if i < len(d) and d[i]}
+        out.scores.append({"line": line, **{n: scores[n][i] for n in scores}, **({"details": extra} if extra else {})})
     return out
 
 

@@ -94,7 +94,11 @@ def _value(value: Any) -> str:
 
 # -- components -----------------------------------------------------------------------------------
 def params_of(obj: Any) -> Dict[str, Any]:
-    """The declared parameters (``swift_ext.params.Param``) of a component class or function."""
+    """The declared parameters (``swift_ext.params.Param``) of a component class or function (a reward's
+    include the ``timeout`` and ``isolate`` every reward takes)."""
+    declared = getattr(obj, "declared_params", None)
+    if callable(declared):
+        return dict(declared() or {})
     return dict(getattr(obj, "params", None) or {})
 
 

@@ -33,6 +33,17 @@ def _local_rows(trainer: Any, rewards_per_func: Any, n_local: int) -> List[List[
     return rows[rank * n_local:(rank + 1) * n_local]
 
 
+def _attach_details(trainer: Any, names: List[str], records: List[Dict[str, Any]]) -> None:
+    """Per-completion details the rewards kept from this very call (a judge's rationale, a gated reward's
+    sub-scores: ``last_details``) as ``record["details"][reward name]``."""
+    for name, fn in zip(names, getattr(trainer, "reward_funcs", None) or []):
+        kept = getattr(fn, "last_details", None)
+        if isinstance(kept, list) and len(kept) == len(records):
+            for rec, d in zip(records, kept):
+                if d:
+                    rec.setdefault("details", {})[name] = d
+
+
 def capture_grpo_eval(trainer: Any, sink: Any) -> bool:
     """Wrap ``trainer._compute_rewards_per_func`` so that each evaluation-mode call hands
     ``sink(records)`` one record per completion (prompt messages, completion, per-reward scores,
@@ -52,6 +63,7 @@ def capture_grpo_eval(trainer: Any, sink: Any) -> bool:
                 names = reward_func_names(trainer)
                 rows = _local_rows(trainer, out, len(samples))
                 records = [_sample_record(s, r, names) for s, r in zip(samples, rows)]
+                _attach_details(trainer, names, records)
                 calls[0] += 1
                 for rec in records:  # prompt ids restart with every eval batch: make the group key unique
                     rec["group"] = f"{calls[0]}:{rec['prompt_id']}"

@@ -67,9 +67,10 @@ def score_cmd(input_path, specs, plugin_files, completion_key, ref_key, output, 
         console.print(f"[yellow]rejected[/yellow] {input_path}:{line}: {escape(why)}")
     with progress() as bar:
         task = bar.add_task("scoring", total=len(res.completions) * len(specs))
+        details: dict = {}
         scores = scoring.score_results(res, specs, plugin_files,
-                                       on_batch=lambda n: bar.advance(task, n * len(specs)))
-    report = scoring.report(res, scores)
+                                       on_batch=lambda n: bar.advance(task, n * len(specs)), details=details)
+    report = scoring.report(res, scores, details)
     if output:
         with atomic_write(output) as fh:
             for row in report.scores:

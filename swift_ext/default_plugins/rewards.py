@@ -7,10 +7,12 @@ from ..hookspecs import hookimpl
 def register_rewards(register):
     from ..rewards.accuracy import ExactMatch, MathAccuracy
     from ..rewards.answers import Counting, MultipleChoice, Numeric, SetAccuracy, YesNo
+    from ..rewards.combine import CosineScaled, Gated
     from ..rewards.debug import RandomReward
     from ..rewards.distill import TeacherSimilarity
     from ..rewards.format import ThinkFormat
     from ..rewards.grounding import BoxF1, GIoU, IoU, IoUThreshold, PointInBox
+    from ..rewards.judge import Judge
     from ..rewards.shaping import LanguageConsistency, LengthBudget, NgramRepetition, ReasoningSteps, TagCount
     from ..rewards.structured import JsonSchema, JsonValid
 
@@ -19,5 +21,5 @@ def register_rewards(register):
                 IoU, GIoU, IoUThreshold, BoxF1, PointInBox,
                 JsonValid, JsonSchema,
                 NgramRepetition, LengthBudget, ReasoningSteps, LanguageConsistency, TagCount,
-                TeacherSimilarity):
+                TeacherSimilarity, Judge, Gated, CosineScaled):
         register(cls)

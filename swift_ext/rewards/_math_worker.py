@@ -1,190 +1,122 @@
-"""A child process that runs math-verify, so that one pathological completion can be killed.
+"""math-verify calls run inside a reward worker process (:mod:`swift_ext.rewards.pool`), where a pathological
+expression can be killed: math-verify's own timeouts use SIGALRM, which only works in a main thread and
+cannot stop C code; a separate process can always be stopped.
 
-math-verify's own timeouts use SIGALRM, which only works in a main thread and cannot stop C code;
-a separate process can always be stopped. The parent (:class:`MathJudge`) sends one job at a time and
-waits for each answer at most ``timeout`` seconds; on expiry it kills the child, scores that item as
-timed out and carries on with a warm spare process.
-
-The child is a plain ``python -m swift_ext.rewards._math_worker`` speaking JSON lines on stdin/stdout,
-not a ``multiprocessing`` child: spawn would re-import the trainer's ``__main__`` (ms-swift's whole
-import chain, seconds and gigabytes) in every worker.
+Each worker parses a gold answer once (an LRU of parsed golds), so a GRPO group's completions share it.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import select
-import subprocess
-import sys
-from typing import List, Optional, Sequence, Tuple
+import re
+from collections import OrderedDict
+from typing import Any, Optional
 
 _LATEX_CHARS = set("\\^{}_")
+#: letter runs that are math, not words (function names, constants)
+_MATH_WORDS = {"pi", "sin", "cos", "tan", "cot", "sec", "csc", "log", "ln", "lg", "exp", "sqrt", "infty", "inf",
+               "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "max", "min", "gcd", "lcm", "mod", "deg", "oo"}
+_WORD = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{2,}")
 
 
-def _parse(text: str):
-    """math-verify parse of an already isolated answer; LaTeX-looking text is parsed as math mode first
-    (bare ``2^{10}`` would otherwise be read as the number 2)."""
+def is_words(text: str) -> bool:
+    """True when ``text`` (outside LaTeX commands) holds a run of letters that is not a math name:
+    ``forty two`` is words, ``2x + 1``, ``\\pi r^2`` and ``sin(x)`` are not.
+
+    >>> is_words("forty two"), is_words("2x+1"), is_words("\\\\frac{1}{2}"), is_words("sin(x)")
+    (True, False, False, False)
+    """
+    return any(m.group(0).lower() not in _MATH_WORDS for m in _WORD.finditer(text))
+
+
+def parse_math(text: str):
+    """math-verify parse of an already isolated answer, or None when nothing parses.
+
+    LaTeX-looking text is parsed as math mode first (bare ``2^{10}`` would otherwise be read as the number 2).
+    Text that reads as words is never wrapped in ``$...$`` (``forty two`` would become a product of symbols).
+    """
     from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
 
     cfg = [LatexExtractionConfig(), ExprExtractionConfig()]
-    wrapped = text if text.strip().startswith("$") else f"${text}$"
-    order = (wrapped, text) if _LATEX_CHARS & set(text) else (text, wrapped)
+    stripped = text.strip()
+    if stripped.startswith("$") or is_words(stripped):
+        order = (text,)
+    else:
+        wrapped = f"${text}$"
+        order = (wrapped, text) if _LATEX_CHARS & set(text) else (text, wrapped)
+    partial = None
     for candidate in order:
         parsed = parse(candidate, extraction_config=cfg, parsing_timeout=None)
         if any(not isinstance(x, str) for x in parsed or ()):  # only the raw string back: nothing parsed
-            return parsed
-    return None
+            if parsed[-1].strip() in (stripped, stripped.strip("$")) or len(order) == 1:
+                return parsed
+            partial = partial or parsed      # "1+x" read as its first number: try the other spelling first
+    return partial
 
 
-def _verify(gold: str, pred: str) -> Optional[bool]:
-    from math_verify import verify
+_GOLDS: "OrderedDict[str, Any]" = OrderedDict()
+_QUIET = False
 
-    g = _parse(gold)
-    if not g:
-        return None  # the gold answer itself is unusable: abstain
-    p = _parse(pred)
+
+def _gold(gold: str):
+    global _QUIET
+    if not _QUIET:  # deadlines are enforced by killing this process: silence math-verify's warning about that
+        import logging
+
+        logging.getLogger("math_verify").setLevel(logging.ERROR)
+        _QUIET = True
+    if gold in _GOLDS:
+        _GOLDS.move_to_end(gold)
+        return _GOLDS[gold]
+    parsed = _plain_gold(gold) or parse_math(gold) or None
+    _GOLDS[gold] = parsed
+    if len(_GOLDS) > 4096:
+        _GOLDS.popitem(last=False)
+    return parsed
+
+
+_PLAIN = re.compile(r"([+-]?)(?:\\[dt]?frac\{(\d{1,18})\}\{(\d{1,18})\}|(\d{1,18}))")
+
+
+def _plain_gold(gold: str):
+    """What math-verify's parse gives for a gold ``\\frac{a}{b}`` or integer (a sympy Rational / Integer and
+    the text), built directly: the LaTeX parser costs milliseconds per gold."""
+    m = _PLAIN.fullmatch(gold.strip().strip("$").strip())
+    if m is None:
+        return None
+    import sympy
+
+    sign, num, den, whole = m.groups()
+    if whole is not None:
+        value = sympy.Integer(int(whole))
+    elif int(den) == 0:
+        return None
+    else:
+        value = sympy.Rational(int(num), int(den))
+    return [-value if sign == "-" else value, gold]
+
+
+def warm_up() -> None:
+    """Called once when a worker starts: math-verify's lazy imports happen here, not in a timed job."""
+    verify("\\frac{1}{2}", "0.5")
+    _GOLDS.clear()
+
+
+def gold_ok(gold: str) -> bool:
+    """Whether the gold answer parses as math (else every completion of its row abstains)."""
+    return _gold(gold) is not None
+
+
+def verify(gold: str, pred: str) -> Optional[bool]:
+    """True / False; None when the gold itself does not parse (abstain)."""
+    from math_verify import verify as mv_verify
+
+    g = _gold(gold)
+    if g is None:
+        return None
+    p = parse_math(pred)
     if not p:
         return False
-    return bool(verify(g, p, timeout_seconds=None))
-
-
-def serve() -> None:
-    """The worker loop: one JSON job per stdin line, one JSON answer per stdout line."""
-    import logging
-
-    proto = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
-    sys.stdout = sys.stderr  # anything a library prints must not corrupt the protocol
-    import math_verify  # noqa: F401  (fail here, once, if missing)
-
-    # timeouts are enforced by the parent killing this process; silence math-verify's warning about that
-    logging.getLogger("math_verify").setLevel(logging.ERROR)
-    proto.write('"ready"\n')
-    for line in sys.stdin:
-        job = json.loads(line)
-        if job is None:
-            return
-        try:
-            answer = ["ok", _verify(*job)]
-        except Exception as exc:  # a parse error on the completion means "wrong", not "crash"
-            answer = ["error", repr(exc)]
-        proto.write(json.dumps(answer) + "\n")
-
-
-class _Worker:
-    """One worker process and a line reader with a timeout on its stdout."""
-
-    def __init__(self):
-        self.proc = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, bufsize=0)
-        self._buf = b""
-
-    def readline(self, timeout: float) -> Optional[str]:
-        import time
-
-        deadline = time.monotonic() + timeout
-        fd = self.proc.stdout.fileno()
-        while b"\n" not in self._buf:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
-                return None
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                return None  # the worker died
-            self._buf += chunk
-        line, _, self._buf = self._buf.partition(b"\n")
-        return line.decode("utf-8")
-
-    def send(self, obj) -> None:
-        self.proc.stdin.write((json.dumps(obj) + "\n").encode("utf-8"))
-        self.proc.stdin.flush()
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self) -> None:
-        for stream in (self.proc.stdin, self.proc.stdout):
-            try:
-                stream.close()
-            except OSError:
-                pass
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(5)
-
-
-class MathJudge:
-    """Verifies (gold, prediction) pairs in a killable child process, ``timeout`` seconds per pair.
-
-    A warm spare process waits beside the active one, so after a kill the next pair is served at once
-    instead of waiting about a second for a fresh interpreter to import math-verify.
-    """
-
-    def __init__(self, timeout: float = 1.0, start_timeout: float = 60.0, spare: bool = True):
-        self.timeout = timeout
-        self.start_timeout = start_timeout
-        self.spare = spare
-        self._active: Optional[_Worker] = None  # ready
-        self._spare: Optional[_Worker] = None   # possibly still importing math-verify
-        self.timeouts = 0
-
-    def _ready(self, worker: _Worker) -> bool:
-        if worker.alive() and worker.readline(self.start_timeout) == '"ready"':
-            return True
-        worker.stop()
+    try:
+        return bool(mv_verify(g, p, timeout_seconds=None))
+    except Exception:  # a comparison sympy cannot make means "not shown equal"
         return False
-
-    def _ensure_active(self) -> None:
-        if self._active is not None and self._active.alive():
-            return
-        if self._active is not None:
-            self._active.stop()
-        self._active = None
-        candidate, self._spare = self._spare, None
-        if candidate is None or not self._ready(candidate):
-            candidate = _Worker()
-            if not self._ready(candidate):
-                raise RuntimeError("math-verify worker did not start (is math-verify installed?)")
-        self._active = candidate
-        if self.spare:
-            self._spare = _Worker()  # imports math-verify in the background
-
-    def judge(self, pairs: Sequence[Tuple[str, str]]) -> List[Tuple[str, Optional[bool]]]:
-        """For each pair: ("ok", True/False/None) | ("timeout", None) | ("error", None)."""
-        out: List[Tuple[str, Optional[bool]]] = []
-        for gold, pred in pairs:
-            self._ensure_active()
-            try:
-                self._active.send([gold, pred])
-                line = self._active.readline(self.timeout)
-            except (OSError, ValueError):
-                line = None
-            if line is not None:
-                status, value = json.loads(line)
-                out.append((status, value if status == "ok" else None))
-                continue
-            self.timeouts += 1
-            self._active.stop()
-            self._active = None
-            out.append(("timeout", None))
-        return out
-
-    def close(self) -> None:
-        for worker in (self._active, self._spare):
-            if worker is not None:
-                try:
-                    worker.send(None)
-                except (OSError, ValueError):
-                    pass
-                worker.stop()
-        self._active = self._spare = None
-
-    def __del__(self):  # pragma: no cover - best effort, also at interpreter exit
-        try:
-            self.close()
-        except Exception:
-            pass
-
-
-if __name__ == "__main__":
-    serve()

@@ -9,15 +9,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
+import pickle
+import uuid
+import weakref
 from collections.abc import Sequence as SequenceABC
 from typing import Any, ClassVar, Collection, Dict, List, Optional, Sequence, Tuple
 
 from ..components import Component
+from ..params import Param
 from ..results import as_text
+from . import pool
 
 logger = logging.getLogger("swift_ext.rewards")
 
 Score = Optional[float]
+
+#: completions per GRPO group when the trainer's arguments do not say (``num_generations``)
+DEFAULT_GROUP = 8
 
 
 class Reward(Component):
@@ -49,6 +58,27 @@ class Reward(Component):
     #: False when :meth:`score_batch` never reads the completions' text (``length_budget`` on token ids):
     #: the caller then hands over the completions as they came, unconverted
     reads_text: bool = True
+    #: default of the ``timeout`` parameter: seconds per GRPO group of a call (see :meth:`budget`)
+    default_timeout: ClassVar[float] = 30.0
+    #: True for a reward whose code can hang (runs in the worker pool unless ``isolate=false``)
+    may_hang: ClassVar[bool] = False
+    #: score of a completion not scored within the deadline (``None``: abstain)
+    timeout_score: ClassVar[Optional[float]] = None
+    #: True for a reward whose :meth:`score_batch` keeps the call's deadline itself (sends only its risky
+    #: part to the pool, or checks the time): :meth:`__call__` then never sends the whole batch to the pool
+    own_deadline: ClassVar[bool] = False
+
+    @classmethod
+    def declared_params(cls) -> Dict[str, Param]:
+        """``params`` plus the two every reward takes: ``timeout`` and ``isolate`` (a reward may redeclare them)."""
+        common = {
+            "timeout": Param(cls.default_timeout, "seconds a call may take per GRPO group of completions "
+                             "(a call of n completions: timeout x ceil(n / num_generations)); enforced when the "
+                             "reward runs in the worker pool (isolate) or checks its own deadline", min=0.05, max=3600.0),
+            "isolate": Param(cls.may_hang, "score in the pool of killable worker processes, so a hang costs at "
+                             "most the timeout"),
+        }
+        return {**common, **cls.params}
 
     def __init__(self, args: Any = None, **params: Any):
         self.args = args
@@ -128,6 +158,16 @@ class Reward(Component):
         completions = completions if completions is not None else []
         texts = texts_of(completions) if self.reads_text else completions
         rows = Rows(len(texts), select(kwargs, self.needed_columns()))
+        if texts and not pool.IN_WORKER and self.use_pool(rows):
+            return self._score_pool(texts, rows)
+        return self._score_here(texts, rows)
+
+    def use_pool(self, rows: "Rows") -> bool:
+        """Whether this call goes to the worker pool (``isolate``, unless the reward keeps its own deadline)."""
+        return self.isolate and not self.own_deadline
+
+    def _score_here(self, texts: Sequence[Any], rows: "Rows") -> List[Score]:
+        """The in-process batch path: :meth:`score_batch`, row by row if it raises, values checked."""
         try:
             values = self.score_batch(texts, rows)
             if len(values) != len(texts):
@@ -136,6 +176,78 @@ class Reward(Component):
             self._warn(f"raised {exc!r} on a batch of {len(texts)}, scored it row by row")
             return [self.safe_score(c, r) for c, r in zip(texts, rows)]
         return values if type(values) is Checked else self._check_all(values)
+
+    def _score_chunk(self, texts: Sequence[Any], columns: Dict[str, Any], n: int) -> List[Score]:
+        """Worker side of :meth:`_score_pool`: one chunk scored in the worker's process."""
+        return list(self._score_here(texts, Rows(n, columns)))
+
+    # -- deadlines --------------------------------------------------------------------------------
+    def group_size(self) -> int:
+        """Completions per GRPO group: the trainer's ``num_generations``, else :data:`DEFAULT_GROUP`."""
+        n = getattr(self.args, "num_generations", None)
+        return n if isinstance(n, int) and n > 0 else DEFAULT_GROUP
+
+    def budget(self, n: int) -> float:
+        """Seconds a call on ``n`` completions may take: ``timeout`` per group of :meth:`group_size`."""
+        return self.timeout * max(1, -(-n // self.group_size()))
+
+    def report_timeouts(self, missed: int, n: int, budget: float, how: str = "") -> None:
+        """The one log line of a call that ran out of time."""
+        if missed:
+            logger.warning("reward %s: %d of %d completions not scored within %.3g s%s; scored %s",
+                           self.name or type(self).__name__, missed, n, budget, how,
+                           "None (abstained)" if self.timeout_score is None else self.timeout_score)
+
+    def _score_pool(self, texts: Sequence[Any], rows: "Rows") -> List[Score]:
+        """Scores computed in the worker pool: the batch in one chunk per worker, the whole call within
+        :meth:`budget`; a chunk not back in time scores ``timeout_score``."""
+        try:
+            key, blob = self._pool_identity()
+        except Exception as exc:  # not picklable: it cannot leave this process
+            self._warn(f"cannot be sent to a worker process ({exc!r}), scored in-process")
+            return self._score_here(texts, rows)
+        workers = pool.get_pool()
+        n = len(texts)
+        step = max(1, -(-n // workers.size))
+        shared = _picklable(rows._shared)
+        jobs, spans = [], []
+        for a in range(0, n, step):
+            b = min(n, a + step)
+            cols = {k: v[a:b] for k, v in rows._per_row.items()}
+            cols.update(shared)
+            jobs.append(pool.cached_job(key, blob, "_score_chunk", list(texts[a:b]), cols, b - a))
+            spans.append((a, b))
+        budget = self.budget(n)
+        out: List[Score] = [self.timeout_score] * n
+        missed = 0
+        for (a, b), (status, value) in zip(spans, workers.run(jobs, budget)):
+            if status == "ok" and len(value) == b - a:
+                out[a:b] = value
+            elif status == "timeout":
+                missed += b - a
+            else:
+                self._warn(f"failed in its worker process ({value})")
+                out[a:b] = [self.fallback] * (b - a)
+        self.report_timeouts(missed, n, budget, " in the worker pool")
+        return out
+
+    def _pool_identity(self) -> Tuple[str, bytes]:
+        """(key, blob): how a worker rebuilds this reward: its registered class (importable by module; the
+        worker gets this process's ``sys.path``), the bound parameters and the trainer's arguments."""
+        got = self.__dict__.get("_pool_id")
+        if got is None:
+            cls = next(c for c in type(self).__mro__ if c.__dict__.get("_spec") is None)
+            try:
+                pickle.dumps(self.args)
+                args = self.args
+            except Exception:                  # a trainer object that does not pickle: the worker goes without
+                args = None
+            blob = pickle.dumps((cls, (), {"args": args, **self.config}), protocol=pickle.HIGHEST_PROTOCOL)
+            got = self._pool_id = (uuid.uuid4().hex, blob)
+        return got
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_pool")}
 
     # -- description ----------------------------------------------------------------------------
     @classmethod
@@ -151,7 +263,7 @@ class Reward(Component):
             "family": cls.__module__.rsplit(".", 1)[-1],
             "params": {k: {"default": p.default, "type": p.kind.__name__, "help": p.help,
                            **({"choices": list(p.choices)} if p.choices else {})}
-                       for k, p in cls.params.items()},
+                       for k, p in cls.declared_params().items()},
             "abstains": cls.abstains,
             "async": is_async(cls),
         }
@@ -175,10 +287,33 @@ class Reward(Component):
         return {"reward": self.name or type(self).__name__, "score": score, "reason": reason}
 
 
+#: the variable setting how many async reward requests one process keeps in flight, across all async rewards
+ASYNC_LIMIT_ENV = "SWIFT_EXT_ASYNC_CONCURRENCY"
+_LIMITS: "weakref.WeakKeyDictionary[Any, asyncio.Semaphore]" = weakref.WeakKeyDictionary()
+
+
+def shared_limit() -> asyncio.Semaphore:
+    """The per-process (per event loop) limit every :class:`AsyncReward` call shares: at most
+    ``SWIFT_EXT_ASYNC_CONCURRENCY`` (default 64) requests in flight, whatever the number of rewards."""
+    loop = asyncio.get_running_loop()
+    sem = _LIMITS.get(loop)
+    if sem is None:
+        raw = os.environ.get(ASYNC_LIMIT_ENV, "").strip()
+        try:
+            size = max(1, int(raw)) if raw else 64
+        except ValueError:
+            raise ValueError(f"{ASYNC_LIMIT_ENV}={raw!r}: expected a whole number of requests") from None
+        sem = _LIMITS[loop] = asyncio.Semaphore(size)
+    return sem
+
+
 class AsyncReward(Reward):
     """A reward whose scoring waits on I/O (an API judge, a sandbox). Implement ``async def ascore``.
 
     ms-swift recognises it by ``async def __call__`` and runs all async rewards of a step concurrently.
+    Within one call, completions are scored concurrently: at most ``concurrency`` at once for this reward
+    and at most ``SWIFT_EXT_ASYNC_CONCURRENCY`` (default 64) for all async rewards of the process together;
+    the whole call ends within :meth:`Reward.budget` (unfinished completions score ``timeout_score``).
     """
 
     concurrency: ClassVar[int] = 16
@@ -186,13 +321,21 @@ class AsyncReward(Reward):
     async def ascore(self, completion: str, **row: Any) -> Score:
         raise NotImplementedError
 
+    def begin_call(self, n: int) -> None:
+        """Called at the start of each call on ``n`` completions (reset per-call state here)."""
+
     def score(self, completion: str, **row: Any) -> Score:  # sync use (offline scoring)
         return asyncio.run(self.ascore(completion, **row))
 
-    async def _safe_ascore(self, sem: asyncio.Semaphore, completion: Any, row: Dict[str, Any]) -> Score:
-        async with sem:
+    async def ascore_at(self, index: int, completion: str, row: Dict[str, Any]) -> Score:
+        """:meth:`ascore` of the call's completion number ``index`` (override to keep per-row details)."""
+        return await self.ascore(completion, **row)
+
+    async def _safe_ascore(self, own: asyncio.Semaphore, shared: asyncio.Semaphore, index: int, completion: Any,
+                           row: Dict[str, Any]) -> Score:
+        async with own, shared:
             try:
-                value = await self.ascore(as_text(completion), **row)
+                value = await self.ascore_at(index, as_text(completion), row)
             except Exception as exc:
                 self._warn(f"raised {exc!r}")
                 return self.fallback
@@ -200,9 +343,33 @@ class AsyncReward(Reward):
 
     async def __call__(self, completions: Sequence[Any], **kwargs: Any) -> List[Score]:  # type: ignore[override]
         completions = list(completions or [])
+        if not completions:
+            return []
         rows = split_rows(len(completions), select(kwargs, self.needed_columns()))
-        sem = asyncio.Semaphore(self.concurrency)
-        return list(await asyncio.gather(*(self._safe_ascore(sem, c, r) for c, r in zip(completions, rows))))
+        own, shared = asyncio.Semaphore(self.concurrency), shared_limit()
+        self.begin_call(len(completions))
+        tasks = [asyncio.ensure_future(self._safe_ascore(own, shared, i, c, r))
+                 for i, (c, r) in enumerate(zip(completions, rows))]
+        budget = self.budget(len(tasks))
+        done, pending = await asyncio.wait(tasks, timeout=budget)
+        for t in pending:
+            t.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=1.0)    # let them unwind; one ignoring cancellation is dropped
+        self.report_timeouts(len(pending), len(tasks), budget)
+        return [t.result() if t in done else self.timeout_score for t in tasks]
+
+
+def _picklable(values: Dict[str, Any]) -> Dict[str, Any]:
+    """The entries of ``values`` that pickle (a trainer state shared by every row may not)."""
+    out = {}
+    for k, v in values.items():
+        try:
+            pickle.dumps(v)
+        except Exception:
+            continue
+        out[k] = v
+    return out
 
 
 class Checked(list):

@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
+import time
 from collections import OrderedDict
-from typing import Any, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import ParamError
 from ..params import Param
-from .base import Reward, Score
+from .base import Reward, Score, column
 from ..extract import answer_tag, strip_think
 
 _FENCE = re.compile(r"```[ \t]*(?:json|JSON|json5)?[ \t]*\n?(.*?)(?:```|\Z)", re.S)
@@ -135,6 +137,85 @@ def parse_json(text: Any, repair: bool = False, trailing: bool = True) -> Tuple[
 _KINDS = {"object": dict, "array": list, "any": object}
 
 
+# -- schema patterns with a time bound ------------------------------------------------------------
+class PatternTimeout(Exception):
+    """A schema ``pattern`` did not finish matching before the call's deadline."""
+
+
+_deadline = threading.local()
+#: seconds one pattern match may take when no call deadline is set (``score`` called on its own)
+MATCH_TIMEOUT = 2.0
+
+
+def bounded_search(pattern: str, text: str) -> bool:
+    """``re.search`` semantics with the ``regex`` engine and the current call's deadline: a backtracking
+    pattern (``^(a|aa)+$``) stops at the deadline with :class:`PatternTimeout` instead of running for hours.
+
+    >>> bool(bounded_search("^a+$", "aaa")), bool(bounded_search("b", "aaa"))
+    (True, False)
+    """
+    import regex
+
+    end = getattr(_deadline, "end", None)
+    left = MATCH_TIMEOUT if end is None else end - time.monotonic()   # outside a call: one match's own bound
+    if left <= 0:
+        raise PatternTimeout(pattern)
+    try:
+        return regex.search(pattern, text, timeout=left) is not None
+    except TimeoutError:
+        raise PatternTimeout(pattern) from None
+    except regex.error:                         # a pattern only ``re`` accepts: no bound available, refuse it
+        raise PatternTimeout(pattern) from None
+
+
+def _kw_pattern(validator, patrn, instance, schema):
+    from jsonschema.exceptions import ValidationError
+
+    if validator.is_type(instance, "string") and not bounded_search(patrn, instance):
+        yield ValidationError(f"{instance!r} does not match {patrn!r}")
+
+
+def _kw_pattern_properties(validator, patterns, instance, schema):
+    if not validator.is_type(instance, "object"):
+        return
+    for pattern, subschema in patterns.items():
+        for k, v in instance.items():
+            if bounded_search(pattern, k):
+                yield from validator.descend(v, subschema, path=k, schema_path=pattern)
+
+
+def _kw_additional_properties(validator, aP, instance, schema):
+    from jsonschema.exceptions import ValidationError
+
+    if not validator.is_type(instance, "object"):
+        return
+    properties = schema.get("properties", {})
+    patterns = "|".join(schema.get("patternProperties", {}))
+    extras = [k for k in instance if k not in properties and not (patterns and bounded_search(patterns, k))]
+    if validator.is_type(aP, "object"):
+        for extra in extras:
+            yield from validator.descend(instance[extra], aP, path=extra)
+    elif not aP and extras:
+        yield ValidationError(f"Additional properties are not allowed ({', '.join(map(repr, sorted(extras)))} "
+                              f"unexpected)")
+
+
+_BOUNDED: Dict[type, type] = {}
+
+
+def bounded_validator(cls: type) -> type:
+    """``cls`` (a jsonschema validator class) with ``pattern``, ``patternProperties`` and
+    ``additionalProperties`` matched by :func:`bounded_search`."""
+    got = _BOUNDED.get(cls)
+    if got is None:
+        from jsonschema.validators import extend
+
+        overrides = {"pattern": _kw_pattern, "patternProperties": _kw_pattern_properties,
+                     "additionalProperties": _kw_additional_properties}
+        got = _BOUNDED[cls] = extend(cls, {k: v for k, v in overrides.items() if k in cls.VALIDATORS})
+    return got
+
+
 class JsonValid(Reward):
     """1.0 when the completion holds JSON that parses (fenced or bare), else 0.0.
 
@@ -198,6 +279,12 @@ class JsonSchema(Reward):
     that are present and valid against their own property schema ("well typed"), so full validity is
     always worth more. JSON that does not parse scores 0. Needs ``pip install jsonschema``.
 
+    A call whose schemas hold a ``pattern`` / ``patternProperties`` is scored in the worker pool, within the
+    call's deadline (``timeout`` seconds per GRPO group, wall-clock); there, and wherever the reward runs, the
+    regexes are also matched by the ``regex`` engine with a time limit (CPU time): a pattern that backtracks
+    for ever (``^(a|aa)+$`` on a long string) stops, and the completions left unscored abstain, with one log
+    line.
+
     Any JSON Schema draft works (the ``jsonschema`` package picks it from ``$schema``). A bad ``schema=``
     parameter (an unreadable file, invalid JSON) stops the run at start-up with a ParamError. A
     parametrised name cannot hold commas, so give a schema with commas as a file path, or as an alias in
@@ -216,7 +303,9 @@ class JsonSchema(Reward):
 
     name = "json_schema"
     abstains = ("when there is no usable schema (no column value and no schema parameter, an invalid schema, or one "
-                "that cannot be evaluated such as an unresolvable $ref)")
+                "that cannot be evaluated such as an unresolvable $ref or a pattern still matching at the deadline)")
+    default_timeout = 2.0
+    own_deadline = True
     params = {
         "schema": Param("", "schema for every row: a path to a JSON file or inline JSON (a row's column wins)"),
         "schema_key": Param("schema", "dataset column holding a per-row schema (dict or JSON text)"),
@@ -233,6 +322,7 @@ class JsonSchema(Reward):
         self._validators: "OrderedDict[str, Any]" = OrderedDict()
         self._recent: list = []
         self._default = None
+        self._default_patterns = False
         if self.schema:
             text = self.schema
             if not text.lstrip().startswith("{"):
@@ -247,6 +337,7 @@ class JsonSchema(Reward):
             if self._validator(schema) is None:
                 raise ParamError(f"reward json_schema: schema {self.schema!r} is not a valid JSON schema")
             self._default = schema
+            self._default_patterns = '"pattern' in json.dumps(schema)
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -289,6 +380,8 @@ class JsonSchema(Reward):
         try:
             cls = validator_for(schema)
             cls.check_schema(schema)
+            if '"pattern' in key:                # pattern / patternProperties: match under the deadline
+                cls = bounded_validator(cls)
             validator = cls(schema)
         except (exceptions.SchemaError, TypeError, ValueError, RecursionError, LookupError):
             validator = None
@@ -296,6 +389,37 @@ class JsonSchema(Reward):
         if len(self._validators) > 256:
             self._validators.popitem(last=False)
         return validator
+
+    def use_pool(self, rows) -> bool:
+        """Schemas with patterns go to the worker pool, whose deadline is wall-clock (the ``regex`` engine's own
+        bound, which also holds in-process, counts CPU time); the others score here."""
+        if self.isolate:
+            return True
+        if self._default_patterns:
+            return True
+        seen: Dict[int, bool] = {}
+        for schema in column(rows, self.schema_key):
+            if schema is None or id(schema) in seen:
+                continue
+            try:
+                text = schema if isinstance(schema, str) else json.dumps(schema)
+            except (TypeError, ValueError):
+                text = ""
+            seen[id(schema)] = True
+            if '"pattern' in text:
+                return True
+        return False
+
+    def score_batch(self, completions: Sequence[str], rows: Sequence[Dict[str, Any]]) -> List[Score]:
+        budget = self.budget(len(completions))
+        _deadline.end = time.monotonic() + budget
+        self._late = 0
+        try:
+            out = super().score_batch(completions, rows)
+        finally:
+            _deadline.end = None
+        self.report_timeouts(self._late, len(completions), budget, " (schema patterns)")
+        return out
 
     def score(self, completion: str, **row: Any) -> Score:
         schema = row.get(self.schema_key)
@@ -313,6 +437,9 @@ class JsonSchema(Reward):
             if validator.is_valid(value):
                 return 1.0
             return self.partial_max * self._required_fraction(validator, value)
+        except PatternTimeout:
+            self._late = getattr(self, "_late", 0) + 1
+            return None
         except Exception:  # the schema cannot be evaluated (an unresolvable $ref, ...): unusable gold
             return None
 

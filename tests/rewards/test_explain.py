@@ -11,7 +11,10 @@ from swift_ext.rewards import build
 
 
 def call(reward, completion, row):
-    return reward([completion], **{k: [v] for k, v in row.items()})[0]
+    """One completion scored as ms-swift calls a reward (async rewards awaited): the one scoring path's call."""
+    from swift_ext.scoring import call_reward
+
+    return call_reward("r", reward, [completion], {k: [v] for k, v in row.items()})[0]
 
 
 def box_iou(a, b):

@@ -140,15 +140,19 @@ class TestMathAccuracy:
     def test_hard_time_bound(self):
         import time
 
+        from swift_ext.rewards.pool import get_pool
+
         r = build("math_accuracy:timeout=0.3")
         tower = "<answer>" + "2^{" * 8 + "2" + "}" * 8 + "</answer>"   # 2^2^...^2: sympy would run for ages
-        r(["<answer>1</answer>"], solution=["2"])                       # start the worker outside the timing
+        r(["<answer>x</answer>"], solution=["2"])                       # start the workers outside the timing
+        assert get_pool().wait_ready()
+        kills = get_pool().kills
         t0 = time.monotonic()
-        out = r([tower, "<answer>5</answer>"], solution=["2", "5"])
+        out = r([tower, "<answer>0.5</answer>"], solution=["2", "1/2"])
         elapsed = time.monotonic() - t0
-        assert out == [0.0, 1.0]                                         # killed item scores 0, the next still runs
-        assert r.judge.timeouts >= 1
-        assert elapsed < 0.3 + 15                                        # bound + one worker restart (spawn)
+        assert out == [0.0, 1.0]                                         # killed item scores 0, the other is scored
+        assert get_pool().kills > kills
+        assert elapsed < 0.3 + 1.5                                       # the call's deadline, not a restart
 
 
 def test_random_is_seedable_and_bounded():

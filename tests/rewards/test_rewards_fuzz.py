@@ -7,6 +7,7 @@ of adversarial strings (huge, unicode, unbalanced tags, nested braces, NaN-ish n
 boxes and JSON).
 """
 
+import asyncio
 import importlib.util
 import math
 import time
@@ -113,13 +114,19 @@ def instance(spec):
     return _instances[spec]
 
 
+def run(reward, completions, **columns):
+    """A reward call as ms-swift makes it (async rewards awaited)."""
+    out = reward(completions, **columns)
+    return asyncio.run(out) if asyncio.iscoroutine(out) else out
+
+
 def check(spec, completions, row):
     reward = instance(spec)
     reward._warned = False  # so that a failure is reported with the example that caused it
     n = len(completions)
     columns = {k: [v] * n for k, v in row.items()}
     start = time.perf_counter()
-    out = reward(completions, trainer_state=None, **columns)
+    out = run(reward, completions, trainer_state=None, **columns)
     elapsed = time.perf_counter() - start
     assert isinstance(out, list) and len(out) == n, spec
     for v in out:
@@ -179,7 +186,7 @@ def test_batch_equals_one_at_a_time(spec, completions, rows):
     completions, rows = completions[:n], rows[:n]
     reward = instance(spec)
     keys = set().union(*rows)
-    batch = reward(completions, **{k: [r.get(k) for r in rows] for k in keys})
+    batch = run(reward, completions, **{k: [r.get(k) for r in rows] for k in keys})
     fresh = configure(spec)()
-    alone = [fresh([c], **{k: [r.get(k)] for k in keys})[0] for c, r in zip(completions, rows)]
+    alone = [run(fresh, [c], **{k: [r.get(k)] for k in keys})[0] for c, r in zip(completions, rows)]
     assert all(_same(a, b) for a, b in zip(batch, alone)), (spec, batch, alone)
