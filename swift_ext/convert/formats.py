@@ -141,9 +141,47 @@ def _pair_turns(turns: List[Any], where: str) -> List[Dict[str, Any]]:
     return out
 
 
+def _openai_tool_calls(turns: List[Any], where: str) -> List[Any]:
+    """OpenAI assistant ``tool_calls`` as ms-swift reads them (its ``normalize_openai_tool_calls``): the text, if
+    any, as an assistant turn, then one ``tool_call`` turn ``{name, arguments}`` per call; the tool results that
+    follow are put in call order when every one carries one of the calls' ids."""
+    turns = list(turns)
+    out = []
+    for i, turn in enumerate(turns):
+        calls = turn.get("tool_calls") if isinstance(turn, dict) and turn.get("role") == "assistant" else None
+        if not calls:
+            out.append(turn)
+            continue
+        if not isinstance(calls, list) or not all(isinstance(c, dict) for c in calls):
+            raise RowError(f"{where}[{i}].tool_calls must be a list of objects")
+        order = {c.get("id"): k for k, c in enumerate(calls)}
+        end = i + 1
+        while end < len(turns) and isinstance(turns[end], dict) and turns[end].get("role") in ("tool", "tool_response"):
+            end += 1
+        results = turns[i + 1:end]
+        if None not in order and len(order) == len(calls) == len(results) \
+                and set(order) == {r.get("tool_call_id") for r in results}:
+            turns[i + 1:end] = sorted(results, key=lambda r: order[r["tool_call_id"]])
+        keep = {k: turn[k] for k in ("loss", "loss_scale") if turn.get(k) is not None}
+        if turn.get("content"):
+            out.append({"role": "assistant", "content": turn["content"], **keep})
+        for k, call in enumerate(calls):
+            fn = call.get("function", call)
+            if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+                raise RowError(f"{where}[{i}].tool_calls[{k}] has no function name")
+            args = fn.get("arguments", {})
+            if isinstance(args, str):
+                try:
+                    args = json.loads(args)
+                except ValueError:
+                    pass
+            out.append({"role": "tool_call", "content": {"name": fn["name"], "arguments": args}, **keep})
+    return out
+
+
 def _turns(value: Any, where: str) -> List[Dict[str, Any]]:
     """A ``messages`` / ``conversations`` column as ms-swift's MessagesPreprocessor reads it: turns keyed
-    ``role``/``content`` or ``from``/``value`` (per turn), or its pair style."""
+    ``role``/``content`` or ``from``/``value`` (per turn), or its pair style; OpenAI ``tool_calls`` expanded."""
     if not isinstance(value, list):
         raise RowError(f"'{where}' must be a list of turns, got {type(value).__name__}")
     if not value:
@@ -151,6 +189,8 @@ def _turns(value: Any, where: str) -> List[Dict[str, Any]]:
     first = value[0]
     if isinstance(first, dict) and not any(k in first for k in ("role", "content", "from", "value")):
         return _pair_turns(value, where)
+    if any(isinstance(t, dict) and t.get("tool_calls") for t in value):
+        value = _openai_tool_calls(value, where)
     return [norm_message(t, f"{where}[{i}]", *_turn_keys(t)) for i, t in enumerate(value)]
 
 

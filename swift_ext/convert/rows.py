@@ -135,8 +135,8 @@ def norm_message(msg: Any, where: str, role_key: str = "role", content_key: str 
     if role is None:
         raise RowError(f"{where}: unknown role {raw_role!r}")
     if msg.get("tool_calls"):
-        raise RowError(f"{where}: OpenAI 'tool_calls' are not read; write them as 'tool_call' turns "
-                       f"(content: the JSON of {{name, arguments}})")
+        raise RowError(f"{where}: OpenAI 'tool_calls' are read in a conversation's turns only; write them as "
+                       f"'tool_call' turns (content: the JSON of {{name, arguments}})")
     content = msg.get(content_key)
     if role in TOOL_ROLES and content is not None and not isinstance(content, str):
         # ms-swift's template writes a structured tool call / result as its JSON

@@ -143,6 +143,26 @@ def gen_messages(rng, rid, paths, keys=("role", "content"), system_key="system")
     return row
 
 
+def gen_openai_tools(rng, rid, paths):
+    """OpenAI chat rows: assistant ``tool_calls`` (content null, empty or text), ``tool`` results with
+    ``tool_call_id`` (sometimes out of call order), a ``name``."""
+    msgs = [{"role": "user", "content": text(rng)}]
+    for _ in range(rng.choice([1, 2])):
+        ids = [f"call_{rid}_{k}" for k in range(rng.choice([1, 2, 3]))]
+        msgs.append({"role": "assistant", "content": rng.choice([None, "", "Let me check ✓."]),
+                     "tool_calls": [{"id": i, "type": "function",
+                                     "function": {"name": rng.choice(["calc", "météo"]),
+                                                  "arguments": json.dumps({"x": k, "city": "Zürich"})}}
+                                    for k, i in enumerate(ids)]})
+        results = [{"role": "tool", "tool_call_id": i, "name": "calc", "content": text(rng, 0)} for i in ids]
+        rng.shuffle(results)
+        msgs += results
+        msgs.append({"role": "assistant", "content": text(rng)})
+    row = {"rid": rid, "messages": msgs}
+    system_source(rng, row, [], with_turn=False)
+    return row
+
+
 def gen_sharegpt(rng, rid, paths):
     row = gen_messages(rng, rid, paths, keys=("from", "value"))
     row["conversations"] = row.pop("messages")
@@ -212,6 +232,7 @@ def gen_problem_answer(rng, rid, paths):
 SFT_FILES = {  # name: (generator, rows)
     "messages": (gen_messages, 90),
     "messages_from_value": (lambda rng, rid, p: gen_messages(rng, rid, p, keys=("from", "value")), 40),
+    "messages_openai_tools": (gen_openai_tools, 30),
     "messages_system_prompt": (lambda rng, rid, p: gen_messages(rng, rid, p, system_key="system_prompt"), 30),
     "sharegpt": (gen_sharegpt, 70),
     "sharegpt_pairs": (gen_pairs, 40),
@@ -220,6 +241,17 @@ SFT_FILES = {  # name: (generator, rows)
     "query_response": (gen_query_response, 60),
     "query_response_str_history": (lambda rng, rid, p: gen_query_response(rng, rid, p, str_history=True), 20),
     "problem_answer": (gen_problem_answer, 20),
+    "query_response_list": (lambda rng, rid, p: {"rid": rid, "query": text(rng, 0),
+                                                 "response": [text(rng, 0), text(rng, 0)]}, 5),
+}
+
+
+ISSUE_14 = {  # the rows of issue 14, added to the generated files
+    "sharegpt": [{"rid": -1, "conversations": [{"from": "system", "value": "turn"}, {"from": "human", "value": "q"},
+                                               {"from": "gpt", "value": "a"}], "system": "column"},
+                 {"rid": -2, "conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}],
+                  "system": ""}],
+    "alpaca": [{"rid": -3, "instruction": "", "input": "2+2", "output": "4", "system": ""}],
 }
 
 
@@ -303,68 +335,79 @@ def images(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def sft_files(tmp_path_factory, images):
+def sft_run(tmp_path_factory, images, ms_read):
+    """Every generated file read by ms-swift, and converted to sft and grpo; the outputs of all files are read by
+    ms-swift in one file per target (they are all messages rows)."""
     root = tmp_path_factory.mktemp("fidelity")
-    files, raws = {}, {}
+    files, raws, original = {}, {}, {}
+    outputs = {"sft": [], "grpo": []}
+    rejects = {"sft": {}, "grpo": {}}
     for i, (name, (gen, n)) in enumerate(SFT_FILES.items()):
         rng = random.Random(1000 + i)
-        rows = [gen(rng, i * 1000 + j, images) for j in range(n)]
-        files[name] = write(root / f"{name}.jsonl", rows)
+        rows = ISSUE_14.get(name, []) + [gen(rng, i * 1000 + j, images) for j in range(n)]
+        files[name] = [r["rid"] for r in rows]
         raws.update({r["rid"]: r for r in rows})
-    return files, raws
+        src = write(root / f"{name}.jsonl", rows)
+        original.update({rid: norm(r) for rid, r in ms_read(src).items()})
+        for to in outputs:
+            out, rej = convert(src, to)
+            outputs[to].append(out.read_text(encoding="utf-8"))
+            rejects[to].update(rej)
+    converted = {}
+    for to, texts in outputs.items():
+        all_out = root / f"all.{to}.jsonl"
+        all_out.write_text("".join(texts), encoding="utf-8")
+        converted[to] = ms_read(all_out)
+    return files, raws, original, converted, rejects
+
+
+def compare(name, to, sft_run):
+    """(rows compared identical, deliberate differences met) for one generated file and target."""
+    files, raws, original, converted, rejects = sft_run
+    compared, differences = 0, set()
+    for rid in files[name]:
+        raw, ms = raws[rid], original.get(rid)
+        if rid in rejects[to]:
+            if ms is not None:  # ms-swift trains on it: the reject must be a documented deliberate one
+                differences.add(justify(rid, rejects[to][rid], raw, ms, NEEDS[to]))
+            continue
+        if ms is None:
+            assert dropped_by_ms(raw), f"rid {rid}: ms-swift drops {raw}"
+            differences.add("ms_swift_drops")
+            continue
+        row = converted[to][rid]
+        got = norm(row)
+        if to == "sft":
+            assert got == ms, f"rid {rid}: {raw}"
+        else:  # the sft row minus its last assistant turn; that turn (or the solution column) in solution
+            assert got == {"messages": _prompt(ms), "images": ms["images"]}, f"rid {rid}: {raw}"
+            expected = raw["solution"] if isinstance(raw.get("solution"), str) else _answer(ms)
+            assert row["solution"] == expected, f"rid {rid}"
+        compared += 1
+    return compared, differences
 
 
 @pytest.mark.parametrize("name", list(SFT_FILES))
-def test_sft_and_grpo_train_as_ms_swift_reads_the_original(name, sft_files, ms_read):
-    files, raws = sft_files
-    src = files[name]
-    original = {rid: norm(r) for rid, r in ms_read(src).items()}
-    seen = {"compared": 0, "differences": set()}
-    for to in ("sft", "grpo"):
-        out, rejects = convert(src, to)
-        converted = ms_read(out)
-        rids = [json.loads(x)["rid"] for x in src.read_text(encoding="utf-8").splitlines()]
-        for rid in rids:
-            raw, ms = raws[rid], original.get(rid)
-            if rid in rejects:
-                if ms is not None:  # ms-swift trains on it: the reject must be a documented deliberate one
-                    seen["differences"].add(justify(rid, rejects[rid], raw, ms, NEEDS[to]))
-                continue
-            if ms is None:
-                assert dropped_by_ms(raw), f"rid {rid}: ms-swift drops {raw}"
-                continue
-            got = norm(converted[rid])
-            if to == "sft":
-                assert got == ms, f"rid {rid}: {raw}"
-            else:  # the sft row minus its last assistant turn; that turn (or the solution column) in solution
-                answer = _answer(ms)
-                assert got == {"messages": _prompt(ms), "images": ms["images"]}, f"rid {rid}: {raw}"
-                expected = raw["solution"] if isinstance(raw.get("solution"), str) else answer
-                assert converted[rid]["solution"] == expected, f"rid {rid}"
-            seen["compared"] += 1
-    assert seen["compared"] >= len(rids), seen  # most rows trained identically in both targets
+def test_sft_and_grpo_train_as_ms_swift_reads_the_original(name, sft_run):
+    compared = sum(compare(name, to, sft_run)[0] for to in ("sft", "grpo"))
+    if name != "query_response_list":  # every row of that one is a deliberate difference
+        assert compared >= len(sft_run[0][name]), compared  # most rows trained identically in both targets
 
 
-# -- the three classes of issue 14, as ms-swift reads them ------------------------------------------------
-def test_the_issue_14_rows(tmp_path, ms_read):
-    rows = [
-        {"rid": 0, "conversations": [{"from": "system", "value": "turn"}, {"from": "human", "value": "q"},
-                                     {"from": "gpt", "value": "a"}], "system": "column"},
-        {"rid": 1, "conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}], "system": ""},
-    ]
-    alpaca = [{"rid": 2, "instruction": "", "input": "2+2", "output": "4", "system": ""}]
-    for name, data in (("sg", rows), ("alp", alpaca)):
-        src = write(tmp_path / f"{name}.jsonl", data)
-        out, rejects = convert(src, "sft")
-        assert not rejects
-        original, converted = ms_read(src), ms_read(out)
-        for rid in original:
-            assert norm(converted[rid]) == norm(original[rid])
-    read = {**ms_read(tmp_path / "sg.sft.jsonl"), **ms_read(tmp_path / "alp.sft.jsonl")}
-    assert [m["role"] for m in read[0]["messages"]].count("system") == 1
-    assert read[0]["messages"][0]["content"] == "turn"
-    assert read[1]["messages"][0] == {"role": "system", "content": ""}
-    assert read[2]["messages"][1]["content"] == "2+2"
+def test_every_deliberate_difference_is_exercised(sft_run):
+    seen = set().union(*(compare(name, to, sft_run)[1] for name in SFT_FILES for to in ("sft", "grpo")))
+    assert {name for name, _, _ in DELIBERATE} | {"ms_swift_drops"} <= seen, seen
+
+
+# -- the three classes of issue 14 -------------------------------------------------------------------
+def test_the_issue_14_rows(sft_run):
+    files, raws, original, converted, rejects = sft_run
+    read = {rid: norm(converted["sft"][rid]) for rid in (-1, -2, -3)}
+    assert read[-1]["messages"] == [{"role": "system", "content": "turn"}, {"role": "user", "content": "q"},
+                                    {"role": "assistant", "content": "a"}]  # the turn wins, one system message
+    assert read[-2]["messages"][0] == {"role": "system", "content": ""}  # "" = no system prompt, not the default
+    assert read[-3]["messages"][1] == {"role": "user", "content": "2+2"}  # no leading newline
+    assert all(read[rid] == original[rid] for rid in read)  # as ms-swift reads the originals
 
 
 # -- preference formats ms-swift reads natively -------------------------------------------------------
@@ -382,43 +425,54 @@ def gen_dpo(rng, rid, paths, style):
     return row
 
 
-@pytest.mark.parametrize("style", ["messages", "query_response", "alpaca", "sharegpt"])
-def test_dpo_and_kto_train_as_ms_swift_reads_the_original(style, tmp_path, images, ms_read):
-    rng = random.Random(7)
-    rows = [gen_dpo(rng, j, images, style) for j in range(40)]
-    raws = {r["rid"]: r for r in rows}
-    src = write(tmp_path / f"dpo_{style}.jsonl", rows)
-    original = ms_read(src)
-    out, rejects = convert(src, "dpo")
-    converted = ms_read(out)
-    compared = 0
-    for rid, raw in raws.items():
-        ms = original.get(rid)
-        if rid in rejects:
-            if ms is not None:  # else ms-swift drops it too (e.g. rejected_response equal to the chosen one)
-                justify(rid, rejects[rid], raw, norm(ms))
-            continue
-        assert ms is not None or dropped_by_ms(raw), f"rid {rid}: ms-swift drops {raw}"
-        if ms is None:
-            continue
-        assert norm(converted[rid]) == norm(ms), f"rid {rid}: {raw}"
-        assert converted[rid]["rejected_response"] == ms["rejected_response"]
-        compared += 1
-    assert compared >= len(rows) // 2
+PREF_STYLES = ["messages", "query_response", "alpaca", "sharegpt"]
 
-    # KTO: the same rows with a boolean label (ms-swift reads `label` natively)
-    for r in rows:
-        r.pop("rejected_response")
-        r["label"] = bool(r["rid"] % 2)
-    src = write(tmp_path / f"kto_{style}.jsonl", rows)
-    original = ms_read(src)
-    out, rejects = convert(src, "kto")
-    converted = ms_read(out)
-    for rid, raw in raws.items():
-        ms = original.get(rid)
-        if rid in rejects or ms is None:
-            if ms is not None:
-                justify(rid, rejects[rid], raw, norm(ms))
+
+@pytest.fixture(scope="module")
+def pref_run(tmp_path_factory, images, ms_read):
+    """DPO rows (``rejected_response``) and KTO rows (boolean ``label``) in each style, read by ms-swift and
+    converted; the outputs of all styles read in one file per target."""
+    root = tmp_path_factory.mktemp("pref")
+    raws, original, rejects, outputs = {}, {}, {"dpo": {}, "kto": {}}, {"dpo": [], "kto": []}
+    for i, style in enumerate(PREF_STYLES):
+        rng = random.Random(7 + i)
+        dpo = [gen_dpo(rng, 100 * i + j, images, style) for j in range(40)]
+        kto = [{**{k: v for k, v in r.items() if k != "rejected_response"}, "rid": r["rid"] + 50,
+                "label": bool(r["rid"] % 2)} for r in dpo]
+        for to, rows in (("dpo", dpo), ("kto", kto)):
+            raws.update({r["rid"]: r for r in rows})
+            src = write(root / f"{to}_{style}.jsonl", rows)
+            original.update(ms_read(src))
+            out, rej = convert(src, to)
+            rejects[to].update(rej)
+            outputs[to].append(out.read_text(encoding="utf-8"))
+    converted = {}
+    for to, texts in outputs.items():
+        converted[to] = ms_read(write(root / f"all.{to}.jsonl", [json.loads(x) for t in texts for x in t.splitlines()]))
+    return raws, original, converted, rejects
+
+
+@pytest.mark.parametrize("style", PREF_STYLES)
+@pytest.mark.parametrize("to", ["dpo", "kto"])
+def test_dpo_and_kto_train_as_ms_swift_reads_the_original(style, to, pref_run):
+    raws, original, converted, rejects = pref_run
+    i = PREF_STYLES.index(style)
+    rids = [100 * i + j + (50 if to == "kto" else 0) for j in range(40)]
+    compared = 0
+    for rid in rids:
+        raw, ms = raws[rid], original.get(rid)
+        if rid in rejects[to]:
+            if ms is not None:  # else ms-swift drops it too (e.g. rejected_response equal to the chosen one)
+                justify(rid, rejects[to][rid], raw, norm(ms))
             continue
-        assert norm(converted[rid]) == norm(ms), f"rid {rid}: {raw}"
-        assert converted[rid]["label"] == ms["label"] == raw["label"]
+        if ms is None:
+            assert dropped_by_ms(raw), f"rid {rid}: ms-swift drops {raw}"
+            continue
+        row = converted[to][rid]
+        assert norm(row) == norm(ms), f"rid {rid}: {raw}"
+        if to == "dpo":
+            assert row["rejected_response"] == ms["rejected_response"] == raw["rejected_response"]
+        else:
+            assert row["label"] == ms["label"] == raw["label"]
+        compared += 1
+    assert compared >= len(rids) // 2
