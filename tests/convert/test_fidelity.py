@@ -37,7 +37,7 @@ DELIBERATE = [
      lambda raw, ms: ms and any(m["role"] in ("user", "assistant") and not m["content"].strip()
                                 for m in ms["messages"])),
     ("system_not_first", r"system turn not at the start",
-     lambda raw, ms: ms and any(m["role"] == "system" for m in ms["messages"][1:])),
+     lambda raw, ms: ms and any(m["role"] == "system" for m in ms["messages"])),
     ("role_order", r"two user turns in a row|assistant turn without a user turn",
      lambda raw, ms: ms and _bad_order(ms["messages"])),
     ("image_tags", r"<image> tag\(s\) but \d+ images",
@@ -98,7 +98,7 @@ def dialogue(rng, tools=False, tool_role="tool_response", odd=True):
 
 def add_images(rng, turns, paths):
     n = rng.choice([0, 0, 1, 2])
-    tags = n + (1 if rng.random() < 0.05 else 0)
+    tags = max(0, n + rng.choice([1] + [0] * 16 + [-1]))  # rarely one tag too many, or one missing
     if tags:
         first = next(t for t in turns if t[0] == "user")
         first[1] = "<image>" * tags + first[1]
@@ -281,16 +281,16 @@ def ms_read(tmp_path_factory):
 
 
 def norm(row):
-    """What training sees of a loaded row: messages (None-valued keys dropped: Arrow pads every turn with every
-    key of the file; a structured tool call is the JSON the template writes) and image paths."""
-    msgs = []
-    for m in row["messages"]:
-        m = {k: v for k, v in m.items() if v is not None}
-        if not isinstance(m.get("content"), str):
-            m["content"] = json.dumps(m["content"], ensure_ascii=False)
-        msgs.append(m)
-    images = [im["path"] if isinstance(im, dict) else im for im in row.get("images") or []]
-    return {"messages": msgs, "images": images}
+    """What ms-swift's template sees of a loaded row (its own ``StdTemplateInputs.from_dict`` and default
+    ``<image>`` tags): the system prompt (None: the template's default; "": none), the messages (None-valued
+    keys dropped: Arrow pads every turn with every key of the file) and the image paths."""
+    from swift.template import StdTemplateInputs, Template
+
+    inputs = StdTemplateInputs.from_dict({"messages": row["messages"], "images": row.get("images")})
+    Template._add_default_tags(inputs)
+    return {"system": inputs.system,
+            "messages": [{k: v for k, v in m.items() if v is not None} for m in inputs.messages],
+            "images": [im["path"] if isinstance(im, dict) else im for im in inputs.images]}
 
 
 def convert(src: Path, to: str, *args):
@@ -380,7 +380,7 @@ def compare(name, to, sft_run):
         if to == "sft":
             assert got == ms, f"rid {rid}: {raw}"
         else:  # the sft row minus its last assistant turn; that turn (or the solution column) in solution
-            assert got == {"messages": _prompt(ms), "images": ms["images"]}, f"rid {rid}: {raw}"
+            assert got == {**ms, "messages": _prompt(ms)}, f"rid {rid}: {raw}"
             expected = raw["solution"] if isinstance(raw.get("solution"), str) else _answer(ms)
             assert row["solution"] == expected, f"rid {rid}"
         compared += 1
@@ -403,10 +403,10 @@ def test_every_deliberate_difference_is_exercised(sft_run):
 def test_the_issue_14_rows(sft_run):
     files, raws, original, converted, rejects = sft_run
     read = {rid: norm(converted["sft"][rid]) for rid in (-1, -2, -3)}
-    assert read[-1]["messages"] == [{"role": "system", "content": "turn"}, {"role": "user", "content": "q"},
-                                    {"role": "assistant", "content": "a"}]  # the turn wins, one system message
-    assert read[-2]["messages"][0] == {"role": "system", "content": ""}  # "" = no system prompt, not the default
-    assert read[-3]["messages"][1] == {"role": "user", "content": "2+2"}  # no leading newline
+    assert read[-1] == {"system": "turn", "images": [],  # the turn wins, the column is ignored
+                        "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}
+    assert read[-2]["system"] == ""  # no system prompt, not the template's default (None)
+    assert read[-3]["messages"][0] == {"role": "user", "content": "2+2"}  # no leading newline
     assert all(read[rid] == original[rid] for rid in read)  # as ms-swift reads the originals
 
 
