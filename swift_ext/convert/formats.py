@@ -3,10 +3,11 @@
 ====================  ==========================================================================
 name                  columns
 ====================  ==========================================================================
-``swift``             ``messages`` (+ ``images``, ``videos``, ``solution``, ``rejected_response``,
+``swift``             ``messages`` (+ ``system``, ``images``, ``videos``, ``solution``, ``rejected_response``,
                       ``rejected_messages``, ``rejected_images``, ``label``)
 ``query_response``    legacy ms-swift ``query`` / ``response`` / ``history`` / ``system`` / ``images``
-``sharegpt``          ``conversations`` (or ``conversation``) with ``from`` / ``value``, ``system``
+``sharegpt``          ``conversations`` (or ``conversation``) with ``from`` / ``value``, or ms-swift's pair
+                      style ``{human, assistant}``; ``system``
 ``llava``             LLaVA JSON: ``conversations`` + ``image`` (``<image>`` in the human turn)
 ``alpaca``            ``instruction`` / ``input`` / ``output`` (or ``chosen`` / ``rejected``)
 ``rlaif_v``           ``question`` / ``chosen`` / ``rejected`` / ``image`` (path or bytes)
@@ -18,6 +19,10 @@ name                  columns
 
 >>> detect({"conversations": [], "image": "a.jpg"}).name
 'llava'
+
+Every reader follows ms-swift's own preprocessors (``swift/dataset/preprocessor/core.py``) for the formats
+ms-swift reads natively, so that a converted file trains as the original would; the differences are
+deliberate rejects (docs/datasets.md, "Fidelity to ms-swift"; tests/convert/test_fidelity.py).
 >>> fmt = get_format("alpaca")
 >>> fmt.read({"instruction": "Add", "input": "2+2", "output": "4"})["messages"][0]["content"]
 'Add\\n2+2'
