@@ -281,15 +281,30 @@ def _response(row: Dict[str, Any], key: str) -> Optional[str]:
     return _str(row, key, required=False)
 
 
+# the columns ms-swift's ResponsePreprocessor takes as the response (when a row has exactly one of them)
+RESPONSE_ALIASES = ("answer", "output", "targets", "target", "answer_key", "answers", "text", "completion",
+                    "content", "solution")
+
+
+def _response_key(row: Dict[str, Any]) -> str:
+    """``response``, else the one response alias the row has (ms-swift renames it to ``response``; with two or
+    more it renames none of them, and the row has no response: e.g. ``answer`` + ``solution`` is a prompt)."""
+    if "response" in row:
+        return "response"
+    found = [k for k in RESPONSE_ALIASES if k in row]
+    return found[0] if len(found) == 1 else "response"
+
+
 def read_query_response(row: Dict[str, Any]) -> Dict[str, Any]:
     msgs = _history(row.get("history")) + [{"role": "user", "content": _str(row, "query")}]
-    response = _response(row, "response")
+    key = _response_key(row)
+    response = _response(row, key)
     if response is not None:
         msgs.append({"role": "assistant", "content": response})
     solution = row.get("solution")
     return canonical(_with_system(_system(row), msgs), _images(row), _videos(row),
                      solution=solution if isinstance(solution, str) else None, rejected=_rejected(row),
-                     label=_label(row.get("label")), extra=_extra(row, _QR_USED))
+                     label=_label(row.get("label")), extra=_extra(row, _QR_USED | {key}))
 
 
 # -- ShareGPT / LLaVA -------------------------------------------------------------------------------

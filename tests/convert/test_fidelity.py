@@ -241,6 +241,9 @@ SFT_FILES = {  # name: (generator, rows)
     "query_response": (gen_query_response, 60),
     "query_response_str_history": (lambda rng, rid, p: gen_query_response(rng, rid, p, str_history=True), 20),
     "problem_answer": (gen_problem_answer, 20),
+    "query_answer": (lambda rng, rid, p: {"rid": rid, "query": text(rng), "answer": text(rng)}, 10),
+    "query_output_solution": (lambda rng, rid, p: {"rid": rid, "query": text(rng), "output": text(rng, 0),
+                                                   "solution": text(rng, 0)}, 10),  # no response: a prompt
     "query_response_list": (lambda rng, rid, p: {"rid": rid, "query": text(rng, 0),
                                                  "response": [text(rng, 0), text(rng, 0)]}, 5),
 }
