@@ -163,9 +163,9 @@ def gen_openai_tools(rng, rid, paths):
     return row
 
 
-def gen_sharegpt(rng, rid, paths):
+def gen_sharegpt(rng, rid, paths, key="conversations"):
     row = gen_messages(rng, rid, paths, keys=("from", "value"))
-    row["conversations"] = row.pop("messages")
+    row[key] = row.pop("messages")
     return row
 
 
@@ -235,6 +235,7 @@ SFT_FILES = {  # name: (generator, rows)
     "messages_openai_tools": (gen_openai_tools, 30),
     "messages_system_prompt": (lambda rng, rid, p: gen_messages(rng, rid, p, system_key="system_prompt"), 30),
     "sharegpt": (gen_sharegpt, 70),
+    "sharegpt_conversation": (lambda rng, rid, p: gen_sharegpt(rng, rid, p, key="conversation"), 20),
     "sharegpt_pairs": (gen_pairs, 40),
     "llava": (gen_llava, 30),
     "alpaca": (gen_alpaca, 60),
@@ -297,9 +298,12 @@ def norm(row):
 
 
 def convert(src: Path, to: str, *args):
+    """``swift-ext convert SRC --to TO``: (output path, {rid: reject reason})."""
     out = src.with_name(f"{src.stem}.{to}.jsonl")
     res = CliRunner().invoke(cli, ["convert", str(src), "--to", to, "-o", str(out), *args])
     assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(cli, ["validate", str(out), "--task", to, "--no-duplicates"])
+    assert res.exit_code == 0, res.output  # what convert --to T writes passes validate --task T
     rejects = {}
     rej = out.with_name(f"{out.stem}.rejected.jsonl")
     if rej.exists():
