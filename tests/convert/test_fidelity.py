@@ -406,6 +406,25 @@ def test_every_deliberate_difference_is_exercised(sft_run):
     assert {name for name, _, _ in DELIBERATE} | {"ms_swift_drops"} <= seen, seen
 
 
+def test_grpo_with_extract_puts_the_extracted_answer_in_solution(tmp_path, ms_read):
+    rng = random.Random(3)
+    rows = []
+    for rid in range(20):
+        gold = rng.choice(["42", "-3.5", "x = 7", "東京"])
+        rows.append({"rid": rid, "gold": gold, "messages": [
+            {"role": "user", "content": text(rng, 0)},
+            {"role": "assistant", "content": f"{text(rng, 0)}\n<answer>{gold}</answer>"}]})
+    src = write(tmp_path / "tagged.jsonl", rows)
+    original = {rid: norm(r) for rid, r in ms_read(src).items()}
+    out, rejects = convert(src, "grpo", "--extract", "answer_tag")
+    assert not rejects
+    converted = ms_read(out)
+    assert sorted(converted) == sorted(original) == list(range(20))
+    for rid, row in converted.items():
+        assert norm(row) == {**original[rid], "messages": _prompt(original[rid])}
+        assert row["solution"] == row["gold"] == rows[rid]["gold"]
+
+
 # -- the three classes of issue 14 -------------------------------------------------------------------
 def test_the_issue_14_rows(sft_run):
     files, raws, original, converted, rejects = sft_run
@@ -420,8 +439,11 @@ def test_the_issue_14_rows(sft_run):
 # -- preference formats ms-swift reads natively -------------------------------------------------------
 def gen_dpo(rng, rid, paths, style):
     row = {"messages": gen_messages, "query_response": gen_query_response, "alpaca": gen_alpaca,
-           "sharegpt": gen_sharegpt}[style](rng, rid, paths)
+           "sharegpt": gen_sharegpt, "rejected_messages": gen_messages}[style](rng, rid, paths)
     row.pop("solution", None)
+    if style == "rejected_messages":  # a whole rejected conversation: the same prompt, another answer
+        row["rejected_messages"] = row["messages"][:-1] + [{"role": "assistant", "content": text(rng) + " (worse)"}]
+        return row
     if style == "query_response" and row["response"] is None:
         row["response"] = text(rng)
     chosen = row.get("response", row.get("output"))
@@ -432,19 +454,20 @@ def gen_dpo(rng, rid, paths, style):
     return row
 
 
-PREF_STYLES = ["messages", "query_response", "alpaca", "sharegpt"]
+PREF_STYLES = ["messages", "query_response", "alpaca", "sharegpt", "rejected_messages"]
 
 
 @pytest.fixture(scope="module")
 def pref_run(tmp_path_factory, images, ms_read):
     """DPO rows (``rejected_response``) and KTO rows (boolean ``label``) in each style, read by ms-swift and
-    converted; the outputs of all styles read in one file per target."""
+    converted; the outputs of all styles read in one file per target (``rejected_messages`` rows in their own:
+    in a file where other rows have ``rejected_response``, Arrow gives them a null one, which ms-swift drops)."""
     root = tmp_path_factory.mktemp("pref")
-    raws, original, rejects, outputs = {}, {}, {"dpo": {}, "kto": {}}, {"dpo": [], "kto": []}
+    raws, original, rejects, outputs = {}, {}, {"dpo": {}, "kto": {}}, {}
     for i, style in enumerate(PREF_STYLES):
         rng = random.Random(7 + i)
         dpo = [gen_dpo(rng, 100 * i + j, images, style) for j in range(40)]
-        kto = [{**{k: v for k, v in r.items() if k != "rejected_response"}, "rid": r["rid"] + 50,
+        kto = [{**{k: v for k, v in r.items() if not k.startswith("rejected_")}, "rid": r["rid"] + 50,
                 "label": bool(r["rid"] % 2)} for r in dpo]
         for to, rows in (("dpo", dpo), ("kto", kto)):
             raws.update({r["rid"]: r for r in rows})
@@ -452,10 +475,12 @@ def pref_run(tmp_path_factory, images, ms_read):
             original.update(ms_read(src))
             out, rej = convert(src, to)
             rejects[to].update(rej)
-            outputs[to].append(out.read_text(encoding="utf-8"))
-    converted = {}
-    for to, texts in outputs.items():
-        converted[to] = ms_read(write(root / f"all.{to}.jsonl", [json.loads(x) for t in texts for x in t.splitlines()]))
+            group = f"{to}_rejected_messages" if to == "dpo" and style == "rejected_messages" else to
+            outputs.setdefault(group, []).append(out.read_text(encoding="utf-8"))
+    converted = {"dpo": {}, "kto": {}}
+    for group, texts in outputs.items():
+        rows = [json.loads(x) for t in texts for x in t.splitlines()]
+        converted[group.split("_")[0]].update(ms_read(write(root / f"all.{group}.jsonl", rows)))
     return raws, original, converted, rejects
 
 
@@ -477,7 +502,9 @@ def test_dpo_and_kto_train_as_ms_swift_reads_the_original(style, to, pref_run):
             continue
         row = converted[to][rid]
         assert norm(row) == norm(ms), f"rid {rid}: {raw}"
-        if to == "dpo":
+        if to == "dpo" and style == "rejected_messages":
+            assert norm({"messages": row["rejected_messages"]}) == norm({"messages": ms["rejected_messages"]})
+        elif to == "dpo":
             assert row["rejected_response"] == ms["rejected_response"] == raw["rejected_response"]
         else:
             assert row["label"] == ms["label"] == raw["label"]
