@@ -3,10 +3,11 @@
 ====================  ==========================================================================
 name                  columns
 ====================  ==========================================================================
-``swift``             ``messages`` (+ ``images``, ``videos``, ``solution``, ``rejected_response``,
+``swift``             ``messages`` (+ ``system``, ``images``, ``videos``, ``solution``, ``rejected_response``,
                       ``rejected_messages``, ``rejected_images``, ``label``)
 ``query_response``    legacy ms-swift ``query`` / ``response`` / ``history`` / ``system`` / ``images``
-``sharegpt``          ``conversations`` (or ``conversation``) with ``from`` / ``value``, ``system``
+``sharegpt``          ``conversations`` (or ``conversation``) with ``from`` / ``value``, or ms-swift's pair
+                      style ``{human, assistant}``; ``system``
 ``llava``             LLaVA JSON: ``conversations`` + ``image`` (``<image>`` in the human turn)
 ``alpaca``            ``instruction`` / ``input`` / ``output`` (or ``chosen`` / ``rejected``)
 ``rlaif_v``           ``question`` / ``chosen`` / ``rejected`` / ``image`` (path or bytes)
@@ -18,6 +19,10 @@ name                  columns
 
 >>> detect({"conversations": [], "image": "a.jpg"}).name
 'llava'
+
+Every reader follows ms-swift's own preprocessors (``swift/dataset/preprocessor/core.py``) for the formats
+ms-swift reads natively, so that a converted file trains as the original would; the differences are
+deliberate rejects (docs/datasets.md, "Fidelity to ms-swift"; tests/convert/test_fidelity.py).
 >>> fmt = get_format("alpaca")
 >>> fmt.read({"instruction": "Add", "input": "2+2", "output": "4"})["messages"][0]["content"]
 'Add\\n2+2'
@@ -87,8 +92,9 @@ def _label(value: Any) -> Optional[bool]:
     raise RowError(f"'label' must be a boolean, got {value!r}")
 
 
-def _messages(value: Any, where: str = "messages", role_key: str = "role", content_key: str = "content"):
-    if role_key == "role" and content_key == "content" and type(value) is list and value:
+def _messages(value: Any, where: str = "messages"):
+    """A list of turns (see :func:`_turns`); plain ``{"role", "content": str}`` turns are used as they are."""
+    if type(value) is list and value:
         # hot path: plain {"role", "content": str} messages are used as they are (no copies)
         for m in value:
             if type(m) is not dict or len(m) != 2 or type(m.get("content")) is not str \
@@ -96,16 +102,111 @@ def _messages(value: Any, where: str = "messages", role_key: str = "role", conte
                 break
         else:
             return value
+    return _turns(value, where)
+
+
+# -- system prompt and turns, as ms-swift's preprocessors read them --------------------------------------
+def _system(row: Dict[str, Any]) -> Optional[str]:
+    """The system prompt column: ``system``, else ``system_prompt`` (ms-swift maps both; ``system`` wins). An
+    empty string is kept: for ms-swift's template ``""`` means "no system prompt", None the template's default."""
+    return _str(row, "system" if "system" in row else "system_prompt", required=False)
+
+
+def _with_system(system: Optional[str], msgs: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """``msgs`` with the system column as a first turn, unless they open with a system turn already: ms-swift
+    (and LLaMA-Factory) keep that turn and ignore the column (two system turns would not encode)."""
+    if system is None or (msgs and msgs[0]["role"] == "system"):
+        return msgs
+    return [{"role": "system", "content": system}] + msgs
+
+
+def _turn_keys(turn: Any) -> Tuple[str, str]:
+    if not isinstance(turn, dict):
+        return "role", "content"
+    return "from" if "from" in turn else "role", "value" if "value" in turn else "content"
+
+
+_PAIR_USER = ("human", "user")  # ms-swift's pair style: the first spelling present wins, as in its _to_std_key
+_PAIR_ASSISTANT = ("bot", "gpt", "assistant")
+
+
+def _pair_turns(turns: List[Any], where: str) -> List[Dict[str, Any]]:
+    """ms-swift's ShareGPT pair style ``[{"human": q, "assistant": a}, ...]`` (a final pair may lack the answer)."""
+    out = []
+    for i, t in enumerate(turns):
+        if not isinstance(t, dict):
+            raise RowError(f"{where}[{i}] must be an object, got {type(t).__name__}")
+        user = next((k for k in _PAIR_USER if k in t), None)
+        if user is None:
+            raise RowError(f"{where}[{i}] has neither role/content, from/value nor a human/user turn")
+        out.append({"role": "user", "content": content_text(t[user], f"{where}[{i}].{user}")})
+        answer = next((k for k in _PAIR_ASSISTANT if t.get(k) is not None), None)
+        if answer is not None:
+            out.append({"role": "assistant", "content": content_text(t[answer], f"{where}[{i}].{answer}")})
+    return out
+
+
+def _openai_tool_calls(turns: List[Any], where: str) -> List[Any]:
+    """OpenAI assistant ``tool_calls`` as ms-swift reads them (its ``normalize_openai_tool_calls``): the text, if
+    any, as an assistant turn, then one ``tool_call`` turn ``{name, arguments}`` per call; the tool results that
+    follow are put in call order when every one carries one of the calls' ids."""
+    turns = list(turns)
+    out = []
+    for i, turn in enumerate(turns):
+        calls = turn.get("tool_calls") if isinstance(turn, dict) and turn.get("role") == "assistant" else None
+        if not calls:
+            out.append(turn)
+            continue
+        if not isinstance(calls, list) or not all(isinstance(c, dict) for c in calls):
+            raise RowError(f"{where}[{i}].tool_calls must be a list of objects")
+        order = {c.get("id"): k for k, c in enumerate(calls)}
+        end = i + 1
+        while end < len(turns) and isinstance(turns[end], dict) and turns[end].get("role") in ("tool", "tool_response"):
+            end += 1
+        results = turns[i + 1:end]
+        if None not in order and len(order) == len(calls) == len(results) \
+                and set(order) == {r.get("tool_call_id") for r in results}:
+            turns[i + 1:end] = sorted(results, key=lambda r: order[r["tool_call_id"]])
+        keep = {k: turn[k] for k in ("loss", "loss_scale") if turn.get(k) is not None}
+        if turn.get("content"):
+            out.append({"role": "assistant", "content": turn["content"], **keep})
+        for k, call in enumerate(calls):
+            fn = call.get("function", call)
+            if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+                raise RowError(f"{where}[{i}].tool_calls[{k}] has no function name")
+            args = fn.get("arguments", {})
+            if isinstance(args, str):
+                try:
+                    args = json.loads(args)
+                except ValueError:
+                    pass
+            out.append({"role": "tool_call", "content": {"name": fn["name"], "arguments": args}, **keep})
+    return out
+
+
+def _turns(value: Any, where: str) -> List[Dict[str, Any]]:
+    """A ``messages`` / ``conversations`` column as ms-swift's MessagesPreprocessor reads it: turns keyed
+    ``role``/``content`` or ``from``/``value`` (per turn), or its pair style; OpenAI ``tool_calls`` expanded."""
     if not isinstance(value, list):
-        raise RowError(f"'{where}' must be a list of messages, got {type(value).__name__}")
+        raise RowError(f"'{where}' must be a list of turns, got {type(value).__name__}")
     if not value:
         raise RowError(f"'{where}' is empty")
-    return [norm_message(m, f"{where}[{i}]", role_key, content_key) for i, m in enumerate(value)]
+    first = value[0]
+    if isinstance(first, dict) and not any(k in first for k in ("role", "content", "from", "value")):
+        return _pair_turns(value, where)
+    if any(isinstance(t, dict) and t.get("tool_calls") for t in value):
+        value = _openai_tool_calls(value, where)
+    return [norm_message(t, f"{where}[{i}]", *_turn_keys(t)) for i, t in enumerate(value)]
+
+
+def _rejected(row: Dict[str, Any]) -> Optional[str]:
+    """ms-swift's ``rejected_response`` column, which every one of its preprocessors passes through."""
+    return _rejected_text(row.get("rejected_response"), "rejected_response")
 
 
 # -- swift messages ---------------------------------------------------------------------------------
 SWIFT_COLUMNS = {"messages", "images", "image", "videos", "video", "solution", "rejected_response", "label",
-               "rejected_messages", "rejected_images"}
+               "rejected_messages", "rejected_images", "system", "system_prompt"}
 
 
 def read_swift(row: Dict[str, Any]) -> Dict[str, Any]:
@@ -140,8 +241,7 @@ def read_swift(row: Dict[str, Any]) -> Dict[str, Any]:
     if solution is not None and not isinstance(solution, str):
         solution = json.dumps(solution, ensure_ascii=False)  # e.g. a box list; rewards get a string
     return canonical(
-        msgs, images, _videos(row), solution=solution,
-        rejected=_rejected_text(row.get("rejected_response"), "rejected_response"),
+        _with_system(_system(row), msgs), images, _videos(row), solution=solution, rejected=_rejected(row),
         label=_label(row.get("label")), extra=_extra(row, SWIFT_COLUMNS),
         rejected_messages=_messages(rej_msgs, "rejected_messages") if rej_msgs is not None else None,
         rejected_images=media_list(row.get("rejected_images"), "rejected_images")
@@ -149,7 +249,7 @@ def read_swift(row: Dict[str, Any]) -> Dict[str, Any]:
 
 
 # -- legacy query / response ------------------------------------------------------------------------
-_QR_USED = {"query", "response", "history", "system", "images", "image", "videos", "video", "solution",
+_QR_USED = {"query", "response", "history", "system", "system_prompt", "images", "image", "videos", "video", "solution",
             "rejected_response", "label"}
 
 
@@ -174,46 +274,42 @@ def _history(value: Any) -> List[Dict[str, str]]:
     return out
 
 
-def _with_system(system: Optional[str], msgs: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    return ([{"role": "system", "content": system}] if system else []) + msgs
+def _response(row: Dict[str, Any], key: str) -> Optional[str]:
+    if isinstance(row.get(key), list):
+        raise RowError(f"'{key}' is a list: ms-swift would train on its first item only (a random one with "
+                       f"RANDOM_DATASET_RESPONSE=1); keep the one response you mean")
+    return _str(row, key, required=False)
+
+
+# the columns ms-swift's ResponsePreprocessor takes as the response (when a row has exactly one of them)
+RESPONSE_ALIASES = ("answer", "output", "targets", "target", "answer_key", "answers", "text", "completion",
+                    "content", "solution")
+
+
+def _response_key(row: Dict[str, Any]) -> str:
+    """``response``, else the one response alias the row has (ms-swift renames it to ``response``; with two or
+    more it renames none of them, and the row has no response: e.g. ``answer`` + ``solution`` is a prompt)."""
+    if "response" in row:
+        return "response"
+    found = [k for k in RESPONSE_ALIASES if k in row]
+    return found[0] if len(found) == 1 else "response"
 
 
 def read_query_response(row: Dict[str, Any]) -> Dict[str, Any]:
     msgs = _history(row.get("history")) + [{"role": "user", "content": _str(row, "query")}]
-    response = _str(row, "response", required=False)
+    key = _response_key(row)
+    response = _response(row, key)
     if response is not None:
         msgs.append({"role": "assistant", "content": response})
     solution = row.get("solution")
-    return canonical(_with_system(_str(row, "system", False), msgs), _images(row), _videos(row),
-                     solution=solution if isinstance(solution, str) else None,
-                     rejected=_rejected_text(row.get("rejected_response"), "rejected_response"),
-                     label=_label(row.get("label")), extra=_extra(row, _QR_USED))
+    return canonical(_with_system(_system(row), msgs), _images(row), _videos(row),
+                     solution=solution if isinstance(solution, str) else None, rejected=_rejected(row),
+                     label=_label(row.get("label")), extra=_extra(row, _QR_USED | {key}))
 
 
 # -- ShareGPT / LLaVA -------------------------------------------------------------------------------
-_SG_USED = {"conversations", "conversation", "system", "images", "image", "videos", "video", "chosen",
-            "rejected", "solution", "label"}
-
-
-def _sharegpt_turns(turns: Any) -> List[Dict[str, Any]]:
-    if not isinstance(turns, list) or not turns:
-        raise RowError("'conversations' must be a non-empty list")
-    first = turns[0]
-    if isinstance(first, dict) and "from" in first:
-        return [norm_message(t, f"conversations[{i}]", "from", "value") for i, t in enumerate(turns)]
-    if isinstance(first, dict) and ("human" in first or "assistant" in first):  # ms-swift's pair style
-        out = []
-        for i, t in enumerate(turns):
-            if not isinstance(t, dict):
-                raise RowError(f"conversations[{i}] must be an object")
-            out.append({"role": "user", "content": content_text(t.get("human"), f"conversations[{i}].human")})
-            if t.get("assistant") is not None:
-                out.append({"role": "assistant",
-                            "content": content_text(t["assistant"], f"conversations[{i}].assistant")})
-        return out
-    if isinstance(first, dict) and "role" in first:
-        return _messages(turns, "conversations")
-    raise RowError("conversations[0] has neither 'from'/'value' nor 'role'/'content'")
+_SG_USED = {"conversations", "conversation", "system", "system_prompt", "rejected_response", "images", "image",
+            "videos", "video", "chosen", "rejected", "solution", "label"}
 
 
 def _pref_turn(value: Any, where: str) -> Optional[str]:
@@ -227,37 +323,43 @@ def _pref_turn(value: Any, where: str) -> Optional[str]:
 
 
 def read_sharegpt(row: Dict[str, Any]) -> Dict[str, Any]:
-    turns = row.get("conversations", row.get("conversation"))
-    msgs = _sharegpt_turns(turns)
+    key = "conversations" if "conversations" in row else "conversation"
+    msgs = _turns(row.get(key), key)
     chosen = _pref_turn(row.get("chosen"), "chosen")
     if chosen is not None:
         msgs.append({"role": "assistant", "content": chosen})
     solution = row.get("solution")
-    return canonical(_with_system(_str(row, "system", False), msgs), _images(row), _videos(row),
+    rejected = _pref_turn(row.get("rejected"), "rejected")
+    return canonical(_with_system(_system(row), msgs), _images(row), _videos(row),
                      solution=solution if isinstance(solution, str) else None,
-                     rejected=_pref_turn(row.get("rejected"), "rejected"), label=_label(row.get("label")),
+                     rejected=rejected if rejected is not None else _rejected(row), label=_label(row.get("label")),
                      extra=_extra(row, _SG_USED))
 
 
 # -- Alpaca -----------------------------------------------------------------------------------------
-_ALPACA_USED = {"instruction", "input", "output", "system", "history", "images", "image", "chosen", "rejected",
-                "label", "solution"}
+_ALPACA_USED = {"instruction", "input", "output", "system", "system_prompt", "history", "images", "image", "chosen",
+                "rejected", "rejected_response", "label", "solution"}
 
 
 def read_alpaca(row: Dict[str, Any]) -> Dict[str, Any]:
-    instruction = _str(row, "instruction")
+    instruction = _str(row, "instruction", required=False)
     inp = _str(row, "input", required=False)
-    query = f"{instruction}\n{inp}" if inp else instruction  # ms-swift's AlpacaPreprocessor joins with \n
+    # ms-swift's AlpacaPreprocessor (and LLaMA-Factory): "instruction\ninput" when both are non-empty, else
+    # whichever one is (an empty instruction does not leave a leading newline)
+    query = f"{instruction}\n{inp}" if instruction and inp else instruction or inp
+    if query is None:
+        raise RowError("missing 'instruction' (and no 'input')")
     msgs = _history(row.get("history")) + [{"role": "user", "content": query}]
-    response = _str(row, "output", False)
+    response = _response(row, "output")
     if response is None:
         response = _str(row, "chosen", False)
     if response is not None:
         msgs.append({"role": "assistant", "content": response})
     solution = row.get("solution")
-    return canonical(_with_system(_str(row, "system", False), msgs), _images(row), _videos(row),
+    rejected = _str(row, "rejected", False)
+    return canonical(_with_system(_system(row), msgs), _images(row), _videos(row),
                      solution=solution if isinstance(solution, str) else None,
-                     rejected=_str(row, "rejected", False), label=_label(row.get("label")),
+                     rejected=rejected if rejected is not None else _rejected(row), label=_label(row.get("label")),
                      extra=_extra(row, _ALPACA_USED))
 
 
@@ -328,7 +430,7 @@ def read_trl(row: Dict[str, Any]) -> Dict[str, Any]:
 
 
 # -- prompt / answer RL rows ------------------------------------------------------------------------
-_PA_USED = {"problem", "answer", "solution", "images", "image", "videos", "video", "system"}
+_PA_USED = {"problem", "answer", "solution", "images", "image", "videos", "video", "system", "system_prompt"}
 
 
 def read_prompt_answer(row: Dict[str, Any]) -> Dict[str, Any]:
@@ -341,7 +443,7 @@ def read_prompt_answer(row: Dict[str, Any]) -> Dict[str, Any]:
     msgs = [{"role": "user", "content": _str(row, "problem")}]
     if gold is not None:
         msgs.append({"role": "assistant", "content": gold})
-    return canonical(_with_system(_str(row, "system", False), msgs), _images(row), _videos(row),
+    return canonical(_with_system(_system(row), msgs), _images(row), _videos(row),
                      solution=gold, extra=_extra(row, _PA_USED))
 
 

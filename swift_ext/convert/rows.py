@@ -21,6 +21,7 @@ the reference answer); every target uses them.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Dict, List, Optional
 
 from ..errors import SwiftExtError
@@ -42,15 +43,19 @@ GRPO_RESERVED = frozenset({
 LOADER_OVERWRITTEN = frozenset({"dataset"})
 RENAME_PREFIX = "orig_"
 
-# ShareGPT / LLaVA / LLaMA-Factory role spellings -> ms-swift roles
+# ShareGPT / LLaVA / LLaMA-Factory role spellings -> ms-swift roles (matched case-insensitively, ``-`` read as
+# ``_``). ms-swift's MessagesPreprocessor knows the same names except model / chatgpt / bard / bing and other
+# casings, whose rows it drops; swift-ext reads them (docs/datasets.md, "Fidelity to ms-swift").
 ROLE_ALIASES = {
     "human": "user", "user": "user",
     "gpt": "assistant", "assistant": "assistant", "model": "assistant", "chatgpt": "assistant",
     "bard": "assistant", "bing": "assistant", "bot": "assistant",
     "system": "system",
     "function_call": "tool_call", "tool_call": "tool_call",
-    "observation": "tool_response", "tool_response": "tool_response", "tool": "tool",
+    "observation": "tool_response", "observations": "tool_response", "function_response": "tool_response",
+    "tool_response": "tool_response", "tool": "tool",
 }
+TOOL_ROLES = frozenset(("tool_call", "tool_response", "tool"))
 
 
 class RowError(SwiftExtError, ValueError):
@@ -119,19 +124,29 @@ def block_media(content: Any) -> List[Any]:
 
 
 def norm_message(msg: Any, where: str, role_key: str = "role", content_key: str = "content") -> Dict[str, Any]:
-    """One message dict normalised to ms-swift ``{"role", "content"}`` (keeps ``loss``/``loss_scale``)."""
+    """One message dict normalised to ms-swift ``{"role", "content"}`` (keeps ``loss``/``loss_scale``, and ``name``
+    on a tool result, as ms-swift does)."""
     if not isinstance(msg, dict):
         raise RowError(f"{where} must be an object, got {type(msg).__name__}")
     raw_role = msg.get(role_key)
     if not isinstance(raw_role, str):
         raise RowError(f"{where}: missing or non-string '{role_key}'")
-    role = ROLE_ALIASES.get(raw_role.lower())
+    role = ROLE_ALIASES.get(raw_role.lower().replace("-", "_"))
     if role is None:
         raise RowError(f"{where}: unknown role {raw_role!r}")
-    out = {"role": role, "content": content_text(msg.get(content_key), f"{where}.{content_key}")}
+    if msg.get("tool_calls"):
+        raise RowError(f"{where}: OpenAI 'tool_calls' are read in a conversation's turns only; write them as "
+                       f"'tool_call' turns (content: the JSON of {{name, arguments}})")
+    content = msg.get(content_key)
+    if role in TOOL_ROLES and content is not None and not isinstance(content, str):
+        # ms-swift's template writes a structured tool call / result as its JSON
+        content = json.dumps(content, ensure_ascii=False)
+    out = {"role": role, "content": content_text(content, f"{where}.{content_key}")}
     for k in ("loss", "loss_scale"):
         if k in msg and msg[k] is not None:
             out[k] = msg[k]
+    if role in ("tool", "tool_response") and isinstance(msg.get("name"), str):
+        out["name"] = msg["name"]  # native agent templates (Gemma4) read the tool's name; ms-swift keeps it
     return out
 
 

@@ -97,6 +97,14 @@ def _pair(c, index, opts):
     raise RowError("no rejected response in the row; give --negatives (rule-based) or --completions + --reward")
 
 
+def _answered(messages: List[Dict[str, Any]], answer: str) -> List[Dict[str, Any]]:
+    """The prompt of ``messages`` answered with ``answer``: the row's own final turn (with its ``loss`` /
+    ``loss_scale``) when that is the answer, else a new assistant turn."""
+    if last_assistant(messages) == answer:
+        return messages
+    return prompt_part(messages) + [{"role": "assistant", "content": answer}]
+
+
 def to_dpo(c, index, opts) -> List[Dict[str, Any]]:
     if c["rejected_messages"] is not None:
         _need_response(c, "chosen")
@@ -110,8 +118,7 @@ def to_dpo(c, index, opts) -> List[Dict[str, Any]]:
     chosen, rejected = _pair(c, index, opts)
     if rejected == chosen:
         raise RowError("rejected response equals the chosen one (ms-swift drops such rows)")
-    msgs = prompt_part(c["messages"]) + [{"role": "assistant", "content": chosen}]
-    out = with_media({"messages": msgs}, c)
+    out = with_media({"messages": _answered(c["messages"], chosen)}, c)
     out["rejected_response"] = rejected
     if c["rejected_images"] is not None:
         out["rejected_images"] = c["rejected_images"]
@@ -127,8 +134,7 @@ def to_kto(c, index, opts) -> List[Dict[str, Any]]:
     chosen, rejected = _pair(c, index, opts)
     if rejected == chosen:
         raise RowError("rejected response equals the chosen one")
-    prompt = prompt_part(c["messages"])
-    return [{**with_media({"messages": prompt + [{"role": "assistant", "content": text}]}, c), "label": label, **extra}
+    return [{**with_media({"messages": _answered(c["messages"], text)}, c), "label": label, **extra}
             for text, label in ((chosen, True), (rejected, False))]
 
 
