@@ -209,7 +209,8 @@ _mutated = st.builds(lambda row, extra: {**row, **extra}, _valid,
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                   HealthCheck.function_scoped_fixture])
-@given(rows=st.lists(st.one_of(_valid, _mutated, _rows), max_size=6), fmt=st.sampled_from(_FORMAT_NAMES), to=st.sampled_from(_FILE_TARGETS))
+@given(rows=st.lists(st.one_of(_valid, _mutated, _rows), max_size=6), fmt=st.sampled_from(_FORMAT_NAMES),
+       to=st.sampled_from(_FILE_TARGETS))
 def test_json_array_input_converts_like_the_same_rows_as_jsonl(tmp_path_factory, rows, fmt, to):
     """A JSON array of any rows: nothing but row rejects or a whole-file refusal, and exactly what the same rows
     as JSONL give (rows numbered from 0 instead of lines from 1)."""

@@ -553,8 +553,8 @@ def print_summary(report: Report, console=None) -> None:
     from rich.markup import escape
 
     console = console or Console(stderr=True)
-    console.print(f"[bold]{escape(report.input)}[/] ({escape(str(report.format))}) -> [bold]{escape(report.output)}[/] "
-                  f"({escape(report.target)})")
+    console.print(f"[bold]{escape(report.input)}[/] ({escape(report.format or '?')}) -> "
+                  f"[bold]{escape(report.output)}[/] ({escape(report.target)})")
     console.print(f"rows in {report.rows_in} = converted {report.rows_converted} + rejected {report.rows_rejected}; "
                   f"rows written {report.rows_out}; {report.seconds:.2f} s")
     if not report.written:

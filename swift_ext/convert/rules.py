@@ -38,8 +38,8 @@ Check = Tuple[str, str, str]  # (check name, severity, message)
 TASKS = ("sft", "grpo", "dpo", "kto", "trl", "mcq", "judge")
 SEVERITY = {
     "parse": "error", "format": "error", "tags": "error", "tags_missing": "warning", "media_missing": "error",
-    "media_decode": "error", "media_invalid": "error", "media_outside": "error", "role_order": "error", "empty_turn": "error",
-    "reserved_column": "error",
+    "media_decode": "error", "media_invalid": "error", "role_order": "error", "empty_turn": "error",
+    "reserved_column": "error", "media_outside": "error",
     "reserved_column_dataset": "warning", "solution": "error", "response": "error", "rejected": "error",
     "label": "error", "duplicate": "warning",
 }
