@@ -330,7 +330,8 @@ def signals_raise(signums=(signal.SIGTERM, signal.SIGHUP)):
     raises KeyboardInterrupt), and the block ends with it even if clean-up code replaced it by another
     exception. Only one is raised: a second signal during the clean-up is ignored, so the
     clean-up finishes. Child processes forked inside the block (``--num-proc`` workers) get the default action
-    back (they die, and the parent sees it). Outside the main thread this does nothing."""
+    back (they die, and the parent sees it). A signal already ignored (``nohup``) stays ignored. Outside the main
+    thread this does nothing."""
     import threading
 
     if threading.current_thread() is not threading.main_thread():
@@ -349,7 +350,8 @@ def signals_raise(signums=(signal.SIGTERM, signal.SIGHUP)):
         fired.append(signum)
         raise Terminated(signum)
 
-    previous = {s: signal.signal(s, handler) for s in signums}
+    # a signal the caller ignores stays ignored (``nohup`` sets SIGHUP to SIG_IGN: the run must go on)
+    previous = {s: signal.signal(s, handler) for s in signums if signal.getsignal(s) is not signal.SIG_IGN}
     try:
         yield
     except BaseException as exc:

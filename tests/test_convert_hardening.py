@@ -183,6 +183,18 @@ def test_media_paths_relative_to_the_output(tree, tmp_path):
     assert report.rows_converted == 2
 
 
+def test_num_proc_confines_and_rewrites_like_the_serial_path(tree, tmp_path):
+    paths = INSIDE + OUTSIDE_EXISTING + OUTSIDE_MISSING
+    src = write_lines(tmp_path / "in.jsonl", [sft(i, [p]) for i, p in enumerate(paths * 3)])
+    opts = ConvertOptions(to="sft", root=str(tree), media_paths="absolute")
+    serial = convert_file(src, str(tmp_path / "serial.jsonl"), opts)
+    parallel = convert_file(src, str(tmp_path / "parallel.jsonl"), opts.replace(num_proc=2))
+    assert (tmp_path / "serial.jsonl").read_bytes() == (tmp_path / "parallel.jsonl").read_bytes()
+    assert Path(serial.reject_file).read_bytes() == Path(parallel.reject_file).read_bytes()
+    assert serial.rows_converted == parallel.rows_converted == 3 * len(INSIDE)
+    assert all(os.path.isabs(r["images"][0]) for r in read_jsonl(tmp_path / "parallel.jsonl"))
+
+
 def test_media_paths_keep_is_the_default(tree, tmp_path):
     src = write_lines(tmp_path / "in.jsonl", [sft(0, ["a.png"])])
     convert_file(src, str(tmp_path / "out.jsonl"), ConvertOptions(to="sft", root=str(tree)))

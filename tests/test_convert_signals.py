@@ -168,6 +168,27 @@ def test_mix_signal_leaves_nothing(big, tmp_path, sig, code):
     assert _leftovers(out_dir) == []
 
 
+def test_an_ignored_sighup_stays_ignored(big, tmp_path):
+    """Under ``nohup`` (SIGHUP ignored) a hang-up does not stop the run."""
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    proc = subprocess.Popen([sys.executable, "-m", "swift_ext", "convert", str(big), "--to", "grpo", "-o",
+                             str(out_dir / "grpo.jsonl")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    try:
+        _wait_until(proc, lambda: any(p.name.startswith(".grpo.jsonl.") for p in out_dir.iterdir()),
+                    "wrote its temp file")
+        os.kill(proc.pid, signal.SIGHUP)
+        proc.wait(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, proc.stderr.read()[-2000:]
+    assert _leftovers(out_dir) == ["grpo.jsonl", "grpo.rejected.jsonl"]
+    assert len((out_dir / "grpo.rejected.jsonl").read_bytes().splitlines()) == 400
+
+
 def test_a_later_run_deletes_the_temp_files_of_a_killed_run(big, tmp_path):
     out_dir = tmp_path / "out"
     out_dir.mkdir()
