@@ -211,7 +211,13 @@ def raw_text(raw: bytes, obj: Any) -> Tuple[str, Optional[str]]:
 
 # -- atomic outputs ---------------------------------------------------------------------------------
 def _host() -> str:
-    return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname().split(".")[0])[:40] or "host"
+    """This host and PID namespace (two containers may share a host name, not PIDs): ``node1-4026531836``."""
+    host = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname().split(".")[0])[:40] or "host"
+    try:
+        ns = re.sub(r"\D", "", os.readlink("/proc/self/ns/pid"))
+    except OSError:
+        ns = ""
+    return f"{host}-{ns}" if ns else host
 
 
 def _pid_alive(pid: int) -> bool:
@@ -231,7 +237,7 @@ STALE_UNOWNED_SECONDS = 3600
 
 def sweep_stale_temps(path: str) -> List[str]:
     """Delete the temporary files that dead runs left next to ``path`` (``.NAME.PID@HOST.XXXX.tmp``, the
-    owner a process of this host that no longer exists; or an owner-less ``.NAME.XXXX.tmp`` untouched for
+    owner a process of this host and PID namespace that no longer exists; or an owner-less ``.NAME.XXXX.tmp`` untouched for
     :data:`STALE_UNOWNED_SECONDS`). Files of live runs and of other hosts are left alone. Returns the paths
     deleted."""
     p = Path(path)

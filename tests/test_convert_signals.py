@@ -207,8 +207,9 @@ def test_a_later_run_deletes_the_temp_files_of_a_killed_run(big, tmp_path):
     assert len(stale) == 2 and all(p.startswith((".grpo.jsonl.", ".grpo.rejected.jsonl.")) and f".{dead}@" in p
                                    for p in stale), stale
     assert not _alive(dead)
-    # a live run's temp file (this process) and one of another host are not touched
-    host = socket.gethostname().split(".")[0]
+    # a live run's temp file (this process) and one of another host (or PID namespace) are not touched
+    host = f"{socket.gethostname().split('.')[0]}-{os.readlink('/proc/self/ns/pid')[5:-1]}"
+    assert f"@{host}." in stale[0]
     live = out_dir / f".grpo.jsonl.{os.getpid()}@{host}.abcd1234.tmp"
     other_host = out_dir / f".grpo.jsonl.{dead}@another-node.abcd1234.tmp"
     live.write_bytes(b"x")

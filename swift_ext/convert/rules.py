@@ -9,7 +9,7 @@ row with the message of the first error (:func:`first_error`), so what ``convert
   ``tags_missing`` [warning]: fewer tags than media (ms-swift silently prepends them to the first turn);
 - ``media_missing`` [error]: a media path does not exist (relative paths resolve against ``root``);
   ``media_invalid`` [error]: an object with neither bytes nor a path; ``media_decode`` [error, opt-in]:
-  PIL cannot open it;
+  PIL cannot open it; ``media_outside`` [error]: with a confining ``root``, a path that resolves outside it;
 - ``role_order`` [error]: system not first, an assistant turn without a user turn before it, two user
   turns in a row, no user turn;
 - ``empty_turn`` [error]: a user/assistant turn whose content is empty or whitespace;
