@@ -23,7 +23,11 @@ import base64
 import contextlib
 import json
 import os
+import re
+import signal
+import socket
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
@@ -143,10 +147,12 @@ def parse_json_line(raw: bytes) -> Tuple[Any, Optional[str]]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         return None, f"not UTF-8 ({exc.reason} at byte {exc.start})"
+    text = text.rstrip("\r\n")  # the line ending is not part of the row: a truncated row ends where its text ends
     try:
         return json.loads(text), None
     except json.JSONDecodeError as exc:
-        return None, f"invalid JSON: {exc.msg} (column {exc.colno})"
+        where = f"line {exc.lineno}, column {exc.colno}" if exc.lineno > 1 else f"column {exc.colno}"
+        return None, f"invalid JSON: {exc.msg} ({where})"
     except (ValueError, RecursionError) as exc:
         return None, f"invalid JSON: {exc}"
 
@@ -204,14 +210,80 @@ def raw_text(raw: bytes, obj: Any) -> Tuple[str, Optional[str]]:
 
 
 # -- atomic outputs ---------------------------------------------------------------------------------
+def _host() -> str:
+    """This host and PID namespace (two containers may share a host name, not PIDs): ``node1-4026531836``."""
+    host = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname().split(".")[0])[:40] or "host"
+    try:
+        ns = re.sub(r"\D", "", os.readlink("/proc/self/ns/pid"))
+    except OSError:
+        ns = ""
+    return f"{host}-{ns}" if ns else host
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+#: a temp file whose name carries no owner (written before owners were recorded) is stale after this long
+#: without a write
+STALE_UNOWNED_SECONDS = 3600
+
+
+def sweep_stale_temps(path: str) -> List[str]:
+    """Delete the temporary files that dead runs left next to ``path`` (``.NAME.PID@HOST.XXXX.tmp``, the
+    owner a process of this host and PID namespace that no longer exists; or an owner-less ``.NAME.XXXX.tmp`` untouched for
+    :data:`STALE_UNOWNED_SECONDS`). Files of live runs and of other hosts are left alone. Returns the paths
+    deleted."""
+    p = Path(path)
+    prefix, host = f".{p.name}.", _host()
+    removed = []
+    try:
+        names = [n for n in os.listdir(p.parent or ".") if n.startswith(prefix) and n.endswith(".tmp")]
+    except OSError:
+        return removed
+    now = time.time()
+    for name in names:
+        middle = name[len(prefix):-4]
+        m = re.fullmatch(r"(\d+)@([A-Za-z0-9_-]+)\.[^.]+", middle)
+        full = p.parent / name
+        if m:
+            if m.group(2) != host or _pid_alive(int(m.group(1))):
+                continue
+        else:
+            if not re.fullmatch(r"[a-z0-9_]{8}", middle):  # tempfile's 8 random characters
+                continue  # not a name this module writes
+            try:
+                if now - full.stat().st_mtime < STALE_UNOWNED_SECONDS:
+                    continue
+            except OSError:
+                continue
+        with contextlib.suppress(OSError):
+            full.unlink()
+            removed.append(str(full))
+    return removed
+
+
 class AtomicFile:
     """A temporary file next to ``path`` (``.fh``), renamed into place by ``commit()``, deleted by ``abort()``.
-    As a context manager: commit on success, abort on an exception."""
+    As a context manager: commit on success, abort on an exception.
 
-    def __init__(self, path: str, mode: str = "wb", encoding: Optional[str] = None):
+    The temporary file is ``.NAME.PID@HOST.XXXX.tmp``: a run killed without a chance to clean up (SIGKILL,
+    power loss) leaves it, and the next writer of the same ``path`` deletes it (``sweep=True``,
+    :func:`sweep_stale_temps`). Catchable signals are cleaned up by :func:`signals_raise` + ``abort()``."""
+
+    def __init__(self, path: str, mode: str = "wb", encoding: Optional[str] = None, sweep: bool = True):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=str(self.path.parent))
+        if sweep:
+            sweep_stale_temps(str(self.path))
+        fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.name}.{os.getpid()}@{_host()}.", suffix=".tmp",
+                                        dir=str(self.path.parent))
         if "b" in mode:
             self.fh = os.fdopen(fd, mode, buffering=1 << 20)
         else:
@@ -238,6 +310,65 @@ class AtomicFile:
             self.commit()
         else:
             self.abort()
+
+
+# -- catchable signals ------------------------------------------------------------------------------
+class Terminated(KeyboardInterrupt):
+    """A termination signal (SIGTERM, SIGHUP: what Slurm pre-emption and a closed terminal send) raised as an
+    exception, so ``except BaseException`` / ``finally`` blocks delete temporary files on the way out.
+    A KeyboardInterrupt, so code that catches ``Exception`` does not swallow it. ``exit_code``: 128 + signal."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        self.exit_code = 128 + signum
+        super().__init__(signal.Signals(signum).name)
+
+
+def exit_code(exc: KeyboardInterrupt) -> int:
+    """The shell's exit status for a run stopped by ``exc``: 128 + the signal (SIGINT 130, SIGTERM 143,
+    SIGHUP 129)."""
+    return getattr(exc, "exit_code", 128 + signal.SIGINT)
+
+
+@contextlib.contextmanager
+def signals_raise(signums=(signal.SIGTERM, signal.SIGHUP)):
+    """Inside the block, the signals in ``signums`` raise :class:`Terminated` in this process (SIGINT already
+    raises KeyboardInterrupt), and the block ends with it even if clean-up code replaced it by another
+    exception. Only one is raised: a second signal during the clean-up is ignored, so the
+    clean-up finishes. Child processes forked inside the block (``--num-proc`` workers) get the default action
+    back (they die, and the parent sees it). A signal already ignored (``nohup``) stays ignored. Outside the main
+    thread this does nothing."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    owner = os.getpid()
+    fired = []
+
+    def handler(signum, frame):
+        if os.getpid() != owner:  # a forked child: die as the signal says
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        if fired:
+            return
+        fired.append(signum)
+        raise Terminated(signum)
+
+    # a signal the caller ignores stays ignored (``nohup`` sets SIGHUP to SIG_IGN: the run must go on)
+    previous = {s: signal.signal(s, handler) for s in signums if signal.getsignal(s) is not signal.SIG_IGN}
+    try:
+        yield
+    except BaseException as exc:
+        # code on the way out may replace the exception (datasets' pool clean-up raises a TimeoutError):
+        # a run a signal stopped still ends as Terminated
+        if fired and not isinstance(exc, Terminated):
+            raise Terminated(fired[0]) from exc
+        raise
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 @contextlib.contextmanager

@@ -14,7 +14,8 @@ naming the file and line (JSONL) or row index. A converted row also passes the r
 ``swift-ext validate --task <target>`` (:mod:`.rules`); a row that would not is rejected with the
 validator's message. Rejected rows go to the reject file (``<output>.rejected.jsonl`` by default,
 format: :class:`swift_ext.io.RejectFile`). Output and reject file are written to temporary files and
-renamed into place at the end, so an interrupted run leaves neither.
+renamed into place at the end, so an interrupted run leaves neither. When no row is converted, no output
+is written (``report.written`` is False; the CLI exits 1).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from ..errors import ConfigError, SwiftExtError
 from ..io import JsonlWriter, Progress, RejectFile, default_reject_path, encode_json, parse_json_line, raw_text
 from . import rules, sources
 from .formats import InputFormat, describe_columns, detect, formats, get_format, read_row
-from .media import MediaWriter, needs_conversion
+from .media import MediaWriter, PathRewriter, locate, needs_conversion
 from .options import ConvertOptions
 from .rewrite import AnswerPool
 from .rows import RowError, gold_answer
@@ -65,6 +66,7 @@ class Report:
     warnings: Dict[str, int] = field(default_factory=dict)
     media_written: int = 0
     seconds: float = 0.0
+    written: bool = False  # False when no row was converted: then no output file is written
 
     def to_dict(self) -> Dict[str, Any]:
         d = asdict(self)
@@ -106,14 +108,16 @@ class RowConverter:
     """Picklable per-row converter: read (detect) -> media -> tag check -> target -> the target's rules.
     Raises RowError. The target's fast path for the input format (if it declares one) runs first, once."""
 
-    def __init__(self, options: ConvertOptions, fmt: Optional[InputFormat] = None):
+    def __init__(self, options: ConvertOptions, fmt: Optional[InputFormat] = None, output: Optional[str] = None):
         self.options = options
         self.target = get_target(options.to)
         self.fmt = get_format(options.src) if options.src else fmt
         self.ctx = options.target_context()
         self.ctx.warn = self._warn
         self.media_dir, self.check_media, self.root = options.media_dir, options.check_media, options.root
+        self.confine = bool(options.root) and not options.allow_outside_root
         self.media = MediaWriter(options.media_dir)
+        self.paths = PathRewriter(options.media_paths, output or "out.jsonl", options.root)
         self._exists: Dict[str, bool] = {}
         self.warnings: Dict[str, int] = {}
         task = self.target.task
@@ -135,11 +139,14 @@ class RowConverter:
         self._fastpath = self.target.fast.get(self.fmt.name) if value and self.fmt is not None else None
 
     def path_ok(self, p: str) -> bool:
-        """Whether a media path exists (URLs and inline data count as present); cached."""
+        """Whether a fast path may write media path ``p`` as it is: it exists (URLs and inline data count as
+        present; cached), lies inside a confining root, and paths are kept as given."""
         if p.startswith(("http://", "https://", "data:")) or len(p) >= 2000:
             return True
-        full = p if os.path.isabs(p) or not self.root else os.path.join(self.root, p)
-        return self._exists_cached(full)
+        if self.paths.mode != "keep":
+            return False
+        full, outside = locate(p, self.root, self.confine)
+        return outside is None and self._exists_cached(full)
 
     def _exists_cached(self, full: str) -> bool:
         ok = self._exists.get(full)
@@ -159,12 +166,16 @@ class RowConverter:
 
     def _media(self, c: Dict[str, Any]) -> None:
         if self.check_media:
-            for name, _, message in rules.media_checks(c, self.root, exists=self._exists_cached):
+            for name, _, message in rules.media_checks(c, self.root, exists=self._exists_cached,
+                                                       confine=self.confine):
                 raise RowError(message, name)
+        rewrite = self.paths.rewrite if self.paths.mode != "keep" else None
         for key in ("images", "videos", "rejected_images"):
             items = c[key]
             if items and needs_conversion(items, self.media_dir):
-                c[key] = self.media.convert_list(items)
+                items = c[key] = self.media.convert_list(items)
+            if items and rewrite is not None:
+                c[key] = [rewrite(x) for x in items]
 
     def _tags(self, c: Dict[str, Any]) -> None:
         self._fix_tags(c, "messages", c["images"], c["videos"])
@@ -398,7 +409,11 @@ class _MapFn:
 def _run_parallel(input: str, conv: RowConverter, sink: _Sink, num_proc: int, split: Optional[str],
                   bar: Progress) -> None:
     import datasets
+    import multiprocess.util  # the pool library of datasets
 
+    # its temporary folder (manager sockets), made here so the forked helpers share it instead of each making
+    # one that a signal would leave behind: this process removes it when it exits
+    multiprocess.util.get_temp_dir()
     kind = sources.input_kind(input)
     with tempfile.TemporaryDirectory(prefix="swift-ext-convert-") as tmp:
         if kind == "jsonl":
@@ -435,20 +450,24 @@ def _run_parallel(input: str, conv: RowConverter, sink: _Sink, num_proc: int, sp
 
 
 # -- files ------------------------------------------------------------------------------------------
-def sniff_format(path: str, split: Optional[str] = None, max_rows: int = 200) -> InputFormat:
-    """The format of the first parseable object row among the first ``max_rows`` rows."""
+def sniff_format(path: str, split: Optional[str] = None, max_rows: int = 200) -> Optional[InputFormat]:
+    """The format of the first detectable row among the first ``max_rows`` parseable object rows (rows that
+    do not parse are skipped, however many), or None when no row of the file is a parseable object (then
+    every row is rejected with its own reason). A ConfigError when object rows exist but none is detected."""
     first = None
     kind = sources.where_kind(path)
-    for n, (num, obj, _, err) in enumerate(sources.iter_source(path, split=split)):
-        if n >= max_rows:
-            break
+    n = 0
+    for num, obj, _, err in sources.iter_source(path, split=split):
         if err is None and isinstance(obj, dict):
             fmt = detect(obj)
             if fmt is not None:
                 return fmt
             first = first or (f"{kind} {num}", obj)
+            n += 1
+            if n >= max_rows:
+                break
     if first is None:
-        raise ConvertError(f"{path}: no parseable JSON object row in the first {max_rows} rows")
+        return None
     raise ConvertError(f"{path}: cannot detect the input format from {describe_columns(first[1])} "
                        f"({first[0]}); pass --from (one of: {', '.join(f.name for f in formats())})")
 
@@ -462,7 +481,7 @@ def convert_file(input: str, output: str, to: Union[str, ConvertOptions, None] =
         raise ConfigError(f"{output}: convert writes JSONL (.jsonl) or a JSON array (.json), not {Path(output).suffix}")
     options = _options(to, src, settings)
     get_target(options.to)  # an unknown target fails before the input is read
-    conv = RowConverter(options, None if options.src else sniff_format(input, options.split))
+    conv = RowConverter(options, None if options.src else sniff_format(input, options.split), output)
     target, fmt = conv.target, conv.fmt
     if target.needs_pool:
         conv.ctx.pool = conv.collect_pool(obj for _, obj, _, err in sources.iter_source(input, split=options.split)
@@ -472,23 +491,28 @@ def convert_file(input: str, output: str, to: Union[str, ConvertOptions, None] =
     if os.path.abspath(reject_path) == os.path.abspath(output) or os.path.abspath(input) in (
             os.path.abspath(output), os.path.abspath(reject_path)):
         raise ConfigError("input, output and reject file must be three different paths")
-    report = Report(input=str(input), output=str(output), format=fmt.name, target=target.name)
+    report = Report(input=str(input), output=str(output), format=fmt.name if fmt else None, target=target.name)
     out = JsonlWriter(output)
     rej = RejectFile(reject_path, default=reject_path == default_rej)
     sink = _Sink(input, out, rej, report, options.strict)
     total, unit = sources.progress_total(input, options.split)
     try:
-        with Progress(show_progress, total, unit, f"{fmt.name} -> {target.name}") as bar:
+        with Progress(show_progress, total, unit, f"{fmt.name if fmt else '?'} -> {target.name}") as bar:
             if options.num_proc and options.num_proc > 1 and sources.input_kind(input) != "json":
                 _run_parallel(input, conv, sink, options.num_proc, options.split, bar)
             else:
                 _run_serial(input, conv, sink, options.split, bar)
+        report.reject_file = rej.finish()
+        if report.rows_out:
+            out.commit()
+            report.written = True
+        else:  # nothing converted: no empty output that a training run would read as a dataset
+            out.abort()
     except BaseException:
         out.abort()
         rej.abort()
         raise
-    report.reject_file = rej.finish()
-    out.commit()
+    report.format = report.format or (conv.fmt.name if conv.fmt else None)
     for k, v in conv.warnings.items():
         report.warnings[k] = report.warnings.get(k, 0) + v
     report.media_written += conv.media.written
@@ -522,18 +546,24 @@ def convert_rows(rows: Iterable[Any], to: Union[str, ConvertOptions, None] = Non
 
 
 def print_summary(report: Report, console=None) -> None:
-    """The human summary (stderr): rows in = converted + rejected, rows written, top reasons."""
+    """The human summary (stderr): rows in = converted + rejected, rows written, top reasons. Every text that
+    comes from the data (paths, reasons, warnings) is escaped: ``[query, response]`` is printed, not eaten
+    as rich markup."""
     from rich.console import Console
+    from rich.markup import escape
 
     console = console or Console(stderr=True)
-    console.print(f"[bold]{report.input}[/] ({report.format}) -> [bold]{report.output}[/] ({report.target})")
+    console.print(f"[bold]{escape(report.input)}[/] ({escape(report.format or '?')}) -> "
+                  f"[bold]{escape(report.output)}[/] ({escape(report.target)})")
     console.print(f"rows in {report.rows_in} = converted {report.rows_converted} + rejected {report.rows_rejected}; "
                   f"rows written {report.rows_out}; {report.seconds:.2f} s")
+    if not report.written:
+        console.print(f"[red]no row converted: {escape(report.output)} not written[/]")
     if report.rows_rejected:
-        console.print(f"[yellow]rejected rows -> {report.reject_file}[/]")
+        console.print(f"[yellow]rejected rows -> {escape(str(report.reject_file))}[/]")
         for reason, n in sorted(report.reasons.items(), key=lambda kv: -kv[1])[:10]:
-            console.print(f"  {n:>8}  {reason}")
+            console.print(f"  {n:>8}  {escape(reason)}")
     for msg, n in sorted(report.warnings.items(), key=lambda kv: -kv[1])[:10]:
-        console.print(f"[yellow]warning[/] ({n} rows): {msg}")
+        console.print(f"[yellow]warning[/] ({n} rows): {escape(msg)}")
     if report.media_written:
         console.print(f"media files written: {report.media_written}")

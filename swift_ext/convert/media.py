@@ -17,10 +17,11 @@ import base64
 import binascii
 import hashlib
 import os
-import tempfile
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
+from ..errors import ConfigError
+from ..io import AtomicFile, JsonlWriter, iter_jsonl_rows, parse_json_line
 from .rows import RowError
 
 _MAGIC = ((b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpg"), (b"GIF8", "gif"), (b"BM", "bmp"),
@@ -76,17 +77,8 @@ class MediaWriter:
         name = f"{hashlib.sha1(data).hexdigest()}.{sniff_ext(data)}"
         target = self.media_dir / name
         if not target.exists():
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=str(self.media_dir))
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
-                os.replace(tmp, target)
-            except BaseException:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
-                raise
+            with AtomicFile(str(target), sweep=False) as f:  # no directory scan per image
+                f.fh.write(data)
             self.written += 1
         return str(target.resolve())
 
@@ -136,3 +128,129 @@ def needs_conversion(items: List[Any], media_dir: Optional[str]) -> bool:
         if not isinstance(x, str):
             return True
     return False
+
+
+# -- media paths: where a path points, confinement to a root, rewriting ----------------------------------
+MEDIA_KEYS = ("images", "videos", "audios", "rejected_images")
+PATH_MODES = ("keep", "absolute", "relative")
+
+
+def is_path(item: Any) -> bool:
+    """Whether a media value is a file path (not a URL, ``data:`` URI or base64 image)."""
+    return isinstance(item, str) and bool(item) and not item.startswith(("http://", "https://", "data:")) \
+        and len(item) < 2000 and not looks_base64(item)
+
+
+def locate(item: str, root: Optional[str] = None, confine: bool = False) -> Tuple[str, Optional[str]]:
+    """``(path to open, None)``, or ``(path, reason)`` when ``confine`` and the path leaves ``root``.
+
+    Relative paths resolve against ``root`` (the working directory without one). With ``confine`` the path
+    is resolved (``..`` and every symlink followed) and must lie inside the resolved ``root``; the reason
+    names the path as written and never says whether a file exists there.
+
+    >>> locate("a/b.png", "/data")
+    ('/data/a/b.png', None)
+    >>> locate("../etc/passwd", "/data", confine=True)[1]
+    "'../etc/passwd' is outside --root (resolved, symlinks followed)"
+    """
+    full = item if os.path.isabs(item) or not root else os.path.join(root, item)
+    if confine and root:
+        real_root = os.path.realpath(root)
+        real = os.path.realpath(full)
+        if real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep):
+            return full, f"{item!r} is outside --root (resolved, symlinks followed)"
+    return full, None
+
+
+class PathRewriter:
+    """Media paths written as ``keep`` (as given), ``absolute`` (resolved against ``root`` or the working
+    directory) or ``relative`` (to the folder of ``output``: set ``ROOT_IMAGE_DIR`` to that folder, or
+    run from it). URLs, ``data:`` URIs and base64 stay as they are.
+
+    >>> PathRewriter("relative", "/data/out/sft.jsonl", root="/data").rewrite("img/a.png")
+    '../img/a.png'
+    """
+
+    def __init__(self, mode: str, output: str, root: Optional[str] = None):
+        if mode not in PATH_MODES:
+            raise ConfigError(f"--media-paths {mode!r}: choose one of {', '.join(PATH_MODES)}")
+        self.mode, self.root = mode, root
+        self.out_dir = os.path.dirname(os.path.abspath(output))
+
+    def rewrite(self, item: Any) -> Any:
+        if self.mode == "keep":
+            return item
+        if isinstance(item, list):  # a video as frames
+            return [self.rewrite(x) for x in item]
+        if isinstance(item, dict) and item.get("bytes") is None and isinstance(item.get("path"), str):
+            return {**item, "path": self.rewrite(item["path"])}
+        if not is_path(item):
+            return item
+        full = os.path.abspath(locate(item, self.root)[0])
+        return full if self.mode == "absolute" else os.path.relpath(full, self.out_dir)
+
+    def rewrite_row(self, row: Dict[str, Any]) -> Dict[str, Any]:
+        """A copy of ``row`` with the media paths of its swift-format media columns rewritten."""
+        if self.mode == "keep" or not any(row.get(k) for k in MEDIA_KEYS):
+            return row
+        row = dict(row)
+        for key in MEDIA_KEYS:
+            value = row.get(key)
+            if isinstance(value, list):
+                row[key] = [self.rewrite(x) for x in value]
+            elif isinstance(value, (str, dict)):
+                row[key] = self.rewrite(value)
+        return row
+
+
+def absolutize_media_file(dataset: str, folder: str) -> str:
+    """Copy the dataset file ``dataset`` (JSONL, or a JSON array ``.json``; swift format) into ``folder`` with
+    every relative media path made absolute, and return the copy's path (written atomically).
+
+    A relative path resolves against the dataset file's folder first, then the working directory (where
+    ``convert`` / ``validate`` resolved it): the first that exists; a path found in neither is a ConfigError
+    naming the line. Use it before running a tool in another working directory (``swift`` in a run folder).
+    """
+    base = os.path.dirname(os.path.abspath(dataset))
+    cwd = os.getcwd()
+
+    def resolve(item: str, where: str) -> str:
+        if os.path.isabs(item):
+            return item
+        for cand in (os.path.join(base, item), os.path.join(cwd, item)):
+            if os.path.exists(cand):
+                return os.path.normpath(cand)
+        raise ConfigError(f"{where}: media file {item!r} not found next to the dataset ({base}) "
+                          f"nor in the working directory ({cwd})")
+
+    class _Resolver(PathRewriter):
+        def __init__(self):
+            super().__init__("absolute", os.path.join(folder, "x"))
+
+        def rewrite(self, item: Any) -> Any:
+            if isinstance(item, str) and is_path(item):
+                return resolve(item, self.where)
+            return super().rewrite(item)
+
+    rw = _Resolver()
+    out = os.path.join(folder, os.path.basename(dataset))
+    if os.path.abspath(out) == os.path.abspath(dataset):
+        raise ConfigError(f"{dataset}: the copy would overwrite the dataset; pass another folder")
+    if dataset.endswith(".json"):
+        with open(dataset, "rb") as fh:
+            rows, err = parse_json_line(fh.read())
+        if err is not None or not isinstance(rows, list):
+            raise ConfigError(f"{dataset}: not a JSON array of rows ({err or type(rows).__name__})")
+        items = ((i, row, None) for i, row in enumerate(rows))
+        kind = "row"
+    else:
+        items = ((n, obj, err) for n, obj, _, err in iter_jsonl_rows(dataset))
+        kind = "line"
+    with JsonlWriter(out) as w:
+        for num, obj, err in items:
+            where = f"{dataset}:{num}" if kind == "line" else f"{dataset} row {num}"
+            if err is not None or not isinstance(obj, dict):
+                raise ConfigError(f"{where}: {err or 'a row must be a JSON object'}")
+            rw.where = where
+            w.write(rw.rewrite_row(obj))
+    return out

@@ -174,6 +174,7 @@ def mix_files(specs: List[str], output: str, *, seed: int = 0, val_ratio: float 
 
 def print_mix(report: MixReport, console=None) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = console or Console(stderr=True)
@@ -182,11 +183,11 @@ def print_mix(report: MixReport, console=None) -> None:
         table.add_column(col)
     for s in report.sources:
         if "path" in s:
-            table.add_row(s["path"], f"{s['ratio']:g}", str(s["rows_available"]),
+            table.add_row(escape(s["path"]), f"{s['ratio']:g}", str(s["rows_available"]),
                           str(s["rows_taken"]) + (" (upsampled)" if s["upsampled"] else ""), str(s["train"]),
                           str(s["val"]))
     console.print(table)
-    console.print(f"train: {report.rows_train} rows -> {report.output}"
-                  + (f"; val: {report.rows_val} rows -> {report.val_output}" if report.val_output else ""))
+    console.print(escape(f"train: {report.rows_train} rows -> {report.output}"
+                         + (f"; val: {report.rows_val} rows -> {report.val_output}" if report.val_output else "")))
     if report.reject_file:
-        console.print(f"[yellow]rows that did not parse -> {report.reject_file}[/]")
+        console.print(f"[yellow]rows that did not parse -> {escape(report.reject_file)}[/]")

@@ -36,7 +36,9 @@ class ConvertOptions:
     n_choices: int = 4                       # mcq: options per question
     media_dir: Optional[str] = None          # write bytes/base64 media here as files
     check_media: bool = True                 # reject rows whose media paths do not exist
-    root: Optional[str] = None               # base of relative media paths
+    root: Optional[str] = None               # base of relative media paths; media must stay inside it
+    allow_outside_root: bool = False         # root only as the base: media paths may leave it
+    media_paths: str = "keep"                # media paths written: keep, absolute, relative (to the output)
     split: Optional[str] = None              # split of a saved DatasetDict
     num_proc: Optional[int] = None           # convert in N processes
     strict: bool = False                     # stop at the first bad row
@@ -49,6 +51,8 @@ class ConvertOptions:
             raise ConfigError("--completions and --reward go together (sampled completions ranked by a reward)")
         if self.n_choices < 2 or self.n_choices > 10:
             raise ConfigError("--choices must be between 2 and 10")
+        if self.media_paths not in ("keep", "absolute", "relative"):
+            raise ConfigError(f"--media-paths {self.media_paths!r}: choose one of keep, absolute, relative")
 
     def replace(self, **changes) -> "ConvertOptions":
         return dataclasses.replace(self, **changes)

@@ -9,7 +9,7 @@ row with the message of the first error (:func:`first_error`), so what ``convert
   ``tags_missing`` [warning]: fewer tags than media (ms-swift silently prepends them to the first turn);
 - ``media_missing`` [error]: a media path does not exist (relative paths resolve against ``root``);
   ``media_invalid`` [error]: an object with neither bytes nor a path; ``media_decode`` [error, opt-in]:
-  PIL cannot open it;
+  PIL cannot open it; ``media_outside`` [error]: with a confining ``root``, a path that resolves outside it;
 - ``role_order`` [error]: system not first, an assistant turn without a user turn before it, two user
   turns in a row, no user turn;
 - ``empty_turn`` [error]: a user/assistant turn whose content is empty or whitespace;
@@ -31,7 +31,7 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, Collection, Dict, List, Optional, Tuple
 
-from .media import looks_base64
+from .media import locate, looks_base64
 from .rows import GRPO_RESERVED, LOADER_OVERWRITTEN, canonical  # noqa: F401  (canonical: the doctest)
 
 Check = Tuple[str, str, str]  # (check name, severity, message)
@@ -39,7 +39,7 @@ TASKS = ("sft", "grpo", "dpo", "kto", "trl", "mcq", "judge")
 SEVERITY = {
     "parse": "error", "format": "error", "tags": "error", "tags_missing": "warning", "media_missing": "error",
     "media_decode": "error", "media_invalid": "error", "role_order": "error", "empty_turn": "error",
-    "reserved_column": "error",
+    "reserved_column": "error", "media_outside": "error",
     "reserved_column_dataset": "warning", "solution": "error", "response": "error", "rejected": "error",
     "label": "error", "duplicate": "warning",
 }
@@ -128,8 +128,9 @@ def tag_checks(msgs: List[Dict[str, Any]], images: list, videos: list, where: st
 
 
 def media_checks(c: Dict[str, Any], root: Optional[str] = None, decode: bool = False,
-                 exists: Callable[[str], bool] = os.path.exists) -> List[Check]:
-    """Media values that ms-swift cannot load: missing paths (``exists`` may be a cached lookup)."""
+                 exists: Callable[[str], bool] = os.path.exists, confine: bool = False) -> List[Check]:
+    """Media values that ms-swift cannot load: missing paths (``exists`` may be a cached lookup); with
+    ``confine``, paths outside ``root`` (``media_outside``, checked before and instead of existence)."""
     out: List[Check] = []
     for key in ("images", "videos", "rejected_images"):
         for j, item in enumerate(c[key] or ()):
@@ -144,8 +145,10 @@ def media_checks(c: Dict[str, Any], root: Optional[str] = None, decode: bool = F
             if not isinstance(item, str) or item.startswith(("http://", "https://", "data:")) or len(item) >= 2000 \
                     or looks_base64(item):
                 continue
-            full = item if os.path.isabs(item) or not root else os.path.join(root, item)
-            if not exists(full):
+            full, outside = locate(item, root, confine)
+            if outside:
+                out.append(("media_outside", "error", f"{key}[{j}]: {outside}"))
+            elif not exists(full):
                 out.append(("media_missing", "error", f"{key}[{j}]: file not found: {full!r}"
                             + ("" if root or os.path.isabs(item) else " (relative paths resolve against --root)")))
             elif decode and key != "videos":
@@ -160,7 +163,7 @@ def media_checks(c: Dict[str, Any], root: Optional[str] = None, decode: bool = F
 
 
 def check_canonical(c: Dict[str, Any], raw: Dict[str, Any], task: Optional[str] = None, *, root=None,
-                    check_media=True, decode=False) -> List[Check]:
+                    check_media=True, decode=False, confine=False) -> List[Check]:
     """Every check on one row already read into the canonical form (``raw`` is the original row)."""
     task = row_task(task, c)
     msgs = c["messages"]
@@ -170,7 +173,7 @@ def check_canonical(c: Dict[str, Any], raw: Dict[str, Any], task: Optional[str] 
         out += [chk for chk in tag_checks(c["rejected_messages"], images, c["videos"], "rejected_messages")
                 if chk[0] == "tags"]
     if check_media:
-        out += media_checks(c, root, decode)
+        out += media_checks(c, root, decode, confine=confine)
     out += turn_checks(msgs)
     if not _SPECIAL_COLUMNS.isdisjoint(raw):
         for k in raw:

@@ -102,7 +102,7 @@ def test_fuzz_validate_never_crashes(tmp_path):
     assert not report.ok
 
 
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import HealthCheck, event, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from swift_ext.convert.formats import BUILTIN_FORMATS  # noqa: E402
@@ -143,3 +143,151 @@ def test_readers_and_targets_raise_only_row_errors(row, fmt_i, tgt_i):
         assert exc.reason
         return
     assert isinstance(out, list) and all(isinstance(r, dict) for r in out)
+
+
+# -- Parquet and JSON-array inputs --------------------------------------------------------------------
+import pyarrow as pa  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+
+from swift_ext.convert import ConvertError  # noqa: E402
+from swift_ext.errors import ConfigError  # noqa: E402
+
+_FORMAT_NAMES = [None] + [f.name for f in BUILTIN_FORMATS]
+_FILE_TARGETS = ["sft", "grpo", "dpo", "kto", "trl"]
+
+
+def _convert_or_refuse(src, out, to, fmt):
+    """A balanced report with every reject named, or a whole-file refusal (format not detected) naming the file."""
+    try:
+        report = convert_file(str(src), str(out), to, fmt, negatives="truncate" if to in ("dpo", "kto") else None,
+                              require_solution=False)
+    except (ConvertError, ConfigError) as exc:
+        assert str(src) in str(exc)
+        event("refused (format not detected)")
+        return None
+    event("some rows converted" if report.rows_converted else "every row rejected")
+    assert report.rows_in == report.rows_converted + report.rows_rejected
+    if report.written:
+        lines = Path(out).read_bytes().splitlines()
+        assert len(lines) == report.rows_out
+        for line in lines:
+            json.loads(line)
+    else:
+        assert report.rows_converted == 0 and not Path(out).exists()
+    rejects = [json.loads(x) for x in Path(report.reject_file).read_bytes().splitlines()] \
+        if report.reject_file else []
+    assert len(rejects) == report.rows_rejected
+    assert all(r["reason"] and r["file"] == str(src) for r in rejects)
+    return report, rejects
+
+
+def _outputs(report_rejects, out):
+    if report_rejects is None:
+        return None
+    report, rejects = report_rejects
+    body = Path(out).read_bytes() if report.written else None
+    return (report.rows_in, report.rows_converted, report.rows_out, body,
+            [(r.get("line", r.get("row")), r["reason"]) for r in rejects])
+
+
+_text = st.text(min_size=1, max_size=8)
+# rows of the known formats (so that conversions happen), each template one format
+_TEMPLATES = [
+    st.builds(lambda q, a: {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]},
+              _text, _text),
+    st.builds(lambda q, r: {"query": q, "response": r}, _text, _text),
+    st.builds(lambda q, r: {"conversations": [{"from": "human", "value": q}, {"from": "gpt", "value": r}]},
+              _text, _text),
+    st.builds(lambda i, o: {"instruction": i, "input": "", "output": o}, _text, _text),
+    st.builds(lambda p, c, r: {"prompt": p, "chosen": c, "rejected": r}, _text, _text, _text),
+    st.builds(lambda p, a: {"problem": p, "answer": a}, _text, _text),
+]
+_valid = st.one_of(_TEMPLATES)
+_mutated = st.builds(lambda row, extra: {**row, **extra}, _valid,
+                     st.dictionaries(st.sampled_from(_columns), _json, max_size=1))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.one_of(_valid, _mutated, _rows), max_size=6), fmt=st.sampled_from(_FORMAT_NAMES),
+       to=st.sampled_from(_FILE_TARGETS))
+def test_json_array_input_converts_like_the_same_rows_as_jsonl(tmp_path_factory, rows, fmt, to):
+    """A JSON array of any rows: nothing but row rejects or a whole-file refusal, and exactly what the same rows
+    as JSONL give (rows numbered from 0 instead of lines from 1)."""
+    d = tmp_path_factory.mktemp("arr")
+    arr, jsonl = d / "in.json", d / "in.jsonl"
+    arr.write_text(json.dumps(rows), encoding="utf-8")
+    jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    a = _convert_or_refuse(arr, d / "a.jsonl", to, fmt)
+    b = _convert_or_refuse(jsonl, d / "b.jsonl", to, fmt)
+    assert (a is None) == (b is None)
+    if a is not None:
+        assert a[0].rows_in == len(rows)
+        oa, ob = _outputs(a, d / "a.jsonl"), _outputs(b, d / "b.jsonl")
+        assert oa[:4] == ob[:4]
+        assert [(n + 1, why) for n, why in oa[4]] == ob[4]
+
+
+_msg_type = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+_img_type = pa.list_(pa.struct([("bytes", pa.binary()), ("path", pa.string())]))
+_COLUMN_TYPES = {
+    "string": (pa.string(), st.none() | st.text(max_size=10)),
+    "int": (pa.int64(), st.none() | st.integers(-5, 5)),
+    "bool": (pa.bool_(), st.none() | st.booleans()),
+    "messages": (_msg_type, st.none() | st.lists(st.fixed_dictionaries(
+        {"role": st.none() | st.sampled_from(["user", "assistant", "system", "human", "gpt", "wizard"]),
+         "content": st.none() | st.text(max_size=8) | st.just("<image>q")}), max_size=3)),
+    "strings": (pa.list_(pa.string()), st.none() | st.lists(st.none() | st.text(max_size=6), max_size=3)),
+    "images": (_img_type, st.none() | st.lists(st.fixed_dictionaries(
+        {"bytes": st.none() | st.binary(max_size=12) | st.just(RED and Path(RED).read_bytes()),
+         "path": st.none() | st.just(RED) | st.text(max_size=6)}), max_size=2)),
+}
+
+
+@st.composite
+def _tables(draw):
+    """Typed random columns, or rows of one known format (some values null) plus a typed random column."""
+    n = draw(st.integers(0, 6))
+    data, fields = {}, []
+    if draw(st.integers(0, 2)):
+        template = draw(st.sampled_from(_TEMPLATES))
+        rows = [draw(template) for _ in range(n)]
+        if rows:
+            for key in rows[0]:
+                values = [draw(st.sampled_from([r[key], r[key], r[key], None])) for r in rows]
+                data[key] = values
+                fields.append(pa.field(key, pa.array(values).type if any(v is not None for v in values)
+                                       else pa.string()))
+    names = draw(st.lists(st.sampled_from([c for c in _columns if c not in data]), min_size=0 if data else 1,
+                          max_size=1 if data else 5, unique=True))
+    for name in names:
+        arrow_type, values = _COLUMN_TYPES[draw(st.sampled_from(sorted(_COLUMN_TYPES)))]
+        data[name] = draw(st.lists(values, min_size=n, max_size=n))
+        fields.append(pa.field(name, arrow_type))
+    return pa.Table.from_pydict(data, schema=pa.schema(fields))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(table=_tables(), fmt=st.sampled_from(_FORMAT_NAMES), to=st.sampled_from(_FILE_TARGETS))
+def test_parquet_input_converts_like_its_rows_as_jsonl(tmp_path_factory, table, fmt, to):
+    """A Parquet file of typed columns (nulls, nested structs, image bytes): nothing but row rejects or a whole-file
+    refusal, every row accounted for, and the same output as its rows (as pyarrow reads them) written as JSONL."""
+    d = tmp_path_factory.mktemp("pq")
+    src = d / "in.parquet"
+    pq.write_table(table, src)
+    rows = pq.read_table(src).to_pylist()
+    jsonl = d / "in.jsonl"
+    with open(jsonl, "w", encoding="utf-8") as fh:
+        for r in rows:  # bytes cannot go through JSON: as base64, which the readers take for bytes too
+            fh.write(json.dumps(r, default=lambda b: __import__("base64").b64encode(b).decode()) + "\n")
+    a = _convert_or_refuse(src, d / "a.jsonl", to, fmt)
+    if a is None:
+        return
+    assert a[0].rows_in == table.num_rows
+    assert sorted(r["row"] for r in a[1]) == sorted({r["row"] for r in a[1]})
+    assert all(0 <= r["row"] < table.num_rows for r in a[1])
+    b = _convert_or_refuse(jsonl, d / "b.jsonl", to, fmt)
+    if b is not None and not any(isinstance(v, dict) and v.get("bytes") for r in rows for c in r.values()
+                                 if isinstance(c, list) for v in c):
+        assert _outputs(a, d / "a.jsonl")[:4] == _outputs(b, d / "b.jsonl")[:4]
