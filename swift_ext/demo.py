@@ -203,7 +203,13 @@ class PrepareDataset(Step):
     def run(self, ctx: DemoContext) -> None:
         if ctx.config.dataset is not None:  # swift runs in the run folder: make local paths absolute
             local = Path(ctx.config.dataset).expanduser()
-            ctx.dataset = str(local.resolve()) if local.exists() else ctx.config.dataset
+            if local.is_file() and local.suffix.lower() in (".jsonl", ".json"):
+                # its media paths too: resolved against the dataset's folder, as convert and validate do
+                from .convert.media import absolutize_media_file
+
+                ctx.dataset = absolutize_media_file(str(local), str(ctx.workdir / "data"))
+            else:  # a hub id, a folder or a `path#N` spec
+                ctx.dataset = str(local.resolve()) if local.exists() else ctx.config.dataset
             return
         path, report = convert_sample_dataset(ctx.workdir / "data", vl=ctx.is_vl, task=sample_task(ctx.config))
         ctx.dataset = str(path)

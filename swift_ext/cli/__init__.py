@@ -25,6 +25,9 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except SwiftExtError as exc:
             raise click.ClickException(str(exc)) from exc
+        except KeyboardInterrupt:  # Ctrl-C: the shell convention 128 + SIGINT, not click's "Aborted!" exit 1
+            click.echo("interrupted", err=True)
+            raise SystemExit(130) from None
 
 
 @click.group(cls=_Group, context_settings=CONTEXT_SETTINGS)

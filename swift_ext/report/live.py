@@ -107,14 +107,13 @@ def make_server(paths: Sequence["str | Path"], port: int = 0, host: str = "127.0
 
 def serve(paths: Sequence["str | Path"], port: int = 8765, host: str = "127.0.0.1", title: Optional[str] = None,
           ready: Optional[Callable[[str], None]] = None) -> None:
-    """Serve the live report until interrupted; ``ready(url)`` is called once the server listens."""
+    """Serve the live report until interrupted (Ctrl-C propagates after the socket is closed: the CLI exits
+    130); ``ready(url)`` is called once the server listens."""
     server = make_server(paths, port, host, title)
     url = f"http://{host}:{server.server_port}/"
     (ready or (lambda u: print(u, file=sys.stderr)))(url)
     try:
         server.serve_forever(poll_interval=0.5)
-    except KeyboardInterrupt:
-        pass
     finally:
         server.server_close()
 

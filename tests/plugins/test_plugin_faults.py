@@ -204,3 +204,24 @@ def test_eval_takes_a_plugin_file(tmp_path):
               timeout=300)
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["metrics"]["reward:char_count_eval_test"]["mean"] == 3.0
+
+
+def test_ctrl_c_exits_130_for_every_command(tmp_path):
+    """SIGINT during a command that waits (here `report --serve`): exit 130, the shell convention."""
+    import signal
+    import subprocess
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "logging.jsonl").write_text(json.dumps({"loss": 1.0, "global_step/max_steps": "1/1"}) + "\n")
+    exe = Path(sys.executable).with_name("swift-ext")
+    proc = subprocess.Popen([str(exe), "report", str(run), "--serve", "--port", "0"], stderr=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(6)
+        assert proc.poll() is None, proc.stderr.read()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
