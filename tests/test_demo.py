@@ -183,14 +183,19 @@ def test_relative_model_and_dataset_paths_become_absolute(tmp_path, monkeypatch)
     # swift runs inside the run folder, so a relative path must be resolved against the caller's cwd
     monkeypatch.chdir(tmp_path)
     Path("m").mkdir()
-    Path("rows.jsonl").write_text("{}\n")
+    Path("data").mkdir()
+    Path("data/cat.png").write_bytes(b"png")
+    Path("data/rows.jsonl").write_text(json.dumps({"messages": [{"role": "user", "content": "<image>q"}],
+                                                   "images": ["cat.png"]}) + "\n")
     config = demo.DemoConfig(workdir=tmp_path / "w", model="m", model_type="qwen3", template="qwen3",
-                             dataset="rows.jsonl")
+                             dataset="data/rows.jsonl")
     ctx = demo.DemoContext(config=config, reporter=demo.Reporter(), workdir=tmp_path / "w")
     demo.PrepareModel().run(ctx)
     demo.PrepareDataset().run(ctx)
     assert ctx.model_flags == ["--model", str(tmp_path / "m"), "--model_type", "qwen3", "--template", "qwen3"]
-    assert ctx.dataset == str(tmp_path / "rows.jsonl")
+    # a copy in the work folder whose image path (relative to the dataset file) is now absolute
+    (row,) = [json.loads(line) for line in Path(ctx.dataset).read_text().splitlines()]
+    assert Path(ctx.dataset).is_absolute() and row["images"] == [str(tmp_path / "data" / "cat.png")]
     assert ctx.is_vl is False
     hub = demo.DemoContext(config=demo.DemoConfig(model="Qwen/Qwen2-VL-2B-Instruct", dataset="AI-MO/x"),
                            reporter=demo.Reporter(), workdir=tmp_path / "w")
