@@ -1,4 +1,4 @@
-"""The import graph of swift_ext.convert, read from the source (ast): no cycles, module level or in functions;
+"""The import graph of swift_ext.convert, read from the source (ast; cycles: tests/meta/test_import_graph.py):
 no private names imported across modules; the rewards package imported once, lazily (--reward)."""
 
 import ast
@@ -49,48 +49,6 @@ def _graph(package: str):
             if target in mods and target != mod:
                 graph[mod].add(target)
     return mods, graph
-
-
-def _cycles(graph):
-    """Strongly connected components with more than one module (Tarjan)."""
-    index, low, stack, on, out, counter = {}, {}, [], set(), [], [0]
-
-    def visit(v):
-        index[v] = low[v] = counter[0]
-        counter[0] += 1
-        stack.append(v)
-        on.add(v)
-        for w in graph[v]:
-            if w not in index:
-                visit(w)
-                low[v] = min(low[v], low[w])
-            elif w in on:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            comp = []
-            while True:
-                w = stack.pop()
-                on.discard(w)
-                comp.append(w)
-                if w == v:
-                    break
-            if len(comp) > 1:
-                out.append(sorted(comp))
-
-    for v in graph:
-        if v not in index:
-            visit(v)
-    return out
-
-
-def test_the_cycle_finder_finds_a_cycle():
-    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
-
-
-def test_no_import_cycle_inside_convert():
-    mods, graph = _graph("swift_ext.convert")
-    assert len(mods) >= 12 and "swift_ext.convert.engine" in graph
-    assert _cycles(graph) == []
 
 
 def test_no_private_names_across_modules():
