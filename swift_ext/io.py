@@ -269,7 +269,26 @@ def sweep_stale_temps(path: str) -> List[str]:
     return removed
 
 
-class AtomicFile:
+class _Transaction:
+    """``with`` commits on success and aborts (nothing left behind) on any exception."""
+
+    def commit(self) -> None:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
+class AtomicFile(_Transaction):
     """A temporary file next to ``path`` (``.fh``), renamed into place by ``commit()``, deleted by ``abort()``.
     As a context manager: commit on success, abort on an exception.
 
@@ -301,15 +320,6 @@ class AtomicFile:
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(self.tmp)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is None:
-            self.commit()
-        else:
-            self.abort()
 
 
 # -- catchable signals ------------------------------------------------------------------------------
@@ -378,7 +388,7 @@ def atomic_write(path: str, mode: str = "w", encoding: str = "utf-8"):
         yield f.fh
 
 
-class JsonlWriter:
+class JsonlWriter(_Transaction):
     """JSON rows into an atomic file: one per line, or a JSON array when ``path`` ends in ``.json``.
     Rows are written as given (``write``) or already encoded (``write_encoded``)."""
 
@@ -419,15 +429,6 @@ class JsonlWriter:
 
     def abort(self) -> None:
         self.file.abort()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is None:
-            self.commit()
-        else:
-            self.abort()
 
 
 def default_reject_path(output: str) -> str:
