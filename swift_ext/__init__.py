@@ -5,5 +5,5 @@ Importing this package is cheap: it does not import ``swift``, ``torch`` or ``tr
 
 from .hookspecs import hookimpl
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = ["hookimpl", "__version__"]
