@@ -246,7 +246,7 @@ def memory_cmd(params, model_dir, tuning, dtype, rlhf, beta, ref_model, trainabl
                zero, n_gpus, seq_len, hidden_size, num_layers, vocab_size, gpu_mem, global_batch, total_gpus,
                num_kv_heads, head_dim, vision_params, freeze_vit, rollout_mode, vllm_max_model_len, vllm_tp,
                num_generations, as_json):
-    """Estimate GPU memory per device for full / LoRA / QLoRA training (an estimate: see the README).
+    """Estimate GPU memory per device for full / LoRA / QLoRA training (an estimate: see docs/launching.md).
 
     \b
     Counted: weights, gradients, optimizer states, the reference model (DPO; GRPO/CHORD with beta > 0:
