@@ -200,21 +200,26 @@ def extract_choice(text: Any, letters: str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ") -> Op
     >>> [extract_choice(t) for t in ["(B)", "B. Paris", "I think the answer is option c.", "答案是D", "nothing"]]
     ['B', 'B', 'C', 'D', None]
     """
+    return _find_choice(text, letters)[0]
+
+
+def _find_choice(text: Any, letters: str) -> Tuple[Optional[str], Optional[str]]:
+    """(letter, rule that found it) for :func:`extract_choice` and :func:`choice_rule`; (None, None)."""
     if not isinstance(text, str):
         text = "" if text is None else str(text)
     text = text[-_SCAN:]
     m = _LEAD.match(text)
     if m and m.group(1).upper() in letters and (m.group(1).isupper() or len(text.strip()) <= 3):
-        return m.group(1).upper()
-    for rx, upper in ((_EXPLICIT, True), (_PAREN, False), (_BARE, False)):
+        return m.group(1).upper(), "leading"
+    for rx, name, upper in ((_EXPLICIT, "explicit", True), (_PAREN, "parenthesised", False), (_BARE, "bare", False)):
         found = None
         for m in rx.finditer(text):
             g = next((x for x in m.groups() if x), None)
             if g and g.upper() in letters:
                 found = g.upper() if upper else g
         if found and found in letters:
-            return found
-    return None
+            return found, name
+    return None, None
 
 
 class MultipleChoice(Reward):
@@ -578,21 +583,4 @@ def choice_rule(text: Any, letters: str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ") -> Optio
     >>> [choice_rule(t) for t in ["(B) Paris", "I think the answer is option c.", "between (A) and (C)", "so C"]]
     ['leading', 'explicit', 'parenthesised', 'bare']
     """
-    got = extract_choice(text, letters)
-    if got is None:
-        return None
-    if not isinstance(text, str):
-        text = "" if text is None else str(text)
-    text = text[-_SCAN:]
-    m = _LEAD.match(text)
-    if m and m.group(1).upper() == got and (m.group(1).isupper() or len(text.strip()) <= 3):
-        return "leading"
-    for rx, name, upper in ((_EXPLICIT, "explicit", True), (_PAREN, "parenthesised", False), (_BARE, "bare", False)):
-        found = None
-        for m in rx.finditer(text):
-            g = next((x for x in m.groups() if x), None)
-            if g and g.upper() in letters:
-                found = g.upper() if upper else g
-        if found and found in letters:
-            return name
-    return None
+    return _find_choice(text, letters)[1]
