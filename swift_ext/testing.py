@@ -20,7 +20,8 @@ Fixtures:
   :func:`make_plugin`) into swift-ext's plugin manager for one test, and forgets it afterwards.
 
 Helpers: :func:`grpo_args` (a 2-step GRPO run of a tiny model with the plugin file), :func:`step_rows`,
-:func:`install_package` (a real ``pip install`` of a plugin package into its own folder), :func:`with_path`,
+:func:`plugin_package` (write a minimal plugin package), :func:`install_package` (a real ``pip install`` of it
+into its own folder), :func:`with_path`,
 :func:`run_cli` (``swift-ext`` as a subprocess).
 
 Markers: ``e2e`` (runs real ms-swift processes) and ``vl`` (needs the Qwen-VL stack).
@@ -220,6 +221,30 @@ def install_package(src: os.PathLike, target: os.PathLike) -> None:
     shutil.copytree(src, build_copy)
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
                     "--no-index", "--target", str(target), str(build_copy)], check=True)
+
+
+def plugin_package(folder: os.PathLike, name: str, module_source: str) -> Path:
+    """Write a minimal plugin package ``swift-ext-NAME`` (module ``swift_ext_NAME``, entry point ``NAME`` in
+    group ``swift_ext``) whose module is ``module_source``, under ``folder``; returns its source folder, ready
+    for :func:`install_package`."""
+    import textwrap
+
+    src = Path(folder) / f"swift-ext-{name}"
+    (src / f"swift_ext_{name}").mkdir(parents=True)
+    (src / "pyproject.toml").write_text(textwrap.dedent(f"""
+        [build-system]
+        requires = ["setuptools>=61"]
+        build-backend = "setuptools.build_meta"
+        [project]
+        name = "swift-ext-{name}"
+        version = "0.0.1"
+        [project.entry-points.swift_ext]
+        {name} = "swift_ext_{name}"
+        [tool.setuptools]
+        packages = ["swift_ext_{name}"]
+    """))
+    (src / f"swift_ext_{name}" / "__init__.py").write_text(textwrap.dedent(module_source))
+    return src
 
 
 def with_path(env: Dict[str, str], *paths: os.PathLike) -> Dict[str, str]:

@@ -15,7 +15,7 @@ import pytest
 from swift_ext import plugins
 from swift_ext.errors import ConfigError, PluginError, UnknownNameError
 from swift_ext.io import load_mapping
-from swift_ext.testing import install_package as pip_install_target, run_cli as cli, with_path
+from swift_ext.testing import install_package as pip_install_target, plugin_package, run_cli as cli, with_path
 
 BOMB = "\n".join(["a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
                  + [f"{c}: &{c} [{', '.join(['*' + p] * 9)}]" for p, c in zip("abcdefgh", "bcdefghi")]
@@ -23,23 +23,8 @@ BOMB = "\n".join(["a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
 
 
 def _plugin_package(tmp_path, name, module_source):
-    src = tmp_path / f"swift-ext-{name}"
-    (src / f"swift_ext_{name}").mkdir(parents=True)
-    (src / "pyproject.toml").write_text(textwrap.dedent(f'''
-        [build-system]
-        requires = ["setuptools>=61"]
-        build-backend = "setuptools.build_meta"
-        [project]
-        name = "swift-ext-{name}"
-        version = "0.0.1"
-        [project.entry-points.swift_ext]
-        {name} = "swift_ext_{name}"
-        [tool.setuptools]
-        packages = ["swift_ext_{name}"]
-    '''))
-    (src / f"swift_ext_{name}" / "__init__.py").write_text(textwrap.dedent(module_source))
     target = tmp_path / f"lib-{name}"
-    pip_install_target(src, target)
+    pip_install_target(plugin_package(tmp_path, name, module_source), target)
     return with_path(os.environ, target)
 
 

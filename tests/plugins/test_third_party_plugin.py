@@ -3,13 +3,13 @@
 
 import json
 import os
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from swift_ext import tiny
-from swift_ext.testing import grpo_args, install_package as pip_install_target, run_cli as cli, step_rows, with_path
+from swift_ext.testing import (grpo_args, install_package as pip_install_target, plugin_package, run_cli as cli,
+                               step_rows, with_path)
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "plugins" / "swift-ext-example"
@@ -55,21 +55,7 @@ def test_allow_list_env_hides_plugin(example_site):
 
 
 def test_broken_plugin_fails_loudly(tmp_path):
-    src = tmp_path / "swift-ext-broken"
-    (src / "swift_ext_broken").mkdir(parents=True)
-    (src / "pyproject.toml").write_text(textwrap.dedent('''
-        [build-system]
-        requires = ["setuptools>=61"]
-        build-backend = "setuptools.build_meta"
-        [project]
-        name = "swift-ext-broken"
-        version = "0.0.1"
-        [project.entry-points.swift_ext]
-        broken = "swift_ext_broken"
-        [tool.setuptools]
-        packages = ["swift_ext_broken"]
-    '''))
-    (src / "swift_ext_broken" / "__init__.py").write_text("import module_that_does_not_exist\n")
+    src = plugin_package(tmp_path, "broken", "import module_that_does_not_exist\n")
     target = tmp_path / "lib"
     pip_install_target(src, target)
     res = cli(["rewards", "list"], with_path(os.environ, target))
