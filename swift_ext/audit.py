@@ -97,14 +97,19 @@ def length_drift(run: Run) -> Finding:
                   f"mean completion length {first:.1f} -> {last:.1f} tokens (first -> last quarter)")
 
 
-def clipped(run: Run) -> Finding:
-    s, skip = _series_or_skip(run, "clipped", "completions/clipped_ratio")
+def _last_quarter(run: Run, name: str, key: str, warn: float, error: float, says: str) -> Finding:
+    """Grade the last-quarter mean of metric ``key``; ``says`` formats it (``{v:.0%}``)."""
+    s, skip = _series_or_skip(run, name, key)
     if skip:
         return skip
     _, last = trend(s)
-    return _grade("clipped", last, 0.3, 0.8,
-                  f"{last:.0%} of completions hit max_completion_length in the last quarter (their ends are cut: "
-                  f"rewards read truncated answers)")
+    return _grade(name, last, warn, error, says.format(v=last))
+
+
+def clipped(run: Run) -> Finding:
+    return _last_quarter(run, "clipped", "completions/clipped_ratio", 0.3, 0.8,
+                         "{v:.0%} of completions hit max_completion_length in the last quarter (their ends are "
+                         "cut: rewards read truncated answers)")
 
 
 def dominant_reward(run: Run) -> Finding:
@@ -167,13 +172,9 @@ def format_vs_accuracy(run: Run) -> Finding:
 
 
 def zero_std(run: Run) -> Finding:
-    s, skip = _series_or_skip(run, "zero_std", "frac_reward_zero_std")
-    if skip:
-        return skip
-    _, last = trend(s)
-    return _grade("zero_std", last, 0.5, 0.9,
-                  f"{last:.0%} of prompt groups scored every completion the same in the last quarter (zero "
-                  f"advantage: no learning signal)")
+    return _last_quarter(run, "zero_std", "frac_reward_zero_std", 0.5, 0.9,
+                         "{v:.0%} of prompt groups scored every completion the same in the last quarter (zero "
+                         "advantage: no learning signal)")
 
 
 def std_collapse(run: Run) -> Finding:
