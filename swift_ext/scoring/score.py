@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import math
-import statistics
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
 from .. import plugins
 from . import results as results_mod
+from .stats import summarise_groups
 from ..bridge.rewards import get_orm, load_orm_file
 from ..errors import SwiftExtError, UnknownNameError
 from ..params import parse_spec
@@ -114,20 +114,10 @@ def score_results(res: "results_mod.Results", specs: Sequence[str], plugin_files
 
 
 def summarise(name: str, values: Sequence[Score], groups: Iterable[Sequence[int]]) -> RewardStats:
-    got = [v for v in values if v is not None]
-    s = RewardStats(name=name, n=len(values), abstained=len(values) - len(got))
-    if got:
-        s.mean = statistics.fmean(got)
-        s.std = statistics.pstdev(got) if len(got) > 1 else 0.0
-        s.min, s.max = min(got), max(got)
-    for idx in groups:
-        vals = [values[i] for i in idx if values[i] is not None]
-        if len(vals) < 2:
-            continue
-        s.groups += 1
-        if max(vals) - min(vals) < 1e-12:
-            s.zero_std_groups += 1
-    return s
+    """``rewards score``'s statistics of one reward (:mod:`swift_ext.scoring.stats`, the one summary)."""
+    s = summarise_groups([values[i] for i in idx] for idx in groups)
+    return RewardStats(name=name, n=s.n + s.abstained, abstained=s.abstained, mean=s.mean, std=s.std, min=s.min,
+                       max=s.max, groups=s.groups, zero_std_groups=s.zero_std_groups)
 
 
 def score_file(path: str, specs: Sequence[str], plugin_files: Sequence[str] = (),
