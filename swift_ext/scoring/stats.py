@@ -177,10 +177,40 @@ class Accumulator:
         return s
 
 
+class GroupedAccumulators:
+    """One :class:`Accumulator` per name, fed completion by completion with a group id (as a streamed read hands
+    them out): a group's scores are kept until the group is closed, then folded. At most ``open_groups`` groups
+    stay open (least recently fed closed first), so memory is bounded by the open groups' scores."""
+
+    def __init__(self, names: Sequence[str], threshold: Optional[float] = None, open_groups: int = 4096):
+        self.acc = {name: Accumulator(threshold) for name in names}
+        self.open_groups = open_groups
+        self._open: Dict[int, Dict[str, List[Score]]] = {}
+
+    def add(self, group: int, scores: Dict[str, Score]) -> None:
+        g = self._open.pop(group, None)
+        if g is None:
+            g = {name: [] for name in self.acc}
+        self._open[group] = g
+        for name, value in scores.items():
+            g[name].append(value)
+        while len(self._open) > self.open_groups:
+            self._fold(next(iter(self._open)))
+
+    def _fold(self, group: int) -> None:
+        for name, values in self._open.pop(group).items():
+            self.acc[name].add_group(values)
+
+    def summaries(self) -> Dict[str, Summary]:
+        for group in list(self._open):
+            self._fold(group)
+        return {name: acc.summary() for name, acc in self.acc.items()}
+
+
 def summarise_groups(groups: Iterable[Sequence[Score]], threshold: Optional[float] = None,
                      ks: Sequence[int] = ()) -> Summary:
     """The :class:`Summary` of prompt groups of scores."""
     return Accumulator(threshold, ks).add_groups(groups).summary()
 
 
-__all__ = ["Accumulator", "Summary", "summarise_groups", "pass_at_k", "default_ks", "ZERO_STD_EPS"]
+__all__ = ["Accumulator", "GroupedAccumulators", "Summary", "summarise_groups", "pass_at_k", "default_ks", "ZERO_STD_EPS"]
