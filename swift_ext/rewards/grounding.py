@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from ..errors import ParamError
 from ..params import Param
+from .contract import Example
 from .base import Reward, Score, logger
 from .boxes import (FRAMES, GOLD_FRAMES, HARD_CAP, Frame, Labeled, SizeCache, giou, gold_boxes, gold_frame_of, iou,
                     parse_boxes, parse_point, point_in, row_image_size, scope, valid)
@@ -193,6 +194,12 @@ class IoU(_Grounded):
     """
 
     name = "iou"
+    examples = (
+        Example("full", '{"bbox_2d": [0, 0, 200, 200]}', 1.0, params="gold_frame=same", solution="[0, 0, 200, 200]"),
+        Example("zero", "[300, 300, 400, 400]", 0.0, params="gold_frame=same", solution="[0, 0, 200, 200]"),
+        Example("malformed", "no box", 0.0, params="gold_frame=same", solution="[0, 0, 200, 200]"),
+        Example("malformed", "[0, 0, 200, 200]", None, params="gold_frame=same", solution="not a box"),
+    )
     params = {**FRAME_PARAMS,
               "pick": Param("first", "which predicted box to score", choices=("first", "last", "best"))}
 
@@ -259,6 +266,12 @@ class GIoU(IoU):
     """
 
     name = "giou"
+    examples = (
+        Example("full", "[0, 0, 1, 1]", 1.0, params="frame=norm1,gold_frame=same", solution="[0, 0, 1, 1]"),
+        Example("full", "[2, 0, 3, 1]", 1 / 3, params="frame=norm1,gold_frame=same", solution="[0, 0, 1, 1]"),
+        Example("zero", "no box", 0.0, params="frame=norm1,gold_frame=same", solution="[0, 0, 1, 1]"),
+        Example("malformed", "[0, 0, 1, 1]", None, params="frame=norm1,gold_frame=same", solution=None),
+    )
     params = {**IoU.params, "range": Param("unit", "unit: (GIoU+1)/2 in [0, 1]; signed: GIoU in [-1, 1]",
                                            choices=("unit", "signed"))}
 
@@ -284,6 +297,11 @@ class IoUThreshold(IoU):
     """
 
     name = "iou_threshold"
+    examples = (
+        Example("full", "[0, 0, 100, 100]", 1.0, params="gold_frame=same", solution="[0, 0, 100, 80]"),
+        Example("zero", "[0, 0, 100, 20]", 0.0, params="gold_frame=same", solution="[0, 0, 100, 80]"),
+        Example("malformed", "no box", 0.0, params="gold_frame=same", solution="[0, 0, 100, 80]"),
+    )
     params = {**IoU.params, "threshold": Param(0.5, "IoU needed for a score of 1", min=0.0, max=1.0)}
 
     def _metric(self, a, b) -> float:
@@ -316,6 +334,13 @@ class BoxF1(_Grounded):
     """
 
     name = "box_f1"
+    examples = (
+        Example("full", "[0,0,10,10] [20,20,30,30]", 1.0, params="gold_frame=same",
+                solution="[[0,0,10,10],[20,20,30,30]]"),
+        Example("zero", "[50,50,60,60]", 0.0, params="gold_frame=same", solution="[[0,0,10,10],[20,20,30,30]]"),
+        Example("malformed", "no boxes at all", 0.0, params="gold_frame=same",
+                solution="[[0,0,10,10],[20,20,30,30]]"),
+    )
     params = {**FRAME_PARAMS,
               "threshold": Param(0.5, "IoU a matched pair needs to count as a hit", min=0.0, max=1.0),
               "metric": Param("f1", "what to return", choices=("f1", "precision", "recall", "soft", "count")),
@@ -447,6 +472,11 @@ class PointInBox(_Grounded):
     """
 
     name = "point_in_box"
+    examples = (
+        Example("full", "click(250, 500)", 1.0, solution="[0, 0, 100, 100]", image_size=[200, 100]),
+        Example("zero", "(900, 100)", 0.0, solution="[0, 0, 100, 100]", image_size=[200, 100]),
+        Example("malformed", "no point", 0.0, solution="[0, 0, 100, 100]", image_size=[200, 100]),
+    )
     params = FRAME_PARAMS
 
     def score(self, completion: str, **row: Any) -> Score:
