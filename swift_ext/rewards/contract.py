@@ -283,7 +283,7 @@ def run(names: Sequence[str] = (), plugin_files: Sequence[str] = ()) -> List[Che
     for path in plugin_files:
         targets.extend(load_plugin_file(path))
     if names:
-        known = set(reward_names())
+        known = set(reward_names()) | {t[0] for t in targets}
         from ..errors import UnknownNameError
         for n in names:
             if n not in known:
