@@ -154,12 +154,14 @@ def _number_paragraphs(kw) -> Check:
     return check
 
 
-_WORD = re.compile(r"\w+", re.UNICODE | re.MULTILINE | re.DOTALL)
-
-
 def _number_words(kw) -> Check:
+    # lm-eval counts nltk.RegexpTokenizer(r"\w+") tokens; NLTK >= 3.10 runs it on the ``regex`` engine, whose \w
+    # takes in combining marks (Devanagari vowel signs) that ``re``'s does not
+    import regex
+
+    word = regex.compile(r"\w+", regex.UNICODE | regex.MULTILINE | regex.DOTALL)
     n, rel = _int(kw, "num_words"), _relation(kw)
-    return lambda v: _compare(len(_WORD.findall(v)), rel, n)
+    return lambda v: _compare(len(word.findall(v)), rel, n)
 
 
 def _nth_paragraph_first_word(kw) -> Check:
