@@ -226,7 +226,8 @@ class ToolCallReward(Reward):
             rows, cols = linear_sum_assignment(m, maximize=True)
             pairs = [(int(r), int(c), float(m[r, c])) for r, c in zip(rows, cols) if m[r, c] > 0]
         name_part = total
-        total += sum(s for _, _, s in pairs)
+        for _, _, s in pairs:                    # added one by one in gold order, as ToolRL does (same rounding)
+            total += s
         score = total / top
         if detail:
             info.update(name_overlap=name_part, matched_pairs=[[g, c, round(s, 6)] for g, c, s in pairs],
