@@ -7,13 +7,13 @@ by :mod:`swift_ext.tools.match` (arguments as canonical JSON, parallel calls as 
 from __future__ import annotations
 
 import json
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..params import Param
 from ..tools.match import calls_equal, match_exact, values_equal
 from ..tools.parse import ToolCall, parse_gold, parse_text, parse_tools
-from .base import Reward, Score
+from .base import Reward, Score, column
 
 _CACHE_SIZE = 64
 
@@ -25,12 +25,16 @@ def name_overlap(a: Sequence[Any], b: Sequence[Any]) -> float:
     >>> name_overlap(["f", "g"], ["g", "f"]), name_overlap(["f"], ["f", "g"]), name_overlap([], [])
     (1.0, 0.5, 1.0)
     """
-    if list(a) == list(b):
+    if a == b:
         return 1.0
     if not a or not b:
         return 0.0
-    ca, cb = Counter(a), Counter(b)
-    inter = sum(min(ca[k], cb[k]) for k in ca.keys() & cb.keys())
+    rest = list(b)
+    inter = 0
+    for x in a:                                  # the multiset intersection, without building two Counters
+        if x in rest:
+            rest.remove(x)
+            inter += 1
     return inter / (len(a) + len(b) - inter)
 
 
@@ -121,19 +125,22 @@ class ToolCallReward(Reward):
                 cache.popitem(last=False)
         return got
 
-    def _gold(self, row: Dict[str, Any]) -> Optional[List[ToolCall]]:
-        return self._cached(self._gold_cache, row.get(self.gold_key), parse_gold)
-
-    def _tools(self, row: Dict[str, Any]) -> Optional[Dict[str, Any]]:
-        return self._cached(self._tools_cache, row.get(self.tools_key), parse_tools)
-
     # -- scoring --------------------------------------------------------------------------------------
     def score(self, completion: str, **row: Any) -> Score:
         return self.judge(completion, row)[0]
 
+    def score_batch(self, completions: Sequence[str], rows) -> List[Score]:
+        judge = self._judge
+        return [judge(c, g, t)[0] for c, g, t in zip(completions, column(rows, self.gold_key),
+                                                     column(rows, self.tools_key))]
+
     def judge(self, completion: str, row: Dict[str, Any], detail: bool = False) -> Tuple[Score, Dict[str, Any]]:
         """``(score, details)``; the details (``detail=True``) say what was parsed and compared, and why."""
-        tools = self._tools(row)
+        return self._judge(completion, row.get(self.gold_key), row.get(self.tools_key), detail)
+
+    def _judge(self, completion: str, gold_value: Any, tools_value: Any,
+               detail: bool = False) -> Tuple[Score, Dict[str, Any]]:
+        tools = self._cached(self._tools_cache, tools_value, parse_tools) if tools_value is not None else None
         calls = parse_text(completion, schemas=tools)
         info: Dict[str, Any] = {}
         if detail:
@@ -141,7 +148,7 @@ class ToolCallReward(Reward):
         bad = [i for i, c in enumerate(calls) if not c.ok]
         if self.mode == "schema":
             return self._judge_schema(calls, tools, info, detail)
-        gold = self._gold(row)
+        gold = self._cached(self._gold_cache, gold_value, parse_gold)
         if detail:
             info["gold_calls"] = None if gold is None else [c.to_dict() for c in gold]
         if gold is None:
@@ -232,8 +239,8 @@ class ToolCallReward(Reward):
         if detail:
             info.update(name_overlap=name_part, matched_pairs=[[g, c, round(s, 6)] for g, c, s in pairs],
                         points=total, max_points=top)
-        info["reason"] = (f"name overlap {name_part:g} + argument points {total - name_part:g} of "
-                          f"1 + {top - 1:g}: {score:g}")
+            info["reason"] = (f"name overlap {name_part:g} + argument points {total - name_part:g} of "
+                              f"1 + {top - 1:g}: {score:g}")
         return score, info
 
     def _judge_schema(self, calls, tools, info, detail) -> Tuple[Score, Dict[str, Any]]:

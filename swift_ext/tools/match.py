@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 from .parse import ToolCall
 
@@ -45,6 +45,8 @@ def values_equal(a: Any, b: Any, coerce: bool = False, rel_tol: float = 0.0, abs
     >>> values_equal("5", 5), values_equal("5", 5, coerce=True), values_equal(0.1 + 0.2, 0.3, abs_tol=1e-9)
     (False, True, True)
     """
+    if not (coerce or rel_tol or abs_tol):
+        return a == b and _same_kinds(a, b)              # Python's == is canonical JSON's but for true == 1
     if coerce:
         a, b = _as_number(a), _as_number(b)
     ta, tb = type(a), type(b)
@@ -61,8 +63,8 @@ def values_equal(a: Any, b: Any, coerce: bool = False, rel_tol: float = 0.0, abs
         return False
     if ta is str or tb is str:
         return ta is tb and a == b
-    if isinstance(a, Mapping):
-        if not isinstance(b, Mapping) or len(a) != len(b):
+    if isinstance(a, dict):
+        if not isinstance(b, dict) or len(a) != len(b):
             return False
         for k, v in a.items():
             if k not in b or not values_equal(v, b[k], coerce, rel_tol, abs_tol):
@@ -75,6 +77,24 @@ def values_equal(a: Any, b: Any, coerce: bool = False, rel_tol: float = 0.0, abs
     if a is None or b is None:
         return a is b
     return False
+
+
+def _same_kinds(a: Any, b: Any) -> bool:
+    """For ``a == b`` (Python): whether no boolean stands where the other side has a number."""
+    ta, tb = type(a), type(b)
+    if ta is tb:
+        if ta is dict:
+            return all(_same_kinds(v, b[k]) for k, v in a.items())
+        if ta is list:
+            return all(map(_same_kinds, a, b))
+        return True
+    if ta is bool or tb is bool:
+        return False
+    if isinstance(a, dict):
+        return all(_same_kinds(v, b[k]) for k, v in a.items())
+    if isinstance(a, (list, tuple)):
+        return all(map(_same_kinds, a, b))
+    return True
 
 
 def calls_equal(gold: ToolCall, pred: ToolCall, coerce: bool = False, rel_tol: float = 0.0,

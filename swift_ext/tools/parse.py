@@ -111,12 +111,19 @@ def call_from_obj(obj: Any, raw: Optional[str] = None, *, literal: bool = False)
     >>> call_from_obj({"name": "f", "arguments": "{x"}).error
     'arguments are not valid JSON: Expecting property name enclosed in double quotes at char 1'
     """
+    if type(obj) is dict and "function" not in obj:          # the usual {"name": ..., "arguments": {...}}
+        name = obj.get("name")
+        args = obj["arguments"] if "arguments" in obj else obj.get("parameters")
+        if type(name) is str and type(args) is dict and name.strip():
+            call_id = obj.get("id")
+            return ToolCall(name, args, _dump(obj) if raw is None else raw, None,
+                            call_id if type(call_id) is str else None)
     raw = _dump(obj) if raw is None else raw
-    if not isinstance(obj, Mapping):
+    if not isinstance(obj, dict):
         return _bad(raw, f"a tool call must be a JSON object, got {_kind(obj)}")
     call_id = obj.get("id") if isinstance(obj.get("id"), str) else None
     fn = obj.get("function")
-    if isinstance(fn, Mapping) and "name" not in obj:
+    if isinstance(fn, dict) and "name" not in obj:
         obj = fn
     name = obj.get("name")
     if not isinstance(name, str) or not name.strip():
@@ -135,7 +142,7 @@ def call_from_obj(obj: Any, raw: Optional[str] = None, *, literal: bool = False)
                 return _bad(raw, "arguments are nested too deeply", name)
     if args is None:
         args = {}
-    if not isinstance(args, Mapping):
+    if not isinstance(args, dict):
         return _bad(raw, f"arguments must be a JSON object, got {_kind(args)}", name)
     return ToolCall(name, dict(args), raw, None, call_id)
 
@@ -159,7 +166,7 @@ def _calls_from_value(value: Any, raw: str, literal: bool) -> List[ToolCall]:
 
 def _convert(value: str, schema: Any) -> Any:
     """A Qwen3-Coder parameter value (text) as the type its schema declares (JSON first when it declares none)."""
-    kind = schema.get("type") if isinstance(schema, Mapping) else None
+    kind = schema.get("type") if isinstance(schema, dict) else None
     if kind == "string":
         return value
     if kind is None or isinstance(kind, list) or kind in ("integer", "number", "boolean", "object", "array", "null"):
@@ -179,7 +186,7 @@ def _parse_xml(block: str, schemas: Optional[Mapping[str, Any]]) -> List[ToolCal
             continue
         props = {}
         schema = schemas.get(name) if schemas else None
-        if isinstance(schema, Mapping) and isinstance(schema.get("properties"), Mapping):
+        if isinstance(schema, dict) and isinstance(schema.get("properties"), dict):
             props = schema["properties"]
         args: Dict[str, Any] = {}
         for p in _PARAM.finditer(m.group(2)):
@@ -290,7 +297,7 @@ def parse_messages(messages: Iterable[Any], *, literal: bool = False,
     """
     calls: List[ToolCall] = []
     for m in messages or ():
-        if not isinstance(m, Mapping):
+        if not isinstance(m, dict):
             continue
         role, content = m.get("role"), m.get("content")
         if role == "tool_call":
@@ -332,12 +339,12 @@ def parse_calls(value: Any, *, literal: bool = False, schemas: Optional[Mapping[
         return []
     if isinstance(value, str):
         return parse_text(value, literal=literal, schemas=schemas)
-    if isinstance(value, Mapping):
+    if isinstance(value, dict):
         if "role" in value or "tool_calls" in value:
             return parse_messages([value], literal=literal, schemas=schemas)
         return [call_from_obj(value, literal=literal)]
     if isinstance(value, (list, tuple)):
-        if value and all(isinstance(v, Mapping) and ("role" in v or "tool_calls" in v) for v in value):
+        if value and all(isinstance(v, dict) and ("role" in v or "tool_calls" in v) for v in value):
             return parse_messages(value, literal=literal, schemas=schemas)
         out: List[ToolCall] = []
         for v in value:
@@ -385,7 +392,7 @@ def parse_tools(value: Any) -> Optional[Dict[str, Any]]:
             value = _loads(value, True)
         except (ValueError, RecursionError):
             return None
-    if isinstance(value, Mapping):
+    if isinstance(value, dict):
         value = [value]
     if not isinstance(value, (list, tuple)):
         return None
@@ -396,9 +403,9 @@ def parse_tools(value: Any) -> Optional[Dict[str, Any]]:
                 tool = _loads(tool, True)
             except (ValueError, RecursionError):
                 continue
-        if not isinstance(tool, Mapping):
+        if not isinstance(tool, dict):
             continue
-        if isinstance(tool.get("function"), Mapping):
+        if isinstance(tool.get("function"), dict):
             tool = tool["function"]
         name = tool.get("name") or tool.get("name_for_model")
         if not isinstance(name, str):
@@ -409,7 +416,7 @@ def parse_tools(value: Any) -> Optional[Dict[str, Any]]:
                 params = _loads(params, True)
             except (ValueError, RecursionError):
                 params = None
-        out[name] = params if isinstance(params, Mapping) else {}
+        out[name] = params if isinstance(params, dict) else {}
     return out or None
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-from typing import Iterable, List
+from typing import Iterable, List, Optional, Tuple
 
 #: the seed of swift-ext's langdetect detector (lm-eval's own detector is unseeded)
 LANGDETECT_SEED = 0
@@ -55,8 +55,10 @@ def sentence_tokenizer():
     return PunktSentenceTokenizer(params)
 
 
+@functools.lru_cache(maxsize=1024)
 def count_sentences(text: str) -> int:
-    """lm-eval's ``count_sentences``: the number of Punkt sentences."""
+    """lm-eval's ``count_sentences``: the number of Punkt sentences (remembered for the last 1024 texts: the loose
+    variants of a completion meet several instructions)."""
     return len(sentence_tokenizer().tokenize(text))
 
 
@@ -67,10 +69,11 @@ def _word_tokenizer():
     return NLTKWordTokenizer()
 
 
-def word_tokenize(text: str) -> List[str]:
+@functools.lru_cache(maxsize=256)
+def word_tokenize(text: str) -> Tuple[str, ...]:
     """``nltk.word_tokenize(text)`` (English): Punkt sentences, each split into Treebank-style tokens."""
     words = _word_tokenizer()
-    return [tok for sent in sentence_tokenizer().tokenize(text) for tok in words.tokenize(sent)]
+    return tuple(tok for sent in sentence_tokenizer().tokenize(text) for tok in words.tokenize(sent))
 
 
 @functools.lru_cache(maxsize=None)
@@ -89,15 +92,24 @@ class NoLanguage(Exception):
 
 def detect_language(text: str) -> str:
     """The ISO 639-1 code langdetect gives ``text`` (``zh-cn`` style codes for Chinese); raises :class:`NoLanguage`
-    where ``langdetect.detect`` raises ``LangDetectException``."""
+    where ``langdetect.detect`` raises ``LangDetectException``. Seeded, so the answer for a text is remembered
+    (the last 1024 texts)."""
+    code = _detect(text)
+    if code is None:
+        raise NoLanguage(text[:80])
+    return code
+
+
+@functools.lru_cache(maxsize=1024)
+def _detect(text: str) -> Optional[str]:
     from langdetect.lang_detect_exception import LangDetectException
 
     try:
         detector = _detector_factory().create()
         detector.append(text)
         return detector.detect()
-    except LangDetectException as exc:
-        raise NoLanguage(str(exc)) from None
+    except LangDetectException:
+        return None
 
 
 __all__ = ["count_sentences", "word_tokenize", "detect_language", "NoLanguage", "missing", "NEEDS"]
