@@ -59,7 +59,8 @@ def score_cmd(input_path, specs, plugin_files, completion_key, ref_key, output, 
     """
     from rich.table import Table
 
-    from .. import results, scoring
+    from ..scoring import results
+    from ..scoring import score as scoring
     from ..io import atomic_write
 
     res = results.load(input_path, completion_key=completion_key, ref_key=ref_key)
@@ -123,7 +124,7 @@ def explain_cmd(input_path, specs, completion, row_json, columns, plugin_files, 
     """
     from rich.table import Table
 
-    from .. import explain, results
+    from ..scoring import explain, results
     from ..errors import ConfigError
 
     if (input_path is None) == (completion is None):

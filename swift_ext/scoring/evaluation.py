@@ -2,7 +2,7 @@
 the training callbacks log (accuracy at a threshold, pass@k, mean@k).
 
 Input files (a ``swift infer --result_path`` file, or any JSONL with completions) are read by
-:mod:`swift_ext.results`, the same reader ``swift-ext rewards score`` uses: completions, the reference
+:mod:`swift_ext.scoring.results`, the same reader ``swift-ext rewards score`` uses: completions, the reference
 column, and prompt groups (so pass@k works with one row per sample as well as with lists).
 
 Metrics (``plugins.registry("metric")``; a metric spec may carry parameters, ``iou:gold_frame=pixels``):
@@ -15,7 +15,7 @@ Metrics (``plugins.registry("metric")``; a metric spec may carry parameters, ``i
   boxes in pixels of the original image unless ``gold_frame=`` says otherwise)
 * ``reward:SPEC`` -- any registered reward (``reward:think_format``), mean and accuracy at ``threshold``
 
-Every metric except third-party ones scores through :func:`swift_ext.scoring.score_results`, so
+Every metric except third-party ones scores through :func:`swift_ext.scoring.score.score_results`, so
 ``eval -m reward:R`` and ``rewards score -r R`` give the same per-completion scores.
 
 Every metric also reports ``pass@k`` (unbiased estimator, Chen et al. 2021) for each k up to the
@@ -36,15 +36,16 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from . import plugins, results
-from .errors import ConfigError
-from .components import Component, configure
-from .io import atomic_write, save_png
-from .params import Param, format_spec, parse_spec
+from .. import plugins
+from . import results
+from ..errors import ConfigError
+from ..components import Component, configure
+from ..io import atomic_write, save_png
+from ..params import Param, format_spec, parse_spec
 from .results import Results
-from .rewards import get_reward
-from .rewards.answers import YesNo
-from .scoring import resolve, score_results
+from ..rewards import get_reward
+from ..rewards.answers import YesNo
+from .score import resolve, score_results
 
 
 # -- group statistics (shared with the training callbacks) ----------------------------------------
@@ -105,7 +106,7 @@ def group_stats(groups: Sequence[Sequence[Optional[float]]], threshold: float = 
 class Metric(Component):
     """A per-completion score plus a summary. Subclasses set ``name``, ``params``, ``threshold`` and
     implement :meth:`item` (one completion -> a score in [0, 1], or None to abstain). The reference answer
-    is the row's ``solution`` (:mod:`swift_ext.results` puts the file's reference column there)."""
+    is the row's ``solution`` (:mod:`swift_ext.scoring.results` puts the file's reference column there)."""
 
     kind = "metric"
     threshold = 1.0
@@ -131,7 +132,7 @@ class Metric(Component):
 
 class RewardMetric(Metric):
     """A metric backed by a registered reward (``reward:SPEC``, or a named metric's ``reward_spec``): its
-    per-completion scores are the reward's, computed by :func:`swift_ext.scoring.score_results` exactly as
+    per-completion scores are the reward's, computed by :func:`swift_ext.scoring.score.score_results` exactly as
     ``swift-ext rewards score`` computes them. Parameters other than ``threshold`` go to the reward."""
 
     name = "reward"
@@ -266,7 +267,7 @@ class EvalReport:
 def evaluate(path: str, metrics: Sequence[str], ref_key: Optional[str] = None,
              progress: Optional[Callable[[int], None]] = None, completion_key: Optional[str] = None,
              plugin_files: Sequence[str] = ()) -> EvalReport:
-    """Score the completion file ``path`` (read by :func:`swift_ext.results.load`) with every metric spec."""
+    """Score the completion file ``path`` (read by :func:`swift_ext.scoring.results.load`) with every metric spec."""
     if not metrics:
         raise ConfigError("no metric given: pass --metric accuracy (or yes_no, mcq, iou, reward:NAME)")
     data = results.load(path, completion_key=completion_key, ref_key=ref_key)

@@ -2,7 +2,7 @@
 
 The one scoring path: ``swift-ext rewards score``, ``swift-ext eval`` (every metric backed by a reward) and
 the curation tools call :func:`score_results`, so the same rows get the same per-completion scores
-everywhere. Rows are read by :mod:`swift_ext.results`. The summary gives each reward's mean, std,
+everywhere. Rows are read by :mod:`swift_ext.scoring.results`. The summary gives each reward's mean, std,
 abstentions and the fraction of groups whose scores do not vary (GRPO learns nothing from those: every
 advantage is zero).
 """
@@ -15,12 +15,12 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
-from . import plugins
+from .. import plugins
 from . import results as results_mod
-from .bridge.rewards import get_orm, load_orm_file
-from .errors import SwiftExtError, UnknownNameError
-from .params import parse_spec
-from .rewards import aliases, configure
+from ..bridge.rewards import get_orm, load_orm_file
+from ..errors import SwiftExtError, UnknownNameError
+from ..params import parse_spec
+from ..rewards import aliases, configure
 
 Score = Optional[float]
 BATCH_SIZE = 256
@@ -133,7 +133,7 @@ def summarise(name: str, values: Sequence[Score], groups: Iterable[Sequence[int]
 def score_file(path: str, specs: Sequence[str], plugin_files: Sequence[str] = (),
                completion_key: Optional[str] = None, ref_key: Optional[str] = None,
                on_batch: Optional[Callable[[int], None]] = None, batch_size: int = BATCH_SIZE) -> ScoreReport:
-    """Score every completion of a completion file (:func:`swift_ext.results.load`) with ``specs``."""
+    """Score every completion of a completion file (:func:`swift_ext.scoring.results.load`) with ``specs``."""
     res = results_mod.load(path, completion_key=completion_key, ref_key=ref_key)
     return report(res, score_results(res, specs, plugin_files, batch_size, on_batch))
 

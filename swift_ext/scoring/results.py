@@ -31,8 +31,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from .errors import ConfigError
-from .io import iter_jsonl
+from ..errors import ConfigError
+from ..io import iter_jsonl
 
 LIST_KEYS = ("completions", "responses")
 TEXT_KEYS = ("completion", "response")
