@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from swift_ext import tiny
+from swift_ext.testing import tiny
 from swift_ext.convert import convert_file
 from swift_ext.rewards import build
 from swift_ext.testing import grpo_args, step_rows
