@@ -188,3 +188,17 @@ def test_does_not_import_lm_eval():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "NLTK_DATA": "/nonexistent"})
     assert out.stdout.strip() == "False"
+
+
+def test_never_raises_on_hostile_completions():
+    from ifeval_cases import _kwargs
+    import random
+
+    rng = random.Random(5)
+    ids = list(INSTRUCTION_IDS)
+    kwargs = [_kwargs(rng, i) for i in ids]
+    hostile = [None, 12, "", "\x00" * 10, "{" * 50_000, "*" * 20_000 + "\n" * 5_000, "。" * 30_000,
+               "<<" + "a" * 100_000, "P.S." * 10_000, '"' * 3]
+    for mode in ("strict", "loose"):
+        got = IFEval(mode=mode)(hostile, instruction_id_list=[ids] * len(hostile), kwargs=[kwargs] * len(hostile))
+        assert all(isinstance(v, float) and 0.0 <= v <= 1.0 for v in got), got
