@@ -130,15 +130,15 @@ class ToolCallReward(Reward):
         return self.judge(completion, row)[0]
 
     def score_batch(self, completions: Sequence[str], rows) -> List[Score]:
-        judge = self._judge
+        judge = self._grade
         return [judge(c, g, t)[0] for c, g, t in zip(completions, column(rows, self.gold_key),
                                                      column(rows, self.tools_key))]
 
     def judge(self, completion: str, row: Dict[str, Any], detail: bool = False) -> Tuple[Score, Dict[str, Any]]:
         """``(score, details)``; the details (``detail=True``) say what was parsed and compared, and why."""
-        return self._judge(completion, row.get(self.gold_key), row.get(self.tools_key), detail)
+        return self._grade(completion, row.get(self.gold_key), row.get(self.tools_key), detail)
 
-    def _judge(self, completion: str, gold_value: Any, tools_value: Any,
+    def _grade(self, completion: str, gold_value: Any, tools_value: Any,
                detail: bool = False) -> Tuple[Score, Dict[str, Any]]:
         tools = self._cached(self._tools_cache, tools_value, parse_tools) if tools_value is not None else None
         calls = parse_text(completion, schemas=tools)
