@@ -85,6 +85,19 @@ def lm_eval_ifeval():
     return utils
 
 
+def forget(reward: Any) -> None:
+    """Empty what a reward remembers across calls (parsed golds and tools, built checks, per-text sentence counts,
+    tokens and languages), so a repeated timing run costs what a new step's first call costs."""
+    from swift_ext.rewards.ifeval import text
+
+    for fn in (text.count_sentences, text.word_tokenize, text._detect):
+        fn.cache_clear()
+    for key in ("_gold_cache", "_tools_cache", "_checks"):
+        cache = getattr(reward, key, None)
+        if cache is not None:
+            cache.clear()
+
+
 def pairs(n: int, seed: int, group: int) -> list:
     """Rows for bench_rewards' anchor table: (label, spec, anchor name, anchor, completions, kwargs, mask, mask name)."""
     _tests()

@@ -387,7 +387,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 mine = ours(spec)(comps, **kw)
                 t_ours = time.perf_counter() - t0
             else:
-                t_ours = best_time(lambda: r(comps, **kw), reps)
+                t_ours = best_time(lambda: (anchors_verifiable.forget(r), r(comps, **kw)), reps)
             t_anchor = best_time(lambda: anchor(comps, **kw), reps)
             rows.append((label, spec, anchor_name, n / t_ours, n / t_anchor, t_anchor / t_ours, t_ours * 1000,
                          agree(mine, theirs, mask), mask_name))
@@ -438,7 +438,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 latency.append((spec, sum(per) * 1000, max(per) * 1000, statistics.median(per) * 1000))
             else:
                 r(comps, **kw)                                                  # warm caches (image sizes, schemas)
-                t = best_time(lambda: r(comps, **kw), args.repeat)
+                t = best_time(lambda: (anchors_verifiable.forget(r), r(comps, **kw)), args.repeat)
                 latency.append((spec, t * 1000, None, None))
             bar.advance(task)
 

@@ -11,7 +11,7 @@ from collections import OrderedDict
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..params import Param
-from ..tools.match import calls_equal, match_exact, values_equal
+from ..tools.match import same_kinds, calls_equal, match_exact, values_equal
 from ..tools.parse import ToolCall, parse_gold, parse_text, parse_tools
 from .base import Reward, Score, column
 
@@ -36,6 +36,19 @@ def name_overlap(a: Sequence[Any], b: Sequence[Any]) -> float:
             rest.remove(x)
             inter += 1
     return inter / (len(a) + len(b) - inter)
+
+
+def _gold_info(value: Any) -> Optional[Tuple[List[ToolCall], List[str], List[Tuple[str, Any]], float]]:
+    """The parsed gold calls with what partial mode needs of them every time: names, (name, arguments) pairs and
+    ToolRL's maximum ``1 + sum(1 + n_args)`` (computed once per gold; a GRPO group shares it)."""
+    gold = parse_gold(value)
+    if gold is None:
+        return None
+    ok = all(g.ok for g in gold)
+    top = 1.0
+    for g in gold:                                          # accumulated in order, as ToolRL does
+        top += 1.0 + (len(g.arguments) if ok else 0)
+    return gold, [g.name for g in gold], [(g.name, g.arguments) for g in gold], top
 
 
 class ToolCallReward(Reward):
@@ -145,10 +158,11 @@ class ToolCallReward(Reward):
         info: Dict[str, Any] = {}
         if detail:
             info["calls"] = [c.to_dict() for c in calls]
-        bad = [i for i, c in enumerate(calls) if not c.ok]
+        bad = [i for i, c in enumerate(calls) if c.error is not None]
         if self.mode == "schema":
             return self._judge_schema(calls, tools, info, detail)
-        gold = self._cached(self._gold_cache, gold_value, parse_gold)
+        gold_info = self._cached(self._gold_cache, gold_value, _gold_info)
+        gold = gold_info[0] if gold_info is not None else None
         if detail:
             info["gold_calls"] = None if gold is None else [c.to_dict() for c in gold]
         if gold is None:
@@ -179,7 +193,7 @@ class ToolCallReward(Reward):
                 return 1.0, info
             info["reason"] = self._why_not(gold, calls, opts)
             return 0.0, info
-        return self._judge_partial(gold, calls, opts, info, detail)
+        return self._judge_partial(gold_info, calls, opts, info, detail)
 
     def _why_not(self, gold: List[ToolCall], calls: List[ToolCall], opts) -> str:
         if len(gold) != len(calls):
@@ -205,12 +219,17 @@ class ToolCallReward(Reward):
                 right += 1
         return name_overlap(list(ga), list(pa)) + right
 
-    def _judge_partial(self, gold, calls, opts, info, detail) -> Tuple[Score, Dict[str, Any]]:
-        total = name_overlap([g.name for g in gold], [c.name for c in calls])
-        top = 1.0 + sum(1.0 + len(g.arguments) for g in gold)
-        if len(gold) == len(calls) and all(calls_equal(g, c, *opts) for g, c in zip(gold, calls)):
+    def _judge_partial(self, gold_info, calls, opts, info, detail) -> Tuple[Score, Dict[str, Any]]:
+        gold, names, pairs_in_order, top = gold_info
+        if any(opts):
+            in_order = len(gold) == len(calls) and all(calls_equal(g, c, *opts) for g, c in zip(gold, calls))
+        else:                                    # ToolRL's gt_tools == pd_tools, without its true == 1
+            in_order = ([(c.name, c.arguments) for c in calls] == pairs_in_order
+                        and all(same_kinds(g.arguments, c.arguments) for g, c in zip(gold, calls)))
+        if in_order:
             info["reason"] = "the calls equal the gold calls in order: 1"
             return 1.0, info
+        total = name_overlap(names, [c.name for c in calls])
         pairs: List[Tuple[int, int, float]] = []
         if self.matching == "greedy":
             used = set()

@@ -46,7 +46,7 @@ def values_equal(a: Any, b: Any, coerce: bool = False, rel_tol: float = 0.0, abs
     (False, True, True)
     """
     if not (coerce or rel_tol or abs_tol):
-        return a == b and _same_kinds(a, b)              # Python's == is canonical JSON's but for true == 1
+        return a == b and same_kinds(a, b)              # Python's == is canonical JSON's but for true == 1
     if coerce:
         a, b = _as_number(a), _as_number(b)
     ta, tb = type(a), type(b)
@@ -79,21 +79,21 @@ def values_equal(a: Any, b: Any, coerce: bool = False, rel_tol: float = 0.0, abs
     return False
 
 
-def _same_kinds(a: Any, b: Any) -> bool:
+def same_kinds(a: Any, b: Any) -> bool:
     """For ``a == b`` (Python): whether no boolean stands where the other side has a number."""
     ta, tb = type(a), type(b)
     if ta is tb:
         if ta is dict:
-            return all(_same_kinds(v, b[k]) for k, v in a.items())
+            return all(same_kinds(v, b[k]) for k, v in a.items())
         if ta is list:
-            return all(map(_same_kinds, a, b))
+            return all(map(same_kinds, a, b))
         return True
     if ta is bool or tb is bool:
         return False
     if isinstance(a, dict):
-        return all(_same_kinds(v, b[k]) for k, v in a.items())
+        return all(same_kinds(v, b[k]) for k, v in a.items())
     if isinstance(a, (list, tuple)):
-        return all(map(_same_kinds, a, b))
+        return all(map(same_kinds, a, b))
     return True
 
 
@@ -130,4 +130,4 @@ def match_exact(gold: Sequence[ToolCall], pred: Sequence[ToolCall], coerce: bool
     return pairs if all(eq[r][c] for r, c in pairs) else None
 
 
-__all__ = ["values_equal", "calls_equal", "match_exact"]
+__all__ = ["values_equal", "calls_equal", "match_exact", "same_kinds"]

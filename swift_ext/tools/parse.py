@@ -36,8 +36,7 @@ from __future__ import annotations
 import ast
 import json
 import re
-from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Mapping, Optional
+from typing import Any, Dict, Iterable, List, Mapping, NamedTuple, Optional
 
 from ..extract import strip_think
 
@@ -45,17 +44,16 @@ OPEN, CLOSE = "<tool_call>", "</tool_call>"
 #: longest block (characters) parsed; a longer one is an error call (a reward must not spend seconds on one)
 MAX_BLOCK_CHARS = 200_000
 _DECODER = json.JSONDecoder()
-_WS = re.compile(r"[ \t\n\r]*")
 _FENCE_START = re.compile(r"^```[ \t]*(?:json|JSON)?[ \t]*\n?")
 _FUNC = re.compile(r"<function=([^>\n]*)>(.*?)(?:</function>|\Z)", re.S)
 _PARAM = re.compile(r"<parameter=([^>\n]*)>(.*?)(?:</parameter>|(?=<parameter=)|\Z)", re.S)
 
 
-@dataclass(frozen=True)
-class ToolCall:
+class ToolCall(NamedTuple):
     """One function call: ``name`` and ``arguments`` (a dict), or ``error`` saying why it could not be read.
 
     ``raw`` is the text (or JSON) the call was read from; ``id`` the OpenAI call id when there was one.
+    (A named tuple: a reward builds thousands per batch.)
 
     >>> ToolCall("f", {"x": 1}).ok, ToolCall(None, None, "{", "invalid JSON").ok
     (True, False)
@@ -65,7 +63,7 @@ class ToolCall:
     arguments: Optional[Dict[str, Any]]
     raw: str = ""
     error: Optional[str] = None
-    id: Optional[str] = field(default=None, compare=False)
+    id: Optional[str] = None
 
     @property
     def ok(self) -> bool:
@@ -237,8 +235,13 @@ def parse_block(block: str, *, literal: bool = False, schemas: Optional[Mapping[
         except RecursionError:
             calls.append(_bad(s[pos:pos + 200], "invalid JSON: nested too deeply"))
             break
-        calls.extend(_calls_from_value(value, s[pos:end], literal))
-        pos = _WS.match(s, end).end()
+        if type(value) is dict:
+            calls.append(call_from_obj(value, s[pos:end], literal=literal))
+        else:
+            calls.extend(_calls_from_value(value, s[pos:end], literal))
+        while end < n and s[end] in " \t\n\r":
+            end += 1
+        pos = end
     return calls
 
 
