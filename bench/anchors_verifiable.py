@@ -88,14 +88,16 @@ def lm_eval_ifeval():
 def forget(reward: Any) -> None:
     """Empty what a reward remembers across calls (parsed golds and tools, built checks, per-text sentence counts,
     tokens and languages), so a repeated timing run costs what a new step's first call costs."""
-    from swift_ext.rewards.ifeval import text
+    from swift_ext.rewards.ifeval import IFEval, text
+    from swift_ext.rewards.tool_call import ToolCallReward
 
-    for fn in (text.count_sentences, text.word_tokenize, text._detect):
-        fn.cache_clear()
-    for key in ("_gold_cache", "_tools_cache", "_checks"):
-        cache = getattr(reward, key, None)
-        if cache is not None:
-            cache.clear()
+    if isinstance(reward, IFEval):
+        for fn in (text.count_sentences, text.word_tokenize, text._detect):
+            fn.cache_clear()
+        reward._checks.clear()
+    elif isinstance(reward, ToolCallReward):
+        reward._gold_cache.clear()
+        reward._tools_cache.clear()
 
 
 def pairs(n: int, seed: int, group: int) -> list:
