@@ -202,3 +202,31 @@ def test_never_raises_on_hostile_completions():
     for mode in ("strict", "loose"):
         got = IFEval(mode=mode)(hostile, instruction_id_list=[ids] * len(hostile), kwargs=[kwargs] * len(hostile))
         assert all(isinstance(v, float) and 0.0 <= v <= 1.0 for v in got), got
+
+
+def test_fast_language_backend_gives_langdetects_answers():
+    # swift-ext detects with langdetect-rs when installed; lm-eval's checks use langdetect (both seeded 0 here)
+    rs = pytest.importorskip("langdetect_rs")
+    from langdetect.detector_factory import PROFILES_DIRECTORY, DetectorFactory
+    from langdetect.lang_detect_exception import LangDetectException
+
+    from ifeval_cases import ENGLISH, FOREIGN, LOWER, UPPER
+
+    def detector(module_factory, profiles, error):
+        factory = module_factory()
+        factory.load_profile(profiles)
+        factory.set_seed(0)
+
+        def detect(text):
+            try:
+                d = factory.create()
+                d.append(text)
+                return repr(d.get_probabilities())
+            except error:
+                return None
+        return detect
+
+    slow = detector(DetectorFactory, PROFILES_DIRECTORY, LangDetectException)
+    fast = detector(rs.DetectorFactory, rs.PROFILES_DIRECTORY, rs.LangDetectException)
+    texts = ENGLISH + UPPER + LOWER + list(FOREIGN.values()) + [" ".join(ENGLISH[:5]), "ok ja", "", "1234", "***"]
+    assert [slow(t) for t in texts] == [fast(t) for t in texts]
