@@ -221,11 +221,18 @@ class ToolCallReward(Reward):
 
     def _judge_partial(self, gold_info, calls, opts, info, detail) -> Tuple[Score, Dict[str, Any]]:
         gold, names, pairs_in_order, top = gold_info
-        if any(opts):
-            in_order = len(gold) == len(calls) and all(calls_equal(g, c, *opts) for g, c in zip(gold, calls))
+        in_order = len(gold) == len(calls)
+        if not in_order:
+            pass
+        elif any(opts):
+            in_order = all(calls_equal(g, c, *opts) for g, c in zip(gold, calls))
         else:                                    # ToolRL's gt_tools == pd_tools, without its true == 1
-            in_order = ([(c.name, c.arguments) for c in calls] == pairs_in_order
-                        and all(same_kinds(g.arguments, c.arguments) for g, c in zip(gold, calls)))
+            in_order = [(c.name, c.arguments) for c in calls] == pairs_in_order
+            if in_order:
+                for g, c in zip(gold, calls):
+                    if not same_kinds(g.arguments, c.arguments):
+                        in_order = False
+                        break
         if in_order:
             info["reason"] = "the calls equal the gold calls in order: 1"
             return 1.0, info

@@ -82,11 +82,21 @@ def values_equal(a: Any, b: Any, coerce: bool = False, rel_tol: float = 0.0, abs
 def same_kinds(a: Any, b: Any) -> bool:
     """For ``a == b`` (Python): whether no boolean stands where the other side has a number."""
     ta, tb = type(a), type(b)
+    if ta is dict and tb is dict:
+        for k, v in a.items():
+            w = b[k]
+            tv = type(v)
+            if tv is type(w) and tv is not dict and tv is not list:
+                continue                                  # same scalar type: nothing to check (the usual case)
+            if not same_kinds(v, w):
+                return False
+        return True
     if ta is tb:
-        if ta is dict:
-            return all(same_kinds(v, b[k]) for k, v in a.items())
         if ta is list:
-            return all(map(same_kinds, a, b))
+            for v, w in zip(a, b):
+                tv = type(v)
+                if not (tv is type(w) and tv is not dict and tv is not list) and not same_kinds(v, w):
+                    return False
         return True
     if ta is bool or tb is bool:
         return False

@@ -44,6 +44,8 @@ OPEN, CLOSE = "<tool_call>", "</tool_call>"
 #: longest block (characters) parsed; a longer one is an error call (a reward must not spend seconds on one)
 MAX_BLOCK_CHARS = 200_000
 _DECODER = json.JSONDecoder()
+_MISSING = object()
+_new = tuple.__new__            # builds a ToolCall without the named tuple's Python-level __new__
 _FENCE_START = re.compile(r"^```[ \t]*(?:json|JSON)?[ \t]*\n?")
 _FUNC = re.compile(r"<function=([^>\n]*)>(.*?)(?:</function>|\Z)", re.S)
 _PARAM = re.compile(r"<parameter=([^>\n]*)>(.*?)(?:</parameter>|(?=<parameter=)|\Z)", re.S)
@@ -236,7 +238,16 @@ def parse_block(block: str, *, literal: bool = False, schemas: Optional[Mapping[
             calls.append(_bad(s[pos:pos + 200], "invalid JSON: nested too deeply"))
             break
         if type(value) is dict:
-            calls.append(call_from_obj(value, s[pos:end], literal=literal))
+            name = value.get("name")
+            args = value.get("arguments", _MISSING)
+            if args is _MISSING:
+                args = value.get("parameters")
+            if type(name) is str and type(args) is dict and "function" not in value and name.strip():
+                call_id = value.get("id")
+                calls.append(_new(ToolCall, (name, args, s[pos:end], None,
+                                             call_id if type(call_id) is str else None)))
+            else:
+                calls.append(call_from_obj(value, s[pos:end], literal=literal))
         else:
             calls.extend(_calls_from_value(value, s[pos:end], literal))
         while end < n and s[end] in " \t\n\r":
