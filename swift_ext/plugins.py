@@ -13,7 +13,7 @@ import importlib
 import os
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, Optional, Tuple
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 import pluggy
 

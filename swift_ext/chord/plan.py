@@ -43,7 +43,7 @@ from ..errors import ConfigError, PluginError
 from ..convert.formats import read_row
 from ..convert.rows import RowError
 from ..io import iter_jsonl, save_png
-from ..params import Param, bind, format_spec, parse_spec
+from ..params import Param, format_spec
 from ..scoring.results import messages_key
 
 SCHEDULE_ENV = "SWIFT_EXT_CHORD_SCHEDULE"

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import random
 import re
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..scoring import results
 from ..errors import ConfigError

@@ -64,6 +64,10 @@ def parse_json_line(raw: bytes) -> Tuple[Any, Optional[str]]:
         return None, f"invalid JSON: {exc}"
 
 
+#: bytes of lines read at a time by :func:`iter_jsonl_rows` (the reader's memory, whatever the file's size)
+READ_CHUNK = 1 << 22
+
+
 def iter_jsonl_rows(path: str, on_bytes: Optional[Callable[[int], None]] = None) -> Iterator[Item]:
     """Every non-blank line of ``path`` as ``(line number, object, raw line, error)``; a line that does not
     parse comes with ``object=None`` and the reason. ``on_bytes(n)`` is called per chunk read (progress)."""
@@ -72,7 +76,7 @@ def iter_jsonl_rows(path: str, on_bytes: Optional[Callable[[int], None]] = None)
     with open(path, "rb", buffering=1 << 20) as fh:
         lineno = 0
         while True:
-            lines = fh.readlines(1 << 22)
+            lines = fh.readlines(READ_CHUNK)
             if not lines:
                 break
             if on_bytes is not None:

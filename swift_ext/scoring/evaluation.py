@@ -30,13 +30,10 @@ Example::
 from __future__ import annotations
 
 import json
-import math
 
-import statistics
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from .. import plugins
 from . import results
 from ..errors import ConfigError
 from ..components import Component, configure
@@ -46,31 +43,15 @@ from .results import Results
 from ..rewards import get_reward
 from ..rewards.answers import YesNo
 from .score import resolve, score_results
+from .stats import default_ks, pass_at_k, summarise_groups  # noqa: F401  (pass_at_k, default_ks: re-exported)
 
 
 # -- group statistics (shared with the training callbacks) ----------------------------------------
-def pass_at_k(n: int, c: int, k: int) -> float:
-    """Probability that at least one of k samples drawn without replacement from n (c correct) is correct."""
-    if not (0 <= c <= n) or k < 1 or k > n:
-        raise ValueError(f"pass@k needs 0 <= c <= n and 1 <= k <= n (n={n}, c={c}, k={k})")
-    if n - c < k:
-        return 1.0
-    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
-
-
-def default_ks(min_group: int) -> List[int]:
-    """1, powers of two, and the group size itself: the ks worth reporting for groups of ``min_group``."""
-    ks = {1, min_group}
-    k = 2
-    while k < min_group:
-        ks.add(k)
-        k *= 2
-    return sorted(x for x in ks if x >= 1)
-
-
 def group_stats(groups: Sequence[Sequence[Optional[float]]], threshold: float = 1.0,
                 ks: Optional[Sequence[int]] = None) -> Dict[str, float]:
-    """mean, accuracy (score >= threshold), abstained, pass@k and mean@k over prompt groups.
+    """mean, accuracy (score >= threshold), abstained, pass@k and mean@k over prompt groups
+    (:meth:`swift_ext.scoring.stats.Summary.metrics`: the one summary behind eval, rewards score, filter and the
+    callbacks).
 
     ``None`` scores (abstentions) are left out of every statistic; pass@k/mean@k use the groups with at
     least k scored samples.
@@ -78,28 +59,7 @@ def group_stats(groups: Sequence[Sequence[Optional[float]]], threshold: float = 
     >>> group_stats([[1.0, 0.0], [0.0, 0.0]], threshold=1.0, ks=[1, 2])
     {'n': 4, 'abstained': 0, 'mean': 0.25, 'accuracy': 0.25, 'pass@1': 0.25, 'pass@2': 0.5, 'mean@2': 0.25}
     """
-    scored = [[float(s) for s in g if s is not None and not (isinstance(s, float) and math.isnan(s))]
-              for g in groups]
-    flat = [s for g in scored for s in g]
-    total = sum(len(g) for g in groups)
-    out: Dict[str, float] = {"n": len(flat), "abstained": total - len(flat)}
-    if not flat:
-        return out
-    out["mean"] = statistics.fmean(flat)
-    out["accuracy"] = sum(s >= threshold for s in flat) / len(flat)
-    nonempty = [g for g in scored if g]
-    if ks is None:
-        ks = default_ks(min(len(g) for g in nonempty)) if max(len(g) for g in nonempty) > 1 else []
-    for k in ks:
-        eligible = [g for g in nonempty if len(g) >= k]
-        if eligible:
-            out[f"pass@{k}"] = statistics.fmean(pass_at_k(len(g), sum(s >= threshold for s in g), k)
-                                                for g in eligible)
-    # mean@k (k = largest group size): the mean score of a prompt's k samples, averaged over prompts
-    k_max = max(len(g) for g in nonempty)
-    if k_max > 1:
-        out[f"mean@{k_max}"] = statistics.fmean(statistics.fmean(g) for g in nonempty)
-    return out
+    return summarise_groups(groups, threshold, ks or ()).metrics(ks)
 
 
 # -- metrics --------------------------------------------------------------------------------------
