@@ -10,7 +10,9 @@ Anchors (scored on exactly the same completions and columns):
 - TRL ``trl.rewards.get_soft_overlong_punishment`` (installed with ms-swift);
 - open-r1 ``tag_count_reward`` and ``reasoning_steps_reward`` and VLM-R1 ``Qwen2VLModule.iou_reward``,
   re-implemented below from their published code (neither is pip-installable);
-- ``rouge`` (pltrdy, an ms-swift dependency) for ROUGE-L and ``nltk``'s ``sentence_chrf`` for chrF.
+- ``rouge`` (pltrdy, an ms-swift dependency) for ROUGE-L and ``nltk``'s ``sentence_chrf`` for chrF;
+- ``tool_call`` against ToolRL's ``rlla.py`` and ``ifeval`` against lm-eval's IFEval checkers
+  (``bench/anchors_verifiable.py``).
 
 For each pair it prints completions/s, the ratio, the time of one batch, and how many scores agree on
 the completions where the two definitions mean the same thing (the filter is named in the table).
@@ -354,6 +356,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         ("chrF", "teacher_similarity:metric=chrf", "nltk sentence_chrf (beta 2)", nltk_chrf, d["teacher_comps"],
          {"solution": d["teacher_golds"]}, all_rows, "all"),
     ]
+    import anchors_verifiable  # tool_call and ifeval against ToolRL and lm-eval (bench/anchors_verifiable.py)
+
+    pairs += anchors_verifiable.pairs(n, args.seed, args.group)
     if not args.no_math:
         swift_math = SwiftMath()
         pairs += [
@@ -382,7 +387,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 mine = ours(spec)(comps, **kw)
                 t_ours = time.perf_counter() - t0
             else:
-                t_ours = best_time(lambda: r(comps, **kw), reps)
+                t_ours = best_time(lambda: (anchors_verifiable.forget(r), r(comps, **kw)), reps)
             t_anchor = best_time(lambda: anchor(comps, **kw), reps)
             rows.append((label, spec, anchor_name, n / t_ours, n / t_anchor, t_anchor / t_ours, t_ours * 1000,
                          agree(mine, theirs, mask), mask_name))
@@ -405,6 +410,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         "teacher_similarity": (d["teacher_comps"], {"solution": d["teacher_golds"]}),
         "exact_match": (d["general"], {"solution": ["the cat"] * n}),
         "math_accuracy": (d["math_comps"], {"solution": d["math_golds"]}),
+        **anchors_verifiable.inputs(n, args.seed, args.group),
     }
     default = (d["general"], {"response_token_ids": d["tokens"], "messages": d["messages"]})
     latency = []
@@ -432,7 +438,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 latency.append((spec, sum(per) * 1000, max(per) * 1000, statistics.median(per) * 1000))
             else:
                 r(comps, **kw)                                                  # warm caches (image sizes, schemas)
-                t = best_time(lambda: r(comps, **kw), args.repeat)
+                t = best_time(lambda: (anchors_verifiable.forget(r), r(comps, **kw)), args.repeat)
                 latency.append((spec, t * 1000, None, None))
             bar.advance(task)
 

@@ -32,7 +32,7 @@ import os
 from typing import Any, Callable, Collection, Dict, List, Optional, Tuple
 
 from .media import locate, looks_base64
-from .rows import GRPO_RESERVED, LOADER_OVERWRITTEN, canonical  # noqa: F401  (canonical: the doctest)
+from .rows import GRADING_COLUMNS, GRPO_RESERVED, LOADER_OVERWRITTEN, canonical  # noqa: F401  (canonical: the doctest)
 
 Check = Tuple[str, str, str]  # (check name, severity, message)
 TASKS = ("sft", "grpo", "dpo", "kto", "trl", "mcq", "judge")
@@ -183,12 +183,15 @@ def check_canonical(c: Dict[str, Any], raw: Dict[str, Any], task: Optional[str] 
             elif task == "grpo" and k in GRPO_RESERVED:
                 out.append(("reserved_column", "error", f"column {k!r} is an ms-swift GRPO sample field; "
                             f"rewards would not see it (rename it)"))
-    if task == "grpo" and "solution" not in raw:
+    if task == "grpo" and "solution" not in raw and not any(k in raw for k in GRADING_COLUMNS):
         hint = next((k for k in ("answer", "response", "output", "ground_truth", "target") if k in raw), None)
         out.append(("solution", "error", "no 'solution' column for GRPO" + (
             f" ('{hint}' is renamed to the response and dropped by GRPO; convert with "
             f"`swift-ext convert --to grpo` or pass --columns '{{\"{hint}\": \"solution\"}}')" if hint else "")))
-    if task in ("sft", "dpo", "kto") and (not msgs or msgs[-1]["role"] != "assistant"):
+    # an agent's answer may be its tool calls: ms-swift's agent template renders trailing tool_call turns as the
+    # assistant response it trains on (SFT)
+    if task in ("sft", "dpo", "kto") and (not msgs or msgs[-1]["role"] not in (
+            ("assistant", "tool_call") if task == "sft" else ("assistant",))):
         out.append(("response", "error", f"{task}: the last turn is not an assistant response"))
     if task == "dpo":
         if c["rejected"] is None and c["rejected_messages"] is None and not c["rejected_images"]:

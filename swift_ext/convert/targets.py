@@ -32,7 +32,7 @@ from . import registry
 from .formats import SWIFT_COLUMNS
 from .registry import Target
 from .rewrite import rewrite_row
-from .rows import (GRPO_RESERVED, LOADER_OVERWRITTEN, PROMPT_END, RENAME_PREFIX,  # noqa: F401
+from .rows import (GRADING_COLUMNS, GRPO_RESERVED, LOADER_OVERWRITTEN, PROMPT_END, RENAME_PREFIX,  # noqa: F401
                    RowError, gold_answer, last_assistant, pass_through, prompt_part, with_media)
 from ..extract import extract_answer
 
@@ -74,7 +74,7 @@ def to_grpo(c, index, opts) -> List[Dict[str, Any]]:
     try:
         out["solution"] = gold_answer(c, opts)
     except RowError:
-        if opts.require_solution:
+        if opts.require_solution and not any(k in c["extra"] for k in GRADING_COLUMNS):
             raise
     out.update(pass_through(c, opts, grpo=True))
     return [out]
