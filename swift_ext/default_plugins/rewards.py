@@ -10,6 +10,7 @@ def register_rewards(register):
     from ..rewards.combine import CosineScaled, Gated
     from ..rewards.debug import RandomReward
     from ..rewards.detection import AP50, MeanAP
+    from ..rewards.documents import ANLS, CER, WER, RelaxedAccuracy
     from ..rewards.distill import TeacherSimilarity
     from ..rewards.format import ThinkFormat
     from ..rewards.grounding import BoxF1, GIoU, IoU, IoUThreshold, PointInBox
@@ -20,6 +21,7 @@ def register_rewards(register):
     for cls in (ThinkFormat, ExactMatch, MathAccuracy, RandomReward,
                 Numeric, MultipleChoice, YesNo, Counting, SetAccuracy,
                 IoU, GIoU, IoUThreshold, BoxF1, PointInBox, MeanAP, AP50,
+                ANLS, CER, WER, RelaxedAccuracy,
                 JsonValid, JsonSchema,
                 NgramRepetition, LengthBudget, ReasoningSteps, LanguageConsistency, TagCount,
                 TeacherSimilarity, Judge, Gated, CosineScaled):
