@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..extract import MODES, answer_rule, answer_tag, extract_answer
 from ..params import Param
-from .base import Reward, Score
+from .base import Reward, Score, column
 
 _LEVENSHTEIN: Any = None
 _MULTI_SPACE = re.compile(r"\s\s+")
@@ -101,7 +101,19 @@ def error_rate(reference: str, hypothesis: str, unit: str = "char") -> float:
 
 
 # -- relaxed accuracy --------------------------------------------------------------------------------------
+_FLOAT_START = frozenset("+-.0123456789iInN")
+
+
 def _to_float(text: str) -> Optional[float]:
+    """The reference's ``_to_float`` (``float``, a trailing ``%`` divides by 100), None when ``float`` would raise.
+    A text whose first non-space character cannot start a Python float (a sign, a digit of any script, ``.``,
+    ``inf`` / ``nan``) is refused without raising, which is most of the time of a text answer."""
+    head = text[:1]
+    if head not in _FLOAT_START and not head.isdecimal():
+        stripped = text.lstrip()
+        head = stripped[:1]
+        if not head or (head not in _FLOAT_START and not head.isdecimal()):
+            return None
     try:
         if text.endswith("%"):
             return float(text.rstrip("%")) / 100.0
@@ -168,8 +180,9 @@ _MISSING = object()
 
 
 class _TextAnswer(Reward):
-    """Shared: the answer extracted from the completion and the gold answers of the row (memoised per GRPO
-    group, whose rows repeat one gold value)."""
+    """Shared: the answer extracted from the completion, the row's gold answers prepared once per distinct gold
+    value (a GRPO group repeats its gold), and a batch loop over both. A subclass implements :meth:`prepare`
+    (gold answers -> what its comparison needs) and :meth:`compare` (answer, prepared -> score)."""
 
     abstains = "when the gold column is missing or holds no non-blank answer"
     params = {
@@ -179,25 +192,48 @@ class _TextAnswer(Reward):
     }
 
     def setup(self) -> None:
-        self._memo: Dict[str, Optional[List[str]]] = {}
+        self._memo: Dict[str, Any] = {}
 
     def needed_columns(self):
         return (self.gold_key,)
 
-    def golds(self, row: Dict[str, Any]) -> Optional[List[str]]:
-        raw = row.get(self.gold_key)
+    def prepare(self, golds: List[str]) -> Any:
+        return golds
+
+    def compare(self, answer: str, prepared: Any) -> float:
+        raise NotImplementedError
+
+    def prepared(self, raw: Any) -> Any:
+        """:meth:`prepare` of the gold answers in a column value (None when there are none), memoised."""
         if not isinstance(raw, str):
-            return gold_answers(raw)
+            golds = gold_answers(raw)
+            return None if golds is None else self.prepare(golds)
         got = self._memo.get(raw, _MISSING)
         if got is _MISSING:
-            got = gold_answers(raw)
+            golds = gold_answers(raw)
+            got = None if golds is None else self.prepare(golds)
             if len(self._memo) > 1024:
                 self._memo.clear()
             self._memo[raw] = got
-        return got  # type: ignore[return-value]
+        return got
+
+    def golds(self, row: Dict[str, Any]) -> Optional[List[str]]:
+        return gold_answers(row.get(self.gold_key))
 
     def answer(self, completion: str) -> str:
         return extract_answer(completion, self.extract) or ""
+
+    def score(self, completion: str, **row: Any) -> Score:
+        prep = self.prepared(row.get(self.gold_key))
+        return None if prep is None else self.compare(self.answer(completion), prep)
+
+    def score_batch(self, completions: Sequence[str], rows: Sequence[Dict[str, Any]]) -> List[Any]:
+        extract, mode, prepared, compare = extract_answer, self.extract, self.prepared, self.compare
+        out: List[Any] = []
+        for c, raw in zip(completions, column(rows, self.gold_key)):
+            prep = prepared(raw)
+            out.append(None if prep is None else compare(extract(c, mode) or "", prep))
+        return out
 
     def _explain_base(self, completion: str, row: Dict[str, Any]) -> Tuple[Dict[str, Any], Optional[List[str]], str]:
         out = super().explain(completion, **row)
@@ -236,11 +272,8 @@ class ANLS(_TextAnswer):
               "strict": Param(False, "also score 0 at exactly the threshold (the paper's NL < tau; lmms-eval keeps "
                               "it)")}
 
-    def score(self, completion: str, **row: Any) -> Score:
-        golds = self.golds(row)
-        if golds is None:
-            return None
-        return anls(self.answer(completion), golds, self.threshold, self.strict)
+    def compare(self, answer: str, golds: List[str]) -> float:
+        return anls(answer, golds, self.threshold, self.strict)
 
     def explain(self, completion: str, **row: Any) -> Dict[str, Any]:
         out, golds, ans = self._explain_base(completion, row)
@@ -268,30 +301,28 @@ class _ErrorRate(_TextAnswer):
     params = {**_TextAnswer.params,
               "lowercase": Param(False, "lower-case both sides first (jiwer's ToLowerCase)")}
 
-    def _pair(self, completion: str, golds: List[str]) -> Tuple[float, str]:
+    def prepare(self, golds: List[str]) -> List[Tuple[str, Any]]:
+        return [(g, error_units(g.lower() if self.lowercase else g, self.unit)) for g in golds]
+
+    def _pair(self, answer: str, prepared: List[Tuple[str, Any]]) -> Tuple[float, str]:
         """(lowest error rate over the gold answers, the gold answer giving it)."""
-        hyp = self.answer(completion)
-        if self.lowercase:
-            hyp = hyp.lower()
-        best, which = None, golds[0]
-        for g in golds:
-            e = error_rate(g.lower() if self.lowercase else g, hyp, self.unit)
+        hyp = error_units(answer.lower() if self.lowercase else answer, self.unit)
+        best, which = None, prepared[0][0]
+        for g, ref in prepared:
+            dist = edit_distance(ref, hyp)
+            e = dist / len(ref) if ref else dist
             if best is None or e < best:
                 best, which = e, g
         return best, which  # type: ignore[return-value]
 
-    def score(self, completion: str, **row: Any) -> Score:
-        golds = self.golds(row)
-        if golds is None:
-            return None
-        err = self._pair(completion, golds)[0]
-        return max(0.0, 1.0 - err)
+    def compare(self, answer: str, prepared: List[Tuple[str, Any]]) -> float:
+        return max(0.0, 1.0 - self._pair(answer, prepared)[0])
 
     def explain(self, completion: str, **row: Any) -> Dict[str, Any]:
         out, golds, ans = self._explain_base(completion, row)
         if golds is None:
             return out
-        err, which = self._pair(completion, golds)
+        err, which = self._pair(ans, self.prepare(golds))
         ref = error_units(which.lower() if self.lowercase else which, self.unit)
         hyp = error_units(ans.lower() if self.lowercase else ans, self.unit)
         dist = edit_distance(ref, hyp)
@@ -365,12 +396,23 @@ class RelaxedAccuracy(_TextAnswer):
     params = {**_TextAnswer.params,
               "tolerance": Param(0.05, "largest relative error of a numeric answer that counts", min=0.0)}
 
-    def score(self, completion: str, **row: Any) -> Score:
-        golds = self.golds(row)
-        if golds is None:
-            return None
-        ans = self.answer(completion)
-        return 1.0 if any(relaxed_correct(ans, g, self.tolerance) for g in golds) else 0.0
+    def prepare(self, golds: List[str]) -> List[Tuple[str, Optional[float], str]]:
+        return [(g, _to_float(g), g.lower()) for g in golds]
+
+    def compare(self, answer: str, prepared: List[Tuple[str, Optional[float], str]]) -> float:
+        """:func:`relaxed_correct` against each gold, the golds' numbers read once."""
+        p = _to_float(answer)
+        low = None
+        for _, t, g_low in prepared:
+            if p is not None and t:
+                if abs(p - t) / abs(t) <= self.tolerance:
+                    return 1.0
+            else:
+                if low is None:
+                    low = answer.lower()
+                if low == g_low:
+                    return 1.0
+        return 0.0
 
     def explain(self, completion: str, **row: Any) -> Dict[str, Any]:
         out, golds, ans = self._explain_base(completion, row)
