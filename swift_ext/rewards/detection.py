@@ -16,6 +16,7 @@ same ``frame`` / ``gold_frame`` names, image-size columns and Qwen2.5-VL smart-r
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..params import Param
@@ -72,12 +73,14 @@ def box_iou(d: Box, g: Box, crowd: bool = False) -> float:
 class ImageEval:
     """COCOeval.evaluateImg for one image and one category (area range "all"): the predictions kept (sorted by
     confidence, at most ``max_dets``), per IoU threshold which of them matched a reference (``matched``) and
-    which are ignored (matched a crowd box, or an area outside the range), and the references that count."""
+    which are ignored (matched a crowd box, or an area outside the range), and the references that count.
+    ``limits`` are the thresholds as COCO compares with them, ``min(t, 1 - 1e-10)``. A threshold whose outcome
+    equals the previous one's shares its lists (:func:`accumulate` then reuses its result)."""
 
     __slots__ = ("scores", "matched", "ignored", "counted")
 
     def __init__(self, dets: Sequence[Tuple[Box, float]], gts: Sequence[Tuple[Box, bool]],
-                 thresholds: Sequence[float], max_dets: int):
+                 limits: Sequence[float], max_dets: int):
         lo, hi = AREA_ALL
         gt_ignore = [bool(c) or not (lo <= (b[2] - b[0]) * (b[3] - b[1]) <= hi) for b, c in gts]
         order = sorted(range(len(gts)), key=gt_ignore.__getitem__)          # stable: counted ones first
@@ -86,26 +89,35 @@ class ImageEval:
         dets = sorted(dets, key=lambda x: -x[1])[:max_dets]                # stable, as mergesort
         self.scores = [s for _, s in dets]
         self.counted = g_ig.count(False)
-        floor = min(min(t, 1 - 1e-10) for t in thresholds)
+        floor = min(limits)
         # the references each prediction could match at the lowest threshold, in reference order
         cands = []
-        for d, _ in dets:
+        for di, (d, _) in enumerate(dets):
             row = []
             for j, (g, c) in enumerate(gts):
                 v = box_iou(d, g, c)
                 if v >= floor:
                     row.append((j, v))
-            cands.append(row)
+            if row:
+                cands.append((di, row))
+        # an unmatched prediction is ignored when its area lies outside the range
+        outside = [not (lo <= (d[2] - d[0]) * (d[3] - d[1]) <= hi) for d, _ in dets]
         self.matched: List[List[bool]] = []
         self.ignored: List[List[bool]] = []
-        for t in thresholds:
+        if not cands:
+            unmatched = [False] * len(dets)
+            self.matched = [unmatched] * len(limits)
+            self.ignored = [outside] * len(limits)
+            return
+        crowd = [c for _, c in gts]
+        for limit in limits:
             taken = [False] * len(gts)
             matched = [False] * len(dets)
-            ignored = [False] * len(dets)
-            for di, row in enumerate(cands):
-                best, m = min(t, 1 - 1e-10), -1
+            ignored = list(outside)
+            for di, row in cands:
+                best, m = limit, -1
                 for j, v in row:
-                    if taken[j] and not gts[j][1]:
+                    if taken[j] and not crowd[j]:
                         continue
                     if m > -1 and not g_ig[m] and g_ig[j]:
                         break
@@ -117,31 +129,41 @@ class ImageEval:
                 ignored[di] = g_ig[m]
                 matched[di] = True
                 taken[m] = True
-            for di, (d, _) in enumerate(dets):
-                if not matched[di] and not (lo <= (d[2] - d[0]) * (d[3] - d[1]) <= hi):
-                    ignored[di] = True
+            if self.matched and matched == self.matched[-1] and ignored == self.ignored[-1]:
+                matched, ignored = self.matched[-1], self.ignored[-1]
             self.matched.append(matched)
             self.ignored.append(ignored)
 
 
-def accumulate(evals: Sequence[ImageEval], n_thresholds: int) -> Optional[List[List[float]]]:
-    """COCOeval.accumulate for one category: the interpolated precision at each recall point, per IoU
-    threshold (``q[t][r]``), over the images' evaluations in order; None when no reference counts (COCO's -1)."""
+def accumulate(evals: Sequence[ImageEval], n_thresholds: int) -> Optional[List[float]]:
+    """COCOeval.accumulate for one category, over the images' evaluations in order: per IoU threshold, the mean
+    of the interpolated precision at the 101 recall points (the AP at that threshold); None when no reference
+    counts (COCO's -1).
+
+    COCO fills a table ``q[r]`` with the precision, made monotone from the right, at the first detection whose
+    recall reaches ``rec_thrs[r]`` (``np.searchsorted(rc, rec_thrs, "left")``; 0 past the last). The same sum
+    is taken here without the table: detection ``i`` serves the recall points in ``(rc[i-1], rc[i]]``, counted by
+    bisection on COCO's own recall grid, so the comparisons are COCO's."""
     counted = sum(e.counted for e in evals)
     if counted == 0:
         return None
     rec_thrs = coco_grid("recall")
+    n_rec = len(rec_thrs)
     if len(evals) == 1:
         order = None
-        scores = evals[0].scores
     else:
         scores = [s for e in evals for s in e.scores]
         order = sorted(range(len(scores)), key=lambda i: -scores[i])        # stable, as mergesort
-    out = []
+    out: List[float] = []
     for t in range(n_thresholds):
-        matched = evals[0].matched[t] if order is None else [m for e in evals for m in e.matched[t]]
-        ignored = evals[0].ignored[t] if order is None else [g for e in evals for g in e.ignored[t]]
-        if order is not None:
+        if order is None:
+            matched, ignored = evals[0].matched[t], evals[0].ignored[t]
+            if t and matched is evals[0].matched[t - 1] and ignored is evals[0].ignored[t - 1]:
+                out.append(out[-1])                 # the same outcome as the previous threshold
+                continue
+        else:
+            matched = [m for e in evals for m in e.matched[t]]
+            ignored = [g for e in evals for g in e.ignored[t]]
             matched = [matched[i] for i in order]
             ignored = [ignored[i] for i in order]
         tp = fp = 0
@@ -155,18 +177,16 @@ def accumulate(evals: Sequence[ImageEval], n_thresholds: int) -> Optional[List[L
                     fp += 1
             rc.append(tp / counted)
             pr.append(tp / (fp + tp + _EPS))
-        for i in range(len(pr) - 1, 0, -1):
-            if pr[i] > pr[i - 1]:
-                pr[i - 1] = pr[i]
-        q = [0.0] * len(rec_thrs)
-        i, n = 0, len(rc)
-        for r, thr in enumerate(rec_thrs):          # np.searchsorted(rc, rec_thrs, side="left")
-            while i < n and rc[i] < thr:
-                i += 1
-            if i == n:
-                break
-            q[r] = pr[i]
-        out.append(q)
+        total, best = 0.0, 0.0
+        upto = bisect_right(rec_thrs, rc[-1]) if rc else 0
+        for i in range(len(rc) - 1, -1, -1):
+            if pr[i] > best:                        # precision made monotone from the right
+                best = pr[i]
+            lower = bisect_right(rec_thrs, rc[i - 1]) if i else 0
+            if upto > lower:
+                total += (upto - lower) * best
+                upto = lower
+        out.append(total / n_rec)
     return out
 
 
@@ -176,7 +196,7 @@ def _key(label: Optional[str]) -> Optional[str]:
 
 def coco_average_precision(images: Iterable[Tuple[Sequence[tuple], Sequence[tuple]]],
                            thresholds: Optional[Sequence[float]] = None, max_dets: int = 100,
-                           per_category: Optional[Dict[Any, Optional[List[List[float]]]]] = None) -> Optional[float]:
+                           per_category: Optional[Dict[Any, Optional[List[float]]]] = None) -> Optional[float]:
     """COCO box AP over images, equal to pycocotools' ``COCOeval`` ``stats[0]`` (``thresholds`` None: .50:.05:.95)
     or ``stats[1]`` (``thresholds=[0.5]``) with ``maxDets = [1, 10, max_dets]`` (for ``max_dets`` other than 100:
     the mean of COCOeval's precision table at that maxDets; its ``summarize`` reads ``stats[0]`` at 100 only).
@@ -186,14 +206,16 @@ def coco_average_precision(images: Iterable[Tuple[Sequence[tuple], Sequence[tupl
     is a category (compared stripped and case-insensitively; None is a category of its own). Images count in the
     order given (it breaks ties of confidence between images, as COCO's image ids do). None when no category has
     a reference box that is not crowd (COCOeval reports -1). The value is rounded to 12 decimals (COCO adds
-    2.2e-16 to every precision's denominator, which would make a perfect answer 0.9999999999999998). ``per_category`` (a dict) receives each category's
-    precision table ``q[threshold][recall point]`` (None for a category without a counted reference).
+    2.2e-16 to every precision's denominator, which would make a perfect answer 0.9999999999999998).
+    ``per_category`` (a dict) receives each category's AP per IoU threshold (None for a category without a
+    counted reference).
 
     >>> gold = [((0, 0, 10, 10), "cat", False), ((20, 20, 30, 30), "dog", False)]
     >>> coco_average_precision([([((0, 0, 10, 10), "cat", 0.9), ((50, 50, 60, 60), "dog", 0.8)], gold)])
     0.5
     """
     thresholds = list(coco_grid("iou") if thresholds is None else thresholds)
+    limits = [min(t, 1 - 1e-10) for t in thresholds]
     by_cat: Dict[Any, List[ImageEval]] = {}
     for dets, gts in images:
         groups: Dict[Any, Tuple[list, list]] = {}
@@ -202,14 +224,14 @@ def coco_average_precision(images: Iterable[Tuple[Sequence[tuple], Sequence[tupl
         for box, label, crowd in gts:
             groups.setdefault(_key(label), ([], []))[1].append((box, bool(crowd)))
         for cat, (d, g) in groups.items():
-            by_cat.setdefault(cat, []).append(ImageEval(d, g, thresholds, max_dets))
+            by_cat.setdefault(cat, []).append(ImageEval(d, g, limits, max_dets))
     tables = []
     for cat, evals in by_cat.items():
-        q = accumulate(evals, len(thresholds))
+        per_t = accumulate(evals, len(thresholds))
         if per_category is not None:
-            per_category[cat] = q
-        if q is not None:
-            tables.append(math.fsum(math.fsum(row) for row in q) / (len(thresholds) * len(q[0])))
+            per_category[cat] = per_t
+        if per_t is not None:
+            tables.append(math.fsum(per_t) / len(per_t))
     if not tables:
         return None
     # rounded: COCO's tp / (tp + fp + 2.2e-16) makes a perfect answer 0.9999999999999998
@@ -315,10 +337,9 @@ class MeanAP(_Grounded):
             out["reason"] = f"no box in the answer, {n_gold} reference boxes: 0"
         else:
             cats = {}
-            for cat, q in tables.items():
-                cats["(no label)" if cat is None else cat] = None if q is None else {
-                    "ap": math.fsum(map(math.fsum, q)) / (len(q) * len(q[0])),
-                    "ap_per_threshold": [math.fsum(row_) / len(row_) for row_ in q]}
+            for cat, per_t in tables.items():
+                cats["(no label)" if cat is None else cat] = None if per_t is None else {
+                    "ap": math.fsum(per_t) / len(per_t), "ap_per_threshold": per_t}
             counted = [c for c, v in cats.items() if v is not None]
             out.update(categories=cats, n_predicted=total, n_gold=n_gold)
             mean = math.fsum(cats[c]["ap"] for c in counted) / len(counted)
