@@ -28,9 +28,12 @@ _LEVENSHTEIN: Any = None
 _MULTI_SPACE = re.compile(r"\s\s+")
 
 
-def edit_distance(a: Sequence[Any], b: Sequence[Any]) -> int:
+def edit_distance(a: Sequence[Any], b: Sequence[Any], cutoff: Optional[int] = None) -> int:
     """Levenshtein distance (unit insert / delete / substitute) between two strings (characters) or two lists
     of words: the one implementation behind ``anls``, ``cer`` and ``wer`` (rapidfuzz, imported on first use).
+    With ``cutoff`` a distance above it comes back as ``cutoff + 1`` (a lower bound), computed in time that
+    grows with the cutoff rather than with the product of the lengths (so a million-character answer against
+    a short gold costs nothing).
 
     >>> edit_distance("kitten", "sitting"), edit_distance(["a", "b", "c"], ["a", "c"])
     (3, 1)
@@ -40,7 +43,7 @@ def edit_distance(a: Sequence[Any], b: Sequence[Any]) -> int:
         from rapidfuzz.distance import Levenshtein
 
         _LEVENSHTEIN = Levenshtein.distance
-    return _LEVENSHTEIN(a, b)
+    return _LEVENSHTEIN(a, b, score_cutoff=cutoff)
 
 
 # -- ANLS ------------------------------------------------------------------------------------------------
@@ -63,7 +66,9 @@ def anls(prediction: str, references: Sequence[str], threshold: float = 0.5, str
     for answer in references:
         gt = " ".join(answer.strip().lower().split())
         length = max(len(answer.upper()), det_len)
-        value = 0.0 if length == 0 else edit_distance(gt, det) / length
+        # a distance past (1 - threshold) * length scores 0 whatever it is: computed up to one edit beyond that
+        # (a lower bound past it keeps every verdict, and the min over the answers, what the exact value gives)
+        value = 0.0 if length == 0 else edit_distance(gt, det, int((1 - threshold) * length) + 1) / length
         if best is None or value < best:
             best = value
     if best is None:
@@ -309,7 +314,7 @@ class _ErrorRate(_TextAnswer):
         hyp = error_units(answer.lower() if self.lowercase else answer, self.unit)
         best, which = None, prepared[0][0]
         for g, ref in prepared:
-            dist = edit_distance(ref, hyp)
+            dist = edit_distance(ref, hyp, len(ref))    # more edits than reference units scores 0 anyway
             e = dist / len(ref) if ref else dist
             if best is None or e < best:
                 best, which = e, g

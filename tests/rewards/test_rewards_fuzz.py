@@ -41,7 +41,7 @@ VARIANTS = [
     "language_consistency:target=zh,scope=think",
     "map:frame=qwen2_5_vl,gold_frame=pixels,overprediction=length,match_labels=false,max_dets=3",
     "ap50:gold_frame=same",
-    "anls:strict=true,threshold=0",
+    "anls:strict=true,threshold=0.2",
     "wer:lowercase=true,extract=none",
     "relaxed_accuracy:tolerance=0",
 ]
