@@ -9,6 +9,8 @@ def register_rewards(register):
     from ..rewards.answers import Counting, MultipleChoice, Numeric, SetAccuracy, YesNo
     from ..rewards.combine import CosineScaled, Gated
     from ..rewards.debug import RandomReward
+    from ..rewards.detection import AP50, MeanAP
+    from ..rewards.documents import ANLS, CER, WER, RelaxedAccuracy
     from ..rewards.distill import TeacherSimilarity
     from ..rewards.format import ThinkFormat
     from ..rewards.grounding import BoxF1, GIoU, IoU, IoUThreshold, PointInBox
@@ -20,7 +22,8 @@ def register_rewards(register):
 
     for cls in (ThinkFormat, ExactMatch, MathAccuracy, RandomReward,
                 Numeric, MultipleChoice, YesNo, Counting, SetAccuracy,
-                IoU, GIoU, IoUThreshold, BoxF1, PointInBox,
+                IoU, GIoU, IoUThreshold, BoxF1, PointInBox, MeanAP, AP50,
+                ANLS, CER, WER, RelaxedAccuracy,
                 JsonValid, JsonSchema, ToolCallReward, IFEval,
                 NgramRepetition, LengthBudget, ReasoningSteps, LanguageConsistency, TagCount,
                 TeacherSimilarity, Judge, Gated, CosineScaled):
