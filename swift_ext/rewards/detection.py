@@ -21,6 +21,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..params import Param
 from .base import Score
+from .contract import Example
 from .boxes import HARD_CAP, Box, gold_objects, parse_detections
 from .grounding import FRAME_PARAMS, _Grounded
 
@@ -273,6 +274,15 @@ class MeanAP(_Grounded):
     """
 
     name = "map"
+    examples = (  # IoU 0.9 passes 9 of the 10 thresholds 0.50:0.05:0.95
+        Example("full", '[{"bbox_2d": [0, 0, 100, 100], "label": "cat"}]', 1.0, params="gold_frame=same", solution='[{"bbox_2d": [0, 0, 100, 100], "label": "cat"}]'),
+        Example("full", '[{"bbox_2d": [0, 0, 100, 90], "label": "cat"}]', 0.9, params="gold_frame=same",
+                solution='[{"bbox_2d": [0, 0, 100, 100], "label": "cat"}]'),
+        Example("zero", '[{"bbox_2d": [500, 500, 600, 600], "label": "cat"}]', 0.0, params="gold_frame=same",
+                solution='[{"bbox_2d": [0, 0, 100, 100], "label": "cat"}]'),
+        Example("malformed", "no boxes", 0.0, params="gold_frame=same", solution='[{"bbox_2d": [0, 0, 100, 100], "label": "cat"}]'),
+        Example("malformed", '[{"bbox_2d": [0, 0, 100, 100], "label": "cat"}]', None, params="gold_frame=same", solution="not boxes"),
+    )
     abstains = ("when the reference column is missing or malformed, holds only crowd boxes, or a frame conversion "
                 "needs the image size and the row has none")
     params = {**FRAME_PARAMS,
@@ -366,4 +376,12 @@ class AP50(MeanAP):
     """
 
     name = "ap50"
+    examples = (  # IoU 0.9 >= 0.5: a hit
+        Example("full", '[{"bbox_2d": [0, 0, 100, 90], "label": "cat"}]', 1.0, params="gold_frame=same",
+                solution='[{"bbox_2d": [0, 0, 100, 100], "label": "cat"}]'),
+        Example("zero", '[{"bbox_2d": [500, 500, 600, 600], "label": "cat"}]', 0.0, params="gold_frame=same",
+                solution='[{"bbox_2d": [0, 0, 100, 100], "label": "cat"}]'),
+        Example("malformed", "no boxes", 0.0, params="gold_frame=same", solution='[{"bbox_2d": [0, 0, 100, 100], "label": "cat"}]'),
+        Example("malformed", '[{"bbox_2d": [0, 0, 100, 100], "label": "cat"}]', None, params="gold_frame=same", solution="not boxes"),
+    )
     thresholds = (0.5,)

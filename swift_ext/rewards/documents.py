@@ -23,6 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from ..extract import MODES, answer_rule, answer_tag, extract_answer
 from ..params import Param
 from .base import Reward, Score, column
+from .contract import Example
 
 _LEVENSHTEIN: Any = None
 _MULTI_SPACE = re.compile(r"\s\s+")
@@ -272,6 +273,11 @@ class ANLS(_TextAnswer):
     """
 
     name = "anls"
+    examples = (  # case-folded equal; no character in common; no gold
+        Example("full", "Paris", 1.0, solution="paris"),
+        Example("zero", "London", 0.0, solution="paris"),
+        Example("malformed", "Paris", None, solution=None),
+    )
     params = {**_TextAnswer.params,
               "threshold": Param(0.5, "similarity below which the score is 0 (tau)", min=0.0, max=1.0),
               "strict": Param(False, "also score 0 at exactly the threshold (the paper's NL < tau; lmms-eval keeps "
@@ -355,6 +361,11 @@ class CER(_ErrorRate):
     """
 
     name = "cer"
+    examples = (  # every character substituted: CER 1
+        Example("full", "hello", 1.0, solution="hello"),
+        Example("zero", "xxxxx", 0.0, solution="hello"),
+        Example("malformed", "hello", None, solution=None),
+    )
     unit = "char"
 
 
@@ -375,6 +386,11 @@ class WER(_ErrorRate):
     """
 
     name = "wer"
+    examples = (  # every word substituted: WER 1
+        Example("full", "a b c", 1.0, solution="a b c"),
+        Example("zero", "x y z", 0.0, solution="a b c"),
+        Example("malformed", "a b c", None, solution=None),
+    )
     unit = "word"
 
 
@@ -398,6 +414,11 @@ class RelaxedAccuracy(_TextAnswer):
     """
 
     name = "relaxed_accuracy"
+    examples = (  # 104 is within 5 % of 100, 200 is not
+        Example("full", "104", 1.0, solution="100"),
+        Example("zero", "200", 0.0, solution="100"),
+        Example("malformed", "12", None, solution=None),
+    )
     params = {**_TextAnswer.params,
               "tolerance": Param(0.05, "largest relative error of a numeric answer that counts", min=0.0)}
 

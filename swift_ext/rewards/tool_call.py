@@ -14,6 +14,7 @@ from ..params import Param
 from ..tools.match import same_kinds, calls_equal, match_exact, values_equal
 from ..tools.parse import ToolCall, parse_gold, parse_text, parse_tools
 from .base import Reward, Score, column
+from .contract import Example
 
 _CACHE_SIZE = 64
 
@@ -93,6 +94,12 @@ class ToolCallReward(Reward):
     """
 
     name = "tool_call"
+    examples = (  # the gold call; another tool; JSON that does not parse (a reasoned 0)
+        Example("full", '<tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>', 1.0,
+                solution='[{"name": "get_weather", "arguments": {"city": "Paris"}}]'),
+        Example("zero", '<tool_call>{"name": "get_time", "arguments": {}}</tool_call>', 0.0, solution='[{"name": "get_weather", "arguments": {"city": "Paris"}}]'),
+        Example("malformed", '<tool_call>{"name": broken</tool_call>', 0.0, solution='[{"name": "get_weather", "arguments": {"city": "Paris"}}]'),
+    )
     abstains = ("when the gold column is missing or unreadable (exact, partial), or when the row has no usable "
                 "tools or a tool schema that is not a valid JSON schema (schema)")
     params = {

@@ -14,6 +14,7 @@ from ...errors import ParamError
 from ...extract import strip_think
 from ...params import Param
 from ..base import Reward, Score
+from ..contract import Example
 from . import text
 from .instructions import INSTRUCTION_IDS, REGISTRY, InstructionError, build_check
 
@@ -82,6 +83,11 @@ class IFEval(Reward):
     """
 
     name = "ifeval"
+    examples = (  # english_lowercase: all lower case follows it, upper case does not; no instructions: abstain
+        Example("full", "hello world", 1.0, instruction_id_list=["change_case:english_lowercase"], kwargs=[{}]),
+        Example("zero", "HELLO WORLD", 0.0, instruction_id_list=["change_case:english_lowercase"], kwargs=[{}]),
+        Example("malformed", "hello", None, instruction_id_list=None, kwargs=None),
+    )
     abstains = ("when the row's instructions cannot be checked: an id that is not one of IFEval's 25 (or not in "
                 "only), missing or unusable kwargs, or no instructions")
     params = {
