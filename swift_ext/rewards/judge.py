@@ -367,22 +367,27 @@ class Judge(AsyncReward):
     (``reference_key``), plus the row's images (paths, bytes or URLs, sent as data URLs) when ``images=true``.
     Built-in rubrics: ``correctness`` (against the reference), ``helpfulness``, ``faithfulness`` (hallucination
     against the image, in the RLAIF-V sense) and ``instruction_following``; any other value of ``rubric`` is a
-    path to a text file with ``{question}``, ``{answer}`` and ``{reference}`` placeholders. ``mode=pairwise``
-    compares the completion with the reference completion instead (``[[A]]`` 1.0, tie 0.5, ``[[B]]`` 0.0).
+    path to a text file with ``{question}``, ``{answer}`` and ``{reference}`` placeholders, filled in one pass
+    (a completion that writes ``{reference}`` reaches the judge as those characters; ``{{answer}}`` in a rubric
+    is a literal ``{answer}``). ``mode=pairwise`` compares the completion with the reference completion instead
+    (``[[A]]`` 1.0, tie 0.5, ``[[B]]`` 0.0).
 
     Scores are read from the reply by :func:`parse_score` (``[[7]]``, ``{"score": 0.7}``, ``Score: 7/10``, a
-    yes/no verdict, a bare number) and divided by ``scale``. Requests run concurrently (``concurrency`` per
+    yes/no verdict, a bare number) and divided by ``scale``, in time linear in the reply (its last 16 KiB).
+    Of several verdicts in one reply, those the completion itself contains are taken for the judge quoting it
+    and skipped, so a completion that plants ``[[10]]`` does not decide its score when the judge quotes it. Requests run concurrently (``concurrency`` per
     reward, ``SWIFT_EXT_ASYNC_CONCURRENCY`` per process), each within ``request_timeout`` and the call's
     deadline, retried ``retries`` times with exponential backoff and jitter on 429 (honouring
     ``Retry-After``), 5xx, timeouts and refused connections. After 5 failed attempts in a row the endpoint's
     circuit breaker opens for 30 s: every row abstains at once, with one message at most once a minute. The
     API key is read from the environment variable named by ``api_key_env`` (never from the spec, never
     logged). Verdicts are cached in a sqlite file (``cache``, empty for none) keyed by the model, the rendered
-    prompt and the image hashes; the judge's rationale is kept with it and in ``last_details`` (shown by
-    ``swift-ext rewards score -o``).
+    prompt and the image hashes; the judge's rationale (up to 16 KiB) is kept with it and in ``last_details``
+    (shown by ``swift-ext rewards score -o``). A cached value that is not a score in 0..1 is a miss.
 
     Abstains (``None``) when ``base_url`` is empty, the rubric needs a reference the row lacks, the reply holds
-    no score (logged with the raw text), or the endpoint failed after its retries or is cut off by the breaker.
+    no score (logged with the raw text; ``[[7/0]]`` is none), or the endpoint failed after its retries or is cut
+    off by the breaker.
 
     On the command line: ``--reward_funcs judge:base_url=http://127.0.0.1:8000/v1,rubric=helpfulness``; a
     long rubric goes in a file, or in an alias in ``SWIFT_EXT_CONFIG``.
