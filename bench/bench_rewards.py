@@ -291,6 +291,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--group", type=int, default=8, help="completions per prompt (GRPO num_generations)")
     ap.add_argument("--markdown", help="also write the tables to this file")
     ap.add_argument("--no-math", action="store_true", help="skip the math-verify rows (slow)")
+    ap.add_argument("--only", help="only the anchor rows whose purpose contains this text (e.g. 'soft overlong'); "
+                                   "skips the every-reward and pathological-math tables")
     args = ap.parse_args(argv)
 
     pinned = pin_one_core()
@@ -365,6 +367,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                                               for c in d["math_comps"]], "an <answer> block"),
         ]
 
+    if args.only:
+        pairs = [p for p in pairs if args.only in p[0]]
     rows = []
     with progress() as bar:
         task = bar.add_task("anchors", total=len(pairs))
@@ -408,7 +412,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     }
     default = (d["general"], {"response_token_ids": d["tokens"], "messages": d["messages"]})
     latency = []
-    names = [nm for nm in plugins.registry("reward") if not (args.no_math and nm == "math_accuracy")]
+    names = [nm for nm in plugins.registry("reward") if not (args.no_math and nm == "math_accuracy")
+             and not args.only]
     with progress() as bar:
         task = bar.add_task("every reward", total=len(names))
         for name in names:
@@ -439,7 +444,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     # pathological math: math-verify's own limits stop these after ~5 s each in-process (ms-swift's
     # accuracy); swift-ext kills its worker after `timeout` (1 s) and scores 0
     math_adv = []
-    if not args.no_math:
+    if not args.no_math and not args.only:
         hard = [r"\boxed{2^{2^{2^{2^{30}}}}}", r"\boxed{(10^{10})!}", r"\boxed{9^{9^{9^{9}}}-1}",
                 r"\boxed{\sum_{k=1}^{10^{9}} k^{k}}"]
         comps = []
