@@ -184,9 +184,10 @@ def _descendants(root: int) -> List[int]:
 
 
 def kill_tree(root: int, include_root: bool = True) -> None:
-    """SIGKILL every process below ``root`` (then ``root``). Below a subreaper (a keeper) nothing escapes by
-    ``setsid`` or a double fork: orphans are re-parented to the keeper, so a few scans find them all."""
-    for _ in range(50):
+    """SIGKILL every process below ``root`` until none is left running (then ``root``). Below a subreaper (a
+    keeper) nothing escapes by ``setsid`` or a double fork: orphans are re-parented to the keeper, so a few
+    scans find them all; the root goes last, so that nothing is orphaned out of reach first."""
+    for attempt in range(200):
         found = _descendants(root)
         if not found:
             break
@@ -195,6 +196,8 @@ def kill_tree(root: int, include_root: bool = True) -> None:
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
+        if attempt:
+            time.sleep(0.001)                           # still exiting: give the kernel a moment
     if include_root:
         try:
             os.kill(root, signal.SIGKILL)
@@ -333,12 +336,12 @@ class _Worker:
 
     def kill(self) -> None:
         """The worker and everything it started (its keeper holds even what left its session), then the keeper."""
+        if self.proc.poll() is None:
+            kill_tree(self.proc.pid)
         try:
-            os.killpg(self.proc.pid, signal.SIGKILL)   # the worker and what stayed in its process group ...
+            os.killpg(self.proc.pid, signal.SIGKILL)   # what is left of the keeper's process group
         except (ProcessLookupError, PermissionError):
             pass
-        if self.proc.poll() is None:
-            kill_tree(self.proc.pid)                   # ... what left it (setsid, double fork), then the keeper
         for stream in (self.proc.stdin, self.proc.stdout):
             try:
                 stream.close()
