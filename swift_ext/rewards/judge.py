@@ -102,7 +102,7 @@ def parse_score(text: Any, scale: float = 10.0, answer: Optional[str] = None) ->
     if not isinstance(text, str):
         return None
     text = text[-MAX_REPLY:]
-    quoted = answer[-4 * MAX_REPLY:] if isinstance(answer, str) else ""
+    quoted = _bounded(answer) if isinstance(answer, str) else ""
     value: Optional[float] = None
     found = False
     for pattern in (_BRACKETS, None, _LABELLED, _FRACTION):
@@ -134,6 +134,13 @@ def parse_score(text: Any, scale: float = 10.0, answer: Optional[str] = None) ->
     return value
 
 
+def _bounded(answer: str) -> str:
+    """The part of a graded answer searched for planted verdicts: all of it up to 64 KiB, else its first and last
+    32 KiB (a completion is rarely longer; the bound keeps each parse within milliseconds)."""
+    half = 2 * MAX_REPLY
+    return answer if len(answer) <= 2 * half else answer[:half] + "\n" + answer[-half:]
+
+
 def _json_scores(text: str, scale: float) -> List[float]:
     """The ``"score"`` of each flat JSON object in ``text`` that has a numeric one (as 0..1 or / ``scale``)."""
     out = []
@@ -158,7 +165,7 @@ def parse_pairwise(text: Any, answer: Optional[str] = None) -> Optional[float]:
     """
     found = _PAIR.findall(text[-MAX_REPLY:]) if isinstance(text, str) else []
     if len(found) > 1 and isinstance(answer, str):
-        copies = set(_PAIR.findall(answer))
+        copies = set(_PAIR.findall(_bounded(answer)))
         found = [v for v in found if v not in copies]
     return {"A": 1.0, "B": 0.0, "C": 0.5}[found[-1]] if found else None
 
