@@ -274,7 +274,7 @@ class MathAccuracy(Reward):
                 if status == "ok":
                     self._verdicts[args] = value
                     self._golds[g] = value is not None
-                elif status == "timeout":
+                elif status in ("timeout", "lost"):      # not decided (a worker that died): not remembered
                     missed += 1
                 else:                                # math-verify raised: "not shown equal"
                     self._verdicts[args] = False
@@ -282,7 +282,7 @@ class MathAccuracy(Reward):
                 g = args[0]
                 if status == "ok":
                     self._golds[g] = bool(value)
-                elif status == "timeout":
+                elif status in ("timeout", "lost"):
                     late.add(g)
                     missed += 1
                 else:

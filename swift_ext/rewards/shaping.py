@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from itertools import repeat
-from typing import Any, List, Optional, Sequence
+from typing import Any, Iterable, List, Optional, Sequence
 
 from ..errors import ParamError
 from ..params import Param
@@ -70,8 +70,24 @@ def flat_lengths(ids: Sequence[Any]) -> Optional[List[int]]:
     >>> flat_lengths([[1, 2, 3], []]), flat_lengths([[1], None]), flat_lengths([[1], [[2, 3], [4]]])
     ([3, 0], None, None)
     """
-    try:  # one pass: a row that is not a list/tuple, or whose first element is not an int (a multi-turn
-        # row holds a list per turn), gives None, and the caller takes the row-by-row path
+    lengths = _flat_lengths(ids)
+    return None if lengths is None else list(lengths)
+
+
+def _flat_lengths(ids: Sequence[Any]) -> Optional[Iterable[int]]:
+    """:func:`flat_lengths`, the usual case as a lazy ``map(len, ids)`` (its consumer reads it once)."""
+    # the usual batch (no empty row) in one pass collecting each row's first element (a row that is not a
+    # list or tuple is left out), then one sum in C: it fails on a list (a multi-turn row), a string or None;
+    # a bool adds as an int, a float or a numpy / torch scalar changes its type
+    try:
+        firsts = [r[0] for r in ids if type(r) is list or type(r) is tuple]
+        if len(firsts) == len(ids) and type(sum(firsts)) is int:
+            return map(len, ids)
+    except IndexError:  # an empty row: checked row by row below
+        pass
+    except TypeError:   # not iterable, a list or a string as a first element
+        return None
+    try:
         lengths = [len(r) if (type(r) is list or type(r) is tuple) and (not r or type(r[0]) is int) else None
                    for r in ids]
     except TypeError:  # not iterable
@@ -223,7 +239,7 @@ class LengthBudget(Reward):
             return 0.0
         return -penalty if cache == 0 or n >= limit else -penalty * (n - start) / cache
 
-    def penalties(self, lengths: Sequence[int], limit: int, cache: int) -> List[float]:
+    def penalties(self, lengths: Iterable[int], limit: int, cache: int) -> List[float]:
         """:meth:`penalty_of` each length, inlined: finite floats by construction (``penalty`` is finite)."""
         start, penalty = limit - cache, self.penalty
         if cache == 0:
@@ -233,7 +249,7 @@ class LengthBudget(Reward):
 
     def score_batch(self, completions: Sequence[str], rows: Sequence[dict]) -> List[Score]:
         if self.unit == "token" and not self.budget_key:    # the usual case: one len() per row
-            lengths = flat_lengths(column(rows, "response_token_ids"))
+            lengths = _flat_lengths(column(rows, "response_token_ids"))
             if lengths is not None:
                 return self.penalties(lengths, self.max_length, self.soft_cache)
         return super().score_batch(texts_of(completions), rows)
