@@ -29,6 +29,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -65,13 +66,24 @@ def quarters(values: Sequence[float]) -> Tuple[List[float], List[float]]:
     return list(values[:q]), list(values[-q:])
 
 
+def mean(values: Sequence[float]) -> float:
+    """The mean of finite values, also where their sum would overflow (a logged std of 1e308)."""
+    try:
+        return statistics.fmean(values)
+    except OverflowError:
+        return math.fsum(v / len(values) for v in values)
+
+
 def trend(series: Sequence[Tuple[int, float]]) -> Tuple[float, float]:
     """(first-quarter mean, last-quarter mean) of ``[(step, value), ...]``."""
     first, last = quarters([v for _, v in series])
-    return statistics.fmean(first), statistics.fmean(last)
+    return mean(first), mean(last)
 
 
 def _grade(name: str, value: float, warn: float, error: float, message: str, higher_is_worse: bool = True) -> Finding:
+    if not math.isfinite(value):  # metrics near the float limit (1e308): the measure itself overflows
+        return Finding(name, "skipped", message=f"the measure overflows ({value}): the logged values are out "
+                                               f"of range")
     if higher_is_worse:
         status = "error" if value >= error else "warn" if value >= warn else "ok"
     else:
@@ -118,7 +130,7 @@ def dominant_reward(run: Run) -> Finding:
     for name in run.reward_names:
         s = run.series.get(f"rewards/{name}/std", [])
         if s:
-            shares[name] = abs(weights.get(name, 1.0)) * statistics.fmean(quarters([v for _, v in s])[1])
+            shares[name] = abs(weights.get(name, 1.0)) * mean(quarters([v for _, v in s])[1])
     total = sum(shares.values())
     if len(shares) < 2 or total <= 0:
         return Finding("dominant_reward", "skipped", message="needs two or more rewards with a logged, non-zero std")
@@ -209,7 +221,7 @@ def repetition(run: Run, by_step: Optional[Dict[int, List[Completion]]] = None) 
     for step in sorted(by_step):
         texts = [r.text for r in by_step[step]]
         scores = [s for s in reward(texts) if s is not None]
-        series.append((step, -statistics.fmean(scores) if scores else 0.0))
+        series.append((step, -mean(scores) if scores else 0.0))
     first, last = trend(series)
     return _grade("repetition", last - first, 0.1, 0.3,
                   f"repeated 3-gram share {first:.3f} -> {last:.3f} (first -> last quarter)")

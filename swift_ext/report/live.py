@@ -8,6 +8,7 @@ Endpoints: ``/`` (the page, no completions inlined), ``/api/model`` (runs, chart
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 import threading
@@ -16,7 +17,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 from urllib.parse import parse_qs, urlparse
 
-from .page import PageData, collect, render
+from .page import PageData, collect, model_json, render
+from ..errors import ConfigError
 from ..runs import COMPLETIONS_FILE, LOGGING_FILE, find_run_dirs, load_runs
 
 
@@ -61,6 +63,27 @@ class LiveReport:
         return {"groups": [], "images": {}}
 
 
+LOCAL_NAMES = ("127.0.0.1", "localhost", "[::1]")
+
+
+def host_allowed(header: Optional[str], port: int, bind_host: str = "") -> bool:
+    """Whether a request's ``Host`` header names this server: 127.0.0.1, localhost or [::1] (or the address it
+    was bound to) with its port. Anything else is refused, so a page that DNS-rebinds its own name to
+    127.0.0.1 cannot read the run.
+
+    >>> host_allowed("localhost:8765", 8765), host_allowed("evil.example:8765", 8765), host_allowed(None, 8765)
+    (True, False, False)
+    """
+    if not header:
+        return False
+    names = {n for n in (*LOCAL_NAMES, bind_host) if n and n not in ("0.0.0.0", "::")}
+    names |= {f"[{n}]" for n in names if ":" in n and not n.startswith("[")}
+    allowed = {f"{n}:{port}".lower() for n in names}
+    if port == 80:
+        allowed |= {n.lower() for n in names}
+    return header.strip().lower() in allowed
+
+
 def make_handler(live: LiveReport) -> Callable[..., BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def _send(self, code: int, body: bytes, kind: str) -> None:
@@ -72,12 +95,16 @@ def make_handler(live: LiveReport) -> Callable[..., BaseHTTPRequestHandler]:
             self.wfile.write(body)
 
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            if not host_allowed(self.headers.get("Host"), self.server.server_port, getattr(self.server, "bind_host", "")):
+                # DNS rebinding: a web page whose name now resolves to 127.0.0.1 sends its own name as Host
+                self._send(403, b"forbidden: unknown Host header", "text/plain")
+                return
             url = urlparse(self.path)
             try:
                 if url.path in ("/", "/index.html"):
                     self._send(200, live.page().encode("utf-8"), "text/html; charset=utf-8")
                 elif url.path == "/api/model":
-                    self._send(200, json.dumps(live.data().model).encode("utf-8"), "application/json")
+                    self._send(200, model_json(live.data().model).encode("utf-8"), "application/json")
                 elif url.path == "/api/completions":
                     query = parse_qs(url.query)
                     chunk = live.chunk(int(query["run"][0]), int(query["step"][0]))
@@ -100,8 +127,15 @@ def make_server(paths: Sequence["str | Path"], port: int = 0, host: str = "127.0
     """A server for the live report (not started); ``port=0`` picks a free port (``server.server_port``)."""
     live = LiveReport(paths, title)
     live.data()  # fail now, with the reason, on a path that holds no run
-    server = ThreadingHTTPServer((host, port), make_handler(live))
+    try:
+        server = ThreadingHTTPServer((host, port), make_handler(live))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(f"port {port} on {host} is already in use (another report --serve?): "
+                              f"pass --port N, or --port 0 for any free port") from None
+        raise ConfigError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
     server.daemon_threads = True
+    server.bind_host = host  # type: ignore[attr-defined]
     return server
 
 

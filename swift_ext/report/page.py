@@ -13,14 +13,15 @@ import html
 import io
 import json
 import math
+import os
 import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, TextIO, Tuple
 
 from ..errors import ConfigError
-from ..runs import Completion, Run, dataset_images, gold_text, group_by_prompt, prompt_text
+from ..runs import Completion, Points, Run, dataset_images, gold_text, group_by_prompt, prompt_text
 
 #: metric prefixes of swift-ext's callbacks (``swift_ext.trainer.callbacks``) and of audits
 CALLBACK_PREFIXES = ("eval_ext/", "train_sanity/", "audit/")
@@ -83,13 +84,18 @@ def chart_specs(runs: Sequence[Run]) -> List[Chart]:
         rewards += [r for r in run.reward_names if r not in rewards]
     charts: List[Chart] = []
     used = set()
+    ids: set = set()
 
     def add(section, title, keys, bands=None, note="", cid=None):
         keys = [k for k in keys if k in present]
         if not keys:
             return
         bands = {k: s for k, s in (bands or {}).items() if k in keys and s in present}
-        charts.append(Chart(cid or slug(title), title, section, keys, bands, note))
+        cid = cid or slug(title)
+        if cid in ids:  # slugs collide ("Acc" and "acc", a reward named "total"): every chart keeps its own id
+            cid = next(f"{cid}-{n}" for n in range(2, len(ids) + 3) if f"{cid}-{n}" not in ids)
+        ids.add(cid)
+        charts.append(Chart(cid, title, section, keys, bands, note))
         used.update(keys, bands.values())
 
     for name in rewards:
@@ -254,6 +260,25 @@ def collect(runs: Sequence[Run], title: Optional[str] = None, live: bool = False
 
 def render(data: PageData) -> str:
     """The HTML text of the report."""
+    out = io.StringIO()
+    render_to(out, data)
+    return out.getvalue()
+
+
+def series_block(element_id: str, series: Dict[str, Any]) -> Iterator[str]:
+    """A run's metric series as a JSON block, in pieces (one metric at a time: a long run's series are never
+    one string in memory)."""
+    yield f'<script type="application/json" id="{html.escape(element_id)}">{{'
+    for i, (key, points) in enumerate(series.items()):
+        text = points.json() if isinstance(points, Points) else json.dumps(_clean(points), allow_nan=False,
+                                                                            separators=(",", ":"))
+        name = json.dumps(key, ensure_ascii=False).replace("<", "\\u003c")
+        yield ("," if i else "") + name + ":" + text
+    yield "}</script>\n"
+
+
+def render_to(fh: TextIO, data: PageData) -> None:
+    """Write the HTML of the report to ``fh`` piece by piece."""
     css = (_ASSETS / "report.css").read_text(encoding="utf-8")
     js = (_ASSETS / "report.js").read_text(encoding="utf-8")
     parts = ["<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n",
@@ -267,16 +292,25 @@ def render(data: PageData) -> str:
              f"<style>{css}</style>\n",
              f"<script>{plotly_js()}</script>\n",
              "</head><body>\n",
-             json_block("report-model", data.model),
+             json_block("report-model", {k: v for k, v in data.model.items() if k != "series"}),
              json_block("report-images", data.images),
              ]
+    for part in parts:
+        fh.write(part)
+    for index, series in enumerate(data.model["series"]):
+        for part in series_block(f"report-series-{index}", series):
+            fh.write(part)
     # the script comes before the completion blocks: it draws the charts while the browser is still reading
     # the (possibly large) rest of the file, and opens the completion browser once the file is read
-    parts.append(f"<script>{js}</script>\n")
+    fh.write(f"<script>{js}</script>\n")
     for run_index, step, chunk in data.chunks:
-        parts.append(json_block(f"c-{run_index}-{step}", _clean(chunk)))
-    parts.append("</body></html>\n")
-    return "".join(parts)
+        fh.write(json_block(f"c-{run_index}-{step}", _clean(chunk)))
+    fh.write("</body></html>\n")
+
+
+def model_json(model: Dict[str, Any]) -> str:
+    """The page model as JSON (``--serve``'s ``/api/model``)."""
+    return json.dumps(model, allow_nan=False, default=lambda o: list(o) if isinstance(o, Points) else str(o))
 
 
 @dataclass
@@ -300,12 +334,11 @@ def write_report(run_paths: Sequence["str | Path"], out: "str | Path", title: Op
     start = time.perf_counter()
     runs = load_runs(run_paths)
     data = collect(runs, title)
-    text = render(data)
     with atomic_write(str(out)) as fh:
-        fh.write(text)
+        render_to(fh, data)
     return ReportInfo(path=str(Path(out).resolve()), runs=[str(r.path) for r in runs],
                       charts=len(data.model["charts"]), completions=data.completions,
-                      bytes=len(text.encode("utf-8")), seconds=round(time.perf_counter() - start, 3))
+                      bytes=os.path.getsize(out), seconds=round(time.perf_counter() - start, 3))
 
 
 def save_curves_png(runs: Sequence[Run], path: "str | Path", columns: int = 3) -> str:
