@@ -15,6 +15,7 @@ import json
 import math
 import os
 import re
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,9 @@ from ..runs import Completion, Points, Run, dataset_images, gold_text, group_by_
 CALLBACK_PREFIXES = ("eval_ext/", "train_sanity/", "audit/")
 PLANNED_MU_KEY = "chord/mu (planned)"
 THUMB_SIZE = 96
+#: images larger than this are not thumbnailed (the row shows the path)
+MAX_IMAGE_BYTES = 64 << 20
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _ASSETS = Path(__file__).resolve().parent / "assets"
 
 
@@ -148,6 +152,11 @@ class Thumbnails:
         try:
             from PIL import Image
 
+            # regular files only, and not too large: a FIFO, a device or /dev/zero named as an image would
+            # block or fill memory (the one media check of issue 17 replaces this where it lands)
+            st = os.stat(path)
+            if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_IMAGE_BYTES:
+                return None
             with Image.open(path) as img:
                 img = img.convert("RGB")
                 img.thumbnail((self.size, self.size))
@@ -209,6 +218,7 @@ def plotly_js() -> str:
 def json_block(element_id: str, data: Any) -> str:
     """A ``<script type="application/json">`` block; ``<`` is escaped so no text can close the element."""
     text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False).replace("<", "\\u003c")
+    text = _SURROGATE.sub("\ufffd", text)  # a lone surrogate (not a character, not UTF-8): the replacement mark
     return f'<script type="application/json" id="{html.escape(element_id)}">{text}</script>\n'
 
 
@@ -282,7 +292,7 @@ def render_to(fh: TextIO, data: PageData) -> None:
     css = (_ASSETS / "report.css").read_text(encoding="utf-8")
     js = (_ASSETS / "report.js").read_text(encoding="utf-8")
     parts = ["<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n",
-             f"<title>{html.escape(data.model['title'])}</title>\n",
+             f"<title>{html.escape(_SURROGATE.sub(chr(0xFFFD), data.model['title']))}</title>\n",
              "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n",
              # first script: record errors before anything else runs
              "<script>window.__reportErrors=[];window.addEventListener('error',function(e){"
@@ -369,8 +379,10 @@ def save_curves_png(runs: Sequence[Run], path: "str | Path", columns: int = 3) -
                 std = series[ri].get(chart.bands.get(key, ""))
                 if std:
                     sd = dict((p[0], p[1]) for p in std)
-                    ax.fill_between(xs, [y - sd.get(x, 0) for x, y in zip(xs, ys)],
-                                    [y + sd.get(x, 0) for x, y in zip(xs, ys)], color=line.get_color(), alpha=0.2)
+                    low = [y - sd.get(x, 0) for x, y in zip(xs, ys)]
+                    high = [y + sd.get(x, 0) for x, y in zip(xs, ys)]
+                    if math.isfinite(max(high) - min(low)):  # a std near 1e308 overflows the axis: no band
+                        ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.2)
         ax.set_title(chart.title, fontsize=10)
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=8)

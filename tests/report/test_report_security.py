@@ -144,3 +144,74 @@ def test_a_taken_port_is_a_one_line_error(served, tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert f"port {served.server_port} on 127.0.0.1 is already in use" in proc.stderr
+
+
+# -- the lows: hostile logging.jsonl lines, a lone surrogate, a FIFO named as an image ---------------------
+def cli(*args, timeout=120):
+    return subprocess.run([SWIFT_EXT, *map(str, args)], capture_output=True, text=True, timeout=timeout)
+
+
+def with_line(run, line, at=2):
+    """Put ``line`` into the run's logging.jsonl after its ``at``-th row."""
+    rows = (run / "logging.jsonl").read_text().splitlines(keepends=True)
+    rows.insert(at, line + "\n")
+    (run / "logging.jsonl").write_text("".join(rows))
+    return run
+
+
+HOSTILE_LINES = {
+    "huge-int": '{"loss": ' + "9" * 400 + ', "reward": 1, "global_step/max_steps": "' + "9" * 400 + '/4"}',
+    "deep": "[" * 100_000 + "]" * 100_000,
+    "deep-in-row": '{"loss": ' + "[" * 100_000 + "]" * 100_000 + ', "global_step/max_steps": "3/4"}',
+    "torn": '{"loss": 0.5, "global_st',
+}
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTILE_LINES))
+def test_a_hostile_logging_line_is_skipped_with_its_place_named(tmp_path, kind):
+    run = with_line(write_run(tmp_path / "v0", steps=4), HOSTILE_LINES[kind])
+    for proc in (cli("report", run, "-o", tmp_path / "r.html", "--json"), cli("audit", run, "--json")):
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        assert json.loads(proc.stdout)
+        if kind in ("deep", "deep-in-row", "torn"):  # not a JSON row: skipped, and said where
+            assert "logging.jsonl:3: invalid JSON" in proc.stderr and "line skipped" in proc.stderr
+    loaded = report_runs.load_run(run)
+    assert loaded.steps == [1, 2, 3, 4] and loaded.series["loss"][:2] == [[1, 0.1], [2, 0.2]]
+
+
+def test_a_1e308_std_is_not_a_traceback(tmp_path):
+    run = write_run(tmp_path / "v0", steps=8, rewards=("acc", "fmt"))
+    rows = [json.loads(line) for line in (run / "logging.jsonl").read_text().splitlines()]
+    for r in rows[:-1]:
+        r["rewards/acc/std"] = r["reward_std"] = 1e308
+    (run / "logging.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    proc = cli("audit", run, "--json")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    found = {f["detector"]: f for f in json.loads(proc.stdout)["findings"]}
+    assert found["std_collapse"]["value"] == 1.0  # 1e308 -> 1e308: no collapse, computed without overflow
+    proc = cli("report", run, "-o", tmp_path / "r.html", "--png", tmp_path / "c.png")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+
+
+def test_a_lone_surrogate_in_a_completion_renders(tmp_path):
+    run = write_run(tmp_path / "v0", steps=2)
+    lines = (run / "completions.jsonl").read_text().splitlines()
+    lines[0] = lines[0].replace("step 1 prompt 0 sample 0", "half a pair \\ud800 here", 1)
+    (run / "completions.jsonl").write_text("\n".join(lines) + "\n")
+    proc = cli("report", run, "-o", tmp_path / "r.html")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    text = (tmp_path / "r.html").read_bytes().decode("utf-8")  # valid UTF-8
+    assert "half a pair \ufffd here" in text  # shown as the replacement mark
+    if report_browser.chromium():
+        page = report_browser.read(report_browser.load((tmp_path / "r.html").as_uri() + "#step=1")[0])
+        assert page.ready and page.rows[0]["text"] == "half a pair \ufffd here"
+
+
+def test_a_fifo_named_as_an_image_does_not_hang_the_report(tmp_path):
+    fifo = tmp_path / "image.png"
+    os.mkfifo(fifo)
+    run = write_run(tmp_path / "v0", steps=2, images=[str(fifo)])
+    proc = cli("report", run, "-o", tmp_path / "r.html", "--json", timeout=60)  # before the fix: hangs here
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["completions"] == 8
+    assert '"report-images">{}' in (tmp_path / "r.html").read_text()  # no thumbnail: the row shows the path
