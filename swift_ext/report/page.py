@@ -9,6 +9,7 @@ parses only when that step is opened, so a run with 100k completions opens as fa
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import io
 import json
@@ -248,24 +249,37 @@ class PageData:
     chunks: List[Tuple[int, int, Dict[str, Any]]]  # (run index, step, chunk)
     images: Dict[str, str]
     completions: int
+    #: per run: (completion reward columns, {step: chunk}, completions); ``--serve`` reuses them while the
+    #: run's completions.jsonl is unchanged
+    per_run: List[Tuple[List[str], Dict[int, Dict[str, Any]], int]] = dataclasses.field(default_factory=list)
 
 
-def collect(runs: Sequence[Run], title: Optional[str] = None, live: bool = False) -> PageData:
-    thumbs = Thumbnails()
-    runs_out, chunks, total = [], [], 0
+def collect(runs: Sequence[Run], title: Optional[str] = None, live: bool = False,
+            reuse: Optional[Dict[int, Tuple[List[str], Dict[int, Dict[str, Any]], int]]] = None,
+            thumbs: Optional[Thumbnails] = None) -> PageData:
+    """The page's data for ``runs``. ``reuse`` maps a run index to its completion data from an earlier call
+    (``PageData.per_run``): that run's completions are not read again."""
+    thumbs = thumbs or Thumbnails()
+    runs_out, chunks, total, per_run = [], [], 0, []
     for index, run in enumerate(runs):
-        items = run.completions()
-        total += len(items)
-        rewards, by_step = step_chunks(run, thumbs, items)
+        if reuse and index in reuse:
+            rewards, by_step, count = reuse[index]
+        else:
+            items = run.completions()
+            count = len(items)
+            rewards, by_step = step_chunks(run, thumbs, items)
+            del items
+        per_run.append((rewards, by_step, count))
+        total += count
         runs_out.append({"name": run.name, "path": str(run.path), "rewards": run.reward_names,
                          "completion_rewards": rewards, "completion_steps": sorted(by_step),
-                         "completions": len(items), "steps": len(run.steps), "max_steps": run.max_steps,
+                         "completions": count, "steps": len(run.steps), "max_steps": run.max_steps,
                          "summary": run_summary(run)})
         chunks += [(index, step, by_step[step]) for step in sorted(by_step)]
     model = {"title": title or "swift-ext run report: " + ", ".join(r.name for r in runs),
              "generated": time.strftime("%Y-%m-%d %H:%M:%S"), "live": live, "runs": runs_out,
              "charts": [c.as_dict() for c in chart_specs(runs)], "series": [run_series(r) for r in runs]}
-    return PageData(model=_clean(model), chunks=chunks, images=thumbs.uris, completions=total)
+    return PageData(model=_clean(model), chunks=chunks, images=thumbs.uris, completions=total, per_run=per_run)
 
 
 def render(data: PageData) -> str:
