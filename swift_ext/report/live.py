@@ -86,6 +86,7 @@ class LiveReport:
         data = self.data()
         for ri, s, chunk in data.chunks:
             if ri == run and s == step:
+                chunk = chunk.data() if hasattr(chunk, "data") else chunk
                 ids = {i for g in chunk["groups"] for c in g["images"] for i in c if i}
                 return {**chunk, "images": {i: data.images[i] for i in ids if i in data.images}}
         return {"groups": [], "images": {}}

@@ -17,13 +17,14 @@ import math
 import os
 import re
 import stat
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, TextIO, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, TextIO, Tuple
 
 from ..errors import ConfigError
-from ..runs import Completion, Points, Run, dataset_images, gold_text, group_by_prompt, prompt_text
+from ..runs import Completion, Points, Run, dataset_images, gold_text, iter_completions, prompt_text
 
 #: metric prefixes of swift-ext's callbacks (``swift_ext.trainer.callbacks``) and of audits
 CALLBACK_PREFIXES = ("eval_ext/", "train_sanity/", "audit/")
@@ -168,39 +169,90 @@ class Thumbnails:
         return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def completion_rewards(items: Sequence[Completion], run: Run) -> List[str]:
-    """The reward columns of a run's completions: the run's reward order first, then any others."""
-    seen: List[str] = [r for r in run.reward_names if any(r in c.scores for c in items[:1000])]
-    for c in items:
-        seen += [k for k in c.scores if k not in seen]
-    return seen
+def completion_rewards(items: Iterable[Completion], run: Run) -> List[str]:
+    """The reward columns of a run's completions: the run's reward order first (those among the first 1000
+    completions' scores), then any others in order of appearance."""
+    early: set = set()
+    later: Dict[str, None] = {}
+    for n, c in enumerate(items):
+        if n < 1000:
+            early.update(c.scores)
+        for k in c.scores:
+            later.setdefault(k)
+    seen = [r for r in run.reward_names if r in early]
+    return seen + [k for k in later if k not in seen]
 
 
-def step_chunks(run: Run, thumbs: Thumbnails, items: Optional[List[Completion]] = None
-                ) -> Tuple[List[str], Dict[int, Dict[str, Any]]]:
-    """``(reward columns, {step: {"groups": [...]}})`` for a run's completion browser."""
-    items = run.completions() if items is None else items
-    if not items:
-        return [], {}
-    rewards = completion_rewards(items, run)
+#: completions one prompt group of one step may hold (the report keeps one step's groups in memory)
+MAX_GROUP = 1 << 16
+
+
+class SpooledChunk:
+    """One step's completion groups, kept as their JSON text in a temporary file (the run's spool) until the
+    page is written or ``--serve`` is asked for them: a run's completions are never all in memory."""
+
+    __slots__ = ("spool", "offset", "length")
+
+    def __init__(self, spool: Any, offset: int, length: int):
+        self.spool, self.offset, self.length = spool, offset, length
+
+    def text(self) -> str:
+        return os.pread(self.spool.fileno(), self.length, self.offset).decode("utf-8")  # thread-safe (--serve)
+
+    def data(self) -> Dict[str, Any]:
+        return json.loads(self.text())
+
+
+def step_chunks(run: Run, thumbs: Thumbnails) -> Tuple[List[str], Dict[int, SpooledChunk], int]:
+    """``(reward columns, {step: chunk of {"groups": [...]}}, completions)`` for a run's completion browser,
+    read in two streaming passes over ``completions.jsonl`` (the reward columns, then the groups). Groups are
+    formed by (step, prompt) as completions arrive; each step's groups are spooled when the next step starts
+    (a step that comes back later is read back and merged). A prompt group of more than :data:`MAX_GROUP`
+    completions is an error that names it."""
+    if not run.completions_path:
+        return [], {}, 0
+    path = run.completions_path
+    count = sum(1 for _ in iter_completions(path))
+    if not count:
+        return [], {}, 0
+    rewards = completion_rewards(iter_completions(path), run)
     images = dataset_images(run.dataset_files())
-    chunks: Dict[int, Dict[str, Any]] = {}
-    for members in group_by_prompt(items):
-        first = items[members[0]]
-        gold = gold_text(first.gold)
-        group: Dict[str, Any] = {"prompt": first.prompt, "gold": gold, "images": [], "paths": [],
-                                 "items": []}
-        if images:
-            text = prompt_text(first.prompt)
-            candidates = images.get((text, gold)) or images.get((text, "")) or []
-            group["paths"] = candidates
-            group["images"] = [[thumbs.id_of(p) for p in c] for c in candidates]
-        for i in members:
-            c = items[i]
-            group["items"].append({"n": i, "text": c.text, "s": [c.scores.get(r) for r in rewards],
-                                   "adv": c.advantage})
-        chunks.setdefault(first.step, {"groups": []})["groups"].append(group)
-    return rewards, chunks
+    spool = tempfile.TemporaryFile()
+    chunks: Dict[int, SpooledChunk] = {}
+    step: Optional[int] = None
+    groups: Dict[str, Dict[str, Any]] = {}
+
+    def flush() -> None:
+        if step is None or not groups:
+            return
+        body = json_text({"groups": list(groups.values())}).encode("utf-8")
+        spool.seek(0, 2)
+        chunks[step] = SpooledChunk(spool, spool.tell(), len(body))
+        spool.write(body)
+        spool.flush()  # read back with os.pread
+
+    for i, c in enumerate(iter_completions(path)):
+        if c.step != step:
+            flush()
+            step, groups = c.step, {}
+            if step in chunks:  # the step came back (not the usual order): merge with what was spooled
+                groups = {g["prompt"]: g for g in chunks.pop(step).data()["groups"]}
+        group = groups.get(c.prompt)
+        if group is None:
+            gold = gold_text(c.gold)
+            group = groups[c.prompt] = {"prompt": c.prompt, "gold": gold, "images": [], "paths": [], "items": []}
+            if images:
+                text = prompt_text(c.prompt)
+                candidates = images.get((text, gold)) or images.get((text, "")) or []
+                group["paths"] = candidates
+                group["images"] = [[thumbs.id_of(p) for p in cand] for cand in candidates]
+        if len(group["items"]) >= MAX_GROUP:
+            raise ConfigError(f"{path}:{c.line}: the prompt group {c.prompt[:80]!r} of step {c.step} has more than "
+                              f"{MAX_GROUP} completions (too many to show; is the prompt column constant?)")
+        group["items"].append({"n": i, "text": c.text, "s": [c.scores.get(r) for r in rewards],
+                               "adv": c.advantage})
+    flush()
+    return rewards, chunks, count
 
 
 # -- the page -----------------------------------------------------------------------------------------
@@ -216,10 +268,16 @@ def plotly_js() -> str:
                           "(or pip install plotly)") from None
 
 
+def json_text(data: Any) -> str:
+    """JSON for a block of the page: ``<`` escaped so no text can close the element, NaN/inf as null, a lone
+    surrogate (not a character, not UTF-8) as the replacement mark."""
+    text = json.dumps(_clean(data), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return _SURROGATE.sub("\ufffd", text.replace("<", "\\u003c"))
+
+
 def json_block(element_id: str, data: Any) -> str:
-    """A ``<script type="application/json">`` block; ``<`` is escaped so no text can close the element."""
-    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False).replace("<", "\\u003c")
-    text = _SURROGATE.sub("\ufffd", text)  # a lone surrogate (not a character, not UTF-8): the replacement mark
+    """A ``<script type="application/json">`` block of :func:`json_text` (or of a spooled chunk's text)."""
+    text = data.text() if isinstance(data, SpooledChunk) else json_text(data)
     return f'<script type="application/json" id="{html.escape(element_id)}">{text}</script>\n'
 
 
@@ -246,16 +304,16 @@ class PageData:
     """Everything the page shows: ``model`` (runs, charts, series) and the completion chunks."""
 
     model: Dict[str, Any]
-    chunks: List[Tuple[int, int, Dict[str, Any]]]  # (run index, step, chunk)
+    chunks: List[Tuple[int, int, Any]]  # (run index, step, chunk: a SpooledChunk or {"groups": [...]})
     images: Dict[str, str]
     completions: int
     #: per run: (completion reward columns, {step: chunk}, completions); ``--serve`` reuses them while the
     #: run's completions.jsonl is unchanged
-    per_run: List[Tuple[List[str], Dict[int, Dict[str, Any]], int]] = dataclasses.field(default_factory=list)
+    per_run: List[Tuple[List[str], Dict[int, SpooledChunk], int]] = dataclasses.field(default_factory=list)
 
 
 def collect(runs: Sequence[Run], title: Optional[str] = None, live: bool = False,
-            reuse: Optional[Dict[int, Tuple[List[str], Dict[int, Dict[str, Any]], int]]] = None,
+            reuse: Optional[Dict[int, Tuple[List[str], Dict[int, SpooledChunk], int]]] = None,
             thumbs: Optional[Thumbnails] = None) -> PageData:
     """The page's data for ``runs``. ``reuse`` maps a run index to its completion data from an earlier call
     (``PageData.per_run``): that run's completions are not read again."""
@@ -265,10 +323,7 @@ def collect(runs: Sequence[Run], title: Optional[str] = None, live: bool = False
         if reuse and index in reuse:
             rewards, by_step, count = reuse[index]
         else:
-            items = run.completions()
-            count = len(items)
-            rewards, by_step = step_chunks(run, thumbs, items)
-            del items
+            rewards, by_step, count = step_chunks(run, thumbs)
         per_run.append((rewards, by_step, count))
         total += count
         runs_out.append({"name": run.name, "path": str(run.path), "rewards": run.reward_names,
@@ -328,7 +383,7 @@ def render_to(fh: TextIO, data: PageData) -> None:
     # the (possibly large) rest of the file, and opens the completion browser once the file is read
     fh.write(f"<script>{js}</script>\n")
     for run_index, step, chunk in data.chunks:
-        fh.write(json_block(f"c-{run_index}-{step}", _clean(chunk)))
+        fh.write(json_block(f"c-{run_index}-{step}", chunk))
     fh.write("</body></html>\n")
 
 

@@ -85,3 +85,38 @@ def test_a_serve_poll_reads_only_what_was_appended(tmp_path):
     assert data.model["series"][0]["loss"][-1] == [20001, 9.0]
     assert read < 64 * 1024, f"a poll after one appended line read {read} bytes of a {size}-byte run"
     assert live.logging_bytes_read == len(line) and live.completion_reads == 1  # completions not re-read
+
+
+def test_report_completion_blocks_equal_grouping_the_whole_file(tmp_path, monkeypatch):
+    import re
+
+    from swift_ext.errors import ConfigError
+    from swift_ext.report import page as report_page
+    from swift_ext.report import write_report
+
+    run = write_run(tmp_path / "v0", steps=3, prompts=3, gens=3)
+    lines = (run / "completions.jsonl").read_text().splitlines()
+    extra = json.loads(lines[0])  # step 1 comes back after step 3 (a resumed run): merged into step 1's groups
+    extra["completion"] = [f"late {i}" for i in range(len(extra["completion"]))]
+    (run / "completions.jsonl").write_text("\n".join(lines + [json.dumps(extra)]) + "\n")
+    # the oracle: every completion in memory, grouped by (step, prompt) in order of first appearance
+    flat = []
+    for line in (run / "completions.jsonl").read_text().splitlines():
+        t = json.loads(line)
+        flat += [{k: v[i] for k, v in t.items()} for i in range(len(t["completion"]))]
+    expected = {}
+    for n, c in enumerate(flat):
+        groups = expected.setdefault(int(c["step"]), {})
+        groups.setdefault(c["prompt"], []).append((n, c["completion"], [c["acc"], c["fmt"]], c["advantages"]))
+    write_report([run], tmp_path / "r.html")
+    html = (tmp_path / "r.html").read_text()
+    got = {}
+    for step, body in re.findall(r'<script type="application/json" id="c-0-(\d+)">(.*?)</script>', html):
+        got[int(step)] = {g["prompt"]: [(i["n"], i["text"], i["s"], i["adv"]) for i in g["items"]]
+                          for g in json.loads(body)["groups"]}
+    assert got == expected and [list(g) for g in got.values()] == [list(g) for g in expected.values()]
+    assert len(got[1]["<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>Q0?<|im_end|>\n"
+                   "<|im_start|>assistant\n"]) == 6  # 3 + 3 late ones
+    monkeypatch.setattr(report_page, "MAX_GROUP", 5)  # a group too large to show is an error naming it
+    with pytest.raises(ConfigError, match=r"completions.jsonl:4: the prompt group .*Q0.* of step 1 has more than 5"):
+        write_report([run], tmp_path / "r2.html")
