@@ -8,8 +8,8 @@ streaming reader:
 The run folder is written in ms-swift 4.6's layout: one GRPO step row per line (about 30 metrics: loss, KL,
 grad norm, three rewards' mean and std, clipping, completion lengths, swift-ext callback metrics), as many
 steps as make ``--mb`` megabytes, plus a small ``completions.jsonl``. Each command runs as
-``python -c 'from swift_ext.cli import main; main()' ...`` in a child of a small wrapper process that reports the child's peak RSS
-(``resource.getrusage(RUSAGE_CHILDREN).ru_maxrss``). The baseline runs with ``PYTHONPATH=SRC``, so the same
+``python -c 'from swift_ext.cli import main; main()' ...`` in a child of a small wrapper process that
+reports the child's peak RSS (``getrusage(RUSAGE_CHILDREN).ru_maxrss``). The baseline runs with ``PYTHONPATH=SRC``, so the same
 interpreter and packages import the other checkout's ``swift_ext``.
 """
 
@@ -27,9 +27,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 WRAPPER = ("import resource, subprocess, sys, time\n"
-           "t = time.perf_counter(); p = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)\n"
+           "t = time.perf_counter()\n"
+           "p = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)\n"
            "r = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
-           "print(p.returncode, r.ru_maxrss, round(time.perf_counter() - t, 1)); sys.stderr.write(p.stderr.decode()[-2000:])\n")
+           "print(p.returncode, r.ru_maxrss, round(time.perf_counter() - t, 1))\n"
+           "sys.stderr.write(p.stderr.decode()[-2000:])\n")
 
 
 def write_run(folder: Path, megabytes: float, seed: int = 0) -> int:
@@ -69,8 +71,8 @@ def write_run(folder: Path, megabytes: float, seed: int = 0) -> int:
 
 def measure(src: Path, args, workdir: Path):
     env = {**os.environ, "PYTHONPATH": str(src)}
-    proc = subprocess.run([sys.executable, "-c", WRAPPER, sys.executable, "-c", "from swift_ext.cli import main; main()", *args],
-                          capture_output=True, text=True, env=env, cwd=workdir)
+    cli = [sys.executable, "-c", "from swift_ext.cli import main; main()", *args]
+    proc = subprocess.run([sys.executable, "-c", WRAPPER, *cli], capture_output=True, text=True, env=env, cwd=workdir)
     code, rss_kb, seconds = proc.stdout.split()
     return int(code), int(rss_kb) / 1024, float(seconds), proc.stderr.strip().splitlines()[-1:] if int(code) else []
 

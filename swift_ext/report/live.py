@@ -124,7 +124,8 @@ def make_handler(live: LiveReport) -> Callable[..., BaseHTTPRequestHandler]:
             self.wfile.write(body)
 
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-            if not host_allowed(self.headers.get("Host"), self.server.server_port, getattr(self.server, "bind_host", "")):
+            bound = getattr(self.server, "bind_host", "")
+            if not host_allowed(self.headers.get("Host"), self.server.server_port, bound):
                 # DNS rebinding: a web page whose name now resolves to 127.0.0.1 sends its own name as Host
                 self._send(403, b"forbidden: unknown Host header", "text/plain")
                 return

@@ -470,6 +470,7 @@ def group_by_prompt(items: Sequence[Completion]) -> List[List[int]]:
     return group_indices((c.step, c.prompt) for c in items)
 
 
-__all__ = ["Run", "Completion", "MetricLog", "Points", "load_run", "load_runs", "latest_run", "find_run_dirs", "metric_series",
+__all__ = ["Run", "Completion", "MetricLog", "Points", "load_run", "load_runs", "latest_run", "find_run_dirs",
+           "metric_series",
            "iter_completions", "prompt_text", "dataset_images", "group_by_prompt", "step_of", "number", "logging_rows"]
 
