@@ -120,3 +120,19 @@ def test_report_completion_blocks_equal_grouping_the_whole_file(tmp_path, monkey
     monkeypatch.setattr(report_page, "MAX_GROUP", 5)  # a group too large to show is an error naming it
     with pytest.raises(ConfigError, match=r"completions.jsonl:4: the prompt group .*Q0.* of step 1 has more than 5"):
         write_report([run], tmp_path / "r2.html")
+
+
+def test_a_replaced_or_truncated_logging_file_is_read_over(tmp_path):
+    path = tmp_path / "logging.jsonl"
+    path.write_text('{"loss": 1.0, "global_step/max_steps": "1/3"}\n{"loss": 2.0, "global_step/max_steps": "2/3"}\n')
+    log = runs.MetricLog(path)
+    log.read()
+    assert log.series["loss"] == [[1, 1.0], [2, 2.0]]
+    path.write_text('{"loss": 5.0, "global_step/max_steps": "1/3"}\n')  # shorter: a new run in the same folder
+    log.read()
+    assert log.series["loss"] == [[1, 5.0]] and log.offset == path.stat().st_size
+    new = tmp_path / "new.jsonl"
+    new.write_text('{"loss": 7.0, "global_step/max_steps": "1/3"}\n{"loss": 8.0, "global_step/max_steps": "2/3"}\n')
+    new.replace(path)  # another file under the same name (longer than what was read)
+    log.read()
+    assert log.series["loss"] == [[1, 7.0], [2, 8.0]]
