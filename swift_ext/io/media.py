@@ -196,6 +196,30 @@ def _read(full: str, item: str, max_bytes: int, head: Optional[int], kind: Optio
     return data
 
 
+def check_value(item: Any, *, kind: Optional[str] = "image", root: Optional[str] = None, confine: bool = False,
+                max_bytes: int = MAX_MEDIA_BYTES) -> None:
+    """Check one media value of a row as ms-swift accepts it (a path, URL, base64 string, ``{"bytes", "path"}``
+    dict, or a video's list of frames): paths go through :func:`check_path`; raises :class:`MediaError`."""
+    if isinstance(item, list) and kind == "video":
+        for x in item:
+            check_value(x, kind="image", root=root, confine=confine, max_bytes=max_bytes)
+        return
+    if isinstance(item, dict):
+        data = item.get("bytes")
+        if isinstance(data, (bytes, bytearray, str)) and data:
+            return
+        if data is not None or not isinstance(item.get("path"), str):
+            raise MediaError("an object needs bytes or a string path", "media_invalid")
+        item = item["path"]
+    if isinstance(item, (bytes, bytearray)) and item:
+        return
+    if not isinstance(item, str):
+        raise MediaError(f"a media value of type {type(item).__name__}", "media_invalid")
+    if classify(item) == "path":
+        check_path(item[7:] if item.startswith("file://") else item, root=root, confine=confine, kind=kind,
+                   max_bytes=max_bytes)
+
+
 def read_media(item: str, *, root: Optional[str] = None, confine: bool = False, kind: Optional[str] = "image",
                max_bytes: int = MAX_MEDIA_BYTES) -> bytes:
     """The bytes of the media file ``item`` names, after :func:`check_path`'s rules (applied again to the open
@@ -205,4 +229,4 @@ def read_media(item: str, *, root: Optional[str] = None, confine: bool = False, 
 
 
 __all__ = ["MAX_MEDIA_BYTES", "MEDIA_KINDS", "MEDIA_COLUMNS", "IMAGE_MAGIC", "MediaError", "image_mime", "classify",
-           "locate", "check_path", "read_media"]
+           "locate", "check_path", "check_value", "read_media"]
