@@ -144,14 +144,16 @@ def test_root_confines_media_paths_and_the_reason_does_not_tell_existence(tree, 
 
 
 def test_allow_outside_root_keeps_root_as_the_base_only(tree, tmp_path):
-    src = write_lines(tmp_path / "in.jsonl", [sft(0, ["a.png"]), sft(1, ["../outside.png"]), sft(2, ["/etc/passwd"])])
+    src = write_lines(tmp_path / "in.jsonl", [sft(0, ["a.png"]), sft(1, ["../outside.png"]),
+                                              sft(2, [str(tmp_path / "outside.png")]), sft(3, ["/etc/passwd"])])
     report = convert_file(src, str(tmp_path / "out.jsonl"),
                           ConvertOptions(to="sft", root=str(tree), allow_outside_root=True))
-    assert report.rows_converted == 3
+    assert report.rows_converted == 3               # /etc/passwd is no image, root or not (the one media check)
     run = cli("convert", src, "--to", "sft", "--root", tree, "-o", tmp_path / "cli.jsonl")
-    assert run.returncode == 0 and len(read_jsonl(tmp_path / "cli.rejected.jsonl")) == 2
+    assert run.returncode == 0 and len(read_jsonl(tmp_path / "cli.rejected.jsonl")) == 3
     run = cli("convert", src, "--to", "sft", "--root", tree, "--allow-outside-root", "-o", tmp_path / "cli2.jsonl")
     assert run.returncode == 0 and len(read_jsonl(tmp_path / "cli2.jsonl")) == 3
+    assert "is not an image" in read_jsonl(tmp_path / "cli2.rejected.jsonl")[0]["reason"]
 
 
 # -- media: paths written absolute / relative --------------------------------------------------------
