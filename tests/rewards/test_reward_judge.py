@@ -200,3 +200,29 @@ def test_rewards_score_writes_the_rationale(server, tmp_path):
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     assert [x[spec] for x in lines] == [0.9, None]
     assert [x["details"][spec]["rationale"] for x in lines] == ["Good. [[9]]", "hm"]
+
+
+def test_rows_naming_system_files_never_reach_the_judge(tmp_path, monkeypatch):
+    """images: /proc/self/environ (the API key and every secret), /etc/passwd, /dev/zero, a FIFO: the row abstains
+    with the reason and nothing is sent; a real image still goes (issue 17 finding 7; a real local server
+    records what arrives)."""
+    from http_recorder import Recorder
+
+    monkeypatch.setenv("JUDGE_TEST_KEY", "sk-judge-secret")
+    img = tmp_path / "red.png"
+    Image.new("RGB", (4, 4), "red").save(img)
+    fifo = tmp_path / "fifo.png"
+    os.mkfifo(fifo)
+    hostile = ["/proc/self/environ", "/etc/passwd", "/dev/zero", str(fifo)]
+    with Recorder() as rec:
+        r = build(f"judge:base_url={rec.url},model=m,rubric=helpfulness,api_key_env=JUDGE_TEST_KEY,cache=,"
+                  f"request_timeout=5")
+        t0 = time.monotonic()
+        out = call(r, ["a"] * 5, images=[[p] for p in hostile] + [[str(img)]])
+        assert time.monotonic() - t0 < 5
+        sent = rec.bodies()
+        posts = [q for q in rec.requests if q["method"] == "POST"]
+    assert out[:4] == [None] * 4
+    assert [d["error"].split(":")[0] for d in r.last_details[:4]] == ["image refused"] * 4
+    assert len(posts) == 1 and "data:image/png;base64," in posts[0]["body"]
+    assert "sk-judge-secret" not in sent and "root:" not in sent and "cm9vdD" not in sent
