@@ -17,6 +17,18 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
+def send_json(handler, code, obj, headers=()):
+    """Answer a ``BaseHTTPRequestHandler`` request with ``obj`` (JSON, or bytes as they are)."""
+    data = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
+    handler.send_response(code)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    for k, v in headers:
+        handler.send_header(k, v)
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 class Recorder:
     def __init__(self, delay: float = 0.0):
         self.requests = []
@@ -32,15 +44,7 @@ class Recorder:
             def log_message(self, *a):
                 pass
 
-            def _send(self, code, obj, headers=()):
-                data = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for k, v in headers:
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(data)
+            _send = send_json
 
             def _handle(self, method):
                 n = int(self.headers.get("Content-Length") or 0)
