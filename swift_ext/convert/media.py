@@ -18,7 +18,7 @@ import binascii
 import hashlib
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 from ..errors import ConfigError
 from ..io.media import classify, locate  # noqa: F401  (locate: the one confinement rule, re-exported)
