@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import ConfigError
+from ..io.media import read_media
 from ..runs import Completion, Run, dataset_images, gold_text, group_by_prompt, prompt_text
 
 #: metric prefixes of swift-ext's callbacks (``swift_ext.trainer.callbacks``) and of audits
@@ -142,7 +143,8 @@ class Thumbnails:
         try:
             from PIL import Image
 
-            with Image.open(path) as img:
+            # the one media check: a regular image file within the cap (a FIFO, /dev/zero or /proc file is refused)
+            with Image.open(io.BytesIO(read_media(path, kind="image"))) as img:
                 img = img.convert("RGB")
                 img.thumbnail((self.size, self.size))
                 buf = io.BytesIO()

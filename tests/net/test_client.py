@@ -116,3 +116,4 @@ def test_the_image_encoder_sends_only_image_files(tmp_path):
         with pytest.raises(MediaError) as err:
             image_url(bad)
         assert err.value.code == code, (bad, err.value)
+
