@@ -29,18 +29,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import email.utils
-import http.client
 import json
 import logging
 import os
 import random
 import socket
-import ssl
 import threading
 import time
 import urllib.parse
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, Optional, Tuple
 
 from ..errors import SwiftExtError
@@ -193,6 +189,8 @@ def retry_after(value: Optional[str]) -> Optional[float]:
         return max(0.0, float(value))
     except ValueError:
         pass
+    import email.utils
+
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
@@ -222,7 +220,7 @@ class Client:
         self.max_response_bytes = int(max_response_bytes)
         self.headers = dict(headers or {})
         self._slots = threading.BoundedSemaphore(self.concurrency)
-        self._pool: Optional[ThreadPoolExecutor] = None
+        self._pool: Any = None                     # a ThreadPoolExecutor, made on the first async call
         self._pool_lock = threading.Lock()
 
     def __getstate__(self):  # picklable: locks and threads are rebuilt
@@ -274,6 +272,8 @@ class Client:
 
     # -- internals -----------------------------------------------------------------------------------
     async def _in_pool(self, fn, *args, **kw):
+        from concurrent.futures import ThreadPoolExecutor
+
         with self._pool_lock:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="swift-ext-net")
@@ -357,6 +357,8 @@ class Client:
 def _exchange(method: str, url: str, data: Optional[bytes], headers: Dict[str, str], end: float,
               cap: int) -> Tuple[int, Dict[str, str], bytes]:
     """One HTTP exchange that cannot outlive ``end`` (a monotonic time): a watchdog closes the socket then."""
+    import http.client  # imported here: importing a reward that may use the client stays light
+
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise NetError(f"{url}: not an http(s) URL", retryable=False)
@@ -364,7 +366,11 @@ def _exchange(method: str, url: str, data: Optional[bytes], headers: Dict[str, s
     if remaining <= 0:
         raise DeadlineExceeded(f"{url}: no time left for the request")
     cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    kw = {"context": ssl.create_default_context()} if parts.scheme == "https" else {}
+    kw = {}
+    if parts.scheme == "https":
+        import ssl
+
+        kw = {"context": ssl.create_default_context()}
     conn = cls(parts.hostname, parts.port, timeout=remaining, **kw)
     expired = threading.Event()
 
