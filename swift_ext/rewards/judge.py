@@ -281,6 +281,9 @@ class Judge(AsyncReward):
         "retries": Param(3, "retries of one request on 429, 5xx, timeouts and refused connections", type=int,
                          min=0, max=20),
         "backoff": Param(0.5, "first retry delay in seconds (doubled each retry, with +-50% jitter)", min=0.0),
+        "rpm": Param(0.0, "at most this many requests per minute to the endpoint (0: no limit)", min=0.0),
+        "tpm": Param(0.0, "at most this many tokens per minute (prompt estimate + max_tokens per request; 0: no "
+                     "limit)", min=0.0),
         "max_tokens": Param(512, "tokens the judge may write", type=int, min=1),
         "temperature": Param(0.0, "judge sampling temperature", min=0.0, max=2.0),
         "cache": Param("~/.cache/swift-ext/judge.sqlite", "sqlite file of cached verdicts (empty: no cache)"),
@@ -331,7 +334,7 @@ class Judge(AsyncReward):
         if client is None:
             client = self._net = Client(self.url, api_key_env=self.api_key_env or None, concurrency=self.concurrency,
                                         retries=self.retries, backoff=self.backoff, timeout=self.request_timeout,
-                                        breaker=self._breaker())
+                                        rpm=self.rpm or None, tpm=self.tpm or None, breaker=self._breaker())
         return client
 
     def _breaker(self) -> Breaker:

@@ -226,3 +226,18 @@ def test_rows_naming_system_files_never_reach_the_judge(tmp_path, monkeypatch):
     assert [d["error"].split(":")[0] for d in r.last_details[:4]] == ["image refused"] * 4
     assert len(posts) == 1 and "data:image/png;base64," in posts[0]["body"]
     assert "sk-judge-secret" not in sent and "root:" not in sent and "cm9vdD" not in sent
+
+
+def test_the_key_does_not_follow_a_redirect_to_another_origin_and_rate_limits_apply(tmp_path, monkeypatch):
+    from http_recorder import Recorder
+
+    monkeypatch.setenv("JUDGE_TEST_KEY", "sk-judge-secret")
+    with Recorder() as a, Recorder() as b:
+        a.script["/v1/chat/completions"] = ("redirect", 307, b.url + "/chat/completions")
+        r = build(f"judge:base_url={a.url},model=m,rubric=helpfulness,api_key_env=JUDGE_TEST_KEY,cache=,rpm=2,"
+                  f"request_timeout=5")
+        call(r, ["a", "b", "c"])
+        assert a.requests[0]["headers"]["Authorization"] == "Bearer sk-judge-secret"
+        assert len(b.requests) == 2 and all("Authorization" not in q["headers"] for q in b.requests)
+    errors = [d.get("error", "") for d in r.last_details]
+    assert errors.count("") == 2 and "rate limit" in "".join(errors)       # the third would wait past its deadline
