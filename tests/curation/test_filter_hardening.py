@@ -94,7 +94,7 @@ def test_two_processes_on_one_output_the_second_refuses_the_first_completes_a_re
     naming its PID and writes nothing; the first completes with an intact checkpoint; a rerun resumes it all."""
     data = rows_file(tmp_path, plain(16))
     out = tmp_path / "o.jsonl"
-    with Recorder(delay=0.1) as rec:
+    with Recorder(delay=0.5) as rec:                 # sampling takes ~4 s: both processes start well within it
         argv = filter_argv(data, out, rec.url, "--concurrency", "2")
         procs = [subprocess.Popen(argv, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                  for _ in range(2)]
