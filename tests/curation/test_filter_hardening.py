@@ -1,7 +1,6 @@
 """``swift-ext filter`` against hostile rows, hostile endpoints and a second process (issue 17 findings 6, 7, 8
 and the checkpoint lows), through the public command with real local HTTP servers (tests/http_recorder.py)."""
 
-import dataclasses
 import json
 import os
 import subprocess
@@ -14,7 +13,6 @@ from click.testing import CliRunner
 from http_recorder import Recorder
 
 from swift_ext.cli import cli
-from swift_ext.cli.filter import SAMPLER_FLAGS, filter_cmd
 from swift_ext.curation import filter as flt
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -150,16 +148,6 @@ def test_the_endpoint_url_is_part_of_the_checkpoint_identity(tmp_path):
                                text=True, timeout=120)
     assert other.returncode == 1 and "made with source=" in other.stderr and b.url in other.stderr
     assert not [r for r in b.requests if r["method"] == "POST"]
-
-
-def test_every_filter_flag_is_declared_once_by_the_options():
-    """The click flags of `swift-ext filter` are FilterOptions and Sampling fields by name, plus the declared
-    sampler / output flags; every field has its flag."""
-    flags = {p.name for p in filter_cmd.params}
-    fields = {f.name for f in dataclasses.fields(flt.FilterOptions)} - {"sampling", "chunk"}
-    fields |= {f.name for f in dataclasses.fields(flt.Sampling)}
-    assert flags - set(SAMPLER_FLAGS) == fields
-    assert set(SAMPLER_FLAGS) <= flags
 
 
 def test_the_help_lists_the_rate_limit_flags():
