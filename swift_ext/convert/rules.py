@@ -34,7 +34,7 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, Collection, Dict, List, Optional, Tuple
 
-from .media import locate, looks_base64
+from ..io.media import MEDIA_COLUMNS, MediaError, check_value, classify, locate
 from .objects import OBJECTS, object_checks
 from .rows import GRADING_COLUMNS, GRPO_RESERVED, LOADER_OVERWRITTEN, canonical  # noqa: F401  (canonical: the doctest)
 
@@ -132,30 +132,30 @@ def tag_checks(msgs: List[Dict[str, Any]], images: list, videos: list, where: st
 
 
 def media_checks(c: Dict[str, Any], root: Optional[str] = None, decode: bool = False,
-                 exists: Callable[[str], bool] = os.path.exists, confine: bool = False) -> List[Check]:
-    """Media values that ms-swift cannot load: missing paths (``exists`` may be a cached lookup); with
-    ``confine``, paths outside ``root`` (``media_outside``, checked before and instead of existence)."""
+                 check: Optional[Callable[[Any, str], Optional[Check]]] = None, confine: bool = False,
+                 audios: Any = None) -> List[Check]:
+    """Media values that ms-swift cannot load or that no command may open, through the one media check
+    (:mod:`swift_ext.io.media`: regular files only, a size cap, an image header for images, confinement to
+    ``root`` with ``confine``; no length or base64 shortcut). ``check(item, kind)`` may be a cached
+    :func:`media_check`; ``audios``: the row's ``audios`` column (not part of the canonical row)."""
+    check = check or (lambda item, kind: media_check(item, kind, root, confine))
     out: List[Check] = []
-    for key in ("images", "videos", "rejected_images"):
-        for j, item in enumerate(c[key] or ()):
-            if isinstance(item, dict):
-                data = item.get("bytes")
-                if isinstance(data, (bytes, str)) and data:
-                    continue
-                if data is not None or not isinstance(item.get("path"), str):
-                    out.append(("media_invalid", "error", f"{key}[{j}]: an object needs bytes or a string path"))
-                    continue
-                item = item["path"]
-            if not isinstance(item, str) or item.startswith(("http://", "https://", "data:")) or len(item) >= 2000 \
-                    or looks_base64(item):
-                continue
-            full, outside = locate(item, root, confine)
-            if outside:
-                out.append(("media_outside", "error", f"{key}[{j}]: {outside}"))
-            elif not exists(full):
-                out.append(("media_missing", "error", f"{key}[{j}]: file not found: {full!r}"
-                            + ("" if root or os.path.isabs(item) else " (relative paths resolve against --root)")))
-            elif decode and key != "videos":
+    columns = [(key, c.get(key)) for key in ("images", "videos", "rejected_images")] + [("audios", audios)]
+    for key, items in columns:
+        if items is None:
+            continue
+        if not isinstance(items, list):
+            items = [items]
+        kind = MEDIA_COLUMNS[key]
+        for j, item in enumerate(items):
+            found = check(item, kind)
+            if found is not None:
+                name, message = found
+                out.append((name, "error", f"{key}[{j}]: {message}" + (
+                    " (relative paths resolve against --root)" if name == "media_missing" and not root
+                    and isinstance(item, str) and not os.path.isabs(item) else "")))
+            elif decode and kind == "image" and isinstance(item, str) and classify(item) == "path":
+                full = locate(item, root)[0]
                 try:
                     from PIL import Image
 
@@ -164,6 +164,15 @@ def media_checks(c: Dict[str, Any], root: Optional[str] = None, decode: bool = F
                 except Exception as exc:
                     out.append(("media_decode", "error", f"{key}[{j}]: cannot decode {full}: {exc}"))
     return out
+
+
+def media_check(item: Any, kind: str, root: Optional[str] = None, confine: bool = False) -> Optional[Tuple[str, str]]:
+    """``(check name, reason)`` when the one media check refuses ``item``, else None."""
+    try:
+        check_value(item, kind=kind, root=root, confine=confine)
+    except MediaError as exc:
+        return exc.code, str(exc)
+    return None
 
 
 def check_canonical(c: Dict[str, Any], raw: Dict[str, Any], task: Optional[str] = None, *, root=None,
@@ -177,7 +186,8 @@ def check_canonical(c: Dict[str, Any], raw: Dict[str, Any], task: Optional[str] 
         out += [chk for chk in tag_checks(c["rejected_messages"], images, c["videos"], "rejected_messages")
                 if chk[0] == "tags"]
     if check_media:
-        out += media_checks(c, root, decode, confine=confine)
+        out += media_checks(c, root, decode, confine=confine, audios=raw.get("audios") if isinstance(raw, dict)
+                            else None)
     out += turn_checks(msgs)
     if raw.get(OBJECTS) is not None:
         out += object_checks(msgs, raw[OBJECTS])

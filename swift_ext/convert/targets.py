@@ -199,7 +199,8 @@ def _rewrite(kind):
 
 # -- the fused path for plain swift rows --------------------------------------------------------------
 # columns that need the generic path (media, preference fields, names ms-swift treats specially)
-_SPECIAL_NO_IMAGES = frozenset((SWIFT_COLUMNS | GRPO_RESERVED | LOADER_OVERWRITTEN) - {"messages", "images"})
+_SPECIAL_NO_IMAGES = frozenset((SWIFT_COLUMNS | GRPO_RESERVED | LOADER_OVERWRITTEN | {"audios"})
+                               - {"messages", "images"})   # audios: the generic path checks them
 _TOOL_ROLES = ("tool", "tool_call", "tool_response")
 
 

@@ -16,7 +16,6 @@ import json
 import math
 import os
 import re
-import stat
 import tempfile
 import time
 from dataclasses import dataclass
@@ -24,14 +23,13 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, TextIO, Tuple
 
 from ..errors import ConfigError
+from ..io.media import read_media
 from ..runs import Completion, Points, Run, dataset_images, gold_text, iter_completions, prompt_text
 
 #: metric prefixes of swift-ext's callbacks (``swift_ext.trainer.callbacks``) and of audits
 CALLBACK_PREFIXES = ("eval_ext/", "train_sanity/", "audit/")
 PLANNED_MU_KEY = "chord/mu (planned)"
 THUMB_SIZE = 96
-#: images larger than this are not thumbnailed (the row shows the path)
-MAX_IMAGE_BYTES = 64 << 20
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _ASSETS = Path(__file__).resolve().parent / "assets"
 
@@ -154,12 +152,8 @@ class Thumbnails:
         try:
             from PIL import Image
 
-            # regular files only, and not too large: a FIFO, a device or /dev/zero named as an image would
-            # block or fill memory (the one media check of issue 17 replaces this where it lands)
-            st = os.stat(path)
-            if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_IMAGE_BYTES:
-                return None
-            with Image.open(path) as img:
+            # the one media check: a regular image file within the cap (a FIFO, /dev/zero or /proc file is refused)
+            with Image.open(io.BytesIO(read_media(path, kind="image"))) as img:
                 img = img.convert("RGB")
                 img.thumbnail((self.size, self.size))
                 buf = io.BytesIO()

@@ -10,20 +10,17 @@ shared safely by every rank of a node) under a key of the model, the rendered pr
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import hashlib
 import json
 import logging
-import mimetypes
 import os
-import random
 import re
-import threading
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from ..errors import ParamError
+from ..io.media import MediaError
+from ..net import Breaker, BreakerOpen, Client, NetError, breaker_for, image_url
 from ..params import Param
 from .contract import Example
 from .base import AsyncReward, Score, as_text
@@ -215,38 +212,9 @@ def _content_text(content: Any) -> str:
     return as_text(content)
 
 
-_MAGIC = [(b"\x89PNG", "image/png"), (b"\xff\xd8", "image/jpeg"), (b"GIF8", "image/gif"), (b"RIFF", "image/webp"),
-          (b"BM", "image/bmp")]
-
-
-def image_url(item: Any) -> Optional[str]:
-    """An image as an OpenAI ``image_url``: a data URL for a path or bytes (ms-swift's ``{"bytes", "path"}``
-    dicts included), http(s) and data URLs as they are; None for what is not an image reference.
-
-    >>> image_url("https://x.org/a.png"), image_url({"bytes": b"\\x89PNG...", "path": None})[:22]
-    ('https://x.org/a.png', 'data:image/png;base64,')
-    """
-    if isinstance(item, dict):
-        if item.get("bytes"):
-            return image_url(item["bytes"])
-        return image_url(item.get("path") or item.get("url") or item.get("image"))
-    if isinstance(item, (bytes, bytearray)):
-        data = bytes(item)
-        mime = next((m for magic, m in _MAGIC if data.startswith(magic)), "image/png")
-        return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
-    if isinstance(item, str) and item:
-        if item.startswith(("http://", "https://", "data:")):
-            return item
-        if os.path.isfile(item):
-            with open(item, "rb") as fh:
-                data = fh.read()
-            mime = mimetypes.guess_type(item)[0] or next((m for magic, m in _MAGIC if data.startswith(magic)),
-                                                        "image/png")
-            return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
-    return None
-
-
 def images_of(row: Dict[str, Any], key: str) -> List[str]:
+    """The row's images as ``image_url`` URLs, each through the one media check (:func:`swift_ext.net.image_url`:
+    regular image files only); raises :class:`~swift_ext.io.media.MediaError` for one it refuses."""
     value = row.get(key)
     if value is None:
         return []
@@ -325,48 +293,6 @@ class JudgeCache:
             self._fail(exc)
 
 
-# -- the circuit breaker --------------------------------------------------------------------------
-class Breaker:
-    """Per endpoint: ``failures`` consecutive failed attempts (refused, 5xx, timeout) open it for ``cooldown``
-    seconds, during which every row abstains at once; then one request may try again."""
-
-    def __init__(self, failures: int = 5, cooldown: float = 30.0):
-        self.limit, self.cooldown = failures, cooldown
-        self.failures = 0
-        self.open_until = 0.0
-        self.last_message = 0.0
-        self.lock = threading.Lock()
-
-    def is_open(self) -> bool:
-        return time.monotonic() < self.open_until
-
-    def success(self) -> None:
-        with self.lock:
-            self.failures = 0
-
-    def failure(self, url: str, why: str) -> None:
-        with self.lock:
-            self.failures += 1
-            if self.failures >= self.limit and not self.is_open():
-                self.open_until = time.monotonic() + self.cooldown
-                self.failures = self.limit - 1            # after the cooldown one more failure reopens it
-                now = time.monotonic()
-                if now - self.last_message >= 60:
-                    self.last_message = now
-                    logger.warning("judge endpoint %s is failing (%s): every judge row abstains for the next "
-                                   "%.0f s; training goes on (this message repeats at most once a minute)",
-                                   url, why, self.cooldown)
-
-
-_BREAKERS: Dict[str, Breaker] = {}
-
-
-class _Retry(Exception):
-    def __init__(self, why: str, after: Optional[float] = None, counts: bool = True):
-        super().__init__(why)
-        self.after, self.counts = after, counts
-
-
 class Judge(AsyncReward):
     """An LLM or VLM judge's score (0..1) of each completion, from any OpenAI-compatible chat endpoint.
 
@@ -387,11 +313,15 @@ class Judge(AsyncReward):
     reward, ``SWIFT_EXT_ASYNC_CONCURRENCY`` per process), each within ``request_timeout`` and the call's
     deadline, retried ``retries`` times with exponential backoff and jitter on 429 (honouring
     ``Retry-After``), 5xx, timeouts and refused connections. After 5 failed attempts in a row the endpoint's
-    circuit breaker opens for 30 s: every row abstains at once, with one message at most once a minute. The
+    circuit breaker opens for 30 s: every row abstains at once, with one message at most once a minute.
+    Requests go through the one HTTP client (:mod:`swift_ext.net`): ``request_timeout`` is a total deadline per
+    attempt (a server trickling its reply is cut), and a redirect to another origin never carries the key. The
     API key is read from the environment variable named by ``api_key_env`` (never from the spec, never
-    logged). Verdicts are cached in a sqlite file (``cache``, empty for none) keyed by the model, the rendered
-    prompt and the image hashes; the judge's rationale (up to 16 KiB) is kept with it and in ``last_details``
-    (shown by ``swift-ext rewards score -o``). A cached value that is not a score in 0..1 is a miss.
+    logged). Image paths pass the one media check (:mod:`swift_ext.io.media`): only regular image files within
+    the size cap are sent (``/proc/self/environ``, ``/etc/passwd``, ``/dev/zero`` or a FIFO make that row abstain,
+    and nothing is sent). Verdicts are cached in a sqlite file (``cache``, empty for none) keyed by the model, the rendered
+    prompt and the image hashes; the judge's rationale is kept with it and in ``last_details`` (shown by
+    ``swift-ext rewards score -o``).
 
     Abstains (``None``) when ``base_url`` is empty, the rubric needs a reference the row lacks, the reply holds
     no score (logged with the raw text; ``[[7/0]]`` is none), or the endpoint failed after its retries or is cut
@@ -428,11 +358,15 @@ class Judge(AsyncReward):
         "scale": Param(10.0, "the rubric's top score: N out of scale is N/scale", min=1e-9),
         "api_key_env": Param("OPENAI_API_KEY", "environment variable holding the API key (sent as a Bearer token)"),
         "concurrency": Param(32, "requests in flight at once for this reward", type=int, min=1, max=4096),
-        "request_timeout": Param(60.0, "seconds one request may take (also bounded by the call's deadline)",
+        "request_timeout": Param(60.0, "seconds one attempt may take in all: connect, headers and body (also "
+                                 "bounded by the call's deadline)",
                                  min=0.01),
         "retries": Param(3, "retries of one request on 429, 5xx, timeouts and refused connections", type=int,
                          min=0, max=20),
         "backoff": Param(0.5, "first retry delay in seconds (doubled each retry, with +-50% jitter)", min=0.0),
+        "rpm": Param(0.0, "at most this many requests per minute to the endpoint (0: no limit)", min=0.0),
+        "tpm": Param(0.0, "at most this many tokens per minute (prompt estimate + max_tokens per request; 0: no "
+                     "limit)", min=0.0),
         "max_tokens": Param(512, "tokens the judge may write", type=int, min=1),
         "temperature": Param(0.0, "judge sampling temperature", min=0.0, max=2.0),
         "cache": Param("~/.cache/swift-ext/judge.sqlite", "sqlite file of cached verdicts (empty: no cache)"),
@@ -464,7 +398,7 @@ class Judge(AsyncReward):
     def __getstate__(self):
         state = super().__getstate__()
         state["_cache"] = JudgeCache(self.cache) if self.cache else None
-        state["_session"] = None
+        state["_net"] = None
         return state
 
     # -- endpoint --------------------------------------------------------------------------------
@@ -477,24 +411,28 @@ class Judge(AsyncReward):
             base += "/v1"
         return base + "/chat/completions"
 
-    def _headers(self) -> Dict[str, str]:
-        key = os.environ.get(self.api_key_env, "") if self.api_key_env else ""
-        return {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
+    def _client(self) -> Client:
+        """The one HTTP client (:mod:`swift_ext.net`) this reward sends its requests through, built once."""
+        client = self.__dict__.get("_net")
+        if client is None:
+            client = self._net = Client(self.url, api_key_env=self.api_key_env or None, concurrency=self.concurrency,
+                                        retries=self.retries, backoff=self.backoff, timeout=self.request_timeout,
+                                        rpm=self.rpm or None, tpm=self.tpm or None, breaker=self._breaker())
+        return client
 
     def _breaker(self) -> Breaker:
-        b = _BREAKERS.get(self.url)
-        if b is None:
-            b = _BREAKERS[self.url] = Breaker()
+        b = breaker_for(self.url)
+        b.note = "every judge row abstains; training goes on"
         return b
 
-    async def _model_name(self, session) -> str:
+    async def _model_name(self) -> str:
         if self._model is None:
-            url = self.url.rsplit("/chat/completions", 1)[0] + "/models"
-            import aiohttp
-
-            async with session.get(url, headers=self._headers(), timeout=aiohttp.ClientTimeout(total=10)) as resp:
-                data = await resp.json(content_type=None)
-            self._model = data["data"][0]["id"]
+            data = await self._client().aget_json(self.url.rsplit("/chat/completions", 1)[0] + "/models",
+                                                  timeout=min(10.0, self.request_timeout))
+            try:
+                self._model = data["data"][0]["id"]
+            except (KeyError, IndexError, TypeError):
+                raise NetError(f"{self.base_url}: /models lists no model; set model=", retryable=False) from None
         return self._model
 
     # -- one request -----------------------------------------------------------------------------
@@ -515,19 +453,6 @@ class Judge(AsyncReward):
         self.last_details = [None] * n
         self._raw_logged = 0
 
-    async def __call__(self, completions: Sequence[Any], **kwargs: Any) -> List[Score]:  # type: ignore[override]
-        """The batch, with one HTTP session (connection pool) shared by its requests."""
-        if not self.base_url:
-            return await super().__call__(completions, **kwargs)
-        import aiohttp
-
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-            self._session = session
-            try:
-                return await super().__call__(completions, **kwargs)
-            finally:
-                self._session = None
-
     async def ascore_at(self, index: int, completion: str, row: Dict[str, Any]) -> Score:
         score, details = await self.judge_one(completion, row)
         if index < len(self.last_details):
@@ -543,7 +468,10 @@ class Judge(AsyncReward):
                 logger.warning("reward judge has no base_url: every row abstains")
                 self._warned_empty = True
             return None, None
-        rendered = self.render(completion, row)
+        try:
+            rendered = self.render(completion, row)
+        except MediaError as exc:                    # a row naming /proc/self/environ, /dev/zero, a non-image
+            return None, {"error": f"image refused: {exc}"}
         if rendered is None:
             return None, {"error": f"no reference in column {self.reference_key!r}"}
         prompt, images = rendered
@@ -554,14 +482,15 @@ class Judge(AsyncReward):
             hit = self._cache.get(key)
             if hit is not None:
                 return hit[0], {"rationale": hit[1], "cached": True}
-        breaker = self._breaker()
-        if breaker.is_open():
+        if self._breaker().is_open():
             return None, {"error": "circuit breaker open"}
         try:
-            text = await self._request(prompt, images, breaker)
-        except _Retry as exc:
+            text = await self._request(prompt, images)
+        except BreakerOpen:
+            return None, {"error": "circuit breaker open"}
+        except NetError as exc:                      # gave up after its retries, a 4xx, a malformed reply
             return None, {"error": str(exc)}
-        except Exception as exc:  # a malformed reply, a 4xx: this row abstains
+        except Exception as exc:  # a reward never raises: this row abstains
             return None, {"error": f"{type(exc).__name__}: {exc}"}
         answer = strip_think(completion).strip()             # as the judge was shown it (see render)
         score = parse_pairwise(text, answer) if self.mode == "pairwise" else parse_score(text, self.scale, answer)
@@ -573,57 +502,17 @@ class Judge(AsyncReward):
             self._cache.put(key, score, text, self._model or "")
         return score, {"rationale": text}
 
-    async def _request(self, prompt: str, images: List[str], breaker: Breaker) -> str:
-        """The judge's reply text, retried with backoff; raises :class:`_Retry` when it gives up."""
-        import aiohttp
-
-        session = self.__dict__.get("_session")
-        if session is None or session.closed:
-            async with aiohttp.ClientSession() as own:             # a single ascore() outside a call
-                self._session = own
-                try:
-                    return await self._request(prompt, images, breaker)
-                finally:
-                    self._session = None
+    async def _request(self, prompt: str, images: List[str]) -> str:
+        """The judge's reply text (the client retries, backs off and enforces the deadline)."""
         content: Any = prompt
         if images:
             content = [{"type": "text", "text": prompt}] + [{"type": "image_url", "image_url": {"url": u}}
                                                             for u in images]
-        attempt = 0
-        while True:
-            try:
-                return await self._post(session, content, breaker)
-            except (_Retry, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError) as exc:
-                why = str(exc) or type(exc).__name__
-                if not isinstance(exc, _Retry) or exc.counts:       # 429: the endpoint is alive, only busy
-                    breaker.failure(self.base_url, why)
-                attempt += 1
-                if attempt > self.retries or breaker.is_open():
-                    raise _Retry(f"gave up after {attempt} attempt(s): {why}") from None
-                delay = self.backoff * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
-                after = exc.after if isinstance(exc, _Retry) else None
-                if after is not None:
-                    delay = max(delay, min(after, 30.0))
-                await asyncio.sleep(delay)
-
-    async def _post(self, session: Any, content: Any, breaker: Breaker) -> str:
-        import aiohttp
-
-        body = {"model": await self._model_name(session), "messages": [{"role": "user", "content": content}],
+        body = {"model": await self._model_name(), "messages": [{"role": "user", "content": content}],
                 "max_tokens": self.max_tokens, "temperature": self.temperature}
-        timeout = aiohttp.ClientTimeout(total=self.request_timeout)
-        async with session.post(self.url, json=body, headers=self._headers(), timeout=timeout) as resp:
-            raw = await resp.text()
-            if resp.status == 429:
-                after = resp.headers.get("Retry-After", "")
-                raise _Retry("HTTP 429", float(after) if re.fullmatch(r"\d+(\.\d+)?", after) else None, counts=False)
-            if resp.status >= 500:
-                raise _Retry(f"HTTP {resp.status}")
-            if resp.status >= 400:
-                raise RuntimeError(f"HTTP {resp.status}: {raw[:200]}")
+        reply = await self._client().apost_json(self.url, body, tokens=len(prompt) / 4 + self.max_tokens)
         try:
-            text = json.loads(raw)["choices"][0]["message"]["content"]
-        except (ValueError, KeyError, IndexError, TypeError):
-            raise RuntimeError(f"malformed reply: {raw[:200]!r}") from None
-        breaker.success()
+            text = reply["choices"][0]["message"]["content"]
+        except (KeyError, IndexError, TypeError):
+            raise NetError(f"malformed reply: {json.dumps(reply)[:200]!r}", retryable=False) from None
         return text if isinstance(text, str) else as_text(text)

@@ -126,6 +126,7 @@ LAYERS = [
     {"errors"},
     {"params", "resources", "hookspecs", "io", "extract", "cpu_compat",   # foundation
      "bridge.context", "bridge.grpo", "bridge.infer"},  # ms-swift facts with no swift_ext deps
+    {"net"},                                      # the one HTTP client, the image encoder
     {"tools"},                                    # tool calls: the one parser and matcher (rewards, convert, agents)
     {"bridge.arguments"},                         # ms-swift's argument classes (the torchvision shim first)
     {"plugins"},                                  # the plugin manager and registries

@@ -313,3 +313,44 @@ def test_the_cache_caps_the_rationale(tmp_path):
     db.commit()
     score, rationale = cache.get("k")
     assert score == 0.5 and len(rationale) == MAX_RATIONALE
+
+
+def test_rows_naming_system_files_never_reach_the_judge(tmp_path, monkeypatch):
+    """images: /proc/self/environ (the API key and every secret), /etc/passwd, /dev/zero, a FIFO: the row abstains
+    with the reason and nothing is sent; a real image still goes (issue 17 finding 7; a real local server
+    records what arrives)."""
+    from http_recorder import Recorder
+
+    monkeypatch.setenv("JUDGE_TEST_KEY", "sk-judge-secret")
+    img = tmp_path / "red.png"
+    Image.new("RGB", (4, 4), "red").save(img)
+    fifo = tmp_path / "fifo.png"
+    os.mkfifo(fifo)
+    hostile = ["/proc/self/environ", "/etc/passwd", "/dev/zero", str(fifo)]
+    with Recorder() as rec:
+        r = build(f"judge:base_url={rec.url},model=m,rubric=helpfulness,api_key_env=JUDGE_TEST_KEY,cache=,"
+                  f"request_timeout=5")
+        t0 = time.monotonic()
+        out = call(r, ["a"] * 5, images=[[p] for p in hostile] + [[str(img)]])
+        assert time.monotonic() - t0 < 5
+        sent = rec.bodies()
+        posts = [q for q in rec.requests if q["method"] == "POST"]
+    assert out[:4] == [None] * 4
+    assert [d["error"].split(":")[0] for d in r.last_details[:4]] == ["image refused"] * 4
+    assert len(posts) == 1 and "data:image/png;base64," in posts[0]["body"]
+    assert "sk-judge-secret" not in sent and "root:" not in sent and "cm9vdD" not in sent
+
+
+def test_the_key_does_not_follow_a_redirect_to_another_origin_and_rate_limits_apply(tmp_path, monkeypatch):
+    from http_recorder import Recorder
+
+    monkeypatch.setenv("JUDGE_TEST_KEY", "sk-judge-secret")
+    with Recorder() as a, Recorder() as b:
+        a.script["/v1/chat/completions"] = ("redirect", 307, b.url + "/chat/completions")
+        r = build(f"judge:base_url={a.url},model=m,rubric=helpfulness,api_key_env=JUDGE_TEST_KEY,cache=,rpm=2,"
+                  f"request_timeout=5")
+        call(r, ["a", "b", "c"])
+        assert a.requests[0]["headers"]["Authorization"] == "Bearer sk-judge-secret"
+        assert len(b.requests) == 2 and all("Authorization" not in q["headers"] for q in b.requests)
+    errors = [d.get("error", "") for d in r.last_details]
+    assert errors.count("") == 2 and "rate limit" in "".join(errors)       # the third would wait past its deadline
