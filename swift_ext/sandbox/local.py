@@ -20,12 +20,15 @@ import signal
 import subprocess
 import tempfile
 import threading
+import logging
 import time
 from typing import Dict, List, Optional, Tuple
 
 from . import isolation as iso_mod
 from .base import ERROR, KILLED, OK, OUTPUT_LIMIT, SANDBOX_ERROR, TIMEOUT, Limits, Program, RunResult, Sandbox
 from .runners import PythonRunner, Runner, get_runner
+
+logger = logging.getLogger("swift_ext.sandbox")
 
 #: the environment every program gets (nothing of the trainer's: no API keys, no HF_TOKEN)
 BASE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
@@ -71,6 +74,10 @@ class LocalSandbox(Sandbox):
         self._slots = _Slots()
         self._lock = threading.Lock()
         self._own_user: Dict[str, bool] = {}
+        self._warned_python = False
+        if iso_mod.is_root() and not self.iso.drop_user:
+            raise iso_mod.SandboxUnavailable("swift-ext runs as root and setpriv (util-linux) is missing: programs "
+                                             "would run as root; install util-linux")
 
     @property
     def isolation(self) -> str:  # type: ignore[override]
@@ -85,20 +92,35 @@ class LocalSandbox(Sandbox):
             return self._root
 
     def runner(self, language: str) -> Runner:
-        if self.python and language.lower() in ("python", "py", "python3"):
-            return PythonRunner(self.python)
-        return get_runner(language)
+        """The language's runner; as root without bwrap, one whose tools a run's own user id can reach."""
+        python = language.lower() in ("python", "py", "python3")
+        runner = PythonRunner(self.python) if self.python and python else get_runner(language)
+        if not self.iso.drop_user or self.iso.mode == "bwrap" or self._reachable(runner.tools()):
+            return runner
+        if isinstance(runner, PythonRunner):            # e.g. a pyenv build under /root (mode 0700)
+            for alt in _system_pythons():
+                if self._reachable([alt]):
+                    if not self._warned_python:
+                        logger.warning("code sandbox: %s is not readable by other users; programs run with %s "
+                                       "(isolation=%s as root runs each program under a user id of its own)",
+                                       runner.python, alt, self.iso.mode)
+                        self._warned_python = True
+                    return PythonRunner(alt)
+        raise iso_mod.SandboxUnavailable(
+            f"runner {runner.name}: {', '.join(runner.tools())} cannot be run by another user, and as root "
+            f"without bubblewrap programs run under a user id of their own; install bubblewrap or pass an "
+            f"interpreter every user may run")
+
+    def _reachable(self, tools: List[str]) -> bool:
+        key = "\0".join(tools)
+        if key not in self._own_user:
+            self._own_user[key] = all(iso_mod.reachable_by_others(t) for t in tools)
+        return self._own_user[key]
 
     def uid(self, slot: int, runner: Runner) -> Optional[int]:
         """The run's own user id (root only), or None to run as this process's user."""
         if not self.iso.drop_user:
             return None
-        if self.iso.mode != "bwrap":                   # without a mount namespace the tools must be reachable
-            key = "\0".join(runner.tools())
-            if key not in self._own_user:
-                self._own_user[key] = all(iso_mod.reachable_by_others(t) for t in runner.tools())
-            if not self._own_user[key]:
-                return None
         return iso_mod.UID_BASE + ((os.getpid() % (1 << 22)) << 6) + (slot % 64)
 
     def command(self, runner: Runner, workdir: str, uid: Optional[int], limits: Limits) -> Tuple[List[str], str]:
@@ -303,6 +325,14 @@ class LocalSandbox(Sandbox):
             if self._root is not None:
                 _remove(self._root)
                 self._root = None
+
+
+def _system_pythons() -> List[str]:
+    import sys
+
+    found = [getattr(sys, "_base_executable", "")] + [shutil.which(n, path="/usr/local/bin:/usr/bin:/bin") or ""
+                                                      for n in ("python3", "python")]
+    return [p for p in dict.fromkeys(found) if p and os.path.exists(p)]
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
