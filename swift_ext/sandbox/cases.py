@@ -225,10 +225,10 @@ def _test_functions(code: str) -> List[str]:
 
 def from_test_code(code: str, entry_point: Optional[str], setup: str = "") -> TestSet:
     """HumanEval (``check`` + entry point) or a pytest-style file (each ``test_*`` function a case)."""
+    names = _test_functions(code)
     if entry_point and "def check(" in code:
         spec = {"setup": setup, "test": code, "call": f"check({entry_point})"}
         return TestSet([Case("assert", spec=spec, name=f"check({entry_point})")], None, "humaneval")
-    names = _test_functions(code)
     if names:
         cases = [Case("assert", spec={"setup": setup, "test": code, "call": n, "separate": True, "pytest_shim": True},
                       name=n) for n in names]

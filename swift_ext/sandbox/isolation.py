@@ -267,4 +267,17 @@ def report() -> Dict[str, object]:
     return {"modes": modes, "auto": chosen.as_dict(), "root": is_root(), "python": sys.executable}
 
 
-__all__ = ["Isolation", "SandboxUnavailable", "MODES", "detect", "probe", "report", "interpreter_dirs"]
+def doctor_line() -> Tuple[str, str, str]:
+    """(status, value, detail) for ``swift-ext doctor``: what the local backend isolates here."""
+    try:
+        iso = detect("auto")
+    except Exception as exc:  # noqa: BLE001 - the doctor reports, it does not crash
+        return "fail", "error", str(exc)
+    others = ", ".join(f"{m}: {probe(m, iso.tools) or 'works'}" for m in MODES if m != iso.mode)
+    detail = iso.describe() + (f"; not isolated: {'; '.join(iso.missing)}" if iso.missing else "") + f" ({others})"
+    if iso.mode != "bwrap":
+        detail += "; apt-get install bubblewrap for file-system and network isolation"
+    return ("ok" if iso.mode == "bwrap" else "warn"), iso.mode, detail
+
+
+__all__ = ["Isolation", "doctor_line", "SandboxUnavailable", "MODES", "detect", "probe", "report", "interpreter_dirs"]
