@@ -25,6 +25,8 @@ SHOWN = 300
 #: seconds of a call's deadline kept back for judging and clean-up
 MARGIN = 0.3
 PASSED = "passed"
+#: requests in flight at once for an HTTP backend when concurrency=0 (the service's cores do the work)
+HTTP_CONCURRENCY = 16
 
 
 def _python_compiles(text: str) -> bool:
@@ -111,7 +113,8 @@ class CodeTests(Reward):
         "float_tol": Param(1e-6, "numbers match within float_tol * max(1, |expected|) (0: compare text only)",
                            min=0.0, max=1.0),
         "max_cases": Param(0, "run at most this many cases per row (0: all)", type=int, min=0),
-        "concurrency": Param(0, "runs at once (0: CPUs / LOCAL_WORLD_SIZE, or SWIFT_EXT_SANDBOX_CONCURRENCY)",
+        "concurrency": Param(0, "runs at once (0: CPUs / LOCAL_WORLD_SIZE or SWIFT_EXT_SANDBOX_CONCURRENCY for the "
+                             "local backend, 16 requests for an HTTP backend)",
                              type=int, min=0, max=4096),
         "plain_returns": Param(True, "assert-style tests: the program's functions must return plain data (an "
                                "object whose __eq__ always says yes fails)"),
@@ -237,14 +240,15 @@ class CodeTests(Reward):
         runnable = [k for k, p in enumerate(programs) if not p.language.startswith("unsupported: ")]
         results: List[sb.RunResult] = [sb.RunResult(sb.SANDBOX_ERROR, message=p.language[len("unsupported: "):])
                                        for p in programs]
+        concurrency = self.concurrency or (None if self.backend == "local" else HTTP_CONCURRENCY)
         got = self.sandbox().run_many([programs[k] for k in runnable], self.limits(), max(0.0, deadline),
-                                      self.concurrency or None, [groups[k] for k in runnable])
+                                      concurrency, [groups[k] for k in runnable])
         for k, r in zip(runnable, got):
             results[k] = r
         for (i, j, case, _, _), slot in zip(jobs, slot_of):
-            verdicts[i].cases[j].update(self._judge(case, results[slot], nonces[slot]))
+            verdicts[i].cases[j].update(self._case_verdict(case, results[slot], nonces[slot]))
 
-    def _judge(self, case: Case, r: sb.RunResult, nonce: Optional[str]) -> Dict[str, Any]:
+    def _case_verdict(self, case: Case, r: sb.RunResult, nonce: Optional[str]) -> Dict[str, Any]:
         out: Dict[str, Any] = {"seconds": round(r.seconds, 3)}
         if case.mode == "stdio":
             out["expected"] = _short(case.expected)
