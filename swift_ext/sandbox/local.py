@@ -12,6 +12,7 @@ run's user id left in ``/tmp``, ``/var/tmp`` or ``/dev/shm``.
 
 from __future__ import annotations
 
+import atexit
 import os
 import resource
 import selectors
@@ -33,6 +34,8 @@ logger = logging.getLogger("swift_ext.sandbox")
 #: the environment every program gets (nothing of the trainer's: no API keys, no HF_TOKEN)
 BASE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
             "PYTHONDONTWRITEBYTECODE": "1", "PYTHONIOENCODING": "utf-8"}
+#: where the runs' working folders go (default: the system's temporary folder; a tmpfs is a good choice)
+TMP_ENV = "SWIFT_EXT_SANDBOX_TMP"
 #: seconds to keep reading after the program exited, for output still in the pipes
 DRAIN = 0.05
 _SHARED_TMP = ("/tmp", "/var/tmp", "/dev/shm")
@@ -62,7 +65,9 @@ class _Slots:
 class LocalSandbox(Sandbox):
     """Runs programs on this machine (see the module docstring). ``isolation``: ``auto`` (the strongest that
     works here), ``bwrap``, ``unshare`` or ``rlimits``; ``python``: the interpreter for Python programs
-    (default: the one running swift-ext); ``tmp``: where the working folders go (default: the system's)."""
+    (default: the one running swift-ext); ``tmp``: where the working folders go (default:
+    ``SWIFT_EXT_SANDBOX_TMP``, else the system's). The folders are removed after each run, their parent at
+    exit."""
 
     name = "local"
 
@@ -87,8 +92,10 @@ class LocalSandbox(Sandbox):
     def root(self) -> str:
         with self._lock:
             if self._root is None or not os.path.isdir(self._root):
-                self._root = tempfile.mkdtemp(prefix="swift-ext-sandbox-", dir=self._tmp)
+                where = self._tmp or os.environ.get(TMP_ENV) or None
+                self._root = tempfile.mkdtemp(prefix="swift-ext-sandbox-", dir=where)
                 os.chmod(self._root, 0o711)          # runs under their own user ids reach their folder
+                atexit.register(self.close)
             return self._root
 
     def runner(self, language: str) -> Runner:
