@@ -14,7 +14,7 @@ from ..errors import ParamError
 from ..extract import CODE_MODES, extract_code
 from ..params import Param
 from ..sandbox import base as sb
-from ..sandbox.cases import AUTO_KEYS, Case, TestSet, TestsError, read_tests
+from ..sandbox.cases import AUTO_KEYS, Case, TestsError, read_tests
 from ..sandbox.compare import same_output, same_value
 from .base import Reward, Score
 

@@ -28,7 +28,6 @@ import os
 import shutil
 import stat
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -259,14 +258,6 @@ def detect(want: str = "auto") -> Isolation:
     return iso
 
 
-def report() -> Dict[str, object]:
-    """What ``swift-ext doctor`` prints about the sandbox: each mode's availability and the one in force."""
-    tools = _tools()
-    modes = {m: (probe(m, tools) or "works") for m in MODES}
-    chosen = detect("auto")
-    return {"modes": modes, "auto": chosen.as_dict(), "root": is_root(), "python": sys.executable}
-
-
 def doctor_line() -> Tuple[str, str, str]:
     """(status, value, detail) for ``swift-ext doctor``: what the local backend isolates here."""
     try:
@@ -280,4 +271,4 @@ def doctor_line() -> Tuple[str, str, str]:
     return ("ok" if iso.mode == "bwrap" else "warn"), iso.mode, detail
 
 
-__all__ = ["Isolation", "doctor_line", "SandboxUnavailable", "MODES", "detect", "probe", "report", "interpreter_dirs"]
+__all__ = ["Isolation", "doctor_line", "SandboxUnavailable", "MODES", "detect", "probe", "interpreter_dirs"]

@@ -33,7 +33,9 @@ logger = logging.getLogger("swift_ext.sandbox")
 
 #: the environment every program gets (nothing of the trainer's: no API keys, no HF_TOKEN)
 BASE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
-            "PYTHONDONTWRITEBYTECODE": "1", "PYTHONIOENCODING": "utf-8"}
+            "PYTHONDONTWRITEBYTECODE": "1", "PYTHONIOENCODING": "utf-8",
+            # one thread per math library: a process limit of 32 must not break `import numpy` on a 64-core node
+            "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 #: where the runs' working folders go (default: the system's temporary folder; a tmpfs is a good choice)
 TMP_ENV = "SWIFT_EXT_SANDBOX_TMP"
 #: seconds to keep reading after the program exited, for output still in the pipes
