@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Optional
+from typing import Callable, List, Optional, Sequence, Tuple
 
 MODES = ("auto", "answer_tag", "boxed", "last_number", "last_letter", "none")
 
@@ -203,3 +203,84 @@ def answer_rule(text: str, mode: str = "auto") -> str:
     if boxed(body) is not None:
         return "boxed"
     return "after_think" if body is not text and body != text else "whole_text"
+
+
+# -- program code -----------------------------------------------------------------------------------
+CODE_MODES = ("auto", "fence", "answer", "whole")
+
+
+def code_blocks(text: str) -> List[Tuple[str, str, bool]]:
+    """Fenced blocks of ``text`` in order: ``(tag, code, closed)``; the tag is the first word after the
+    opening fence (``python`` in ```` ```python ````), empty when none; an unclosed last fence runs to the end.
+
+    >>> code_blocks("a\\n```python\\nprint(1)\\n```\\nb ```\\nx\\n```")
+    [('python', 'print(1)\\n', True), ('', 'x\\n', True)]
+    """
+    out: List[Tuple[str, str, bool]] = []
+    pos = 0
+    while True:
+        start = text.find("```", pos)
+        if start < 0:
+            return out
+        eol = text.find("\n", start + 3)
+        if eol < 0:
+            return out
+        head = text[start + 3:eol].strip()
+        tag = head.split()[0] if head else ""
+        end = text.find("```", eol + 1)
+        if end < 0:
+            out.append((tag, text[eol + 1:], False))
+            return out
+        out.append((tag, text[eol + 1:end], True))
+        pos = end + 3
+
+
+def extract_code(text: str, fences: Sequence[str] = ("python",), mode: str = "auto",
+                 whole_ok: Optional[Callable[[str], bool]] = None) -> Tuple[Optional[str], str]:
+    """``(code, rule)`` of the program in a completion, or ``(None, why)``.
+
+    ``fence``: the last block fenced with one of ``fences`` (case-insensitive), the open-r1 rule; ``answer``:
+    the content of the last ``<answer>`` (its last fenced block when it has one); ``whole``: the text after
+    any reasoning; ``auto``: a fence of the language, else an untagged fence, else ``<answer>``, else the
+    whole text when ``whole_ok(text)`` accepts it (for Python: it compiles). Blocks after the last
+    ``</think>`` are preferred to blocks in the reasoning.
+
+    >>> extract_code("Here:\\n```python\\nprint(2)\\n```")
+    ('print(2)\\n', 'fence')
+    >>> extract_code("no code here", mode="fence")
+    (None, 'no ```python block in the completion')
+    """
+    if not isinstance(text, str):
+        text = "" if text is None else str(text)
+    if mode not in CODE_MODES:
+        raise ValueError(f"unknown code extraction mode {mode!r}; choose from {CODE_MODES}")
+    wanted = {f.lower() for f in fences}
+    body = strip_think(text)
+    if mode == "whole":
+        return (body, "whole_text") if body.strip() else (None, "the completion is empty")
+    if mode == "answer":
+        inner = answer_tag(body)
+        if inner is None:
+            return None, "no <answer> in the completion"
+        blocks = code_blocks(inner)
+        return (blocks[-1][1], "answer_tag_fence") if blocks else (inner, "answer_tag")
+    for scope in ((body, text) if body is not text else (text,)):
+        blocks = code_blocks(scope)
+        tagged = [b for b in blocks if b[0].lower() in wanted]
+        if tagged:
+            tag, code, closed = tagged[-1]
+            return code, "fence" if closed else "unclosed_fence"
+        if mode == "auto":
+            untagged = [b for b in blocks if not b[0]]
+            if untagged:
+                return untagged[-1][1], "untagged_fence"
+    if mode == "fence":
+        return None, f"no ```{sorted(wanted)[0] if len(wanted) == 1 else '|'.join(sorted(wanted))} block in the " \
+                     f"completion"
+    inner = answer_tag(body)
+    if inner is not None and inner.strip():
+        return inner, "answer_tag"
+    if body.strip() and whole_ok is not None and whole_ok(body):
+        return body, "whole_text"
+    return None, ("no fenced code block, no <answer> and the text is not a program" if body.strip()
+                  else "the completion is empty")

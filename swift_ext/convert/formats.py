@@ -17,6 +17,8 @@ name                  columns
 ``verl``              verl parquet: ``prompt`` messages + ``reward_model.ground_truth`` + ``images``
 ``function_calling``  ``tools`` + ``answers`` (xLAM / Hermes style; :mod:`.function_calling`)
 ``ifeval``            ``prompt`` + ``instruction_id_list`` + ``kwargs`` (IFEval; :mod:`.instructions`)
+``code``              code datasets (open-r1 ``verification_info``, APPS ``input_output``, LiveCodeBench,
+                      HumanEval, MBPP, KodCode): the prompt + a ``tests`` column (:mod:`.code`)
 ====================  ==========================================================================
 
 >>> detect({"conversations": [], "image": "a.jpg"}).name
@@ -464,6 +466,19 @@ def read_verl(row: Dict[str, Any]) -> Dict[str, Any]:
     return canonical(msgs, _images(row), _videos(row), solution=gold, extra=_extra(row, _VERL_USED))
 
 
+# -- code datasets (tests for the code_tests reward): swift_ext.convert.code ------------------------------
+def _is_code_row(row: Dict[str, Any]) -> bool:
+    from .code import is_code_row
+
+    return is_code_row(row)
+
+
+def read_code(row: Dict[str, Any]) -> Dict[str, Any]:
+    from .code import read_code as read
+
+    return read(row)
+
+
 # -- registry of built-ins, detection ---------------------------------------------------------------
 def _has(*keys):
     return lambda row: all(k in row for k in keys)
@@ -476,6 +491,8 @@ BUILTIN_FORMATS = [
                 read_sharegpt, "LLaVA JSON: conversations[from,value] + image", 20),
     InputFormat("sharegpt", lambda r: "conversations" in r or "conversation" in r, read_sharegpt,
                 "ShareGPT conversations[from,value] (+system, images, chosen/rejected turns)", 25),
+    InputFormat("code", _is_code_row, read_code, "code datasets: open-r1 verification_info, APPS/TACO input_output, "
+                "LiveCodeBench, HumanEval, MBPP, KodCode (a tests column for code_tests)", 28),
     InputFormat("verl", _has("prompt", "reward_model"), read_verl,
                 "verl parquet: prompt messages + reward_model.ground_truth", 30),
     InputFormat("ifeval", instructions.detect, instructions.read_ifeval,

@@ -7,6 +7,7 @@ from ..hookspecs import hookimpl
 def register_rewards(register):
     from ..rewards.accuracy import ExactMatch, MathAccuracy
     from ..rewards.answers import Counting, MultipleChoice, Numeric, SetAccuracy, YesNo
+    from ..rewards.code import CodeTests
     from ..rewards.combine import CosineScaled, Gated
     from ..rewards.debug import RandomReward
     from ..rewards.detection import AP50, MeanAP
@@ -26,5 +27,5 @@ def register_rewards(register):
                 ANLS, CER, WER, RelaxedAccuracy,
                 JsonValid, JsonSchema, ToolCallReward, IFEval,
                 NgramRepetition, LengthBudget, ReasoningSteps, LanguageConsistency, TagCount,
-                TeacherSimilarity, Judge, Gated, CosineScaled):
+                TeacherSimilarity, Judge, Gated, CosineScaled, CodeTests):
         register(cls)

@@ -70,6 +70,11 @@ def default_size() -> int:
             return max(1, int(env))
         except ValueError:
             raise ValueError(f"{WORKERS_ENV}={env!r}: expected a whole number of worker processes") from None
+    return min(8, cpus_per_rank())
+
+
+def cpus_per_rank() -> int:
+    """The CPUs this process may use divided by the ranks on the node (``LOCAL_WORLD_SIZE``), at least 1."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
@@ -78,7 +83,7 @@ def default_size() -> int:
         ranks = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     except ValueError:
         ranks = 1
-    return max(1, min(8, cpus // ranks))
+    return max(1, cpus // ranks)
 
 
 def default_memory() -> int:
