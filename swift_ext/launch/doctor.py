@@ -168,7 +168,7 @@ def check_plugins() -> Check:
 
 
 def check_sandbox() -> Check:
-    from .sandbox.isolation import doctor_line
+    from ..sandbox.isolation import doctor_line
 
     return Check("code sandbox", *doctor_line())
 

@@ -17,6 +17,7 @@ from ..sandbox import base as sb
 from ..sandbox.cases import AUTO_KEYS, Case, TestsError, read_tests
 from ..sandbox.compare import same_output, same_value
 from .base import Reward, Score
+from .contract import Example
 
 logger = logging.getLogger("swift_ext.rewards")
 
@@ -87,6 +88,15 @@ class CodeTests(Reward):
     """
 
     name = "code_tests"
+    _DOUBLE = {"language": "python", "test_cases": [{"input": "2\n", "output": "4\n", "type": "stdin_stdout"},
+                                                    {"input": "5\n", "output": "10\n", "type": "stdin_stdout"}]}
+    examples = (  # doubles its input: both cases; prints 4: the first case only; no program; no tests: abstain
+        Example("full", "```python\nprint(int(input()) * 2)\n```", 1.0, verification_info=_DOUBLE),
+        Example("full", "```python\nprint(4)\n```", 0.5, verification_info=_DOUBLE),
+        Example("zero", "```python\nprint(0)\n```", 0.0, verification_info=_DOUBLE),
+        Example("malformed", "no code at all", 0.0, verification_info=_DOUBLE),
+        Example("malformed", "```python\nprint(1)\n```", None, verification_info=None),
+    )
     abstains = ("when the row holds no test cases in a known format, or the sandbox failed on every case "
                 "(an HTTP backend down)")
     default_timeout = 60.0

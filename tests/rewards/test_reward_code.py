@@ -257,7 +257,8 @@ def test_convert_then_filter_by_pass_rate(tmp_path):
                 on_done(key, [good] * i + [bad] * (n - i))
 
     kept = tmp_path / "kept.jsonl"
-    flt.run(str(out), str(kept), ["code_tests"], Sampler(), flt.Sampling(num_generations=4), keep=(0.25, 0.75))
+    flt.run(str(out), str(kept), Sampler(), flt.FilterOptions(rewards=("code_tests",), keep=(0.25, 0.75),
+                                                              sampling=flt.Sampling(num_generations=4)))
     got = [json.loads(line) for line in kept.read_text().splitlines()]
     assert sorted(r["pass_rate"] for r in got) == [0.25, 0.5, 0.75]
 
