@@ -29,32 +29,45 @@ _LETTER_RE = re.compile(
 _MAX_SCAN = 200_000  # characters looked at from the end: bounds the cost of huge completions
 
 
+def _last(text: str, exact: str, rx: "re.Pattern[str]", start: int = 0, end: Optional[int] = None) -> int:
+    """Start of the last case-insensitive match of ``rx`` (a tag; ``exact`` its lower-case spelling) in
+    ``text[start:end]``, -1 if none. The usual lower-case tag is found by ``str.rfind``; another spelling after
+    it must begin with the tag's first three characters in one of two cases (``</t`` / ``</T``, ``<a`` / ``<A``:
+    no other character folds to ``a`` or ``t``), and only when one does is the rest searched with the regex.
+    Otherwise one linear regex scan (no lazy ``.*?``, which is quadratic on ``"<answer>" * n``)."""
+    if end is None:
+        end = len(text)
+    i = text.rfind(exact, start, end)
+    if i >= 0:
+        head = exact[:3]
+        if text.find(head, i + 1, end) < 0 and text.find(head.upper(), i + 1, end) < 0:
+            return i
+        if rx.search(text, i + 1, end) is None:
+            return i
+    last = None
+    for last in rx.finditer(text, start, end):
+        pass
+    return last.start() if last is not None else -1
+
+
 def strip_think(text: str) -> str:
     """Drop reasoning: everything up to the last ``</think>`` (handles templates that pre-fill ``<think>``)."""
     if not text:
         return ""
-    last = None
-    for last in _THINK_CLOSE_RE.finditer(text):  # linear; a lazy <think>.*?</think> is quadratic on "<think>"*n
-        pass
-    return text[last.end():] if last is not None else text
+    i = _last(text, "</think>", _THINK_CLOSE_RE)
+    return text[i + 8:] if i >= 0 else text
 
 
 def answer_tag(text: str) -> Optional[str]:
     """Content of the last ``<answer>…</answer>``; an unclosed last ``<answer>`` takes the rest."""
-    close = None
-    for close in _ANSWER_CLOSE_RE.finditer(text):  # linear scans: no lazy .*? that is quadratic on "<answer>"*n
-        pass
-    if close is not None:
-        opening = None
-        for opening in _ANSWER_OPEN_RE.finditer(text, 0, close.start()):
-            pass
-        if opening is not None:
-            return text[opening.end():close.start()].strip()
-    opens = None
-    for opens in _ANSWER_OPEN_RE.finditer(text):
-        pass
-    if opens is not None:
-        return text[opens.end():].strip()
+    close = _last(text, "</answer>", _ANSWER_CLOSE_RE)
+    if close >= 0:
+        opening = _last(text, "<answer>", _ANSWER_OPEN_RE, 0, close)
+        if opening >= 0:
+            return text[opening + 8:close].strip()
+    opening = _last(text, "<answer>", _ANSWER_OPEN_RE)
+    if opening >= 0:
+        return text[opening + 8:].strip()
     return None
 
 
@@ -107,6 +120,17 @@ def extract_answer(text: str, mode: str = "auto") -> Optional[str]:
         text = "" if text is None else str(text)
     if mode == "none":
         return text.strip()
+    if mode == "auto":
+        # the usual shape, "...<answer>X</answer>" at the end with no tag and no backslash inside: the answer
+        # without the general path's scans (the same result: no </think> can follow an <answer> whose content
+        # holds no "<", and without a backslash there is no \boxed to look into)
+        close = text.rfind("</answer>")
+        if close >= 0 and (close + 9 == len(text) or text[close + 9:].isspace()):
+            opening = text.rfind("<answer>", 0, close)
+            if opening >= 0 and text.find("<", opening + 8, close) < 0:
+                inner = text[opening + 8:close].strip()
+                if "\\" not in inner:
+                    return inner
     if mode == "answer_tag":
         return answer_tag(text)
     body = strip_think(text)

@@ -1,7 +1,8 @@
-"""``swift-ext rewards list``, ``swift-ext rewards score`` and ``swift-ext rewards explain``."""
+"""``swift-ext rewards list``, ``score``, ``explain`` and ``test``."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import click
@@ -59,22 +60,20 @@ def score_cmd(input_path, specs, plugin_files, completion_key, ref_key, output, 
     """
     from rich.table import Table
 
-    from .. import results, scoring
-    from ..io import atomic_write
+    from ..io import JsonlWriter
+    from ..scoring import score as scoring
 
-    res = results.load(input_path, completion_key=completion_key, ref_key=ref_key)
-    for line, why in res.rejected[:10]:
+    # streamed: per-completion scores go to --output as they are computed, statistics fold prompt groups as
+    # they close, so memory stays bounded whatever the file's size
+    with contextlib.ExitStack() as stack:
+        writer = stack.enter_context(JsonlWriter(output)) if output else None
+        bar = stack.enter_context(progress())
+        task = bar.add_task("scoring", total=None)
+        report = scoring.score_stream(input_path, specs, plugin_files, completion_key=completion_key,
+                                      ref_key=ref_key, on_batch=lambda n: bar.advance(task, n),
+                                      sink=writer.write if writer else None)
+    for line, why in report.rejected[:10]:
         console.print(f"[yellow]rejected[/yellow] {input_path}:{line}: {escape(why)}")
-    with progress() as bar:
-        task = bar.add_task("scoring", total=len(res.completions) * len(specs))
-        details: dict = {}
-        scores = scoring.score_results(res, specs, plugin_files,
-                                       on_batch=lambda n: bar.advance(task, n * len(specs)), details=details)
-    report = scoring.report(res, scores, details)
-    if output:
-        with atomic_write(output) as fh:
-            for row in report.scores:
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
     if as_json:
         echo_json(report.as_dict())
         return
@@ -123,13 +122,14 @@ def explain_cmd(input_path, specs, completion, row_json, columns, plugin_files, 
     """
     from rich.table import Table
 
-    from .. import explain, results
+    from ..scoring import explain, results
     from ..errors import ConfigError
 
     if (input_path is None) == (completion is None):
         raise ConfigError("give a completion file INPUT.jsonl or one --completion TEXT (not both)")
     if input_path is not None:
-        res = results.load(input_path, completion_key=completion_key, ref_key=ref_key)
+        # --limit N reads only as far as the first N completions (in batches), never the whole file
+        res = results.head(input_path, limit or None, completion_key=completion_key, ref_key=ref_key)
         for line, why in res.rejected[:10]:
             console.print(f"[yellow]rejected[/yellow] {input_path}:{line}: {escape(why)}")
     else:
@@ -161,6 +161,47 @@ def explain_cmd(input_path, specs, completion, row_json, columns, plugin_files, 
                           escape(json.dumps(details, ensure_ascii=False, default=str)[:600]))
     console.print(table)
     echo_json(got)
+
+
+@rewards_group.command("test")
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+@click.option("--plugin", "plugin_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="a swift-ext plugin file (a module with a register_rewards hook, or Reward classes with a "
+                   "`name`): test its rewards; repeatable")
+@click.option("--json", "as_json", is_flag=True, help="one JSON array on stdout instead of JSON lines")
+def test_cmd(names, plugin_files, as_json):
+    """Check the reward contract on each reward's declared examples: every example scores as declared,
+    the same input twice gives the same score, the class and an instance pickle, each call ends within the
+    reward's deadline, and explain() gives the call's score. Exits 1 on any failure.
+
+    NAME selects registered rewards (default: all of them, built-in and installed plugins; with --plugin:
+    the plugin files' rewards). A table goes to stderr, one JSON line per check to stdout.
+
+    \b
+    Example:
+        swift-ext rewards test exact_match iou
+        swift-ext rewards test --plugin my_rewards.py
+    """
+    from rich.table import Table
+
+    from ..rewards import contract
+
+    results = contract.run(names, plugin_files)
+    table = Table("reward", "check", "ok", "detail", title="reward contract")
+    for r in results:
+        if not r.ok or r.check in ("examples",):
+            table.add_row(escape(r.reward), r.check, "[green]ok[/]" if r.ok else "[red]FAIL[/]", escape(r.detail))
+    bad = contract.failed(results)
+    console.print(table)
+    console.print(f"{len({r.reward for r in results})} rewards, {len(results)} checks, "
+                  + (f"[red]{len(bad)} failed[/]" if bad else "[green]all passed[/]"))
+    if as_json:
+        echo_json([r.as_dict() for r in results])
+    else:
+        for r in results:
+            click.echo(json.dumps(r.as_dict(), ensure_ascii=False))
+    if bad:
+        raise SystemExit(1)
 
 
 def register(cli):

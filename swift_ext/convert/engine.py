@@ -498,7 +498,7 @@ def convert_file(input: str, output: str, to: Union[str, ConvertOptions, None] =
     total, unit = sources.progress_total(input, options.split)
     try:
         with Progress(show_progress, total, unit, f"{fmt.name if fmt else '?'} -> {target.name}") as bar:
-            if options.num_proc and options.num_proc > 1 and sources.input_kind(input) != "json":
+            if options.num_proc and options.num_proc > 1 and sources.input_kind(input) not in ("json", "coco"):
                 _run_parallel(input, conv, sink, options.num_proc, options.split, bar)
             else:
                 _run_serial(input, conv, sink, options.split, bar)

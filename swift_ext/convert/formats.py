@@ -17,6 +17,8 @@ name                  columns
 ``verl``              verl parquet: ``prompt`` messages + ``reward_model.ground_truth`` + ``images``
 ``code``              code datasets (open-r1 ``verification_info``, APPS ``input_output``, LiveCodeBench,
                       HumanEval, MBPP, KodCode): the prompt + a ``tests`` column (:mod:`.code`)
+``function_calling``  ``tools`` + ``answers`` (xLAM / Hermes style; :mod:`.function_calling`)
+``ifeval``            ``prompt`` + ``instruction_id_list`` + ``kwargs`` (IFEval; :mod:`.instructions`)
 ====================  ==========================================================================
 
 >>> detect({"conversations": [], "image": "a.jpg"}).name
@@ -36,7 +38,7 @@ import ast
 import json
 from typing import Any, Dict, List, Optional, Tuple
 
-from . import registry
+from . import function_calling, instructions, registry
 from .registry import InputFormat
 from .rows import PLAIN_ROLES, ROLE_ALIASES, RowError, block_media, canonical, content_text, media_list, norm_message
 
@@ -493,6 +495,11 @@ BUILTIN_FORMATS = [
                 "LiveCodeBench, HumanEval, MBPP, KodCode (a tests column for code_tests)", 28),
     InputFormat("verl", _has("prompt", "reward_model"), read_verl,
                 "verl parquet: prompt messages + reward_model.ground_truth", 30),
+    InputFormat("ifeval", instructions.detect, instructions.read_ifeval,
+                "IFEval: prompt + instruction_id_list + kwargs (kept for the ifeval reward)", 32),
+    InputFormat("function_calling", function_calling.detect, function_calling.read_function_calling,
+                "function calling: tools + answers (xLAM / Hermes style) -> tool_call turns, tools, gold calls in "
+                "solution", 33),
     InputFormat("rlaif_v", _has("question", "chosen", "rejected"), read_rlaif_v,
                 "RLAIF-V preference: question/chosen/rejected/image", 35),
     InputFormat("trl_preference",

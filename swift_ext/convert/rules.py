@@ -14,6 +14,9 @@ row with the message of the first error (:func:`first_error`), so what ``convert
   turns in a row, no user turn;
 - ``empty_turn`` [error]: a user/assistant turn whose content is empty or whitespace;
 - ``reserved_column`` [error, GRPO sample fields] / ``reserved_column_dataset`` [warning];
+- ``objects`` [error]: an ms-swift grounding ``objects`` value that is malformed, or more ``<ref-object>`` /
+  ``<bbox>`` placeholders than refs / boxes (ms-swift leaves the rest as text); ``objects_unused`` [warning]:
+  fewer placeholders than objects;
 - ``solution`` [error, grpo]: no ``solution`` column; ``response`` [error, sft/dpo/kto]: no final assistant
   turn; ``rejected`` [error, dpo]: no rejected response, or it equals the chosen one; ``label`` [error, kto]:
   not a boolean; ``duplicate`` [warning, file level].
@@ -32,14 +35,15 @@ import os
 from typing import Any, Callable, Collection, Dict, List, Optional, Tuple
 
 from .media import locate, looks_base64
-from .rows import GRPO_RESERVED, LOADER_OVERWRITTEN, canonical  # noqa: F401  (canonical: the doctest)
+from .objects import OBJECTS, object_checks
+from .rows import GRADING_COLUMNS, GRPO_RESERVED, LOADER_OVERWRITTEN, canonical  # noqa: F401  (canonical: the doctest)
 
 Check = Tuple[str, str, str]  # (check name, severity, message)
 TASKS = ("sft", "grpo", "dpo", "kto", "trl", "mcq", "judge")
 SEVERITY = {
     "parse": "error", "format": "error", "tags": "error", "tags_missing": "warning", "media_missing": "error",
     "media_decode": "error", "media_invalid": "error", "role_order": "error", "empty_turn": "error",
-    "reserved_column": "error", "media_outside": "error",
+    "reserved_column": "error", "media_outside": "error", "objects": "error", "objects_unused": "warning",
     "reserved_column_dataset": "warning", "solution": "error", "response": "error", "rejected": "error",
     "label": "error", "duplicate": "warning",
 }
@@ -175,6 +179,8 @@ def check_canonical(c: Dict[str, Any], raw: Dict[str, Any], task: Optional[str] 
     if check_media:
         out += media_checks(c, root, decode, confine=confine)
     out += turn_checks(msgs)
+    if raw.get(OBJECTS) is not None:
+        out += object_checks(msgs, raw[OBJECTS])
     if not _SPECIAL_COLUMNS.isdisjoint(raw):
         for k in raw:
             if k in LOADER_OVERWRITTEN:
@@ -183,12 +189,15 @@ def check_canonical(c: Dict[str, Any], raw: Dict[str, Any], task: Optional[str] 
             elif task == "grpo" and k in GRPO_RESERVED:
                 out.append(("reserved_column", "error", f"column {k!r} is an ms-swift GRPO sample field; "
                             f"rewards would not see it (rename it)"))
-    if task == "grpo" and "solution" not in raw:
+    if task == "grpo" and "solution" not in raw and not any(k in raw for k in GRADING_COLUMNS):
         hint = next((k for k in ("answer", "response", "output", "ground_truth", "target") if k in raw), None)
         out.append(("solution", "error", "no 'solution' column for GRPO" + (
             f" ('{hint}' is renamed to the response and dropped by GRPO; convert with "
             f"`swift-ext convert --to grpo` or pass --columns '{{\"{hint}\": \"solution\"}}')" if hint else "")))
-    if task in ("sft", "dpo", "kto") and (not msgs or msgs[-1]["role"] != "assistant"):
+    # an agent's answer may be its tool calls: ms-swift's agent template renders trailing tool_call turns as the
+    # assistant response it trains on (SFT)
+    if task in ("sft", "dpo", "kto") and (not msgs or msgs[-1]["role"] not in (
+            ("assistant", "tool_call") if task == "sft" else ("assistant",))):
         out.append(("response", "error", f"{task}: the last turn is not an assistant response"))
     if task == "dpo":
         if c["rejected"] is None and c["rejected_messages"] is None and not c["rejected_images"]:

@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Collection, Dict, List, Optional, Sequence, Tu
 
 from ..components import Component
 from ..params import Param
-from ..results import as_text
+from ..scoring.results import as_text
 from . import pool
 
 logger = logging.getLogger("swift_ext.rewards")
@@ -50,6 +50,11 @@ class Reward(Component):
 
     kind: ClassVar[str] = "reward"
     abstains: ClassVar[str] = "never"
+    #: declared cases (:class:`swift_ext.rewards.contract.Example`: full credit, zero, malformed) that
+    #: ``swift-ext rewards test`` scores, with determinism, pickling, deadline and explain checks
+    examples: ClassVar[Tuple[Any, ...]] = ()
+    #: ``{kind: why}`` for a required example kind this reward cannot show offline (a judge needs its endpoint)
+    examples_skip: ClassVar[Dict[str, str]] = {}
     #: score given when a reward's own code fails on an input (logged once); rewards should not rely on it
     fallback: ClassVar[float] = 0.0
     #: dataset columns :meth:`score` reads (``None``: all of them). ms-swift passes a dozen columns per
@@ -87,7 +92,7 @@ class Reward(Component):
         self.setup()
 
     def reduce_kwargs(self) -> Dict[str, Any]:
-        return {"args": self.args}
+        return {"args": self.args, **super().reduce_kwargs()}
 
     def needed_columns(self) -> Optional[Collection[str]]:
         """The columns this instance reads (override when it depends on a parameter such as ``gold_key``)."""

@@ -17,6 +17,7 @@ from ..sandbox import base as sb
 from ..sandbox.cases import AUTO_KEYS, Case, TestsError, read_tests
 from ..sandbox.compare import same_output, same_value
 from .base import Reward, Score
+from .contract import Example
 
 logger = logging.getLogger("swift_ext.rewards")
 
@@ -87,6 +88,16 @@ class CodeTests(Reward):
     """
 
     name = "code_tests"
+    examples = (
+        Example("full", "```python\nprint(sum(map(int, input().split())))\n```", 1.0,
+                ground_truth={"inputs": ["1 2", "5 7"], "outputs": ["3", "12"]}),
+        Example("zero", "```python\nprint(3)\n```", 0.0, params="mode=all",
+                ground_truth={"inputs": ["1 2", "5 7"], "outputs": ["3", "12"]}),
+        Example("zero", "```python\nimport sys\nsys.exit(0)\n```", 0.0,
+                test="def check(candidate):\n    assert candidate(2) == 4\n", entry_point="sq"),
+        Example("malformed", "```python\nprint(3)\n```", None, ground_truth=None),
+        Example("malformed", "no program here", 0.0, ground_truth={"inputs": ["1 2"], "outputs": ["3"]}),
+    )
     abstains = ("when the row holds no test cases in a known format, or the sandbox failed on every case "
                 "(an HTTP backend down)")
     default_timeout = 60.0

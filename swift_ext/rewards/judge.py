@@ -25,6 +25,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import ParamError
 from ..params import Param
+from .contract import Example
 from .base import AsyncReward, Score, as_text
 from ..extract import strip_think
 
@@ -329,6 +330,11 @@ class Judge(AsyncReward):
     """
 
     name = "judge"
+    examples = (
+        Example("malformed", "an answer", None, messages=[{"role": "user", "content": "q"}]),
+    )
+    examples_skip = {kind: "needs an OpenAI-compatible judge endpoint (tests/rewards/test_judge_e2e.py serves one)"
+                     for kind in ("full", "zero")}
     abstains = ("when base_url is empty, the rubric needs a reference the row lacks, the judge's reply holds no "
                 "score, or the endpoint failed after its retries (or its circuit breaker is open)")
     default_timeout = 120.0

@@ -14,6 +14,7 @@ from typing import Any, List, Optional, Sequence
 
 from ..errors import ParamError
 from ..params import Param
+from .contract import Example
 from .base import Checked, Reward, Score, column, texts_of
 from ..extract import answer_tag, strip_think
 
@@ -98,6 +99,12 @@ class NgramRepetition(Reward):
     """
 
     name = "ngram_repetition"
+    examples = (
+        Example("full", "a b c d", 0.0, params="n=2"),
+        Example("zero", "a a a a a a", -0.8, params="n=2"),     # 5 bigrams, 1 distinct: -(1 - 1/5)
+        Example("zero", "a b a b a b", -0.6, params="n=2"),
+        Example("malformed", "", 0.0, params="n=2"),
+    )
     columns = ("response_token_ids",)
     params = {
         "n": Param(3, "n-gram size", min=1, max=64),
@@ -160,6 +167,12 @@ class LengthBudget(Reward):
     """
 
     name = "length_budget"
+    examples = (
+        Example("full", "x" * 6, 0.0, params="max_length=10,soft_cache=4,unit=char"),
+        Example("zero", "x" * 20, -1.0, params="max_length=10,soft_cache=4,unit=char"),
+        Example("zero", "...", -0.75, params="max_length=10,soft_cache=4", response_token_ids=[7] * 9),
+        Example("malformed", None, 0.0, params="max_length=10,soft_cache=4,unit=char"),
+    )
     columns = ("response_token_ids",)
     params = {
         "max_length": Param(1024, "length at which the full penalty applies", min=1),
@@ -250,6 +263,11 @@ class ReasoningSteps(Reward):
     """
 
     name = "reasoning_steps"
+    examples = (
+        Example("full", "Step 1: add.\nStep 2: carry.\nStep 3: done.", 1.0),
+        Example("zero", "42", 0.0),
+        Example("malformed", "", 0.0),
+    )
     columns = ()
     params = {
         "target": Param(3, "number of steps worth the full score", min=1),
@@ -324,6 +342,11 @@ class LanguageConsistency(Reward):
     """
 
     name = "language_consistency"
+    examples = (
+        Example("full", "图中有两只猫", 1.0, messages=[{"role": "user", "content": "图中有几只猫？"}]),
+        Example("zero", "There are two cats", 0.0, messages=[{"role": "user", "content": "图中有几只猫？"}]),
+        Example("malformed", "two cats", None, messages=[{"role": "user", "content": "123"}]),
+    )
     abstains = "when target=auto and the prompt has no Chinese or English text (or no prompt is passed)"
     params = {
         "target": Param("auto", "language to reward: auto (the prompt's), zh or en", choices=("auto", "zh", "en")),
@@ -376,6 +399,11 @@ class TagCount(Reward):
     """
 
     name = "tag_count"
+    examples = (
+        Example("full", "<think>a</think><answer>b</answer>", 1.0),
+        Example("zero", "b", 0.0),
+        Example("malformed", "<think>a</think>b", 0.5),
+    )
     columns = ()
     params = {
         "tags": Param(["think", "answer"], "tag names, in order (list: think|answer)", type=list),

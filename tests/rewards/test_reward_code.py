@@ -232,7 +232,7 @@ def test_a_plugin_runner_adds_a_language(register_plugin):
 
 # -- data: convert, then filter with code_tests unchanged --------------------------------------------
 def test_convert_then_filter_by_pass_rate(tmp_path):
-    from swift_ext import filter as flt
+    from swift_ext.curation import filter as flt
 
     rows = [{"problem": f"Print {i} plus the input.", "gold_standard_solution": f"print(int(input()) + {i})",
              "verification_info": {"language": "python", "test_cases": [
@@ -263,7 +263,7 @@ def test_convert_then_filter_by_pass_rate(tmp_path):
 
 
 def test_doctor_reports_the_sandbox():
-    from swift_ext.doctor import check_sandbox
+    from swift_ext.launch.doctor import check_sandbox
     from swift_ext.sandbox import isolation
 
     c = check_sandbox()

@@ -1,0 +1,253 @@
+"""Health and reward-hacking detectors over a GRPO run's own files.
+
+Each detector reads ms-swift's ``logging.jsonl`` (and ``completions.jsonl`` when the run logged completions)
+and compares the **last quarter** of the run with the **first quarter**, or looks at the last quarter alone.
+It reports ``ok``, ``warn`` or ``error`` with the value it measured and its thresholds, or ``skipped`` with
+the reason (too few steps, metric not logged, no completions file). The same detectors run during training
+as the ``audit`` callback (metrics only).
+
+=====================  ====================================================================  ===============
+detector               measures                                                              warn / error
+=====================  ====================================================================  ===============
+``length_drift``       mean completion length, last quarter / first quarter                  1.5x / 2.5x
+``clipped``            ``completions/clipped_ratio``, last-quarter mean                       0.3 / 0.8
+``dominant_reward``    share of one reward in the weighted sum of the rewards' std            0.8 / 0.95
+                       (GRPO's advantage is driven by spread, not by the mean)
+``format_vs_accuracy`` a format-type reward's rise while every accuracy-type reward is flat    rise 0.2 / 0.5,
+                       (flat: rose less than 0.02)                                             accuracy flat
+``repetition``         repeated 3-grams in completions (``ngram_repetition``), rise           0.1 / 0.3
+``zero_std``           ``frac_reward_zero_std``, last-quarter mean                            0.5 / 0.9
+``std_collapse``       ``reward_std``, last quarter / first quarter                           0.25 / 0.05
+``identical_groups``   prompt groups whose completions are all identical, last quarter       0.2 / 0.5
+=====================  ====================================================================  ===============
+
+Example::
+
+    >>> trend([(1, 1.0), (2, 1.0), (3, 2.0), (4, 2.0)])
+    (1.0, 2.0)
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from ..scoring.results import group_indices
+from ..runs import Completion, Run
+
+#: reward families (swift-ext) and ms-swift names read as "format-type" and "accuracy-type"
+FORMAT_FAMILIES = {"format", "shaping", "structured"}
+ACCURACY_FAMILIES = {"accuracy", "answers", "grounding", "distill"}
+SWIFT_FORMAT = {"format", "react_format", "repetition", "soft_overlong",  # names, and the class names it logs
+                "Format", "ReActFormat", "RepetitionPenalty", "SoftOverlong"}
+SWIFT_ACCURACY = {"accuracy", "cosine", "math", "toolbench", "MathAccuracy", "CosineReward", "MathORM", "ReactORM"}
+MIN_STEPS = 4
+SEVERITY = {"ok": 0, "skipped": 0, "warn": 1, "error": 2}
+
+
+@dataclass
+class Finding:
+    detector: str
+    status: str  # ok | warn | error | skipped
+    value: Optional[float] = None
+    message: str = ""
+    warn: Optional[float] = None
+    error: Optional[float] = None
+
+    def as_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+def quarters(values: Sequence[float]) -> Tuple[List[float], List[float]]:
+    """First and last quarter of a series (at least one value each)."""
+    q = max(1, len(values) // 4)
+    return list(values[:q]), list(values[-q:])
+
+
+def trend(series: Sequence[Tuple[int, float]]) -> Tuple[float, float]:
+    """(first-quarter mean, last-quarter mean) of ``[(step, value), ...]``."""
+    first, last = quarters([v for _, v in series])
+    return statistics.fmean(first), statistics.fmean(last)
+
+
+def _grade(name: str, value: float, warn: float, error: float, message: str, higher_is_worse: bool = True) -> Finding:
+    if higher_is_worse:
+        status = "error" if value >= error else "warn" if value >= warn else "ok"
+    else:
+        status = "error" if value <= error else "warn" if value <= warn else "ok"
+    return Finding(name, status, round(value, 6), message, warn, error)
+
+
+def _series_or_skip(run: Run, name: str, key: str) -> Tuple[Optional[List[Tuple[int, float]]], Optional[Finding]]:
+    s = run.series.get(key, [])
+    if len(s) < MIN_STEPS:
+        return None, Finding(name, "skipped", message=f"{key} logged on {len(s)} steps (needs {MIN_STEPS})")
+    return s, None
+
+
+# -- detectors over logging.jsonl -------------------------------------------------------------------
+def length_drift(run: Run) -> Finding:
+    s, skip = _series_or_skip(run, "length_drift", "completions/mean_length")
+    if skip:
+        return skip
+    first, last = trend(s)
+    ratio = last / first if first > 0 else 1.0
+    return _grade("length_drift", ratio, 1.5, 2.5,
+                  f"mean completion length {first:.1f} -> {last:.1f} tokens (first -> last quarter)")
+
+
+def _last_quarter(run: Run, name: str, key: str, warn: float, error: float, says: str) -> Finding:
+    """Grade the last-quarter mean of metric ``key``; ``says`` formats it (``{v:.0%}``)."""
+    s, skip = _series_or_skip(run, name, key)
+    if skip:
+        return skip
+    _, last = trend(s)
+    return _grade(name, last, warn, error, says.format(v=last))
+
+
+def clipped(run: Run) -> Finding:
+    return _last_quarter(run, "clipped", "completions/clipped_ratio", 0.3, 0.8,
+                         "{v:.0%} of completions hit max_completion_length in the last quarter (their ends are "
+                         "cut: rewards read truncated answers)")
+
+
+def dominant_reward(run: Run) -> Finding:
+    weights = run.reward_weights()
+    shares = {}
+    for name in run.reward_names:
+        s = run.series.get(f"rewards/{name}/std", [])
+        if s:
+            shares[name] = abs(weights.get(name, 1.0)) * statistics.fmean(quarters([v for _, v in s])[1])
+    total = sum(shares.values())
+    if len(shares) < 2 or total <= 0:
+        return Finding("dominant_reward", "skipped", message="needs two or more rewards with a logged, non-zero std")
+    name, top = max(shares.items(), key=lambda kv: kv[1])
+    share = top / total
+    flat = [n for n, v in shares.items() if v == 0]
+    why = (f"{', '.join(flat)} never vary (constant scores add nothing to the advantages)" if flat else
+           "the others barely move the advantages; check --reward_weights")
+    return _grade("dominant_reward", share, 0.8, 0.95, f"{name} carries {share:.0%} of the weighted reward "
+                  f"spread: {why}")
+
+
+def _kind(name: str) -> Optional[str]:
+    from .. import plugins
+
+    base = name.split(":", 1)[0]
+    if base in SWIFT_FORMAT:
+        return "format"
+    if base in SWIFT_ACCURACY:
+        return "accuracy"
+    registry = plugins.registry("reward")
+    if base not in registry:
+        return None
+    family = registry.get(base).__module__.rsplit(".", 1)[-1]
+    return "format" if family in FORMAT_FAMILIES else "accuracy" if family in ACCURACY_FAMILIES else None
+
+
+def format_vs_accuracy(run: Run) -> Finding:
+    rises: Dict[str, Dict[str, float]] = {"format": {}, "accuracy": {}}
+    for name in run.reward_names:
+        kind = _kind(name)
+        s = run.series.get(f"rewards/{name}/mean", [])
+        if kind and len(s) >= MIN_STEPS:
+            first, last = trend(s)
+            rises[kind][name] = last - first
+    if not rises["format"] or not rises["accuracy"]:
+        return Finding("format_vs_accuracy", "skipped",
+                       message="needs a format-type and an accuracy-type reward logged on enough steps")
+    fmt, rise = max(rises["format"].items(), key=lambda kv: kv[1])
+    if max(rises["accuracy"].values()) >= 0.02:
+        return Finding("format_vs_accuracy", "ok", round(rise, 6),
+                       f"accuracy-type rewards rise too ({', '.join(f'{n} {r:+.3f}' for n, r in rises['accuracy'].items())})",
+                       0.2, 0.5)
+    accuracy = ", ".join(f"{n} {r:+.3f}" for n, r in rises["accuracy"].items())
+    found = _grade("format_vs_accuracy", rise, 0.2, 0.5,
+                   f"{fmt} rose {rise:+.3f} while every accuracy-type reward stayed flat ({accuracy}): the format "
+                   f"is being learned, the task is not")
+    if found.status == "ok":
+        found.message = f"no format-type reward outpaces the accuracy-type ones ({fmt} {rise:+.3f}; {accuracy})"
+    return found
+
+
+def zero_std(run: Run) -> Finding:
+    return _last_quarter(run, "zero_std", "frac_reward_zero_std", 0.5, 0.9,
+                         "{v:.0%} of prompt groups scored every completion the same in the last quarter (zero "
+                         "advantage: no learning signal)")
+
+
+def std_collapse(run: Run) -> Finding:
+    s, skip = _series_or_skip(run, "std_collapse", "reward_std")
+    if skip:
+        return skip
+    first, last = trend(s)
+    if first <= 0:
+        return Finding("std_collapse", "skipped", message="reward_std is 0 from the start (see zero_std)")
+    ratio = last / first
+    return _grade("std_collapse", ratio, 0.25, 0.05, f"reward std {first:.4f} -> {last:.4f} (first -> last quarter)",
+                  higher_is_worse=False)
+
+
+# -- detectors over completions.jsonl ---------------------------------------------------------------
+def _per_step_completions(run: Run) -> Dict[int, List[Completion]]:
+    out: Dict[int, List[Completion]] = {}
+    for rec in run.completions():
+        out.setdefault(rec.step, []).append(rec)
+    return out
+
+
+def repetition(run: Run, by_step: Optional[Dict[int, List[Completion]]] = None) -> Finding:
+    from ..rewards import build
+
+    by_step = _per_step_completions(run) if by_step is None else by_step
+    if len(by_step) < MIN_STEPS:
+        return Finding("repetition", "skipped", message="needs completions.jsonl (--log_completions true) over "
+                                                       f"{MIN_STEPS}+ steps")
+    reward = build("ngram_repetition:n=3,max_penalty=-1")  # the catalogue's own measure: 1 - distinct/total
+    series = []
+    for step in sorted(by_step):
+        texts = [r.text for r in by_step[step]]
+        scores = [s for s in reward(texts) if s is not None]
+        series.append((step, -statistics.fmean(scores) if scores else 0.0))
+    first, last = trend(series)
+    return _grade("repetition", last - first, 0.1, 0.3,
+                  f"repeated 3-gram share {first:.3f} -> {last:.3f} (first -> last quarter)")
+
+
+def identical_groups(run: Run, by_step: Optional[Dict[int, List[Completion]]] = None) -> Finding:
+    by_step = _per_step_completions(run) if by_step is None else by_step
+    if len(by_step) < MIN_STEPS:
+        return Finding("identical_groups", "skipped", message="needs completions.jsonl (--log_completions true) "
+                                                             f"over {MIN_STEPS}+ steps")
+    series = []
+    for step in sorted(by_step):
+        recs = by_step[step]
+        groups = [g for g in group_indices(r.prompt for r in recs) if len(g) > 1]
+        same = sum(len({recs[i].text for i in g}) == 1 for g in groups)
+        series.append((step, same / len(groups) if groups else 0.0))
+    _, last = trend(series)
+    return _grade("identical_groups", last, 0.2, 0.5,
+                  f"{last:.0%} of prompt groups had all completions identical in the last quarter (the policy "
+                  f"collapsed to one answer per prompt)")
+
+
+METRIC_DETECTORS: Tuple[Callable[[Run], Finding], ...] = (length_drift, clipped, dominant_reward,
+                                                          format_vs_accuracy, zero_std, std_collapse)
+
+
+def audit(run: Run) -> List[Finding]:
+    """Every detector on a run (the completion detectors read ``completions.jsonl`` once)."""
+    findings = [d(run) for d in METRIC_DETECTORS]
+    by_step = _per_step_completions(run)
+    findings += [repetition(run, by_step), identical_groups(run, by_step)]
+    return findings
+
+
+def worst(findings: Sequence[Finding]) -> str:
+    """``error``, ``warn`` or ``ok`` (skipped detectors count as ok)."""
+    status = max((f.status for f in findings), key=lambda s: SEVERITY[s], default="ok")
+    return "ok" if status == "skipped" else status
+
+
+__all__ = ["Finding", "audit", "worst", "trend", "METRIC_DETECTORS"]

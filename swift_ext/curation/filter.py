@@ -1,0 +1,610 @@
+"""Pass-rate filtering and curricula: sample k completions per prompt, score them, keep what GRPO can learn from.
+
+GRPO learns nothing from a prompt whose k completions all score the same (every advantage is zero).
+:func:`run` samples ``num_generations`` completions for each prompt of a GRPO dataset (ms-swift's own
+inference engines in-process, see :mod:`swift_ext.bridge.infer`, or any OpenAI-compatible endpoint such as
+``swift deploy`` or a vLLM server, see :class:`EndpointSampler`), scores them with swift-ext rewards through
+the one scoring path (:func:`swift_ext.scoring.score.score_results`), and writes every row back with
+
+* ``pass_rate``: the fraction of its completions that pass (score at least ``pass_threshold`` on the chosen
+  reward, or on the weighted sum of all rewards as ms-swift computes it);
+* ``reward_means``: each reward's mean over the row's completions;
+
+then keeps a pass-rate band (``keep=(0.1, 0.9)``), orders rows easy to hard (``curriculum``) or splits them
+into difficulty buckets.
+
+Long runs are safe to interrupt: each prompt's completions are appended to a checkpoint (JSONL, one line per
+prompt, flushed and fsynced) keyed by the prompt; a rerun with the same settings reads it and samples only
+the prompts it lacks. A prompt's seed is derived from ``seed`` and its key, so its samples do not depend on
+the order or the company it was sampled in. Outputs are written atomically at the end; rows that cannot be
+used go to a reject file as ``file:line: reason``; ``rows_in == rows_kept + rows_dropped + rows_rejected``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import math
+import mimetypes
+import os
+import queue
+import threading
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from ..scoring import results as results_mod
+from ..scoring import score as scoring
+from ..errors import ConfigError, SwiftExtError
+from ..io import BadLine, atomic_write, iter_jsonl
+
+CHECKPOINT_VERSION = 1
+#: the columns filter writes into each row
+OUTPUT_COLUMNS = ("pass_rate", "reward_means", "difficulty_bucket")
+PROMPT_TEXT_KEYS = ("query", "prompt", "question", "problem")
+
+
+# -- settings ---------------------------------------------------------------------------------------------
+@dataclass
+class Sampling:
+    """How completions are drawn: the GRPO run's ``num_generations``, ``temperature``,
+    ``max_completion_length`` and ``top_p``, plus the seed prompts' seeds derive from."""
+
+    num_generations: int = 8
+    temperature: float = 1.0
+    max_tokens: Optional[int] = 512
+    top_p: Optional[float] = None
+    seed: int = 42
+
+    def as_dict(self) -> Dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def recipe_defaults(recipe: str) -> Dict[str, Any]:
+    """What a launch recipe (``templates/*.yaml`` or a path) says about sampling and rewards:
+    ``num_generations``, ``temperature``, ``max_tokens`` (``max_completion_length``), ``top_p``,
+    ``reward_funcs``, ``reward_weights`` and ``model`` (only the keys the recipe sets)."""
+    from ..launch.templates import load_template
+
+    args = load_template(recipe)["args"]
+    out: Dict[str, Any] = {}
+    for ours, theirs in (("num_generations", "num_generations"), ("temperature", "temperature"),
+                         ("max_tokens", "max_completion_length"), ("top_p", "top_p"), ("model", "model"),
+                         ("reward_funcs", "reward_funcs"), ("reward_weights", "reward_weights")):
+        if args.get(theirs) is not None:
+            value = args[theirs]
+            if theirs in ("reward_funcs", "reward_weights") and not isinstance(value, list):
+                value = str(value).split()
+            out[ours] = value
+    return out
+
+
+def parse_band(text: str) -> Tuple[float, float]:
+    """``"0.1:0.9"`` -> ``(0.1, 0.9)``: the pass rates kept (both ends included).
+
+    >>> parse_band("0.1:0.9"), parse_band(":0.5"), parse_band("0.2:")
+    ((0.1, 0.9), (0.0, 0.5), (0.2, 1.0))
+    """
+    lo, sep, hi = str(text).partition(":")
+    try:
+        band = (float(lo) if lo.strip() else 0.0, float(hi) if hi.strip() else 1.0)
+    except ValueError:
+        band = None
+    if not sep or band is None or not (0.0 <= band[0] <= band[1] <= 1.0):
+        raise ConfigError(f"--keep {text!r}: expected LOW:HIGH pass rates with 0 <= LOW <= HIGH <= 1 (e.g. 0.1:0.9)")
+    return band
+
+
+def parse_buckets(text: str) -> List[float]:
+    """Bucket edges: ``"3"`` -> three equal pass-rate intervals, ``"0.2,0.8"`` -> [0, .2), [.2, .8), [.8, 1].
+
+    >>> parse_buckets("4"), parse_buckets("0.2,0.8")
+    ([0.0, 0.25, 0.5, 0.75, 1.0], [0.0, 0.2, 0.8, 1.0])
+    """
+    text = str(text).strip()
+    try:
+        if "," not in text and "." not in text:
+            n = int(text)
+            if not 2 <= n <= 100:
+                raise ValueError
+            return [i / n for i in range(n)] + [1.0]
+        inner = sorted(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise ConfigError(f"--buckets {text!r}: expected a count (2-100) or inner edges like 0.2,0.8") from None
+    if not inner or any(not 0.0 < x < 1.0 for x in inner) or len(set(inner)) != len(inner):
+        raise ConfigError(f"--buckets {text!r}: inner edges must be distinct and strictly between 0 and 1")
+    return [0.0, *inner, 1.0]
+
+
+def bucket_of(rate: float, edges: Sequence[float]) -> int:
+    """Index of the bucket holding ``rate`` (intervals closed on the left; the last one also on the right)."""
+    for i in range(len(edges) - 1):
+        if rate < edges[i + 1]:
+            return i
+    return len(edges) - 2
+
+
+# -- rows -------------------------------------------------------------------------------------------------
+def prompt_of(row: Any) -> Tuple[List[Dict[str, Any]], List[Any]]:
+    """``(messages, images)`` to sample from for a GRPO row: its ``messages`` without trailing assistant turns,
+    or a ``query`` / ``prompt`` / ``question`` / ``problem`` text (after an optional ``system``). Raises
+    ValueError with the reason when the row has no usable prompt."""
+    if not isinstance(row, dict):
+        raise ValueError(f"expected a JSON object, got {type(row).__name__}")
+    images = row.get("images")
+    if images is None:
+        images = [row["image"]] if row.get("image") else []
+    elif isinstance(images, (str, dict)):
+        images = [images]
+    elif not isinstance(images, list):
+        raise ValueError(f"'images' must be a list, got {type(images).__name__}")
+    if "messages" in row:
+        msgs = row["messages"]
+        if not isinstance(msgs, list) or not all(isinstance(m, dict) for m in msgs):
+            raise ValueError("'messages' must be a list of {role, content} objects")
+        turns = results_mod.prompt_turns(msgs)
+        if not turns or turns[-1].get("role") not in ("user", "tool"):
+            raise ValueError("'messages' has no user turn to answer")
+        bad = [m for m in turns if m.get("role") not in ("system", "user", "assistant", "tool")]
+        if bad:
+            raise ValueError(f"'messages' has a turn with role {bad[0].get('role')!r}")
+        return [{"role": m["role"], "content": m.get("content", "")} for m in turns], images
+    for key in PROMPT_TEXT_KEYS:
+        text = row.get(key)
+        if isinstance(text, str) and text.strip():
+            msgs = [{"role": "system", "content": row["system"]}] if isinstance(row.get("system"), str) else []
+            return msgs + [{"role": "user", "content": text}], images
+    raise ValueError(f"no prompt: neither 'messages' nor one of {', '.join(PROMPT_TEXT_KEYS)}")
+
+
+def row_key(row: Dict[str, Any], occurrence: int = 0) -> str:
+    """A row's checkpoint key: a digest of its columns (filter's own output columns left out, so a filtered
+    file keys like its source) and, for repeated identical rows, the occurrence number."""
+    data = {k: v for k, v in row.items() if k not in OUTPUT_COLUMNS}
+    digest = hashlib.sha256(json.dumps(data, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
+    return digest[:24] + (f"#{occurrence}" if occurrence else "")
+
+
+def prompt_seed(seed: int, key: str) -> int:
+    """The seed of one prompt: fixed by the run's seed and the prompt's key, whatever else runs with it."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{key}".encode()).digest()[:4], "big") & 0x7FFFFFFF
+
+
+@dataclass
+class Prompt:
+    key: str
+    line: int
+    row: Dict[str, Any]
+    messages: List[Dict[str, Any]]
+    images: List[Any]
+
+
+def read_dataset(path: str) -> Tuple[List[Prompt], List[Tuple[int, str]], int]:
+    """``(prompts, rejected (line, reason), rows_in)`` of a GRPO dataset; a bad JSON line is an error."""
+    prompts: List[Prompt] = []
+    rejected: List[Tuple[int, str]] = []
+    seen: Dict[str, int] = {}
+    rows_in = 0
+    try:
+        for line, row in iter_jsonl(path):
+            rows_in += 1
+            try:
+                messages, images = prompt_of(row)
+            except ValueError as exc:
+                rejected.append((line, str(exc)))
+                continue
+            base = row_key(row)
+            occurrence = seen.get(base, 0)
+            seen[base] = occurrence + 1
+            prompts.append(Prompt(row_key(row, occurrence), line, row, messages, images))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    return prompts, rejected, rows_in
+
+
+# -- checkpoint -------------------------------------------------------------------------------------------
+class Checkpoint:
+    """Append-only JSONL: a header with the settings, then ``{"key", "line", "completions"}`` per prompt.
+
+    A line cut short by a kill (no trailing newline, or not JSON at the very end) is dropped on reading
+    and cut off before appending; a bad line anywhere else is an error with file:line."""
+
+    def __init__(self, path: str, header: Dict[str, Any]):
+        self.path = path
+        self.header = header
+        self.done: Dict[str, List[str]] = {}
+        self._fh = None
+
+    def open(self, restart: bool = False) -> "Checkpoint":
+        p = Path(self.path)
+        if restart and p.exists():
+            p.unlink()
+        good_end = 0
+        if p.exists():
+            good_end = self._read()
+        p.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = open(p, "r+b" if p.exists() else "wb")
+        self._fh.seek(good_end)
+        self._fh.truncate()
+        if good_end == 0:
+            self._write({"swift_ext_filter_checkpoint": CHECKPOINT_VERSION, **self.header})
+        return self
+
+    def _read(self) -> int:
+        """Read the prompts done (streamed line by line); returns the offset after the last good line."""
+        size = os.path.getsize(self.path)
+        good_end = 0
+        header_seen = False
+        with open(self.path, "rb") as fh:
+            for i, raw in enumerate(fh, 1):
+                end = good_end + len(raw)
+                if not raw.strip():
+                    good_end = end if raw.endswith(b"\n") else good_end
+                    continue
+                try:
+                    if not raw.endswith(b"\n"):  # the write was cut short
+                        raise ValueError("no newline")
+                    obj = json.loads(raw)
+                except ValueError:
+                    if end >= size:
+                        break  # a torn final line: that prompt is sampled again
+                    raise BadLine(self.path, i, "not a checkpoint line (invalid JSON); delete the file or use "
+                                                "--restart") from None
+                if not header_seen:
+                    self._check_header(obj)
+                    header_seen = True
+                elif isinstance(obj, dict) and isinstance(obj.get("key"), str) and \
+                        isinstance(obj.get("completions"), list):
+                    self.done[obj["key"]] = obj["completions"]
+                else:
+                    raise BadLine(self.path, i, "not a checkpoint line (expected key and completions)")
+                good_end = end
+        return good_end
+
+    def _check_header(self, obj: Any) -> None:
+        if not isinstance(obj, dict) or obj.get("swift_ext_filter_checkpoint") != CHECKPOINT_VERSION:
+            raise ConfigError(f"{self.path}: not a swift-ext filter checkpoint (version {CHECKPOINT_VERSION}); "
+                              f"delete it or use --restart")
+        for key, value in self.header.items():
+            if obj.get(key) != value:
+                raise ConfigError(f"{self.path}: made with {key}={obj.get(key)!r}, this run has {value!r}; rerun "
+                                  f"with the same settings to resume, or use --restart to sample again")
+
+    def _write(self, obj: Dict[str, Any]) -> None:
+        self._fh.write((json.dumps(obj, ensure_ascii=False) + "\n").encode("utf-8"))
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def add(self, key: str, line: int, completions: List[str]) -> None:
+        if key in self.done:
+            raise SwiftExtError(f"prompt {key} (line {line}) was sampled twice")
+        self._write({"key": key, "line": line, "completions": completions})
+        self.done[key] = completions
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+# -- OpenAI-compatible endpoint ---------------------------------------------------------------------------
+class EndpointSampler:
+    """Completions from an OpenAI-compatible ``/v1/chat/completions`` endpoint (``swift deploy``, vLLM, ...),
+    ``concurrency`` prompts in flight at once (daemon threads: an interrupted run does not wait for them).
+
+    Each request asks for ``n`` completions with the prompt's seed; a server that returns fewer is asked
+    again for the rest. Images are sent as ``image_url`` parts (local files as data URLs)."""
+
+    def __init__(self, base_url: str, model: Optional[str] = None, api_key: Optional[str] = None,
+                 concurrency: int = 8, timeout: float = 600.0):
+        self.base_url = base_url.rstrip("/")
+        if not self.base_url.endswith("/v1"):
+            self.base_url += "/v1"
+        self.api_key = api_key
+        self.concurrency = max(1, int(concurrency))
+        self.timeout = timeout
+        self.model = model or self._first_model()
+
+    @property
+    def label(self) -> str:
+        return f"endpoint:{self.model}"
+
+    def _call(self, path: str, body: Optional[Dict[str, Any]] = None) -> Any:
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        req = urllib.request.Request(self.base_url + path, headers=headers,
+                                     data=None if body is None else json.dumps(body).encode("utf-8"))
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                return json.loads(resp.read().decode("utf-8"))
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode("utf-8", "replace")[:500]
+            raise SwiftExtError(f"{self.base_url}{path}: HTTP {exc.code}: {detail}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise SwiftExtError(f"{self.base_url}{path}: {getattr(exc, 'reason', exc)}") from None
+
+    def _first_model(self) -> str:
+        data = self._call("/models").get("data") or []
+        if not data:
+            raise SwiftExtError(f"{self.base_url}/models lists no model; pass --served-model")
+        return data[0]["id"]
+
+    def complete(self, messages, images, seed: int, n: int, temperature: float, max_tokens: Optional[int],
+                 top_p: Optional[float]) -> List[str]:
+        msgs = openai_messages(messages, images)
+        got: List[str] = []
+        while len(got) < n:
+            body = {"model": self.model, "messages": msgs, "n": n - len(got), "temperature": temperature,
+                    "seed": seed + len(got)}
+            if max_tokens is not None:
+                body["max_tokens"] = max_tokens
+            if top_p is not None:
+                body["top_p"] = top_p
+            choices = sorted(self._call("/chat/completions", body).get("choices") or [],
+                             key=lambda c: c.get("index", 0))
+            if not choices:
+                raise SwiftExtError(f"{self.base_url}/chat/completions returned no choices")
+            got += [(c.get("message") or {}).get("content") or "" for c in choices][:n - len(got)]
+        return got
+
+    def sample(self, items, n, temperature, max_tokens, top_p, on_done) -> None:
+        todo: "queue.Queue" = queue.Queue()
+        done: "queue.Queue" = queue.Queue()
+        for it in items:
+            todo.put(it)
+
+        def worker():
+            while True:
+                try:
+                    key, messages, images, seed = todo.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    done.put((key, self.complete(messages, images, seed, n, temperature, max_tokens, top_p), None))
+                except BaseException as exc:  # reported to the main thread
+                    done.put((key, None, exc))
+
+        for _ in range(min(self.concurrency, len(items))):
+            threading.Thread(target=worker, daemon=True).start()
+        for _ in range(len(items)):
+            key, comps, exc = done.get()
+            if exc is not None:
+                while True:  # stop the workers from taking more
+                    try:
+                        todo.get_nowait()
+                    except queue.Empty:
+                        break
+                raise exc
+            on_done(key, comps)
+
+
+def openai_messages(messages: List[Dict[str, Any]], images: Sequence[Any]) -> List[Dict[str, Any]]:
+    """ms-swift messages (``<image>`` tags + an ``images`` list) as OpenAI chat messages with image parts."""
+    if not images:
+        return messages
+    pending = list(images)
+    out = []
+    for m in messages:
+        content = m.get("content")
+        if not isinstance(content, str) or "<image>" not in content:
+            out.append(m)
+            continue
+        parts: List[Dict[str, Any]] = []
+        pieces = content.split("<image>")
+        for i, text in enumerate(pieces):
+            if i:
+                parts.append({"type": "image_url", "image_url": {"url": _image_url(pending.pop(0) if pending else "")}})
+            if text:
+                parts.append({"type": "text", "text": text})
+        out.append({"role": m["role"], "content": parts})
+    return out
+
+
+def _image_url(image: Any) -> str:
+    if isinstance(image, dict):
+        image = image.get("path") or image.get("url") or image.get("image") or ""
+    image = str(image)
+    if image.startswith(("http://", "https://", "data:")):
+        return image
+    path = image[7:] if image.startswith("file://") else image
+    mime = mimetypes.guess_type(path)[0] or "image/png"
+    with open(path, "rb") as fh:
+        return f"data:{mime};base64," + base64.b64encode(fh.read()).decode("ascii")
+
+
+# -- scoring and selection --------------------------------------------------------------------------------
+@dataclass
+class FilterReport:
+    rows_in: int = 0
+    rows_kept: int = 0
+    rows_dropped: int = 0
+    rows_rejected: int = 0
+    sampled_now: int = 0
+    resumed: int = 0
+    generations_per_prompt: int = 0
+    measure: str = ""
+    pass_threshold: float = 1.0
+    zero_variance_prompts: int = 0
+    zero_variance_by_reward: Dict[str, int] = field(default_factory=dict)
+    reward_means: Dict[str, Optional[float]] = field(default_factory=dict)
+    buckets: List[Dict[str, Any]] = field(default_factory=list)
+    outputs: Dict[str, str] = field(default_factory=dict)
+    rejected: List[Tuple[int, str]] = field(default_factory=list)
+    pass_rates: List[float] = field(default_factory=list)
+
+    def as_dict(self) -> Dict[str, Any]:
+        d = {k: v for k, v in self.__dict__.items() if k not in ("rejected", "pass_rates")}
+        scored = self.rows_in - self.rows_rejected
+        d["frac_zero_variance"] = self.zero_variance_prompts / scored if scored else None
+        d["generations_in_zero_variance_groups"] = self.zero_variance_prompts * self.generations_per_prompt
+        d["rejected"] = [{"line": n, "reason": r} for n, r in self.rejected]
+        return d
+
+
+def measure_values(scores: Dict[str, List[Optional[float]]], by: Optional[str],
+                   weights: Dict[str, float]) -> List[Optional[float]]:
+    """Per completion, the value pass rates are computed on: reward ``by``, or the weighted sum of every
+    reward as ms-swift forms it (abstentions leave their term out; all abstaining gives None)."""
+    if by is not None:
+        return list(scores[by])
+    n = len(next(iter(scores.values()))) if scores else 0
+    out: List[Optional[float]] = []
+    for i in range(n):
+        terms = [weights[s] * v[i] for s, v in scores.items() if v[i] is not None]
+        out.append(math.fsum(terms) if terms else None)
+    return out
+
+
+def _mean(values: Sequence[Optional[float]]) -> Optional[float]:
+    got = [v for v in values if v is not None]
+    return math.fsum(got) / len(got) if got else None
+
+
+def run(dataset: str, output: str, rewards: Sequence[str], sampler: Any, sampling: Sampling, *,
+        weights: Optional[Sequence[float]] = None, by: Optional[str] = None,
+        pass_threshold: Optional[float] = None, keep: Optional[Tuple[float, float]] = None,
+        curriculum: bool = False, buckets: Optional[Sequence[float]] = None,
+        plugin_files: Sequence[str] = (), ref_key: Optional[str] = None,
+        checkpoint: Optional[str] = None, samples: Optional[str] = None, rejects: Optional[str] = None,
+        restart: bool = False, chunk: int = 1024,
+        on_start: Optional[Callable[[int, int], None]] = None,
+        on_prompt: Optional[Callable[[], None]] = None) -> FilterReport:
+    """Sample, score and select (see the module docstring). ``sampler`` has ``label`` and
+    ``sample(items, n, temperature, max_tokens, top_p, on_done)``; ``on_start(total, already_done)`` and
+    ``on_prompt()`` report progress; prompts go to the sampler ``chunk`` at a time (an endpoint or vLLM keeps
+    them all in flight up to its own concurrency). Returns the report; writes ``output``, the samples file (a completion
+    file ``swift-ext rewards score`` reads), the reject file and, with ``buckets``, one file per bucket."""
+    rewards = list(rewards)
+    if not rewards:
+        raise ConfigError("filter needs at least one reward (-r NAME)")
+    if weights is not None and len(weights) != len(rewards):
+        raise ConfigError(f"--reward-weights has {len(weights)} values for {len(rewards)} rewards")
+    w = dict(zip(rewards, weights if weights is not None else [1.0] * len(rewards)))
+    if by is not None and by not in w:
+        raise ConfigError(f"--by {by!r} is not one of the rewards ({', '.join(rewards)})")
+    if by is None and len(rewards) == 1:
+        by = rewards[0]
+    if sum([keep is not None, bool(buckets), bool(curriculum)]) > 1:
+        raise ConfigError("choose one of --keep, --curriculum, --buckets")
+    threshold = pass_threshold if pass_threshold is not None else \
+        (1.0 if by is not None else math.fsum(x for x in w.values() if x > 0))
+    if sampling.num_generations < 1:
+        raise ConfigError("num_generations must be at least 1")
+    # rewards are built before any sampling: a typo or a bad parameter fails in a second, not after an hour
+    built = {spec: scoring.resolve(spec, plugin_files) for spec in rewards}
+
+    stem = Path(output)
+    checkpoint = checkpoint or str(stem.with_name(stem.stem + ".ckpt.jsonl"))
+    samples = samples or str(stem.with_name(stem.stem + ".samples.jsonl"))
+    rejects = rejects or str(stem.with_name(stem.stem + ".rejects.txt"))
+
+    prompts, rejected, rows_in = read_dataset(dataset)
+    ckpt = Checkpoint(checkpoint, {"dataset": os.path.basename(dataset), "sampler": sampler.label,
+                                   **sampling.as_dict()}).open(restart=restart)
+    report = FilterReport(rows_in=rows_in, generations_per_prompt=sampling.num_generations)
+    try:
+        wanted = {p.key for p in prompts}
+        report.resumed = sum(1 for k in ckpt.done if k in wanted)
+        todo = [p for p in prompts if p.key not in ckpt.done]
+        if on_start:
+            on_start(len(prompts), report.resumed)
+        lines = {p.key: p.line for p in todo}
+
+        def done(key: str, comps: List[str]) -> None:
+            ckpt.add(key, lines[key], comps)
+            report.sampled_now += 1
+            if on_prompt:
+                on_prompt()
+
+        for start in range(0, len(todo), max(1, chunk)):
+            part = todo[start:start + chunk]
+            sampler.sample([(p.key, p.messages, p.images, prompt_seed(sampling.seed, p.key)) for p in part],
+                           sampling.num_generations, sampling.temperature, sampling.max_tokens, sampling.top_p,
+                           done)
+    finally:
+        ckpt.close()
+
+    # score every prompt's group through the one scoring path
+    group_rows = [{**{k: v for k, v in p.row.items() if k not in OUTPUT_COLUMNS}, "completions": ckpt.done[p.key]}
+                  for p in prompts]
+    res = results_mod.from_rows([(p.line, r) for p, r in zip(prompts, group_rows)], path=dataset, ref_key=ref_key,
+                                completion_key="completions")
+    rejected += res.rejected  # an empty completion list
+    scores = scoring.score_results(res, rewards, plugin_files, rewards=built) if res.completions else \
+        {s: [] for s in rewards}
+    values = measure_values(scores, by, w)
+    report.measure = by or "weighted sum (" + ", ".join(f"{w[s]:g}*{s}" for s in rewards) + ")"
+    report.pass_threshold = threshold
+    for spec in rewards:
+        report.zero_variance_by_reward[spec] = scoring.summarise(spec, scores[spec], res.groups).zero_std_groups
+        report.reward_means[spec] = _mean(scores[spec])
+    report.zero_variance_prompts = scoring.summarise("measure", values, res.groups).zero_std_groups
+
+    by_line = {p.line: p for p in prompts}
+    # (prompt, output row, samples row, mean of the measure)
+    scored: List[Tuple[Prompt, Dict[str, Any], Dict[str, Any], float]] = []
+    for members in res.groups:
+        p = by_line[res.lines[members[0]]]
+        vals = [values[i] for i in members if values[i] is not None]
+        means = {s: _mean([scores[s][i] for i in members]) for s in rewards}
+        sample_row = {**{k: v for k, v in p.row.items() if k not in OUTPUT_COLUMNS},
+                      "completions": [res.completions[i] for i in members],
+                      "scores": {s: [scores[s][i] for i in members] for s in rewards}}
+        if not vals:
+            rejected.append((p.line, f"every completion abstained on {report.measure} (is the gold column "
+                                     f"missing or unusable?)"))
+            continue
+        rate = sum(v >= threshold - 1e-12 for v in vals) / len(vals)
+        out_row = {**p.row, "pass_rate": rate, "reward_means": means}
+        out_row.pop("difficulty_bucket", None)
+        sample_row.update(pass_rate=rate, line=p.line)
+        scored.append((p, out_row, sample_row, math.fsum(vals) / len(vals)))
+        report.pass_rates.append(rate)
+    rejected.sort()
+    report.rejected = rejected
+    report.rows_rejected = len(rejected)
+
+    kept = scored
+    if keep is not None:
+        kept = [s for s in scored if keep[0] - 1e-12 <= s[1]["pass_rate"] <= keep[1] + 1e-12]
+    if curriculum:  # easy -> hard: pass rate, then the mean of the measure, then dataset order
+        kept = sorted(kept, key=lambda s: (-s[1]["pass_rate"], -s[3], s[0].line))
+    report.rows_kept = len(kept)
+    report.rows_dropped = len(scored) - len(kept)
+    assert report.rows_in == report.rows_kept + report.rows_dropped + report.rows_rejected, report
+
+    with atomic_write(samples) as fh:
+        for _, _, srow, _ in scored:
+            fh.write(json.dumps(srow, ensure_ascii=False) + "\n")
+    with atomic_write(rejects) as fh:
+        for line, why in rejected:
+            fh.write(f"{dataset}:{line}: {why}\n")
+    report.outputs = {"output": output, "samples": samples, "rejects": rejects, "checkpoint": checkpoint}
+    if buckets:
+        files: List[List[Dict[str, Any]]] = [[] for _ in range(len(buckets) - 1)]
+        for _, row, _, _ in kept:
+            b = bucket_of(row["pass_rate"], buckets)
+            row["difficulty_bucket"] = b
+            files[b].append(row)
+        for b, rows in enumerate(files):
+            path = str(stem.with_name(f"{stem.stem}.bucket{b}{stem.suffix or '.jsonl'}"))
+            _write_rows(path, rows)
+            report.buckets.append({"bucket": b, "pass_rate": [buckets[b], buckets[b + 1]], "rows": len(rows),
+                                   "path": path})
+    _write_rows(output, [row for _, row, _, _ in kept])
+    return report
+
+
+def _write_rows(path: str, rows: Sequence[Dict[str, Any]]) -> None:
+    with atomic_write(path) as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+__all__ = ["Sampling", "EndpointSampler", "Checkpoint", "FilterReport", "run", "recipe_defaults", "parse_band",
+           "parse_buckets", "bucket_of", "prompt_of", "row_key", "prompt_seed", "read_dataset", "measure_values",
+           "openai_messages"]
