@@ -88,14 +88,15 @@ class CodeTests(Reward):
     """
 
     name = "code_tests"
-    _DOUBLE = {"language": "python", "test_cases": [{"input": "2\n", "output": "4\n", "type": "stdin_stdout"},
-                                                    {"input": "5\n", "output": "10\n", "type": "stdin_stdout"}]}
-    examples = (  # doubles its input: both cases; prints 4: the first case only; no program; no tests: abstain
-        Example("full", "```python\nprint(int(input()) * 2)\n```", 1.0, verification_info=_DOUBLE),
-        Example("full", "```python\nprint(4)\n```", 0.5, verification_info=_DOUBLE),
-        Example("zero", "```python\nprint(0)\n```", 0.0, verification_info=_DOUBLE),
-        Example("malformed", "no code at all", 0.0, verification_info=_DOUBLE),
-        Example("malformed", "```python\nprint(1)\n```", None, verification_info=None),
+    examples = (
+        Example("full", "```python\nprint(sum(map(int, input().split())))\n```", 1.0,
+                ground_truth={"inputs": ["1 2", "5 7"], "outputs": ["3", "12"]}),
+        Example("zero", "```python\nprint(3)\n```", 0.0, params="mode=all",
+                ground_truth={"inputs": ["1 2", "5 7"], "outputs": ["3", "12"]}),
+        Example("zero", "```python\nimport sys\nsys.exit(0)\n```", 0.0,
+                test="def check(candidate):\n    assert candidate(2) == 4\n", entry_point="sq"),
+        Example("malformed", "```python\nprint(3)\n```", None, ground_truth=None),
+        Example("malformed", "no program here", 0.0, ground_truth={"inputs": ["1 2"], "outputs": ["3"]}),
     )
     abstains = ("when the row holds no test cases in a known format, or the sandbox failed on every case "
                 "(an HTTP backend down)")
