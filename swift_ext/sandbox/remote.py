@@ -21,7 +21,7 @@ import time
 from typing import Any, Dict, Optional
 
 from .base import ERROR, KILLED, OK, OUTPUT_LIMIT, SANDBOX_ERROR, TIMEOUT, Limits, Program, RunResult, Sandbox
-from .http import HttpError, JsonClient
+from ..net import Client, NetError
 from .runners import get_runner
 
 #: seconds an HTTP run may take beyond its own time limit (the service's start-up, network, queueing); the
@@ -45,8 +45,10 @@ class _Remote(Sandbox):
                  api_key_env: Optional[str] = None):
         base = url.rstrip("/")
         self.url = base if base.endswith(self.path) else base + self.path
-        self.client = JsonClient(self.url, concurrency=concurrency, retries=retries, backoff=backoff,
-                                 api_key_env=api_key_env)
+        # the one HTTP client (swift_ext.net): concurrency limit, retries with backoff and Retry-After, a total
+        # deadline per attempt, one circuit breaker per origin, the key from api_key_env and never across origins
+        self.client = Client(self.url, concurrency=concurrency, retries=retries, backoff=backoff,
+                             api_key_env=api_key_env)
 
     def run(self, program: Program, limits: Limits) -> RunResult:
         start = time.monotonic()
@@ -55,9 +57,10 @@ class _Remote(Sandbox):
         except Exception as exc:  # an unknown language, a runner the service lacks
             return RunResult(SANDBOX_ERROR, message=str(exc))
         try:
-            reply = self.client.post(body, start + limits.time + SLACK)
+            budget = limits.time + SLACK - (time.monotonic() - start)
+            reply = self.client.post_json(self.url, body, timeout=budget, deadline=budget)
             result = self.result(reply)
-        except HttpError as exc:
+        except NetError as exc:
             return RunResult(SANDBOX_ERROR, message=str(exc), seconds=time.monotonic() - start)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             return RunResult(SANDBOX_ERROR, message=f"unexpected reply from {self.url}: {exc!r}",
