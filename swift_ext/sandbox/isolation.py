@@ -170,11 +170,14 @@ def bwrap_args(bwrap: str, workdir: str, ro_dirs: Sequence[str]) -> List[str]:
     for f in _ETC_FILES:
         if os.path.exists(f):
             args += _bind_with_parents(f, made)
+    # the empty /tmp first: the interpreter's folders may live under /tmp (a CI clone's .venv), and a bind made
+    # before the tmpfs would be hidden by it
+    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    made |= {"/proc", "/dev", "/tmp"}
     for d in ro_dirs:
         if not any(_under(d, m) for m in ("/usr",) + _SYSTEM_DIRS):
             args += _bind_with_parents(d, made)
-    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--bind", workdir, SANDBOX_CWD,
-             "--chdir", SANDBOX_CWD, "--"]
+    args += ["--bind", workdir, SANDBOX_CWD, "--chdir", SANDBOX_CWD, "--"]
     return args
 
 
