@@ -96,8 +96,10 @@ def _plain_gold(gold: str):
 
 
 def warm_up() -> None:
-    """Called once when a worker starts: math-verify's lazy imports happen here, not in a timed job."""
+    """Called once when a worker starts: math-verify's lazy imports happen here, not in a timed job (the LaTeX
+    parser too: its first use costs half a second, which a check with a 1 s deadline cannot pay)."""
     verify("\\frac{1}{2}", "0.5")
+    verify("x^{2}+1", "\\sqrt{x}^2 + 1")
     _GOLDS.clear()
 
 

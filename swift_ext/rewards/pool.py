@@ -307,6 +307,7 @@ class _Worker:
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0,
                                      start_new_session=True, close_fds=True)
         self.fd = self.proc.stdout.fileno()
+        self.modules = frozenset(modules)     # imported and warmed up before it said ready
         self.ready = False
         self.pid: Optional[int] = None        # the worker's own pid (``proc`` is its keeper), once ready
         self.started = time.monotonic()
@@ -396,6 +397,8 @@ class Pool:
         """Keep ``size`` workers plus one warm spare alive: after a kill the spare takes the next job at once.
         Workers that keep dying before they are ready are not restarted for ever (see ``failed_starts``)."""
         self.workers = [w for w in self.workers if w.proc.poll() is None or w.job is not None]
+        for w in [w for w in self.workers if w.job is None and not self._current(w)]:
+            self._retire(w)
         while len(self.workers) < self.size + 1 and self.failed_starts < MAX_FAILED_STARTS:
             self._spawn()
 
@@ -405,11 +408,23 @@ class Pool:
             self.workers.remove(w)
 
     def need(self, modules: Iterable[str]) -> None:
-        """Modules every worker imports (and whose ``warm_up()`` it calls) before it says ready; workers
-        already running import them with their next job."""
-        for m in modules:
-            if m not in self.modules:
-                self.modules.append(m)
+        """Modules every worker imports (and whose ``warm_up()`` it calls) before it says ready. Workers started
+        without one of them are replaced (a job must never pay for an import and a warm-up inside its own
+        deadline: math-verify's take seconds, so its first checks would time out and score otherwise than the
+        same checks later), and the next call waits for a worker that has them, as for the pool's first start."""
+        new = [m for m in modules if m not in self.modules]
+        if not new:
+            return
+        with self.lock:
+            self.modules.extend(m for m in new if m not in self.modules)
+            for w in list(self.workers):
+                if not self._current(w) and w.job is None:
+                    self._retire(w)
+            self.ever_ready = False
+
+    def _current(self, w: _Worker) -> bool:
+        """Whether ``w`` was started with every module the pool needs now."""
+        return w.modules.issuperset(self.modules)
 
     def pids(self) -> List[int]:
         """The pids of the workers that said ready and whose keeper is alive."""
@@ -423,13 +438,13 @@ class Pool:
         """Start the pool if needed and, the first time only, wait (at most START_TIMEOUT) until one worker
         is ready; later calls never wait for a replacement beyond their own deadline."""
         self._fill()
-        if self.ever_ready or any(w.ready for w in self.workers):
+        if self.ever_ready or any(w.ready and self._current(w) for w in self.workers):
             self.ever_ready = True
             return
         end = time.monotonic() + START_TIMEOUT
         while time.monotonic() < end and self.failed_starts < MAX_FAILED_STARTS:
             self._pump(end - time.monotonic(), {}, [])
-            if any(w.ready for w in self.workers):
+            if any(w.ready and self._current(w) for w in self.workers):
                 self.ever_ready = True
                 return
             self._fill()
@@ -504,7 +519,7 @@ class Pool:
             for w in list(self.workers):
                 if not todo or len(running) >= self.size:
                     break
-                if w.ready and w.job is None and w.proc.poll() is None:
+                if w.ready and w.job is None and w.proc.poll() is None and self._current(w):
                     i = todo.pop()
                     job, key = self._prepare(w, jobs[i])
                     try:

@@ -384,3 +384,37 @@ def test_workers_start_without_a_runtime_warning(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "ok" in proc.stdout
     assert "Warning" not in proc.stderr and "found in sys.modules" not in proc.stderr, proc.stderr
+
+
+def test_math_accuracy_scores_the_same_on_a_pool_another_reward_started(tmp_path):
+    """``<answer>42</answer>`` against the gold ``forty two`` scored 0.0 on the first calls and None afterwards: a
+    pool started by another isolated reward had workers without math-verify, so the checks paid its import and
+    warm-up (a second or more) inside their deadline and timed out (0.0) until every worker had been replaced. Now such
+    workers are replaced before the call and the call waits for a warmed one, outside its deadline. A fresh
+    process, as a user's run starts."""
+    script = textwrap.dedent("""
+        from swift_ext.rewards import build
+        print(build("exact_match:isolate=true")(["a"], solution=["a"]))   # the pool starts without math-verify
+        r = build("math_accuracy:timeout=0.5")
+        print([r(["<answer>42</answer>", "<answer>\\\\frac{1}{2}</answer>"], solution=["forty two", "0.5"])
+               for _ in range(3)])
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)})
+    assert proc.returncode == 0, proc.stderr
+    first, calls = proc.stdout.strip().splitlines()
+    assert first == "[1.0]"
+    assert calls == str([[None, 1.0]] * 3), proc.stderr
+    assert "not scored within" not in proc.stderr, proc.stderr
+
+
+def test_a_worker_started_before_a_module_was_needed_gets_no_job(own_pool):
+    """Pool level: after ``need`` adds a module, the workers started without it are replaced, and a job runs in a
+    worker that imported the module (and ran its ``warm_up``) before it said ready."""
+    p = own_pool(size=1)
+    assert p.wait_ready()
+    before = set(p.pids())
+    p.need(["runtime_rewards"])
+    (status, pid), = p.run([("os:getpid", ())], 30.0)
+    assert status == "ok" and pid not in before
+    assert all("runtime_rewards" in w.modules for w in p.workers)
