@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..errors import ConfigError
-from ..io import AtomicFile, Progress, RejectFile, default_reject_path, encode_json
+from ..io import JsonlWriter, Progress, RejectFile, default_reject_path, encode_json
 from . import sources
 
 
@@ -147,10 +147,9 @@ def mix_files(specs: List[str], output: str, *, seed: int = 0, val_ratio: float 
         files = []
         try:
             for path, part in outs:
-                f = AtomicFile(path)
+                f = JsonlWriter(path)
                 files.append(f)
-                for _, data in part:
-                    f.fh.write(data + b"\n")
+                f.write_many([data for _, data in part])
         except BaseException:
             for f in files:
                 f.abort()

@@ -36,7 +36,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from ..scoring import results as results_mod
 from ..scoring import score as scoring
 from ..errors import ConfigError, SwiftExtError
-from ..io import BadLine, JsonlWriter, RejectFile, default_reject_path, iter_jsonl
+from ..io import BadLine, JsonlAppender, JsonlWriter, RejectFile, default_reject_path, iter_jsonl
 from ..io.media import MediaError, check_value
 from ..net import Client, NetError, image_url
 
@@ -231,7 +231,7 @@ class Checkpoint:
         self.path = path
         self.header = header
         self.done: Dict[str, List[str]] = {}
-        self._fd: Optional[int] = None
+        self._out: Optional[JsonlAppender] = None
         self._lock: Optional[int] = None
 
     def _acquire(self) -> None:
@@ -263,8 +263,7 @@ class Checkpoint:
             if restart and p.exists():
                 p.unlink()
             good_end = self._read() if p.exists() else 0
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            os.ftruncate(self._fd, good_end)
+            self._out = JsonlAppender(self.path, fsync=True, keep=good_end)
             if good_end == 0:
                 self._write({"swift_ext_filter_checkpoint": CHECKPOINT_VERSION, **self.header})
         except BaseException:
@@ -327,12 +326,7 @@ class Checkpoint:
                                   f"with the same settings to resume, or use --restart to sample again")
 
     def _write(self, obj: Dict[str, Any]) -> None:
-        data = (json.dumps(obj, ensure_ascii=False) + "\n").encode("utf-8")
-        view = memoryview(data)
-        while view:                      # O_APPEND: each line lands whole at the end of the file
-            n = os.write(self._fd, view)
-            view = view[n:]
-        os.fsync(self._fd)
+        self._out.write(obj)             # one O_APPEND write per line, fsynced
 
     def add(self, key: str, line: int, completions: List[str]) -> None:
         if key in self.done:
@@ -341,9 +335,9 @@ class Checkpoint:
         self.done[key] = completions
 
     def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        if self._out is not None:
+            self._out.close()
+            self._out = None
         if self._lock is not None:
             os.close(self._lock)            # releases the flock
             self._lock = None

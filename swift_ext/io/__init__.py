@@ -2,7 +2,8 @@
 atomic outputs, reject files and a progress bar.
 
 Every writer here writes to a temporary file next to its target and renames it into place only on
-success, so an interrupted run leaves no half-written output.
+success, so an interrupted run leaves no half-written output; the one exception, :class:`JsonlAppender`,
+appends whole lines to a log that is read while it grows.
 
 >>> import os, tempfile
 >>> d = tempfile.mkdtemp()
@@ -19,12 +20,12 @@ success, so an interrupted run leaves no half-written output.
 
 from .atomic import STALE_UNOWNED_SECONDS, AtomicFile, atomic_write, save_png, sweep_stale_temps
 from .config import YAML_MAX_NODES, load_mapping, load_yaml
-from .jsonl import (BadLine, Item, JsonlWriter, RejectFile, default_reject_path, encode_json, iter_jsonl,
-                    iter_jsonl_rows, parse_json_line, raw_text)
+from .jsonl import (BadLine, Item, JsonlAppender, JsonlWriter, RejectFile, default_reject_path, encode_json,
+                    encode_row, iter_jsonl, iter_jsonl_rows, parse_json_line, raw_text)
 from .progress import Progress, rich_progress
 from .signals import Terminated, exit_code, signals_raise
 
 __all__ = ["STALE_UNOWNED_SECONDS", "AtomicFile", "atomic_write", "save_png", "sweep_stale_temps", "YAML_MAX_NODES",
-           "load_mapping", "load_yaml", "BadLine", "Item", "JsonlWriter", "RejectFile", "default_reject_path",
-           "encode_json", "iter_jsonl", "iter_jsonl_rows", "parse_json_line", "raw_text", "Progress", "rich_progress",
+           "load_mapping", "load_yaml", "BadLine", "Item", "JsonlAppender", "JsonlWriter", "RejectFile",
+           "default_reject_path", "encode_json", "encode_row", "iter_jsonl", "iter_jsonl_rows", "parse_json_line", "raw_text", "Progress", "rich_progress",
            "Terminated", "exit_code", "signals_raise"]

@@ -1,4 +1,5 @@
-"""JSON lines: reading rows with their line numbers and reasons, writing rows and reject files atomically."""
+"""JSON lines: reading rows with their line numbers and reasons, writing rows and reject files atomically, and
+appending rows to a log that stays readable while it grows (:class:`JsonlAppender`)."""
 
 from __future__ import annotations
 
@@ -161,6 +162,96 @@ class JsonlWriter(_Transaction):
 
     def abort(self) -> None:
         self.file.abort()
+
+
+def encode_row(obj: Any) -> bytes:
+    """:func:`encode_json`, or for what it cannot hold (numpy numbers, paths, other objects) ``json.dumps`` with
+    ``str()`` of each such value: a log row is written whatever it holds."""
+    try:
+        return _encode(obj)
+    except (TypeError, ValueError, OverflowError):
+        return json.dumps(obj, ensure_ascii=False, default=str).encode("utf-8")
+
+
+def _torn_tail(fd: int, size: int) -> int:
+    """The offset just after the last newline of the first ``size`` bytes of ``fd`` (0 when there is none)."""
+    end = size
+    while end > 0:
+        start = max(0, end - (1 << 16))
+        chunk = os.pread(fd, end - start, start)
+        i = chunk.rfind(b"\n")
+        if i >= 0:
+            return start + i + 1
+        end = start
+    return 0
+
+
+class JsonlAppender:
+    """Rows appended to a JSON lines file that others may read while it grows (a training run's sample log, a
+    resumable checkpoint). Opened with ``O_APPEND``: each :meth:`write` / :meth:`write_many` puts whole lines at
+    the end of the file in one ``write`` (retried until all bytes are out; no buffer held back), then ``fsync``
+    when ``fsync=True``. A line cut short by a kill (the file does not end in a newline) is cut off when the file
+    is opened, so the next row starts a line of its own; ``keep=OFFSET`` keeps only the file's first ``OFFSET``
+    bytes instead (a reader that checked the lines knows where the last good one ends). Readers skip a torn
+    final line (:func:`iter_jsonl_rows` reports it, :class:`swift_ext.runs.MetricLog` waits for its newline).
+
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "log.jsonl")
+    >>> _ = open(path, "wb").write(b'{"a":1}\\n{"a":')          # a run killed in the middle of a line
+    >>> with JsonlAppender(path) as log:
+    ...     log.write_many([{"a": 2}, {"a": 3}])
+    >>> open(path).read()
+    '{"a":1}\\n{"a":2}\\n{"a":3}\\n'
+    """
+
+    def __init__(self, path: str, *, fsync: bool = False, keep: Optional[int] = None, mkdir: bool = True):
+        self.path = str(path)
+        self.fsync = fsync
+        if mkdir:
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        self.fd: Optional[int] = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            size = os.fstat(self.fd).st_size
+            end = min(keep, size) if keep is not None else size
+            if keep is None and size and os.pread(self.fd, 1, size - 1) != b"\n":
+                end = _torn_tail(self.fd, size)
+            if end != size:
+                os.ftruncate(self.fd, end)
+        except BaseException:
+            self.close()
+            raise
+        self.n = 0
+
+    def write(self, row: Any) -> None:
+        self.write_encoded([encode_row(row)])
+
+    def write_many(self, rows: List[Any]) -> None:
+        """Rows in one write (a reader sees all of them or a torn last one, never a mix of two writers' lines)."""
+        self.write_encoded([encode_row(r) for r in rows])
+
+    def write_encoded(self, lines: List[bytes]) -> None:
+        """Already-encoded rows (no newlines inside), in one write."""
+        if not lines:
+            return
+        if self.fd is None:
+            raise ValueError(f"{self.path}: the appender is closed")
+        view = memoryview(b"\n".join(lines) + b"\n")
+        while view:                      # O_APPEND: every write lands at the end of the file
+            view = view[os.write(self.fd, view):]
+        if self.fsync:
+            os.fsync(self.fd)
+        self.n += len(lines)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self) -> "JsonlAppender":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
 
 def default_reject_path(output: str) -> str:

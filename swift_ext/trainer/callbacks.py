@@ -29,7 +29,6 @@ built-in callbacks).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -46,6 +45,7 @@ from ..bridge import grpo
 from ..bridge.chord import RUNTIME as CHORD_RUNTIME
 from ..chord import MU_KEY
 from ..components import Component, configure
+from ..io import JsonlAppender
 from ..params import Param
 
 logger = logging.getLogger("swift_ext.trainer.callbacks")
@@ -357,9 +357,8 @@ class SampleLogger(ExtCallback):
                          **({"images": _image_paths(rec["images"])} if rec.get("images") else {}),
                          **({"reference": self._cut(rec["reference"])} if rec.get("reference") else {}),
                          **({"details": rec["details"]} if rec.get("details") else {})})
-        os.makedirs(os.path.dirname(os.path.abspath(self.file)), exist_ok=True)
-        with open(self.file, "a", encoding="utf-8") as fh:  # append-only log; each line written whole
-            fh.write("".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows))
+        with JsonlAppender(self.file) as log:  # whole lines at the end, in one write; a torn tail is cut first
+            log.write_many(rows)
         self.rows_written += len(rows)
         self._table(split, step, rows)
 

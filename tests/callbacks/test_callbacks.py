@@ -100,3 +100,21 @@ def test_bad_ks():
     with pytest.raises(ParamError, match="expected int"):
         callbacks.configure_callback("reward_eval:ks=1|x")
     assert callbacks.configure_callback("reward_eval:ks=4|1|4")(None, None)._ks == [1, 4]
+
+
+def test_sample_log_appends_whole_lines_after_a_run_killed_mid_line(tmp_path):
+    """The sample log goes through the one append-mode writer: a line torn by a killed run is cut off, not glued
+    to the next row, and every row written reads back."""
+    from types import SimpleNamespace
+
+    from swift_ext.io import iter_jsonl
+
+    log = tmp_path / "swift_ext_samples.jsonl"
+    log.write_bytes(b'{"step": 1, "split": "eval", "completion": "ok"}\n{"step": 2, "split": "ev')
+    cb = callbacks.SampleLogger(SimpleNamespace(output_dir=str(tmp_path)), SimpleNamespace(), show=0)
+    cb.write("eval", 3, [{"prompt_id": 0, "prompt": "2+2?", "completion": "4", "rewards": {"acc": 1.0},
+                          "solution": "4", "images": [{"path": "/a.png", "bytes": b"\x89PNG"}]},
+                         {"prompt_id": 0, "prompt": "2+2?", "completion": "5", "rewards": {"acc": 0.0}}])
+    rows = [obj for _, obj in iter_jsonl(str(log))]
+    assert [(r["step"], r.get("completion")) for r in rows] == [(1, "ok"), (3, "4"), (3, "5")]
+    assert rows[1]["images"] == ["/a.png"] and rows[1]["rewards"] == {"acc": 1.0} and cb.rows_written == 2
