@@ -6,13 +6,12 @@ from typing import Iterable, List
 
 from .. import plugins
 from ..components import configure
-from ..errors import DuplicateNameError
-from ..params import parse_spec
+from ..errors import DuplicateNameError, UnknownNameError
 
 
 def install_callbacks(specs: Iterable[str] = ()) -> List[str]:
-    """Register every swift-ext callback, and each parametrised name in ``specs``
-    (``reward_eval:threshold=0.5``), into ``callbacks_map``."""
+    """Register every swift-ext callback, and each parametrised name or alias in ``specs``
+    (``reward_eval:threshold=0.5``), into ``callbacks_map``; a bad parameter raises ParamError here."""
     from swift.callbacks import callbacks_map
 
     registry = plugins.registry("callback")
@@ -26,8 +25,11 @@ def install_callbacks(specs: Iterable[str] = ()) -> List[str]:
         callbacks_map[name] = cls
         added.append(name)
     for spec in dict.fromkeys(specs):
-        name, params = parse_spec(spec)
-        if params and spec not in callbacks_map and name in registry:
+        if spec in callbacks_map:             # a plain name registered above, or one of ms-swift's own
+            continue
+        try:                                  # the one spec -> class path: parsed and checked once, cached
             callbacks_map[spec] = configure("callback", spec)
-            added.append(spec)
+        except UnknownNameError:              # not a swift-ext callback: ms-swift says what it does not know
+            continue
+        added.append(spec)
     return added

@@ -6,23 +6,30 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
+from ..scoring.results import Results
+
 
 def reward_func_names(trainer: Any) -> List[str]:
     return list(getattr(trainer, "reward_func_names", None) or [])
 
 
-def _sample_record(sample: Any, rewards: List[Optional[float]], names: List[str]) -> Dict[str, Any]:
-    messages = list(getattr(sample, "messages", None) or [])
-    completion = messages[-1].get("content") if messages and isinstance(messages[-1], dict) else None
-    extra = dict(getattr(sample, "extra", None) or {})
-    return {
-        "prompt_id": getattr(sample, "prompt_id", None),
-        "messages": messages[:-1],
-        "completion": completion if isinstance(completion, str) else str(completion),
-        "rewards": {n: (None if r is None or r != r else float(r)) for n, r in zip(names, rewards)},
-        "solution": extra.get("solution"),
-        "images": getattr(sample, "images", None) or None,
-    }
+def _add_samples(out: Results, samples: Any, reward_rows: List[List[float]], names: List[str],
+                 kept: Dict[str, List[Any]], keys: Optional[List[Any]] = None) -> Results:
+    """One entry of ``out`` per rollout sample: the prompt followed by the completion as ``messages`` (as the
+    rewards saw it), ``solution``, ``images`` and ``prompt_id`` as columns, the rewards' scores (NaN:
+    abstained), and the details they kept; grouped by ``keys`` (default: the sample's ``prompt_id``)."""
+    for j, (sample, rewards) in enumerate(zip(samples, reward_rows)):
+        messages = list(getattr(sample, "messages", None) or [])
+        completion = messages[-1].get("content") if messages and isinstance(messages[-1], dict) else None
+        extra = dict(getattr(sample, "extra", None) or {})
+        prompt_id = getattr(sample, "prompt_id", None)
+        row = {"messages": messages, "solution": extra.get("solution"),
+               "images": getattr(sample, "images", None) or None, "prompt_id": prompt_id}
+        out.add(completion if isinstance(completion, str) else str(completion), row,
+                keys[j] if keys is not None else prompt_id,
+                scores={n: (None if r is None or r != r else float(r)) for n, r in zip(names, rewards)},
+                details={n: d[j] for n, d in kept.items() if d[j]})
+    return out
 
 
 def _local_rows(trainer: Any, rewards_per_func: Any, n_local: int) -> List[List[float]]:
@@ -33,21 +40,22 @@ def _local_rows(trainer: Any, rewards_per_func: Any, n_local: int) -> List[List[
     return rows[rank * n_local:(rank + 1) * n_local]
 
 
-def _attach_details(trainer: Any, names: List[str], records: List[Dict[str, Any]]) -> None:
+def _kept_details(trainer: Any, names: List[str], n: int) -> Dict[str, List[Any]]:
     """Per-completion details the rewards kept from this very call (a judge's rationale, a gated reward's
-    sub-scores: ``last_details``) as ``record["details"][reward name]``."""
+    sub-scores: ``last_details``), by reward name."""
+    out = {}
     for name, fn in zip(names, getattr(trainer, "reward_funcs", None) or []):
         kept = getattr(fn, "last_details", None)
-        if isinstance(kept, list) and len(kept) == len(records):
-            for rec, d in zip(records, kept):
-                if d:
-                    rec.setdefault("details", {})[name] = d
+        if isinstance(kept, list) and len(kept) == n:
+            out[name] = kept
+    return out
 
 
 def capture_grpo_eval(trainer: Any, sink: Any) -> bool:
-    """Wrap ``trainer._compute_rewards_per_func`` so that each evaluation-mode call hands
-    ``sink(records)`` one record per completion (prompt messages, completion, per-reward scores,
-    solution). Returns False when the trainer is not an ms-swift GRPO trainer. Idempotent per sink."""
+    """Wrap ``trainer._compute_rewards_per_func`` so that each evaluation-mode call hands ``sink`` its
+    completions as one :class:`~swift_ext.scoring.results.Results` (prompt and completion as ``messages``,
+    ``solution``, ``images``, per-reward scores and details; grouped by prompt within the call).
+    Returns False when the trainer is not an ms-swift GRPO trainer. Idempotent per sink."""
     original = getattr(trainer, "_compute_rewards_per_func", None)
     if original is None or not hasattr(trainer, "reward_func_names"):
         return False
@@ -62,13 +70,13 @@ def capture_grpo_eval(trainer: Any, sink: Any) -> bool:
             if not trainer.model.training and not getattr(trainer, "_swift_ext_in_sanity", False):
                 names = reward_func_names(trainer)
                 rows = _local_rows(trainer, out, len(samples))
-                records = [_sample_record(s, r, names) for s, r in zip(samples, rows)]
-                _attach_details(trainer, names, records)
                 calls[0] += 1
-                for rec in records:  # prompt ids restart with every eval batch: make the group key unique
-                    rec["group"] = f"{calls[0]}:{rec['prompt_id']}"
+                # prompt ids restart with every eval batch: the group key holds the call's number too
+                keys = [f"{calls[0]}:{getattr(s, 'prompt_id', None)}" for s in samples]
+                res = _add_samples(Results(path="<eval rollouts>"), samples, rows, names,
+                                   _kept_details(trainer, names, len(samples)), keys)
                 for fn in list(trainer._swift_ext_eval_sinks):
-                    fn(records)
+                    fn(res)
             return out
 
         trainer._compute_rewards_per_func = wrapped
@@ -77,9 +85,10 @@ def capture_grpo_eval(trainer: Any, sink: Any) -> bool:
     return True
 
 
-def grpo_rollout(trainer: Any, rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+def grpo_rollout(trainer: Any, rows: List[Dict[str, Any]], keys: Optional[List[Any]] = None) -> Results:
     """Generate and score completions for raw dataset ``rows`` with the trainer's own rollout path and
-    reward functions, in eval mode (one completion per row: repeat a row k times for k samples)."""
+    reward functions, in eval mode (one completion per row: repeat a row k times for k samples), grouped by
+    ``keys`` (one per row; default: the samples' ``prompt_id``)."""
     import copy
 
     model = trainer.model
@@ -90,7 +99,8 @@ def grpo_rollout(trainer: Any, rows: List[Dict[str, Any]]) -> List[Dict[str, Any
         samples = trainer._rollout_samples([copy.deepcopy(r) for r in rows])
         rewards = trainer._compute_rewards_per_func(samples)
         names = reward_func_names(trainer)
-        return [_sample_record(s, r, names) for s, r in zip(samples, _local_rows(trainer, rewards, len(samples)))]
+        return _add_samples(Results(path="<sanity rollouts>"), samples, _local_rows(trainer, rewards, len(samples)),
+                            names, {}, keys)
     finally:
         trainer._swift_ext_in_sanity = False
         if was_training:

@@ -24,4 +24,5 @@ from .reader import (  # noqa: F401  (the package's public names)
     dataset_images,
     gold_text,
     group_by_prompt,
+    as_results,
 )

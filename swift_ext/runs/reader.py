@@ -29,7 +29,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tupl
 from ..errors import ConfigError
 from ..io import BadLine, iter_jsonl
 from ..io.jsonl import READ_CHUNK, parse_json_line
-from ..scoring.results import group_indices
+from ..scoring.results import Results, group_indices
 
 LOGGING_FILE = "logging.jsonl"
 COMPLETIONS_FILE = "completions.jsonl"
@@ -250,6 +250,15 @@ def read_logging(path: Path) -> List[Dict[str, Any]]:
 
 @dataclass
 class Completion:
+    """One completion of a run's ``completions.jsonl``, as :func:`iter_completions` streams them (one at a time,
+    so a report or an audit reads any size of log in bounded memory).
+
+    A view of one entry of :class:`~swift_ext.scoring.results.Results`, the one record of scored completions:
+    ``text`` is ``completions[i]``; ``prompt``, ``gold`` (``solution``), ``step`` and ``advantage``
+    (``advantages``) are its columns ``rows[i]``; ``scores[name]`` is ``scores[name][i]``; its prompt group is
+    (step, prompt). :func:`as_results` turns completions into that record (and :mod:`swift_ext.scoring.stats`
+    summarises it as ``rewards score``, ``eval`` and the callbacks do)."""
+
     step: int
     prompt: str
     text: str
@@ -470,7 +479,23 @@ def group_by_prompt(items: Sequence[Completion]) -> List[List[int]]:
     return group_indices((c.step, c.prompt) for c in items)
 
 
+def as_results(items: Iterable[Completion], path: str = "<completions.jsonl>") -> Results:
+    """Logged completions as :class:`~swift_ext.scoring.results.Results` (see :class:`Completion`): grouped by
+    (step, prompt) as :func:`group_by_prompt` groups them, each logged reward a score column.
+
+    >>> res = as_results([Completion(1, "2+2?", "4", {"acc": 1.0}, gold="4"), Completion(1, "2+2?", "5", {"acc": 0.0})])
+    >>> res.completions, res.groups, res.scores, res.rows[0]["solution"]
+    (['4', '5'], [[0, 1]], {'acc': [1.0, 0.0]}, '4')
+    """
+    out = Results(path=path)
+    for c in items:
+        out.add(c.text, {"step": c.step, "prompt": c.prompt, "solution": c.gold, "advantages": c.advantage},
+                (c.step, c.prompt), line=c.line, scores=c.scores)
+    return out
+
+
 __all__ = ["Run", "Completion", "MetricLog", "Points", "load_run", "load_runs", "latest_run", "find_run_dirs",
            "metric_series",
-           "iter_completions", "prompt_text", "dataset_images", "group_by_prompt", "step_of", "number", "logging_rows"]
+           "iter_completions", "as_results", "prompt_text", "dataset_images", "group_by_prompt", "step_of", "number",
+           "logging_rows"]
 

@@ -29,10 +29,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from ..errors import ConfigError
 from ..io import iter_jsonl
+from .stats import Summary, summarise_groups
 
 LIST_KEYS = ("completions", "responses")
 TEXT_KEYS = ("completion", "response")
@@ -136,9 +137,27 @@ def detect_ref_key(rows: Iterable[Dict[str, Any]]) -> Optional[str]:
 
 @dataclass
 class Results:
-    """One entry per completion: ``completions[i]`` with the reward columns ``rows[i]`` from file line
-    ``lines[i]``; ``groups`` holds the indices of each prompt's completions; ``rows_in`` counts the file's
-    rows (= rows used + ``rejected``)."""
+    """The one record of scored (or to be scored) completions, whoever produced them: a completion file
+    (:func:`load`, :class:`Stream`), the trainer's evaluation and sanity rollouts (the callbacks,
+    :mod:`swift_ext.bridge.grpo`), a run's logged completions (:func:`swift_ext.runs.as_results`).
+
+    One entry per completion: ``completions[i]`` with the reward columns ``rows[i]`` (from file line
+    ``lines[i]``); ``groups`` holds the indices of each prompt's completions, ``group_of[i]`` the group of
+    completion ``i`` and ``group_keys[g]`` what identifies group ``g`` (where it was built by key); ``rows_in``
+    counts the file's rows (= rows used + ``rejected``). ``scores`` holds, once the completions are scored, one
+    score per completion for each reward (``None``: abstained) and ``details`` what a reward kept per completion
+    (a judge's rationale; ``None`` where nothing). :meth:`summaries` folds the scores through
+    :mod:`swift_ext.scoring.stats`, the one summary.
+
+    >>> res = Results()
+    >>> for text, score in [("4", 1.0), ("5", 0.0), ("6", 1.0)]:
+    ...     _ = res.add(text, {"solution": "4" if text != "6" else "6"}, group=text == "6", scores={"acc": score})
+    >>> res.groups
+    [[0, 1], [2]]
+    >>> m = res.summaries(threshold=1.0)["acc"].metrics(ks=[1])   # 2 of 3 right; pass@1 averages the groups
+    >>> round(m["mean"], 4), m["pass@1"], m["mean@2"]
+    (0.6667, 0.75, 0.75)
+    """
 
     path: str = "<rows>"
     completions: List[str] = field(default_factory=list)
@@ -149,6 +168,9 @@ class Results:
     rows_in: int = 0
     rejected: List[Tuple[int, str]] = field(default_factory=list)
     ref_key: str = "solution"
+    group_keys: List[Any] = field(default_factory=list)
+    scores: Dict[str, List[Optional[float]]] = field(default_factory=dict)
+    details: Dict[str, List[Any]] = field(default_factory=dict)
 
     @property
     def rows_used(self) -> int:
@@ -159,6 +181,53 @@ class Results:
         batch = self.rows[start:stop]
         keys = sorted({k for r in batch for k in r})
         return {k: [r.get(k) for r in batch] for k in keys}
+
+    def add(self, completion: Any, row: Dict[str, Any], group: Any = None, *, line: int = 0,
+            scores: Optional[Dict[str, Optional[float]]] = None, details: Optional[Dict[str, Any]] = None) -> int:
+        """Append one completion (its reward columns ``row``) to the prompt group ``group`` (any hashable key;
+        ``None``: :func:`prompt_key` of the row), with its ``scores`` and ``details`` by reward name (a name
+        missing here is ``None`` for this completion). Returns its index. ``completion`` may be ``None`` where no
+        completion could be made (the SFT sanity check when the model cannot generate)."""
+        i = len(self.completions)
+        key = prompt_key(row) if group is None else group
+        index = self.__dict__.setdefault("_group_index", {g: n for n, g in enumerate(self.group_keys)})
+        gid = index.get(key)
+        if gid is None:
+            gid = index[key] = len(self.groups)
+            self.groups.append([])
+            self.group_keys.append(key)
+        self.completions.append(completion)
+        self.rows.append(row)
+        self.lines.append(line or i + 1)
+        self.group_of.append(gid)
+        self.groups[gid].append(i)
+        self.rows_in += 1
+        for store, given in ((self.scores, scores or {}), (self.details, details or {})):
+            for name in given:
+                store.setdefault(name, [None] * i)
+            for name, values in store.items():
+                values.append(given.get(name))
+        return i
+
+    def extend(self, other: "Results") -> "Results":
+        """Append every completion of ``other`` (its groups kept by their keys: a key both hold is one group)."""
+        for i, completion in enumerate(other.completions):
+            gid = other.group_of[i]
+            key = other.group_keys[gid] if gid < len(other.group_keys) else ("group", id(other), gid)
+            self.add(completion, other.rows[i], key, line=other.lines[i],
+                     scores={n: v[i] for n, v in other.scores.items()},
+                     details={n: v[i] for n, v in other.details.items() if v[i] is not None})
+        return self
+
+    def summaries(self, names: Optional[Sequence[str]] = None, threshold: Optional[float] = None,
+                  ks: Sequence[int] = ()) -> Dict[str, Summary]:
+        """The :class:`swift_ext.scoring.stats.Summary` of each reward's ``scores`` over the prompt groups (every
+        scored reward when ``names`` is None; a name never scored summarises as all abstained)."""
+        out = {}
+        for name in (self.scores if names is None else names):
+            values = self.scores.get(name) or [None] * len(self.completions)
+            out[name] = summarise_groups([[values[i] for i in g] for g in self.groups], threshold, ks)
+        return out
 
 
 def _completions_of(row: Dict[str, Any], completion_key: Optional[str]) -> Tuple[Optional[list], bool, str]:
@@ -225,6 +294,7 @@ def from_rows(rows: Iterable[Any], *, path: str = "<rows>", completion_key: Opti
     out.groups = group_indices(keys)
     out.group_of = [0] * len(keys)
     for gi, members in enumerate(out.groups):
+        out.group_keys.append(keys[members[0]])
         for i in members:
             out.group_of[i] = gi
     out.rejected.sort()

@@ -39,8 +39,7 @@ from typing import Any, ClassVar, Dict, List, Optional, Sequence
 
 from transformers import TrainerCallback
 
-from ..scoring.evaluation import group_stats
-from ..scoring.results import group_indices, prompt_key
+from ..scoring.results import Results, prompt_turns
 from ..bridge import grpo
 from ..bridge.chord import RUNTIME as CHORD_RUNTIME
 from ..chord import MU_KEY
@@ -100,19 +99,32 @@ def configure_callback(spec: str) -> type:
     return configure("callback", spec)
 
 
-def reward_metrics(records: Sequence[Dict[str, Any]], names: Sequence[str], threshold: float,
+def as_results(records: "Results | Sequence[Dict[str, Any]]") -> Results:
+    """``records`` as :class:`~swift_ext.scoring.results.Results`, the one record: given as it is, or built from
+    dicts (``completion``, ``rewards`` ``{name: score}``, grouped by ``group``, else ``prompt_id``, else the
+    prompt; every other key a column), the shape these callbacks handed around before."""
+    if isinstance(records, Results):
+        return records
+    out = Results(path="<records>")
+    for rec in records:
+        row = {k: v for k, v in rec.items() if k not in ("completion", "rewards", "details", "group")}
+        key = rec.get("group") or rec.get("prompt_id")
+        out.add(rec.get("completion"), row, key, scores=rec.get("rewards") or {}, details=rec.get("details"))
+    return out
+
+
+def reward_metrics(records: "Results | Sequence[Dict[str, Any]]", names: Sequence[str], threshold: float,
                    ks: Optional[List[int]], prefix: str) -> Dict[str, float]:
-    """``{prefix}/{reward}/{mean,accuracy,pass@k,mean@k}`` from per-completion records grouped by prompt."""
-    groups = group_indices(rec.get("group") or rec.get("prompt_id")
-                           or prompt_key({"messages": rec.get("messages"), "images": rec.get("images")})
-                           for rec in records)
+    """``{prefix}/{reward}/{n,mean,accuracy,pass@k,mean@k}`` (and ``abstained`` when some did) of the completions'
+    scores grouped by prompt: :meth:`Results.summaries <swift_ext.scoring.results.Results.summaries>`, the
+    summary ``rewards score`` and ``eval`` give (:mod:`swift_ext.scoring.stats`)."""
+    res = as_results(records)
     out: Dict[str, float] = {}
-    for name in names:
-        stats = group_stats([[records[i]["rewards"].get(name) for i in g] for g in groups], threshold, ks)
-        for stat, value in stats.items():
+    for name, summary in res.summaries(names, threshold, ks or ()).items():
+        for stat, value in summary.metrics(ks).items():
             if stat != "abstained" or value:
                 out[f"{prefix}/{name}/{stat}"] = value
-    out[f"{prefix}/prompts"] = len(groups)
+    out[f"{prefix}/prompts"] = len(res.groups)
     return out
 
 
@@ -127,9 +139,9 @@ def _sinks(trainer: Any) -> List["SampleLogger"]:
     return sinks
 
 
-def publish(trainer: Any, split: str, step: int, records: List[Dict[str, Any]]) -> None:
+def publish(trainer: Any, split: str, step: int, res: Results) -> None:
     for sink in _sinks(trainer):
-        sink.write(split, step, records)
+        sink.write(split, step, res)
 
 
 # -- (a) reward evaluation on the validation split (GRPO) ------------------------------------------
@@ -147,27 +159,29 @@ class RewardEval(ExtCallback):
     }
 
     def setup(self) -> None:
-        self._records: List[Dict[str, Any]] = []
+        self._results = Results(path="<eval rollouts>")
         self._ks = sorted(set(self.ks)) or None
         self.active = False
 
+    def _collect(self, res: Results) -> None:
+        self._results.extend(res)
+
     def on_train_begin(self, args, state, control, **kwargs):
         # attached here, not in __init__: ms-swift builds callbacks before the GRPO trainer sets up its rewards
-        self.active = grpo.capture_grpo_eval(self.trainer, self._records.extend)
+        self.active = grpo.capture_grpo_eval(self.trainer, self._collect)
         if not self.active:
             logger.warning("reward_eval: the trainer is not an ms-swift GRPO trainer; nothing will be logged")
 
     def on_evaluate(self, args, state, control, **kwargs):
-        if not self.active or not self._records:
+        if not self.active or not self._results.completions:
             return
         names = grpo.reward_func_names(self.trainer)
+        res, self._results = self._results, Results(path="<eval rollouts>")
         try:
-            metrics = reward_metrics(self._records, names, self.threshold, self._ks, self.prefix)
+            metrics = reward_metrics(res, names, self.threshold, self._ks, self.prefix)
         except Exception:
             logger.exception("reward_eval failed at step %d; training continues", state.global_step)
             return
-        finally:
-            self._records.clear()
         self.emit(metrics)
 
 
@@ -218,27 +232,26 @@ class TrainSanity(ExtCallback):
         t0 = time.time()
         try:
             if hasattr(self.trainer, "reward_func_names"):
-                metrics, records = self._grpo()
+                metrics, res = self._grpo()
             else:
-                metrics, records = self._sft()
+                metrics, res = self._sft()
         except Exception:  # a diagnostic must not end a training run: say why and carry on
             logger.exception("train_sanity failed at step %d; training continues without it", step)
             return {}
         metrics[f"{self.prefix}/seconds"] = time.time() - t0
         self.emit(metrics)
-        publish(self.trainer, "train_sanity", step, records)
+        publish(self.trainer, "train_sanity", step, res)
         return metrics
 
     def _grpo(self):
         ds = self.trainer.train_dataset
-        rows = [dict(ds[i]) for i in self._sample() for _ in range(self.k)]
-        records = grpo.grpo_rollout(self.trainer, rows)
-        for rec, i in zip(records, [i for i in self._sample() for _ in range(self.k)]):
-            rec["prompt_id"] = f"train[{i}]"
-            rec["row"] = i
+        index = [i for i in self._sample() for _ in range(self.k)]
+        res = grpo.grpo_rollout(self.trainer, [dict(ds[i]) for i in index], keys=[f"train[{i}]" for i in index])
+        for row, i in zip(res.rows, index):
+            row["prompt_id"], row["row"] = f"train[{i}]", i
         names = grpo.reward_func_names(self.trainer)
         ks = sorted({1, self.k})
-        return reward_metrics(records, names, self.threshold, ks, self.prefix), records
+        return reward_metrics(res, names, self.threshold, ks, self.prefix), res
 
     def _sft(self):
         import torch
@@ -248,7 +261,7 @@ class TrainSanity(ExtCallback):
         tok = getattr(trainer, "processing_class", None) or getattr(trainer, "tokenizer", None)
         was_training = model.training
         model.eval()
-        records, accs, losses, exact = [], [], [], []
+        res, accs, losses, exact = Results(path="<sanity rows>"), [], [], []
         try:
             with torch.no_grad():
                 for i in self._sample():
@@ -273,15 +286,15 @@ class TrainSanity(ExtCallback):
                     if hit is not None:
                         exact.append(hit)
                     dec = (lambda t: tok.decode(t, skip_special_tokens=False)) if tok is not None else str
-                    records.append({"prompt_id": f"train[{i}]", "row": i, "prompt": dec(ids[:first]),
-                                    "completion": None if gen is None else dec(gen), "reference": dec(ref),
-                                    "rewards": {"token_acc": accs[-1], "exact_match": hit}})
+                    res.add(None if gen is None else dec(gen),
+                            {"prompt_id": f"train[{i}]", "row": i, "prompt": dec(ids[:first]), "reference": dec(ref)},
+                            f"train[{i}]", scores={"token_acc": accs[-1], "exact_match": hit})
         finally:
             if was_training:
                 model.train()
         mean = (lambda xs: sum(xs) / len(xs) if xs else None)  # noqa: E731
         return ({f"{self.prefix}/token_acc": mean(accs), f"{self.prefix}/loss": mean(losses),
-                 f"{self.prefix}/exact_match": mean(exact), f"{self.prefix}/rows": len(accs)}, records)
+                 f"{self.prefix}/exact_match": mean(exact), f"{self.prefix}/rows": len(accs)}, res)
 
 
     def _greedy(self, model, tok, batch, prompt_ids, ref_len):
@@ -319,44 +332,52 @@ class SampleLogger(ExtCallback):
     }
 
     def setup(self) -> None:
-        self._records: List[Dict[str, Any]] = []
+        self._results = Results(path="<eval rollouts>")
         _sinks(self.trainer).append(self)
         self.rows_written = 0
 
+    def _collect(self, res: Results) -> None:
+        self._results.extend(res)
+
     def on_train_begin(self, args, state, control, **kwargs):
-        grpo.capture_grpo_eval(self.trainer, self._records.extend)  # GRPO eval rollouts (else no-op)
+        grpo.capture_grpo_eval(self.trainer, self._collect)  # GRPO eval rollouts (else no-op)
 
     @property
     def file(self) -> str:
         return self.path or os.path.join(getattr(self.args, "output_dir", "."), SAMPLES_FILE)
 
     def on_evaluate(self, args, state, control, **kwargs):
-        if self._records:
-            records, self._records[:] = list(self._records), []
-            self.write("eval", state.global_step, records)
+        if self._results.completions:
+            res, self._results = self._results, Results(path="<eval rollouts>")
+            self.write("eval", state.global_step, res)
 
     def _cut(self, text: Any) -> Any:
         if isinstance(text, str) and self.max_chars and len(text) > self.max_chars:
             return text[:self.max_chars] + f"... [{len(text) - self.max_chars} more chars]"
         return text
 
-    def write(self, split: str, step: int, records: List[Dict[str, Any]]) -> None:
-        if not records or not _is_main(self.trainer):
+    def write(self, split: str, step: int, records: "Results | List[Dict[str, Any]]") -> None:
+        """One log row per completion of ``records`` (:class:`~swift_ext.scoring.results.Results`, or the dicts
+        :func:`as_results` reads)."""
+        res = as_results(records)
+        if not res.completions or not _is_main(self.trainer):
             return
         rows = []
-        for rec in records:
+        for i, (completion, rec) in enumerate(zip(res.completions, res.rows)):
             prompt = rec.get("prompt")
             if prompt is None:
-                msgs = rec.get("messages") or []
-                prompt = "\n".join(f"{m.get('role')}: {m.get('content')}" for m in msgs if isinstance(m, dict))
+                msgs = prompt_turns(rec.get("messages"))
+                prompt = "\n".join(f"{m.get('role')}: {m.get('content')}" for m in msgs)
+            group = res.group_keys[res.group_of[i]] if res.group_keys else None
+            details = {n: d[i] for n, d in res.details.items() if d[i]}
             rows.append({"step": step, "split": split, "prompt_id": rec.get("prompt_id"),
-                         **({"group": rec["group"]} if rec.get("group") else {}),
-                         "prompt": self._cut(prompt), "completion": self._cut(rec.get("completion")),
-                         "rewards": rec.get("rewards") or {},
+                         **({"group": group} if group not in (None, "", rec.get("prompt_id")) else {}),
+                         "prompt": self._cut(prompt), "completion": self._cut(completion),
+                         "rewards": {n: v[i] for n, v in res.scores.items()},
                          **({"solution": rec["solution"]} if rec.get("solution") is not None else {}),
                          **({"images": _image_paths(rec["images"])} if rec.get("images") else {}),
                          **({"reference": self._cut(rec["reference"])} if rec.get("reference") else {}),
-                         **({"details": rec["details"]} if rec.get("details") else {})})
+                         **({"details": details} if details else {})})
         with JsonlAppender(self.file) as log:  # whole lines at the end, in one write; a torn tail is cut first
             log.write_many(rows)
         self.rows_written += len(rows)

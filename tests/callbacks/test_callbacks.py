@@ -118,3 +118,18 @@ def test_sample_log_appends_whole_lines_after_a_run_killed_mid_line(tmp_path):
     rows = [obj for _, obj in iter_jsonl(str(log))]
     assert [(r["step"], r.get("completion")) for r in rows] == [(1, "ok"), (3, "4"), (3, "5")]
     assert rows[1]["images"] == ["/a.png"] and rows[1]["rewards"] == {"acc": 1.0} and cb.rows_written == 2
+
+
+def test_install_builds_each_spec_once_through_configure():
+    """ms-swift's callbacks_map gets the one configured class per spec (the class `configure` returns, parsed and
+    checked once); a bad parameter is a ParamError at install; a name swift-ext does not know is left to ms-swift."""
+    from swift.callbacks import callbacks_map
+
+    from swift_ext.bridge.callbacks import install_callbacks
+    from swift_ext.components import configure
+
+    added = install_callbacks(["reward_eval:ks=1|4", "reward_eval:ks=1|4", "not_ours:x=1", "sample_logger"])
+    assert added.count("reward_eval:ks=1|4") <= 1 and "not_ours:x=1" not in callbacks_map
+    assert callbacks_map["reward_eval:ks=1|4"] is configure("callback", "reward_eval:ks=1|4")
+    with pytest.raises(ParamError, match="ks=0: must be >= 1"):
+        install_callbacks(["reward_eval:ks=0"])

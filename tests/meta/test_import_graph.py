@@ -126,14 +126,16 @@ def test_only_the_bridge_imports_ms_swift():
 LAYERS = [
     {"errors"},
     {"params", "resources", "hookspecs", "io", "extract", "cpu_compat",   # foundation
-     "bridge.context", "bridge.grpo", "bridge.infer",  # ms-swift facts with no swift_ext deps
-     "rewards.pool"},                             # worker processes with deadlines (no swift_ext deps)
+     "bridge.context", "bridge.infer",            # ms-swift facts with no swift_ext deps
+     "rewards.pool",                              # worker processes with deadlines (no swift_ext deps)
+     "scoring.stats"},                            # the one summary of scores (no swift_ext deps)
     {"net"},                                      # the one HTTP client, the image encoder
     {"tools"},                                    # tool calls: the one parser and matcher (rewards, convert, agents)
     {"bridge.arguments"},                         # ms-swift's argument classes (the torchvision shim first)
     {"plugins"},                                  # the plugin manager and registries
     {"components", "sandbox"},                    # the one spec -> class mechanism; the code sandbox
     {"scoring.results", "bridge.callbacks"},      # the completion record; callbacks -> ms-swift's callbacks_map
+    {"bridge.grpo"},                              # GRPO rollouts and eval scores captured as that record
     {"rewards"},                                  # reward families and their runtime (pool, deadlines)
     {"bridge.rewards"},                           # rewards -> ms-swift's orms
     {"scoring"},                                  # the one scoring path, eval metrics, explain
@@ -154,7 +156,8 @@ def _unit(module: str) -> str:
     parts = module.split(".")[1:]
     if not parts:
         return "__init__"
-    if parts[:2] in (["scoring", "results"], ["rewards", "pool"]) or (parts[0] == "bridge" and len(parts) > 1):
+    if parts[:2] in (["scoring", "results"], ["scoring", "stats"], ["rewards", "pool"]) \
+            or (parts[0] == "bridge" and len(parts) > 1):
         return ".".join(parts[:2])
     return parts[0]
 

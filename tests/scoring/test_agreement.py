@@ -147,3 +147,62 @@ def test_one_summary_behind_score_eval_filter_and_callbacks(files, tmp_path):
     # filter's zero-variance count is rewards score's zero_std_groups
     assert score.summarise(spec, per_row, [list(range(i, i + 4)) for i in range(0, 28, 4)]).zero_std_groups \
         == stats["zero_std_groups"]
+
+
+def test_the_callbacks_and_a_runs_log_summarise_the_record_as_rewards_score_does(files, tmp_path):
+    """One record, one summary: the completions of a file scored by `rewards score`, handed to the `reward_eval`
+    callback as the Results record the trainer capture builds, and read back as a run's logged completions
+    (runs.Completion, a view of that record) give the same n, abstained, mean, pass@k and zero-variance groups;
+    the numbers are also checked against statistics computed here from the per-row scores."""
+    import math
+    import statistics
+
+    from swift_ext.runs import Completion, as_results
+    from swift_ext.scoring import results
+    from swift_ext.trainer.callbacks import reward_metrics
+
+    path = files["completion"]
+    specs = ["exact_match", "math_accuracy"]                     # math_accuracy abstains on a gold in words (yes)
+    out = tmp_path / "s.jsonl"
+    stats = {s["name"]: s for s in json.loads(run_cli(
+        ["rewards", "score", path, *[a for spec in specs for a in ("-r", spec)], "-o", str(out), "--json"]).stdout
+    )["rewards"]}
+    per_row = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(per_row) == 28
+
+    # the callback's record: the file's completions and reward columns with the scores the trainer computed
+    res = results.load(path)
+    for spec in specs:
+        res.scores[spec] = [r[spec] for r in per_row]
+    cb = reward_metrics(res, specs, 1.0, [1, 2], "eval_ext")
+    # a run's completions.jsonl (one row per completion, rewards as columns) read back as Completions
+    logged = [Completion(step=1, prompt=r["messages"][0]["content"], text=c, scores={s: p[s] for s in specs},
+                         gold=r["solution"]) for c, r, p in zip(res.completions, res.rows, per_row)]
+    run = as_results(logged)
+    assert run.groups == res.groups == [list(range(i, i + 4)) for i in range(0, 28, 4)]
+    from_run = run.summaries(specs, 1.0, [1, 2])
+
+    for spec in specs:
+        values = [p[spec] for p in per_row]
+        got = [v for v in values if v is not None]
+        groups = [values[i:i + 4] for i in range(0, 28, 4)]
+        scored = [[v for v in g if v is not None] for g in groups]
+        # independent of the code under test: fmean, pstdev, the pass@k formula, groups that never vary
+        mean = statistics.fmean(got)
+        pass2 = statistics.fmean(1 - math.comb(len(g) - sum(v >= 1 for v in g), 2) / math.comb(len(g), 2)
+                                 for g in scored if len(g) >= 2)
+        zero_std = sum(max(g) == min(g) for g in scored if len(g) > 1)
+        abstained = len(values) - len(got)
+
+        assert stats[spec]["mean"] == mean and stats[spec]["std"] == pytest.approx(statistics.pstdev(got))
+        assert stats[spec]["abstained"] == abstained and stats[spec]["zero_std_groups"] == zero_std
+        assert cb[f"eval_ext/{spec}/mean"] == mean == from_run[spec].mean
+        assert cb[f"eval_ext/{spec}/n"] == len(got) == from_run[spec].n
+        assert cb.get(f"eval_ext/{spec}/abstained", 0) == abstained == from_run[spec].abstained
+        assert cb[f"eval_ext/{spec}/pass@2"] == pytest.approx(pass2)
+        cb_stats = {k.rsplit("/", 1)[1]: v for k, v in cb.items() if k.startswith(f"eval_ext/{spec}/")}
+        run_stats = {k: v for k, v in from_run[spec].metrics([1, 2]).items() if k != "abstained" or v}
+        assert cb_stats == run_stats                             # every number, not only those checked above
+        assert from_run[spec].zero_std_groups == zero_std
+    assert cb["eval_ext/prompts"] == 7
+    assert stats["math_accuracy"]["abstained"] == 4              # the gold "yes" is words: its 4 completions abstain
