@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shlex
@@ -192,6 +193,11 @@ def migrate_cmd(script, output, check):
 _SIZE = re.compile(r"^\s*([0-9.]+(?:e[0-9]+)?)\s*([kmbt]?)\s*$", re.IGNORECASE)
 
 
+#: ``plan memory`` flags named otherwise than their MemoryInput field (field -> flag); flags that are no field
+MEMORY_RENAMED = {"gpu_mem_gb": "gpu_mem", "rollout": "rollout_mode"}
+MEMORY_CLI_ONLY = ("model_dir", "as_json")
+
+
 def parse_params(text: str) -> float:
     """``8B`` -> 8e9, ``500M`` -> 5e8, ``7.6e9`` -> 7.6e9."""
     m = _SIZE.match(str(text))
@@ -242,10 +248,7 @@ def plan_group():
 @click.option("--vllm-tp", type=int, help="vLLM tensor-parallel size (default: recommended / 1)")
 @click.option("--num-generations", type=int, default=8, show_default=True, help="GRPO completions per prompt")
 @click.option("--json", "as_json", is_flag=True)
-def memory_cmd(params, model_dir, tuning, dtype, rlhf, beta, ref_model, trainable_fraction, optimizer, optim_dtype,
-               zero, n_gpus, seq_len, hidden_size, num_layers, vocab_size, gpu_mem, global_batch, total_gpus,
-               num_kv_heads, head_dim, vision_params, freeze_vit, rollout_mode, vllm_max_model_len, vllm_tp,
-               num_generations, as_json):
+def memory_cmd(**flags):
     """Estimate GPU memory per device for full / LoRA / QLoRA training (an estimate: see docs/launching.md).
 
     \b
@@ -258,23 +261,20 @@ def memory_cmd(params, model_dir, tuning, dtype, rlhf, beta, ref_model, trainabl
     """
     from ..launch.memory import MemoryInput, estimate, model_facts
 
-    facts = model_facts(model_dir) if model_dir else {}
-    if params is None and not facts:
+    facts = model_facts(flags["model_dir"]) if flags["model_dir"] else {}
+    if flags["params"] is None and not facts:
         raise click.UsageError("give --params (e.g. 8B) or --model DIR")
-    inp = MemoryInput(params=parse_params(params) if params else facts["params"], dtype=dtype, tuning=tuning,
-                      trainable_fraction=trainable_fraction, rlhf=None if rlhf == "sft" else rlhf, beta=beta,
-                      ref_model=ref_model, optimizer=optimizer, optim_dtype=optim_dtype, zero=zero, n_gpus=n_gpus,
-                      hidden_size=hidden_size or facts.get("hidden_size"),
-                      num_layers=num_layers or facts.get("num_layers"),
-                      vocab_size=vocab_size or facts.get("vocab_size"), seq_len=seq_len, gpu_mem_gb=gpu_mem,
-                      global_batch=global_batch, total_gpus=total_gpus,
-                      num_kv_heads=num_kv_heads or facts.get("num_kv_heads"),
-                      head_dim=head_dim or facts.get("head_dim"),
-                      vision_params=parse_params(vision_params) if vision_params else facts.get("vision_params", 0.0),
-                      freeze_vit=freeze_vit, rollout=rollout_mode, vllm_max_model_len=vllm_max_model_len,
-                      vllm_tp=vllm_tp, num_generations=num_generations)
+    # the flags are MemoryInput's fields (tests/meta/test_options.py): only sizes and the model's shape need work
+    values = {f.name: flags[MEMORY_RENAMED.get(f.name, f.name)] for f in dataclasses.fields(MemoryInput)}
+    values["params"] = parse_params(values["params"]) if values["params"] else facts["params"]
+    values["vision_params"] = parse_params(values["vision_params"]) if values["vision_params"] \
+        else facts.get("vision_params", 0.0)
+    values["rlhf"] = None if values["rlhf"] == "sft" else values["rlhf"]
+    for shape in ("hidden_size", "num_layers", "vocab_size", "num_kv_heads", "head_dim"):
+        values[shape] = values[shape] or facts.get(shape)
+    inp = MemoryInput(**values)
     est = estimate(inp)
-    if as_json:
+    if flags["as_json"]:
         echo_json({"input": inp.__dict__, **est.to_dict()})
         return
     _print_estimate(inp, est)

@@ -6,8 +6,10 @@ import dataclasses
 from swift_ext.cli import cli
 from swift_ext.cli.data import CONVERT_CLI_ONLY, CONVERT_RENAMED
 from swift_ext.cli.filter import SAMPLER_FLAGS
+from swift_ext.cli.launch import MEMORY_CLI_ONLY, MEMORY_RENAMED
 from swift_ext.convert.options import ConvertOptions
 from swift_ext.curation.filter import FilterOptions, Sampling
+from swift_ext.launch.memory import MemoryInput
 
 
 def _flags(name):
@@ -23,3 +25,8 @@ def test_filter_flags_are_filter_options_and_sampling_fields():
     fields = {f.name for f in dataclasses.fields(FilterOptions)} - {"sampling", "chunk"}   # chunk: library only
     fields |= {f.name for f in dataclasses.fields(Sampling)}
     assert _flags("filter") == fields | set(SAMPLER_FLAGS)
+
+
+def test_plan_memory_flags_are_memory_input_fields():
+    fields = {MEMORY_RENAMED.get(f.name, f.name) for f in dataclasses.fields(MemoryInput)}
+    assert {p.name for p in cli.commands["plan"].commands["memory"].params} == fields | set(MEMORY_CLI_ONLY)
