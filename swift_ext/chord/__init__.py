@@ -23,6 +23,8 @@ from .plan import (  # noqa: F401  (the package's public names)
     check_datasets,
     ChordPlan,
     make_plan,
+    PlanOptions,
+    plan_chord,
     count_jsonl_rows,
     plot,
     schedule_from_env,

@@ -511,6 +511,56 @@ def make_plan(shape: str, steps: StepCount, sft_datasets: Sequence[str], rl_data
     return ChordPlan(steps, sched, list(sft_datasets), sft_batch_size, enable_phi, warnings, data)
 
 
+@dataclass
+class PlanOptions:
+    """Everything ``swift-ext chord plan`` takes to plan a run, one field per flag (tests/meta/test_options.py
+    checks they agree): the RL dataset (``datasets``, or its size ``rows``), the SFT datasets, the mu shape and
+    its values (``None``: the shape's default), and ms-swift's batch arithmetic."""
+
+    datasets: Tuple[str, ...] = ()
+    rows: Optional[int] = None
+    sft_datasets: Tuple[str, ...] = ()
+    shape: str = "warmup_cosine"
+    peak: Optional[float] = None
+    valley: Optional[float] = None
+    warmup_steps: Optional[int] = None
+    decay_steps: Optional[int] = None  # default: every step after the warmup
+    epochs: float = 1.0
+    max_steps: int = -1
+    per_device_batch: int = 8
+    grad_accum: int = 1
+    gpus: int = 1
+    num_generations: int = 8
+    steps_per_generation: Optional[int] = None
+    generation_batch_size: Optional[int] = None
+    num_iterations: int = 1
+    split_dataset_ratio: float = 0.0
+    sft_batch_size: int = 1
+    phi: bool = False
+
+
+def plan_chord(opts: PlanOptions, check_data: bool = True) -> ChordPlan:
+    """The checked plan of a CHORD run (:func:`make_plan` after :func:`count_steps`), from one options object.
+
+    >>> opts = PlanOptions(rows=64, sft_datasets=("sft.jsonl",), peak=0.9, valley=0.1, warmup_steps=4)
+    >>> plan = plan_chord(opts, check_data=False)   # 8 completions per step = one prompt of 8 generations
+    >>> plan.steps.total_steps, plan.swift_args()["chord_mu_decay_steps"]   # the decay: the steps after the warmup
+    (64, 60)
+    """
+    if opts.rows is None and not opts.datasets:
+        raise ConfigError("give the RL dataset (--dataset FILE) or its size (--rows N) to count the steps")
+    n_rows = opts.rows if opts.rows is not None else sum(count_jsonl_rows(p) for p in opts.datasets)
+    steps = count_steps(n_rows, opts.per_device_batch, opts.grad_accum, opts.gpus, opts.num_generations, opts.epochs,
+                        opts.steps_per_generation, opts.generation_batch_size, opts.num_iterations, opts.max_steps,
+                        opts.split_dataset_ratio)
+    warm = 0 if opts.warmup_steps is None else opts.warmup_steps
+    swift_args = {"chord_mu_peak": opts.peak, "chord_mu_valley": opts.valley, "chord_mu_warmup_steps": warm,
+                  "chord_mu_decay_steps": opts.decay_steps if opts.decay_steps is not None
+                  else max(steps.total_steps - warm, 0)}
+    return make_plan(opts.shape, steps, list(opts.sft_datasets), list(opts.datasets), opts.sft_batch_size, opts.phi,
+                     check_data=check_data, swift_args=swift_args)
+
+
 def count_jsonl_rows(path: str) -> int:
     return len(_read_rows(path))
 
@@ -562,5 +612,6 @@ _RESOLVED: Dict[Tuple[str, tuple], Schedule] = {}
 
 
 __all__ = ["count_steps", "StepCount", "schedule", "Schedule", "resolve", "check", "check_datasets", "make_plan",
+           "PlanOptions", "plan_chord",
            "ChordPlan", "plot", "check_values", "SCHEDULE_ENV", "MU_KEY", "BUILTIN_SHAPES", "shape_names",
            "get_shape", "schedule_from_env", "runtime_mu"]

@@ -40,6 +40,10 @@ def shapes_cmd(as_json):
     console.print(table)
 
 
+#: ``chord plan`` flags that are not PlanOptions fields (how the plan is shown)
+PLAN_CLI_ONLY = ("plot_path", "print_args", "as_json", "table_rows")
+
+
 @chord_group.command("plan")
 @click.option("--dataset", "datasets", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="GRPO (RL) dataset JSONL, as --dataset; repeatable (its rows are counted)")
@@ -71,9 +75,7 @@ def shapes_cmd(as_json):
 @click.option("--args", "print_args", is_flag=True, help="print the flags to paste into `swift rlhf` on stdout")
 @click.option("--json", "as_json", is_flag=True, help="the whole plan as JSON on stdout")
 @click.option("--table-rows", type=int, default=20, show_default=True, help="rows of the mu table (0: every step)")
-def plan_cmd(datasets, rows, sft_datasets, shape, peak, valley, warmup_steps, decay_steps, epochs, max_steps,
-             per_device_batch, grad_accum, gpus, num_generations, steps_per_generation, generation_batch_size,
-             num_iterations, split_dataset_ratio, sft_batch_size, phi, plot_path, print_args, as_json, table_rows):
+def plan_cmd(plot_path, print_args, as_json, table_rows, **flags):
     """Plan a CHORD run: total optimizer steps, a checked set of --chord_* flags, the mu of every step.
 
     \b
@@ -82,20 +84,8 @@ def plan_cmd(datasets, rows, sft_datasets, shape, peak, valley, warmup_steps, de
             --num-generations 8 --grad-accum 2 --epochs 2 --shape linear_decay --peak 0.9 --valley 0.05 --args
     """
     from ..chord import plan as chord
-    from ..errors import ConfigError
 
-    if rows is None and not datasets:
-        raise ConfigError("give the RL dataset (--dataset FILE) or its size (--rows N) to count the steps")
-    n_rows = rows if rows is not None else sum(chord.count_jsonl_rows(p) for p in datasets)
-    steps = chord.count_steps(n_rows, per_device_batch, grad_accum, gpus, num_generations, epochs,
-                              steps_per_generation, generation_batch_size, num_iterations, max_steps,
-                              split_dataset_ratio)
-    warm = 0 if warmup_steps is None else warmup_steps
-    swift_args = {"chord_mu_peak": peak, "chord_mu_valley": valley, "chord_mu_warmup_steps": warm,
-                  "chord_mu_decay_steps": decay_steps if decay_steps is not None
-                  else max(steps.total_steps - warm, 0)}
-    plan = chord.make_plan(shape, steps, list(sft_datasets), list(datasets), sft_batch_size, phi,
-                           swift_args=swift_args)
+    plan = chord.plan_chord(chord.PlanOptions(**flags))  # every other flag is a PlanOptions field
     _print_summary(plan, table_rows)
     if plot_path:
         chord.plot(plan, None, plot_path)

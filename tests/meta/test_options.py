@@ -4,6 +4,8 @@ agree by name (with the renames and CLI-only flags the command declares)."""
 import dataclasses
 
 from swift_ext.cli import cli
+from swift_ext.chord import PlanOptions
+from swift_ext.cli.chord import PLAN_CLI_ONLY
 from swift_ext.cli.data import CONVERT_CLI_ONLY, CONVERT_RENAMED
 from swift_ext.cli.filter import SAMPLER_FLAGS
 from swift_ext.cli.launch import MEMORY_CLI_ONLY, MEMORY_RENAMED
@@ -30,3 +32,8 @@ def test_filter_flags_are_filter_options_and_sampling_fields():
 def test_plan_memory_flags_are_memory_input_fields():
     fields = {MEMORY_RENAMED.get(f.name, f.name) for f in dataclasses.fields(MemoryInput)}
     assert {p.name for p in cli.commands["plan"].commands["memory"].params} == fields | set(MEMORY_CLI_ONLY)
+
+
+def test_chord_plan_flags_are_plan_options_fields():
+    fields = {f.name for f in dataclasses.fields(PlanOptions)}
+    assert {p.name for p in cli.commands["chord"].commands["plan"].params} == fields | set(PLAN_CLI_ONLY)
