@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 
 import click
@@ -50,7 +49,7 @@ def list_cmd(as_json):
               "(default: solution, else the first of labels, answer, reference, ground_truth, gold)")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="write per-completion scores as JSONL")
 @click.option("--json", "as_json", is_flag=True, help="the summary as JSON on stdout")
-def score_cmd(input_path, specs, plugin_files, completion_key, ref_key, output, as_json):
+def score_cmd(as_json, **flags):
     """Score completions in INPUT.jsonl with rewards and report mean / std / zero-variance groups.
 
     Rows carry the dataset columns (solution, images, ...) and either `completions` (a list: one GRPO
@@ -60,18 +59,15 @@ def score_cmd(input_path, specs, plugin_files, completion_key, ref_key, output, 
     """
     from rich.table import Table
 
-    from ..io import JsonlWriter
     from ..scoring import score as scoring
 
     # streamed: per-completion scores go to --output as they are computed, statistics fold prompt groups as
     # they close, so memory stays bounded whatever the file's size
-    with contextlib.ExitStack() as stack:
-        writer = stack.enter_context(JsonlWriter(output)) if output else None
-        bar = stack.enter_context(progress())
+    opts = scoring.ScoreOptions(**flags)          # every flag but --json is a ScoreOptions field
+    input_path = opts.input_path
+    with progress() as bar:
         task = bar.add_task("scoring", total=None)
-        report = scoring.score_stream(input_path, specs, plugin_files, completion_key=completion_key,
-                                      ref_key=ref_key, on_batch=lambda n: bar.advance(task, n),
-                                      sink=writer.write if writer else None)
+        report = scoring.run(opts, on_batch=lambda n: bar.advance(task, n))
     for line, why in report.rejected[:10]:
         console.print(f"[yellow]rejected[/yellow] {input_path}:{line}: {escape(why)}")
     if as_json:

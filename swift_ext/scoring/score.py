@@ -10,9 +10,10 @@ advantage is zero).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .. import plugins
 from . import results as results_mod
@@ -159,6 +160,33 @@ def score_stream(path: str, specs: Sequence[str], plugin_files: Sequence[str] = 
     return out
 
 
+@dataclass
+class ScoreOptions:
+    """What ``swift-ext rewards score`` takes, one field per flag (tests/meta/test_options.py checks they agree):
+    the completion file, the reward specs, ms-swift plugin files, the completion and reference columns, and
+    where the per-completion scores go (JSONL, or a JSON array for ``.json``; none: only the summary)."""
+
+    input_path: str
+    specs: Tuple[str, ...]
+    plugin_files: Tuple[str, ...] = ()
+    completion_key: Optional[str] = None
+    ref_key: Optional[str] = None
+    output: Optional[str] = None
+    batch_size: int = BATCH_SIZE  # library only
+
+
+def run(opts: ScoreOptions, on_batch: Optional[Callable[[int], None]] = None) -> ScoreReport:
+    """``rewards score``: :func:`score_stream` over ``opts.input_path`` (bounded memory), each completion's scores
+    written to ``opts.output`` as they are computed (atomically: the file appears whole, or not at all)."""
+    from ..io import JsonlWriter
+
+    with contextlib.ExitStack() as stack:
+        writer = stack.enter_context(JsonlWriter(opts.output)) if opts.output else None
+        return score_stream(opts.input_path, list(opts.specs), list(opts.plugin_files),
+                            completion_key=opts.completion_key, ref_key=opts.ref_key, on_batch=on_batch,
+                            batch_size=opts.batch_size, sink=writer.write if writer else None)
+
+
 def report(res: "results_mod.Results", scores: Dict[str, List[Score]],
            details: Optional[Dict[str, List[Any]]] = None) -> ScoreReport:
     out = ScoreReport(rows=res.rows_in, completions=len(res.completions), rejected=list(res.rejected))
@@ -171,4 +199,4 @@ def report(res: "results_mod.Results", scores: Dict[str, List[Score]],
 
 
 __all__ = ["resolve", "call_reward", "score_results", "score_file", "score_stream", "summarise", "report", "RewardStats",
-           "ScoreReport"]
+           "ScoreReport", "ScoreOptions", "run"]

@@ -12,6 +12,7 @@ from swift_ext.cli.launch import MEMORY_CLI_ONLY, MEMORY_RENAMED
 from swift_ext.convert.options import ConvertOptions
 from swift_ext.curation.filter import FilterOptions, Sampling
 from swift_ext.launch.memory import MemoryInput
+from swift_ext.scoring.score import ScoreOptions
 
 
 def _flags(name):
@@ -37,3 +38,8 @@ def test_plan_memory_flags_are_memory_input_fields():
 def test_chord_plan_flags_are_plan_options_fields():
     fields = {f.name for f in dataclasses.fields(PlanOptions)}
     assert {p.name for p in cli.commands["chord"].commands["plan"].params} == fields | set(PLAN_CLI_ONLY)
+
+
+def test_rewards_score_flags_are_score_options_fields():
+    fields = {f.name for f in dataclasses.fields(ScoreOptions)} - {"batch_size"}   # batch_size: library only
+    assert {p.name for p in cli.commands["rewards"].commands["score"].params} == fields | {"as_json"}
