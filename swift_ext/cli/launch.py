@@ -5,10 +5,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import shlex
 import shutil
 import sys
-import time
 
 import click
 
@@ -16,14 +14,6 @@ from ..errors import ConfigError
 from ._common import console, echo_json
 
 RECIPES = ("sft", "dpo", "grpo", "chord", "rollout", "export")
-
-
-def _default_swift(portable: bool) -> str:
-    """``swift`` next to this Python (the venv swift-ext runs in) when it exists; plain ``swift`` in scripts."""
-    from pathlib import Path
-
-    here = Path(sys.executable).with_name("swift")
-    return str(here) if here.exists() and not portable else "swift"
 
 
 def _warn(msg: str) -> None:
@@ -64,8 +54,7 @@ def _warn(msg: str) -> None:
 @click.option("--no-check", is_flag=True,
               help="skip the checks made before anything starts: flag names against the installed ms-swift's "
                    "arguments, local dataset files, GRPO batch arithmetic")
-def launch_cmd(recipe, extra, template, sets, gpus, num_gpus, rollout_gpus, num_rollout_gpus, nproc, nnodes, node_rank, master_addr, master_port,
-               rollout_host, dry_run, as_json, slurm, gpus_per_node, partition, time_limit, log_dir, swift_cmd, grace, no_check):
+def launch_cmd(**flags):
     """Run a recipe (sft, dpo, grpo, chord, rollout, export) from its YAML template.
 
     \b
@@ -84,55 +73,27 @@ def launch_cmd(recipe, extra, template, sets, gpus, num_gpus, rollout_gpus, num_
         swift-ext launch rollout --gpus 4, --set model=Qwen/Qwen2.5-7B-Instruct
         swift-ext launch grpo --slurm --nnodes 3 --set dataset=math.jsonl > job.sbatch
     """
-    from ..launch import Nodes, build_plan, detect_gpus, load_template, run_plan
+    from ..launch.options import LaunchOptions, launch, plan_launch, sbatch
     from ..launch.shell import render_plan
 
-    tpl = load_template(template or recipe)
-    extra = [e for e in extra if e != "--"]
-    swift = shlex.split(swift_cmd) if swift_cmd else [_default_swift(dry_run or as_json or slurm)]
-    if slurm:
-        from ..launch.slurm import render_sbatch
-
-        click.echo(render_sbatch(recipe, tpl, nodes=nnodes, gpus_per_node=gpus_per_node, sets=sets, extra=extra,
-                                 partition=partition, time_limit=time_limit, master_port=master_port, swift=swift),
-                   nl=False)
+    try:
+        opts = LaunchOptions(**flags)                # every flag is a LaunchOptions field
+    except ConfigError as exc:                       # two flags that exclude each other
+        raise click.UsageError(str(exc)) from None
+    if opts.slurm:
+        click.echo(sbatch(opts), nl=False)
         return
-    gpus = _one_of("--gpus", gpus, "--num-gpus", num_gpus)
-    rollout_gpus = _one_of("--rollout-gpus", rollout_gpus, "--num-rollout-gpus", num_rollout_gpus)
-    if gpus is None:  # SWIFT_EXT_GPUS -> CUDA_VISIBLE_DEVICES -> nvidia-smi -L -> CPU
-        found = detect_gpus(warn=_warn)
-        gpus = ",".join(map(str, found)) + "," if found else None
-    plan = build_plan(recipe, tpl, sets=sets, extra=extra, gpus=gpus, rollout_gpus=rollout_gpus, nproc=nproc,
-                      nodes=Nodes(nnodes, node_rank, master_addr, master_port), rollout_host=rollout_host,
-                      swift=swift, base_env=os.environ)
-    if not no_check:
-        from ..bridge.arguments import swift_fields
-        from ..launch.check import check_plan
-
-        errors, notes = check_plan(plan, fields=swift_fields(), render_only=dry_run or as_json)
-        plan.warnings.extend(notes)
-        if errors:
-            raise ConfigError(f"launch {recipe}: " + ("\n  ".join(["refused before starting anything:", *errors]))
-                              + "\n(--no-check skips these checks)")
+    plan = plan_launch(opts, warn=_warn)
     for w in plan.warnings:
         _warn(w)
-    log_dir = log_dir or os.path.join("swift-ext-logs", f"{recipe}-{time.strftime('%Y%m%d-%H%M%S')}")
-    if as_json:
+    log_dir = opts.logs()
+    if opts.as_json:
         echo_json(plan.to_dict())
         return
-    if dry_run:
+    if opts.dry_run:
         click.echo(render_plan(plan, log_dir), nl=False)
         return
-    if not shutil.which(swift[0]):
-        raise ConfigError(f"{swift[0]!r} not found on PATH: pip install 'ms-swift>=4.6,<5' (or pass --swift)")
-    sys.exit(run_plan(plan, log_dir=log_dir, grace=grace))
-
-
-def _one_of(ids_flag, ids, count_flag, count):
-    """Device ids (a string) or a count (an int): never both."""
-    if ids is not None and count is not None:
-        raise click.UsageError(f"give {ids_flag} (device ids) or {count_flag} (a count), not both")
-    return count if count is not None else ids
+    sys.exit(launch(opts, plan, log_dir))
 
 
 @click.command("migrate")

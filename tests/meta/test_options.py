@@ -12,6 +12,7 @@ from swift_ext.cli.launch import MEMORY_CLI_ONLY, MEMORY_RENAMED
 from swift_ext.convert.options import ConvertOptions
 from swift_ext.curation.filter import FilterOptions, Sampling
 from swift_ext.launch.memory import MemoryInput
+from swift_ext.launch.options import LaunchOptions
 from swift_ext.scoring.score import ScoreOptions
 
 
@@ -43,3 +44,7 @@ def test_chord_plan_flags_are_plan_options_fields():
 def test_rewards_score_flags_are_score_options_fields():
     fields = {f.name for f in dataclasses.fields(ScoreOptions)} - {"batch_size"}   # batch_size: library only
     assert {p.name for p in cli.commands["rewards"].commands["score"].params} == fields | {"as_json"}
+
+
+def test_launch_flags_are_launch_options_fields():
+    assert _flags("launch") == {f.name for f in dataclasses.fields(LaunchOptions)}
