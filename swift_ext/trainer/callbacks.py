@@ -99,7 +99,7 @@ def configure_callback(spec: str) -> type:
     return configure("callback", spec)
 
 
-def as_results(records: "Results | Sequence[Dict[str, Any]]") -> Results:
+def from_records(records: "Results | Sequence[Dict[str, Any]]") -> Results:
     """``records`` as :class:`~swift_ext.scoring.results.Results`, the one record: given as it is, or built from
     dicts (``completion``, ``rewards`` ``{name: score}``, grouped by ``group``, else ``prompt_id``, else the
     prompt; every other key a column), the shape these callbacks handed around before."""
@@ -118,7 +118,7 @@ def reward_metrics(records: "Results | Sequence[Dict[str, Any]]", names: Sequenc
     """``{prefix}/{reward}/{n,mean,accuracy,pass@k,mean@k}`` (and ``abstained`` when some did) of the completions'
     scores grouped by prompt: :meth:`Results.summaries <swift_ext.scoring.results.Results.summaries>`, the
     summary ``rewards score`` and ``eval`` give (:mod:`swift_ext.scoring.stats`)."""
-    res = as_results(records)
+    res = from_records(records)
     out: Dict[str, float] = {}
     for name, summary in res.summaries(names, threshold, ks or ()).items():
         for stat, value in summary.metrics(ks).items():
@@ -358,8 +358,8 @@ class SampleLogger(ExtCallback):
 
     def write(self, split: str, step: int, records: "Results | List[Dict[str, Any]]") -> None:
         """One log row per completion of ``records`` (:class:`~swift_ext.scoring.results.Results`, or the dicts
-        :func:`as_results` reads)."""
-        res = as_results(records)
+        :func:`from_records` reads)."""
+        res = from_records(records)
         if not res.completions or not _is_main(self.trainer):
             return
         rows = []
