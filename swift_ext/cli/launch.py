@@ -45,6 +45,9 @@ def _warn(msg: str) -> None:
               help="device ids for the rollout server, e.g. 6,7 or 4, (ids from --gpus)")
 @click.option("--num-rollout-gpus", type=int, metavar="N", help="a count: the last N devices of --gpus")
 @click.option("--nproc", type=int, help="trainer processes per node (CPU runs; normally = trainer GPUs)")
+@click.option("--device", type=click.Choice(["auto", "gpu", "cpu"]), default="auto", show_default=True,
+              help="cpu: run on CPU even where GPUs exist (CUDA_VISIBLE_DEVICES emptied; with several ranks "
+                   "--use_cpu true --ddp_backend gloo are added); auto: CPU when no GPU is given or found")
 @click.option("--nnodes", type=int, default=1, show_default=True, help="training nodes (torchrun via ms-swift)")
 @click.option("--node-rank", type=int, default=0, show_default=True)
 @click.option("--master-addr", help="address of node 0 (multi-node)")
@@ -63,7 +66,8 @@ def _warn(msg: str) -> None:
 @click.option("--no-check", is_flag=True,
               help="skip the checks made before anything starts: flag names against the installed ms-swift's "
                    "arguments, local dataset files, GRPO batch arithmetic")
-def launch_cmd(recipe, extra, template, sets, gpus, num_gpus, rollout_gpus, num_rollout_gpus, nproc, nnodes, node_rank, master_addr, master_port,
+def launch_cmd(recipe, extra, template, sets, gpus, num_gpus, rollout_gpus, num_rollout_gpus, nproc, device, nnodes,
+               node_rank, master_addr, master_port,
                rollout_host, dry_run, as_json, slurm, gpus_per_node, partition, time_limit, log_dir, swift_cmd, grace, no_check):
     """Run a recipe (sft, dpo, grpo, chord, rollout, export) from its YAML template.
 
@@ -82,6 +86,9 @@ def launch_cmd(recipe, extra, template, sets, gpus, num_gpus, rollout_gpus, num_
         swift-ext launch grpo --num-gpus 8 --num-rollout-gpus 2 --set dataset=math.jsonl --dry-run
         swift-ext launch rollout --gpus 4, --set model=Qwen/Qwen2.5-7B-Instruct
         swift-ext launch grpo --slurm --nnodes 3 --set dataset=math.jsonl > job.sbatch
+        swift-ext launch grpo --device cpu --nproc 2 --set dataset=math.jsonl --set use_vllm=false
+    \b
+    Several nodes: run the same command on every node with its own --node-rank (docs/scaling.md).
     """
     from ..launch import Nodes, build_plan, detect_gpus, load_template, run_plan
     from ..launch.shell import render_plan
@@ -98,12 +105,12 @@ def launch_cmd(recipe, extra, template, sets, gpus, num_gpus, rollout_gpus, num_
         return
     gpus = _one_of("--gpus", gpus, "--num-gpus", num_gpus)
     rollout_gpus = _one_of("--rollout-gpus", rollout_gpus, "--num-rollout-gpus", num_rollout_gpus)
-    if gpus is None:  # SWIFT_EXT_GPUS -> CUDA_VISIBLE_DEVICES -> nvidia-smi -L -> CPU
+    if gpus is None and device != "cpu":  # SWIFT_EXT_GPUS -> CUDA_VISIBLE_DEVICES -> nvidia-smi -L -> CPU
         found = detect_gpus(warn=_warn)
         gpus = ",".join(map(str, found)) + "," if found else None
     plan = build_plan(recipe, tpl, sets=sets, extra=extra, gpus=gpus, rollout_gpus=rollout_gpus, nproc=nproc,
                       nodes=Nodes(nnodes, node_rank, master_addr, master_port), rollout_host=rollout_host,
-                      swift=swift, base_env=os.environ)
+                      swift=swift, base_env=os.environ, device=device)
     if not no_check:
         from ..bridge.arguments import swift_fields
         from ..launch.check import check_plan
@@ -115,7 +122,9 @@ def launch_cmd(recipe, extra, template, sets, gpus, num_gpus, rollout_gpus, num_
                               + "\n(--no-check skips these checks)")
     for w in plan.warnings:
         _warn(w)
-    log_dir = log_dir or os.path.join("swift-ext-logs", f"{recipe}-{time.strftime('%Y%m%d-%H%M%S')}")
+    # one folder per node: nodes that share a file system (or simulated on one machine) never mix logs
+    node = f"-node{node_rank}" if nnodes > 1 else ""
+    log_dir = log_dir or os.path.join("swift-ext-logs", f"{recipe}-{time.strftime('%Y%m%d-%H%M%S')}{node}")
     if as_json:
         echo_json(plan.to_dict())
         return

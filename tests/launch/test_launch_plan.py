@@ -48,8 +48,12 @@ def test_sft_on_four_gpus_uses_torchrun_through_nproc():
     assert step.env["CUDA_VISIBLE_DEVICES"] == "0,1,2,3" and step.env["NPROC_PER_NODE"] == "4"
     assert flag(step.argv, "dataset") == ["d.jsonl"] and flag(step.argv, "tuner_type") == ["lora"]
     assert flag(step.argv, "freeze_vit") == ["true"]
-    assert "--external_plugins" not in step.argv  # sft is not an rlhf recipe
+    # several ranks: the plugin ends each rank cleanly (bridge/teardown.py); a GPU run gets no CPU flags
+    assert flag(step.argv, "external_plugins") == [PLUGIN]
+    assert "--use_cpu" not in step.argv and "--ddp_backend" not in step.argv
     assert step.env["MAX_PIXELS"] == "1003520"
+    (one,) = plan("sft", gpus="0,").steps
+    assert "--external_plugins" not in one.argv  # one process: sft needs nothing of swift-ext
 
 
 def test_sft_single_gpu_by_count_runs_without_torchrun():
