@@ -198,14 +198,29 @@ def images_of(row: Dict[str, Any], key: str) -> List[str]:
 
 
 # -- the on-disk cache ----------------------------------------------------------------------------
+def process_id() -> str:
+    """Who wrote a verdict: ``rank<R>@<host>:<pid>`` under torchrun, else ``<host>:<pid>``."""
+    import socket
+
+    rank = os.environ.get("RANK")
+    return (f"rank{rank}@" if rank is not None else "") + f"{socket.gethostname()}:{os.getpid()}"
+
+
 class JudgeCache:
-    """Verdicts in a sqlite file (WAL, a busy timeout): safe with every rank of a node reading and writing."""
+    """Verdicts in a sqlite file (WAL, a busy timeout): safe with every rank of a node reading and writing.
+
+    Each verdict records the process that wrote it (:func:`process_id`). Every process counts its lookups
+    (``hits``, ``shared_hits``: verdicts another process wrote, ``misses``) and adds them, once per judged
+    call (:meth:`flush`), to the file's ``stats`` table, one row per process: how much the ranks of a run
+    saved each other is ``SELECT * FROM stats``."""
 
     def __init__(self, path: str):
         self.path = os.path.abspath(os.path.expanduser(path))
         self._conn: Any = None
         self._pid = 0
         self.broken = False
+        self.hits = self.shared_hits = self.misses = 0
+        self._unflushed = [0, 0, 0]
 
     def _db(self) -> Any:
         if self.broken:
@@ -219,37 +234,70 @@ class JudgeCache:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute("CREATE TABLE IF NOT EXISTS verdicts (key TEXT PRIMARY KEY, score REAL, "
-                             "rationale TEXT, model TEXT, created REAL)")
+                             "rationale TEXT, model TEXT, created REAL, writer TEXT)")
+                if "writer" not in {row[1] for row in conn.execute("PRAGMA table_info(verdicts)")}:
+                    try:  # a cache file from before the writer column
+                        conn.execute("ALTER TABLE verdicts ADD COLUMN writer TEXT")
+                    except sqlite3.OperationalError:  # another rank added it first
+                        pass
+                conn.execute("CREATE TABLE IF NOT EXISTS stats (writer TEXT PRIMARY KEY, hits INTEGER, "
+                             "shared_hits INTEGER, misses INTEGER, updated REAL)")
             except sqlite3.Error as exc:
                 self._fail(exc)
                 return None
-            self._conn, self._pid = conn, os.getpid()
+            self._conn, self._pid, self._me = conn, os.getpid(), process_id()
         return self._conn
 
     def _fail(self, exc: Exception) -> None:
         logger.warning("judge cache %s unusable (%s): judging without a cache", self.path, exc)
         self.broken = True
 
-    def get(self, key: str) -> Optional[Tuple[Optional[float], str]]:
+    def get(self, key: str) -> Optional[Tuple[Optional[float], str, str]]:
+        """``(score, rationale, writer)`` of a cached verdict, or None (counted as a hit or a miss)."""
         db = self._db()
         if db is None:
             return None
         try:
-            row = db.execute("SELECT score, rationale FROM verdicts WHERE key = ?", (key,)).fetchone()
+            row = db.execute("SELECT score, rationale, writer FROM verdicts WHERE key = ?", (key,)).fetchone()
         except Exception as exc:  # sqlite3.Error: locked beyond the busy timeout, a broken file
             self._fail(exc)
             return None
-        return (row[0], row[1] or "") if row else None
+        if row is None:
+            self.misses += 1
+            self._unflushed[2] += 1
+            return None
+        shared = bool(row[2]) and row[2] != self._me
+        self.hits += 1
+        self.shared_hits += shared
+        self._unflushed[0] += 1
+        self._unflushed[1] += shared
+        return row[0], row[1] or "", row[2] or ""
 
     def put(self, key: str, score: Optional[float], rationale: str, model: str) -> None:
         db = self._db()
         if db is None:
             return
         try:
-            db.execute("INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?, ?, ?)",
-                       (key, score, rationale, model, time.time()))
+            db.execute("INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?, ?, ?, ?)",
+                       (key, score, rationale, model, time.time(), self._me))
         except Exception as exc:  # sqlite3.Error
             self._fail(exc)
+
+    def flush(self) -> None:
+        """Add this process's counts since the last flush to the ``stats`` table (one statement)."""
+        hits, shared, misses = self._unflushed
+        db = self._db() if hits or misses else None
+        if db is None:
+            return
+        try:
+            db.execute("INSERT INTO stats VALUES (?, ?, ?, ?, ?) ON CONFLICT(writer) DO UPDATE SET "
+                       "hits = hits + excluded.hits, shared_hits = shared_hits + excluded.shared_hits, "
+                       "misses = misses + excluded.misses, updated = excluded.updated",
+                       (self._me, hits, shared, misses, time.time()))
+        except Exception as exc:  # sqlite3.Error
+            self._fail(exc)
+            return
+        self._unflushed = [0, 0, 0]
 
 
 # -- the circuit breaker --------------------------------------------------------------------------
@@ -444,6 +492,8 @@ class Judge(AsyncReward):
                 return await super().__call__(completions, **kwargs)
             finally:
                 self._session = None
+                if self._cache is not None:
+                    self._cache.flush()
 
     async def ascore_at(self, index: int, completion: str, row: Dict[str, Any]) -> Score:
         score, details = await self.judge_one(completion, row)
@@ -470,7 +520,7 @@ class Judge(AsyncReward):
         if self._cache is not None:
             hit = self._cache.get(key)
             if hit is not None:
-                return hit[0], {"rationale": hit[1], "cached": True}
+                return hit[0], {"rationale": hit[1], "cached": True, "cached_by": hit[2]}
         breaker = self._breaker()
         if breaker.is_open():
             return None, {"error": "circuit breaker open"}
