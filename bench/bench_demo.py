@@ -41,7 +41,8 @@ def run_demo(workdir: Path, kind: str, quick: bool = False) -> dict:
 
 def run_raw(log: str, workdir: Path) -> float:
     """Re-run the demo's own swift command (read back from its log) with the demo's environment."""
-    from swift_ext import cpu_compat, tiny
+    from swift_ext import cpu_compat
+    from swift_ext.testing import tiny
 
     argv = shlex.split(Path(log).read_text().splitlines()[0][2:])
     out = workdir / "raw" / str(time.time_ns())

@@ -60,8 +60,9 @@ def main() -> None:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
-    from swift_ext import cpu_compat, tiny
-    from swift_ext import filter as flt
+    from swift_ext import cpu_compat
+    from swift_ext.testing import tiny
+    from swift_ext.curation import filter as flt
 
     cpu_compat.apply()
     from swift_ext.bridge.infer import EngineSampler

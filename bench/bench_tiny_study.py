@@ -25,8 +25,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from swift_ext import bridge, cpu_compat, demo, tiny
-from swift_ext.evaluation import evaluate
+from swift_ext import bridge, cpu_compat
+from swift_ext import demo
+from swift_ext.testing import tiny
+from swift_ext.scoring.evaluation import evaluate
 
 REWARDS = list(demo.DEFAULT_REWARDS)
 HELD_BACK = [("Chant ka twice, please.", 2), ("Give me the chant ka, three times.", 3), ("Four times: ka.", 4),

@@ -13,7 +13,7 @@ import importlib
 import os
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, Optional, Tuple
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 import pluggy
 
@@ -55,7 +55,7 @@ KINDS: Dict[str, Kind] = {
     "negative": Kind("register_negatives", check="swift_ext.convert.registry:check_negative"),
     "schedule": Kind("register_schedules", check="swift_ext.chord:check_schedule"),
     "callback": Kind("register_callbacks", check="swift_ext.components:check_callback"),
-    "metric": Kind("register_metrics", ("swift_ext.evaluation:Metric",), check="swift_ext.components:check_component"),
+    "metric": Kind("register_metrics", ("swift_ext.scoring.evaluation:Metric",), check="swift_ext.components:check_component"),
 }
 HOOK_OF_KIND = {kind: k.hook for kind, k in KINDS.items()}
 

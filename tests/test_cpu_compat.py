@@ -155,7 +155,7 @@ def test_explanation_is_one_line():
 @pytest.mark.e2e
 def test_a_real_swift_run_dies_without_the_shim(tiny_models, run_swift, tmp_path):
     # the same text-only command that tests/test_e2e_grpo.py runs successfully with the shim
-    from swift_ext import tiny
+    from swift_ext.testing import tiny
 
     model = tiny_models["text"]
     dataset = tiny.write_jsonl(tmp_path / "rows.jsonl", tiny.grpo_rows(4))

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from swift_ext import cpu_compat, demo
+from swift_ext import cpu_compat
+from swift_ext import demo
 from swift_ext.errors import ConfigError, ParamError
 
 SWIFT_EXT = str(Path(sys.executable).with_name("swift-ext"))

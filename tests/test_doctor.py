@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from swift_ext import cpu_compat, doctor
+from swift_ext import cpu_compat
+from swift_ext.launch import doctor
 
 
 def _doctor(*args):

@@ -1,4 +1,4 @@
-"""swift_ext.tiny: deterministic local tiny models, images, rows, and the flags swift needs."""
+"""swift_ext.testing.tiny: deterministic local tiny models, images, rows, and the flags swift needs."""
 
 import hashlib
 import json
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from swift_ext import tiny
+from swift_ext.testing import tiny
 
 
 def _digest(folder: Path) -> dict:

@@ -15,7 +15,7 @@ import logging
 import os
 from typing import Any, Callable, Dict, List, Optional
 
-from .. import chord
+from ..chord import plan as chord
 from ..errors import ConfigError
 from .context import CHORD_MU_ARGS, RunContext
 

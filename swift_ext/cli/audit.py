@@ -25,7 +25,8 @@ def audit_cmd(run_dir, fail_on, as_json):
     from rich.markup import escape
     from rich.table import Table
 
-    from .. import audit, runs
+    from .. import runs
+    from ..curation import audit
 
     run = runs.latest_run(run_dir)
     findings = audit.audit(run)

@@ -19,7 +19,8 @@ def shapes_cmd(as_json):
     """List the mu shapes (built-in and from plugins) and their parameters."""
     from rich.table import Table
 
-    from .. import chord, plugins
+    from .. import plugins
+    from ..chord import plan as chord
 
     reg = plugins.registry("schedule")
     rows = []
@@ -80,7 +81,7 @@ def plan_cmd(datasets, rows, sft_datasets, shape, peak, valley, warmup_steps, de
         swift-ext chord plan --dataset rl.jsonl --sft-dataset sft.jsonl --per-device-batch 8 \\
             --num-generations 8 --grad-accum 2 --epochs 2 --shape linear_decay --peak 0.9 --valley 0.05 --args
     """
-    from .. import chord
+    from ..chord import plan as chord
     from ..errors import ConfigError
 
     if rows is None and not datasets:

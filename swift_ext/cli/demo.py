@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..tiny import KINDS
+from ..testing.tiny import KINDS
 from ._common import console, echo_json
 
 

@@ -45,7 +45,7 @@ def eval_cmd(files, metrics, ref_key, plugin_files, completion_key, output, per_
     """
     from rich.table import Table
 
-    from .. import evaluation
+    from ..scoring import evaluation
     from ..errors import ConfigError
     from ..io import atomic_write
 

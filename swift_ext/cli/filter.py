@@ -90,7 +90,7 @@ def filter_cmd(dataset, output, specs, weights, by, pass_threshold, keep, curric
         swift-ext filter train.jsonl -o train.filtered.jsonl --recipe grpo \\
             -r math_accuracy --keep 0.1:0.9 --endpoint http://127.0.0.1:8000/v1
     """
-    from .. import filter as flt
+    from ..curation import filter as flt
     from ..errors import ConfigError
 
     defaults = flt.recipe_defaults(recipe) if recipe else {}

@@ -45,7 +45,7 @@ def doctor_cmd(gpu, ports, as_json):
     from rich.markup import escape
     from rich.table import Table
 
-    from .. import doctor
+    from ..launch import doctor
 
     checks = doctor.run_checks(gpu=gpu, ports=ports)
     if as_json:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import click
@@ -59,22 +60,20 @@ def score_cmd(input_path, specs, plugin_files, completion_key, ref_key, output, 
     """
     from rich.table import Table
 
-    from .. import results, scoring
-    from ..io import atomic_write
+    from ..io import JsonlWriter
+    from ..scoring import score as scoring
 
-    res = results.load(input_path, completion_key=completion_key, ref_key=ref_key)
-    for line, why in res.rejected[:10]:
+    # streamed: per-completion scores go to --output as they are computed, statistics fold prompt groups as
+    # they close, so memory stays bounded whatever the file's size
+    with contextlib.ExitStack() as stack:
+        writer = stack.enter_context(JsonlWriter(output)) if output else None
+        bar = stack.enter_context(progress())
+        task = bar.add_task("scoring", total=None)
+        report = scoring.score_stream(input_path, specs, plugin_files, completion_key=completion_key,
+                                      ref_key=ref_key, on_batch=lambda n: bar.advance(task, n),
+                                      sink=writer.write if writer else None)
+    for line, why in report.rejected[:10]:
         console.print(f"[yellow]rejected[/yellow] {input_path}:{line}: {escape(why)}")
-    with progress() as bar:
-        task = bar.add_task("scoring", total=len(res.completions) * len(specs))
-        details: dict = {}
-        scores = scoring.score_results(res, specs, plugin_files,
-                                       on_batch=lambda n: bar.advance(task, n * len(specs)), details=details)
-    report = scoring.report(res, scores, details)
-    if output:
-        with atomic_write(output) as fh:
-            for row in report.scores:
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
     if as_json:
         echo_json(report.as_dict())
         return
@@ -123,13 +122,14 @@ def explain_cmd(input_path, specs, completion, row_json, columns, plugin_files, 
     """
     from rich.table import Table
 
-    from .. import explain, results
+    from ..scoring import explain, results
     from ..errors import ConfigError
 
     if (input_path is None) == (completion is None):
         raise ConfigError("give a completion file INPUT.jsonl or one --completion TEXT (not both)")
     if input_path is not None:
-        res = results.load(input_path, completion_key=completion_key, ref_key=ref_key)
+        # --limit N reads only as far as the first N completions (in batches), never the whole file
+        res = results.head(input_path, limit or None, completion_key=completion_key, ref_key=ref_key)
         for line, why in res.rejected[:10]:
             console.print(f"[yellow]rejected[/yellow] {input_path}:{line}: {escape(why)}")
     else:

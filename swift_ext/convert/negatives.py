@@ -20,9 +20,9 @@ from __future__ import annotations
 import json
 import random
 import re
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from .. import results
+from ..scoring import results
 from ..errors import ConfigError
 from .formats import trl_part
 from .registry import negatives as _negatives
@@ -171,8 +171,8 @@ class Corruptor:
 
 # -- sampled completions ranked by a reward ---------------------------------------------------------
 def load_completions(path: str) -> Dict[str, List[str]]:
-    """Completions per prompt (:func:`swift_ext.results.messages_key`) from a completion file, read by
-    :func:`swift_ext.results.load`: ``swift infer`` output (``response``), one sampled conversation per row
+    """Completions per prompt (:func:`swift_ext.scoring.results.messages_key`) from a completion file, read by
+    :func:`swift_ext.scoring.results.load`: ``swift infer`` output (``response``), one sampled conversation per row
     (``messages`` ending with the completion), or grouped rows (``completions``); the prompt is ``messages``
     or a TRL ``prompt``. Any row it cannot use is an error with its line."""
     res = results.load(path)

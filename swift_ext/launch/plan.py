@@ -170,7 +170,7 @@ def _check_chord(args: Mapping[str, Any], env: Mapping[str, str]) -> List[str]:
     unset mu arguments, valley > peak, an unknown or badly parametrised SWIFT_EXT_CHORD_SCHEDULE shape."""
     if not args.get("chord_sft_dataset"):
         return []
-    from .. import chord
+    from ..chord import plan as chord
 
     if args.get("chord_sft_per_device_train_batch_size") is None:
         raise ConfigError("CHORD (chord_sft_dataset is set) needs chord_sft_per_device_train_batch_size")

@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from ..errors import ConfigError
 from ..runs import Completion, Run, dataset_images, gold_text, group_by_prompt, prompt_text
 
-#: metric prefixes of swift-ext's callbacks (``swift_ext.callbacks``) and of audits
+#: metric prefixes of swift-ext's callbacks (``swift_ext.trainer.callbacks``) and of audits
 CALLBACK_PREFIXES = ("eval_ext/", "train_sanity/", "audit/")
 PLANNED_MU_KEY = "chord/mu (planned)"
 THUMB_SIZE = 96
@@ -52,7 +52,7 @@ def planned_mu(run: Run) -> List[List[float]]:
     arguments (``args.json``); empty when the run is not a CHORD run or the arguments are unset. A custom
     shape applied with ``SWIFT_EXT_CHORD_SCHEDULE`` is not in ``args.json``: its logged ``chord/mu`` is the
     truth."""
-    from .. import chord
+    from ..chord import plan as chord
 
     args = run.args
     names = chord.SWIFT_ARG_OF_PARAM.values()

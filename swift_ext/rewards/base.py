@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Collection, Dict, List, Optional, Sequence, Tu
 
 from ..components import Component
 from ..params import Param
-from ..results import as_text
+from ..scoring.results import as_text
 from . import pool
 
 logger = logging.getLogger("swift_ext.rewards")

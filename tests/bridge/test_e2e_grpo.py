@@ -10,7 +10,7 @@ import math
 
 import pytest
 
-from swift_ext import tiny
+from swift_ext.testing import tiny
 from swift_ext.testing import grpo_args, step_rows
 
 pytestmark = pytest.mark.e2e

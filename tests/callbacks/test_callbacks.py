@@ -8,7 +8,8 @@ cpu_compat.apply()
 
 from transformers import TrainerControl, TrainerState  # noqa: E402
 
-from swift_ext import callbacks, plugins  # noqa: E402
+from swift_ext import plugins  # noqa: E402
+from swift_ext.trainer import callbacks
 from swift_ext.errors import ParamError, PluginError  # noqa: E402
 
 

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from swift_ext import bridge, tiny
+from swift_ext import bridge
+from swift_ext.testing import tiny
 
 pytestmark = pytest.mark.e2e
 

@@ -1,6 +1,6 @@
 """CHORD planning: step arithmetic, every shape, validation, plans, plugin shapes and the CLI.
 
-Expected values are computed by hand in the comments (formula in swift_ext/chord.py's docstring).
+Expected values are computed by hand in the comments (formula in swift_ext/chord/plan.py's docstring).
 """
 
 import json
@@ -8,7 +8,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from swift_ext import chord, plugins
+from swift_ext import plugins
+from swift_ext.chord import plan as chord
 from swift_ext.errors import ConfigError, ParamError
 from swift_ext.hookspecs import hookimpl
 from swift_ext.params import Param

@@ -9,7 +9,8 @@ import types
 
 import pytest
 
-from swift_ext import chord, cpu_compat
+from swift_ext import cpu_compat
+from swift_ext.chord import plan as chord
 from swift_ext.bridge.callbacks import install_callbacks
 from swift_ext.bridge.chord import RUNTIME, install_chord
 from swift_ext.bridge.context import RunContext

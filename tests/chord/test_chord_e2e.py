@@ -6,7 +6,9 @@ import math
 
 import pytest
 
-from swift_ext import bridge, chord, tiny
+from swift_ext import bridge
+from swift_ext.chord import plan as chord
+from swift_ext.testing import tiny
 
 pytestmark = pytest.mark.e2e
 

@@ -146,7 +146,7 @@ def test_completions_need_reward(tmp_path):
 
 
 def test_prompt_key_ignores_trailing_assistant():
-    from swift_ext.results import messages_key
+    from swift_ext.scoring.results import messages_key
 
     a = [{"role": "user", "content": "x"}]
     assert messages_key(a) == messages_key(a + [{"role": "assistant", "content": "y"}])
@@ -155,7 +155,7 @@ def test_prompt_key_ignores_trailing_assistant():
 def test_one_sampled_conversation_per_row(tmp_path):
     """A sampling file whose rows are whole conversations: the last assistant turn is the completion."""
     from swift_ext.convert.negatives import load_completions
-    from swift_ext.results import messages_key
+    from swift_ext.scoring.results import messages_key
 
     prompt = [{"role": "user", "content": "2+2?"}]
     p = tmp_path / "conv.jsonl"

@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-from swift_ext import bridge, tiny
+from swift_ext import bridge
+from swift_ext.testing import tiny
 
 pytestmark = pytest.mark.e2e
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from swift_ext import filter as flt
+from swift_ext.curation import filter as flt
 from swift_ext.cli import cli
 from swift_ext.errors import ConfigError
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from swift_ext import tiny
+from swift_ext.testing import tiny
 from swift_ext.launch.rollout import free_port
 
 pytestmark = pytest.mark.e2e

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from swift_ext import audit, bridge, tiny
+from swift_ext import bridge
+from swift_ext.curation import audit
+from swift_ext.testing import tiny
 from swift_ext.runs import Run, latest_run as load_run
 
 

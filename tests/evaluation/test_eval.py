@@ -5,7 +5,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from swift_ext import evaluation, plugins
+from swift_ext import plugins
+from swift_ext.scoring import evaluation
 from swift_ext.errors import ConfigError
 
 

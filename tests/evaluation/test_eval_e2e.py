@@ -6,7 +6,7 @@ import re
 import pytest
 from click.testing import CliRunner
 
-from swift_ext import tiny
+from swift_ext.testing import tiny
 
 pytestmark = pytest.mark.e2e
 

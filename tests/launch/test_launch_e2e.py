@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from swift_ext import tiny
+from swift_ext.testing import tiny
 
 pytestmark = pytest.mark.e2e
 

@@ -227,7 +227,8 @@ def test_api_key_is_refused_with_the_reason(launch):
 def test_missing_vllm_gives_the_gpu_extra_hint(tmp_path, tiny_models):
     """issue 10: the REAL `swift rollout` (ms-swift 4.6, no vllm on this machine) crashes at import; the
     launcher's crash report ends with the install hint."""
-    from swift_ext import cpu_compat, tiny
+    from swift_ext import cpu_compat
+    from swift_ext.testing import tiny
 
     (tmp_path / "train.jsonl").write_text('{"messages": [{"role": "user", "content": "1+1?"}], "solution": "2"}\n')
     env = tiny.offline_env(cpu_compat.subprocess_env(os.environ))

@@ -287,7 +287,7 @@ def test_plugin_name_table_matches_the_installed_ms_swift():
 def test_migrated_3x_plugin_file_trains_in_real_grpo(tiny_models, run_swift, tmp_path):
     """issue 10 proof: a 3.x reward plugin, migrated by `swift-ext migrate`, is loaded by a REAL ms-swift 4.6
     `swift rlhf --rlhf_type grpo` run on the tiny text model and its rewards are logged."""
-    from swift_ext import tiny
+    from swift_ext.testing import tiny
 
     plugin = tmp_path / "RandomReward.py"
     plugin.write_text(textwrap.dedent('''\

@@ -99,7 +99,7 @@ def _cycles(graph):
 def test_the_graph_is_read():
     graph = _graph()
     assert "swift_ext.bridge.rewards" in graph and "swift_ext.plugins" in graph["swift_ext.bridge.rewards"]
-    assert "swift_ext.results" in graph["swift_ext.scoring"]
+    assert "swift_ext.scoring.results" in graph["swift_ext.scoring.score"]
 
 
 def test_cycle_finder_finds_a_cycle():
@@ -116,3 +116,59 @@ def test_only_the_bridge_imports_ms_swift():
     offenders = sorted(name for name, path in _modules().items()
                        if "swift" in _external(path) and not name.startswith("swift_ext.bridge"))
     assert offenders == []
+
+
+# The architecture, bottom to top: a unit imports only units of lower layers. A unit is a top-level module or
+# package of swift_ext, except two packages whose modules sit at different heights: scoring.results (the completion
+# record every layer reads) is a unit of its own, and each module of bridge is (bridge's low modules read ms-swift's
+# registries and arguments for the layers above; its package __init__ installs everything into a run).
+LAYERS = [
+    {"errors"},
+    {"params", "resources", "hookspecs", "io", "extract", "cpu_compat",   # foundation
+     "bridge.context", "bridge.grpo", "bridge.infer"},  # ms-swift facts with no swift_ext deps
+    {"bridge.arguments"},                         # ms-swift's argument classes (the torchvision shim first)
+    {"plugins"},                                  # the plugin manager and registries
+    {"components"},                               # the one spec -> class mechanism
+    {"scoring.results", "bridge.callbacks"},      # the completion record; callbacks -> ms-swift's callbacks_map
+    {"rewards"},                                  # reward families and their runtime (pool, deadlines)
+    {"bridge.rewards"},                           # rewards -> ms-swift's orms
+    {"scoring"},                                  # the one scoring path, eval metrics, explain
+    {"convert", "runs"},                          # dataset conversion; the run reader
+    {"chord"},                                    # CHORD plans and mu shapes
+    {"bridge.chord"},                             # CHORD inside ms-swift
+    {"bridge"},                                   # install(): everything into a swift run
+    {"launch", "report", "testing"},              # launch plans, doctor; the run report; the pytest kit, tiny models
+    {"curation"},                                 # filter, audit
+    {"trainer"},                                  # callbacks inside swift sft / rlhf
+    {"demo"},                                     # the learning demo: drives everything above
+    {"cli", "default_plugins", "_swift_plugin", "__init__"},  # entry points
+    {"__main__"},
+]
+
+
+def _unit(module: str) -> str:
+    parts = module.split(".")[1:]
+    if not parts:
+        return "__init__"
+    if parts[:2] == ["scoring", "results"] or (parts[0] == "bridge" and len(parts) > 1):
+        return ".".join(parts[:2])
+    return parts[0]
+
+
+def test_layers_name_every_unit():
+    units = {_unit(m) for m in _modules()}
+    named = set().union(*LAYERS)
+    assert units - named == set(), "a new top-level module or package needs a place in LAYERS"
+
+
+def test_every_import_goes_down_the_layers():
+    layer = {u: i for i, units in enumerate(LAYERS) for u in units}
+    upward = sorted((a, b) for a, bs in _graph().items() for b in bs
+                    if _unit(a) != _unit(b) and layer[_unit(b)] >= layer[_unit(a)])
+    assert upward == []
+
+
+def test_the_layer_check_sees_an_upward_import():
+    layer = {u: i for i, units in enumerate(LAYERS) for u in units}
+    assert layer[_unit("swift_ext.rewards.base")] < layer[_unit("swift_ext.scoring.score")]
+    assert _unit("swift_ext.scoring.results") == "scoring.results" and _unit("swift_ext.bridge") == "bridge"

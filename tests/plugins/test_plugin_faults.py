@@ -147,7 +147,7 @@ def test_reward_typo_suggests_without_importing_ms_swift(tmp_path):
     data.write_text(json.dumps({"completions": ["a", "b"], "solution": "a"}) + "\n")
     probe = textwrap.dedent(f'''
         import sys
-        from swift_ext import scoring
+        from swift_ext.scoring import score as scoring
         try:
             scoring.score_file({str(data)!r}, ["exact_mach"])
         except Exception as exc:

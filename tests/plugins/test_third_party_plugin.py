@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from swift_ext import tiny
+from swift_ext.testing import tiny
 from swift_ext.testing import (grpo_args, install_package as pip_install_target, plugin_package, run_cli as cli,
                                step_rows, with_path)
 

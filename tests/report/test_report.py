@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import report_browser
-from swift_ext import tiny
+from swift_ext.testing import tiny
 from swift_ext.errors import ConfigError
 from swift_ext.io import BadLine
 from swift_ext.report import page as report_page

@@ -9,7 +9,8 @@ from urllib.parse import quote
 import pytest
 
 import report_browser
-from swift_ext import bridge, tiny
+from swift_ext import bridge
+from swift_ext.testing import tiny
 from swift_ext.report import write_report
 
 pytestmark = [pytest.mark.e2e,

@@ -13,7 +13,8 @@ import math
 
 import pytest
 
-from swift_ext import bridge, tiny
+from swift_ext import bridge
+from swift_ext.testing import tiny
 from swift_ext.rewards import configure
 
 pytestmark = [pytest.mark.e2e, pytest.mark.vl]

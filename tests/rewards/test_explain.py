@@ -12,7 +12,7 @@ from swift_ext.rewards import build
 
 def call(reward, completion, row):
     """One completion scored as ms-swift calls a reward (async rewards awaited): the one scoring path's call."""
-    from swift_ext.scoring import call_reward
+    from swift_ext.scoring.score import call_reward
 
     return call_reward("r", reward, [completion], {k: [v] for k, v in row.items()})[0]
 

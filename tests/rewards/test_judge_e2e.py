@@ -15,7 +15,8 @@ import urllib.request
 
 import pytest
 
-from swift_ext import bridge, tiny
+from swift_ext import bridge
+from swift_ext.testing import tiny
 from swift_ext.rewards import build
 from swift_ext.testing import swift_executable
 

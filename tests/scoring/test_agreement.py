@@ -110,3 +110,40 @@ def test_agreement_is_not_vacuous(files, tmp_path):
     assert scores["yes_no"][12:16] == [1.0, 0.0, 1.0, 0.0]                            # yes, no, yes, neither
     # pixel gold [0,0,100,50] on a 200x100 image = [0,0,500,500] in the 0-1000 frame: IoU 1, then 1/2
     assert scores["iou"][20:22] == [1.0, pytest.approx(0.5)]
+
+
+def test_one_summary_behind_score_eval_filter_and_callbacks(files, tmp_path):
+    """The same scores give the same summary numbers in `rewards score`, `eval`, the `reward_eval` callback and
+    `filter` (all fold them through swift_ext.scoring.stats); checked against statistics computed here."""
+    import math
+    import statistics
+
+    from swift_ext.scoring import score
+    from swift_ext.trainer.callbacks import reward_metrics
+
+    path = files["swift infer"]
+    spec = "exact_match"
+    out = tmp_path / "s.jsonl"
+    stats = json.loads(run_cli(["rewards", "score", path, "-r", spec, "-o", str(out), "--json"]).stdout)["rewards"][0]
+    per_row = [json.loads(line)[spec] for line in out.read_text().splitlines()]
+    got = [s for s in per_row if s is not None]
+    # independent: the 7 prompts hold 4 completions each, in file order
+    groups = [per_row[i:i + 4] for i in range(0, 28, 4)]
+    assert stats["mean"] == statistics.fmean(got) and stats["std"] == pytest.approx(statistics.pstdev(got))
+    varied = [g for g in groups if len([v for v in g if v is not None]) > 1]
+    assert stats["zero_std_groups"] == sum(max(g) == min(g) for g in varied) and stats["groups"] == len(varied)
+
+    ev = json.loads(run_cli(["eval", path, "-m", f"reward:{spec}"]).stdout)
+    metrics = (ev[0] if isinstance(ev, list) else ev)["metrics"][f"reward:{spec}"]
+    assert metrics["mean"] == stats["mean"]
+    pass2 = statistics.fmean(1 - math.comb(4 - sum(v >= 1 for v in g), 2) / math.comb(4, 2) for g in groups)
+    assert metrics["pass@2"] == pytest.approx(pass2)
+
+    # the reward_eval callback's records: the same scores give the same numbers as eval
+    records = [{"group": 1 + i // 4, "rewards": {spec: s}} for i, s in enumerate(per_row)]
+    cb = reward_metrics(records, [spec], 1.0, [2], "eval")
+    assert cb["eval/exact_match/mean"] == metrics["mean"] and cb["eval/exact_match/pass@2"] == metrics["pass@2"]
+
+    # filter's zero-variance count is rewards score's zero_std_groups
+    assert score.summarise(spec, per_row, [list(range(i, i + 4)) for i in range(0, 28, 4)]).zero_std_groups \
+        == stats["zero_std_groups"]

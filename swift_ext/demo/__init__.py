@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from .errors import ConfigError, SwiftExtError
+from ..errors import ConfigError, SwiftExtError
 
-DATA_DIR = Path(__file__).resolve().parent / "data" / "demo"
+DATA_DIR = Path(__file__).resolve().parent / "data"
 #: the learning run (default): the first reward is the one that rises
 DEFAULT_REWARDS = ("teacher_similarity:metric=chrf", "think_format")
 DEFAULT_KIND = "text"
@@ -156,7 +156,8 @@ class PrepareEnvironment(Step):
     name, title = "environment", "Checking torch / torchvision"
 
     def run(self, ctx: DemoContext) -> None:
-        from . import cpu_compat, tiny
+        from .. import cpu_compat
+        from ..testing import tiny
 
         env = dict(os.environ)
         if ctx.config.model is None:
@@ -174,7 +175,7 @@ class PrepareModel(Step):
     name, title = "model", "Building the tiny random-weight model"
 
     def run(self, ctx: DemoContext) -> None:
-        from . import tiny
+        from ..testing import tiny
 
         cfg = ctx.config
         if cfg.model is not None:
@@ -205,7 +206,7 @@ class PrepareDataset(Step):
             local = Path(ctx.config.dataset).expanduser()
             if local.is_file() and local.suffix.lower() in (".jsonl", ".json"):
                 # its media paths too: resolved against the dataset's folder, as convert and validate do
-                from .convert.media import absolutize_media_file
+                from ..convert.media import absolutize_media_file
 
                 ctx.dataset = absolutize_media_file(str(local), str(ctx.workdir / "data"))
             else:  # a hub id, a folder or a `path#N` spec
@@ -274,7 +275,7 @@ class WriteReport(Step):
         return None if ctx.config.report else "report=False"
 
     def run(self, ctx: DemoContext) -> None:
-        from .report import write_report
+        from ..report import write_report
 
         folders = sorted({p.parent for p in ctx.run_dir.rglob("logging.jsonl")})
         folder = folders[-1] if folders else ctx.run_dir
@@ -343,7 +344,7 @@ def run_demo(config: Optional[DemoConfig] = None, steps: Optional[Sequence[Step]
 
 
 def validate(config: DemoConfig) -> None:
-    from .params import parse_spec
+    from ..params import parse_spec
 
     if not config.rewards:
         raise ConfigError("the demo needs at least one reward")
@@ -384,8 +385,8 @@ def convert_sample_dataset(out_dir: Path, vl: bool = True, task: str = "shapes_o
 
     Returns ``(grpo_path, convert_report)``.
     """
-    from .convert import convert_file
-    from .tiny import write_jsonl
+    from ..convert import convert_file
+    from ..testing.tiny import write_jsonl
 
     out_dir.mkdir(parents=True, exist_ok=True)
     source = DATA_DIR / ("sft_chant.jsonl" if task == "chant" else "sft_vl.jsonl" if vl else "sft_text.jsonl")
@@ -422,7 +423,7 @@ def swift_executable(config: DemoConfig) -> str:
 
 def grpo_argv(ctx: DemoContext) -> List[str]:
     """The full ``swift rlhf`` command line of the demo run."""
-    from .bridge import plugin_path
+    from ..bridge import plugin_path
 
     cfg = ctx.config
     argv = [swift_executable(cfg), "rlhf", "--rlhf_type", "grpo", *ctx.model_flags, "--dataset", str(ctx.dataset),
@@ -522,7 +523,7 @@ def step_metrics(run_dir: Optional[Path], rewards: Sequence[str]) -> List[Dict[s
     from ``logging.jsonl`` (``health``: the :data:`HEALTH_KEYS` the row has)."""
     if run_dir is None:
         return []
-    from .runs import logging_rows, number, step_of
+    from ..runs.reader import logging_rows, number, step_of
 
     out = []
     for row in logging_rows(run_dir):
@@ -540,7 +541,7 @@ def step_metrics(run_dir: Optional[Path], rewards: Sequence[str]) -> List[Dict[s
 def quarter_means(values: Sequence[Optional[float]]) -> Optional[tuple]:
     """(mean of the first quarter, mean of the last quarter) of the finite values (the quarters
     ``swift-ext audit`` compares); None with under 4."""
-    from .audit import quarters
+    from ..curation.audit import quarters
 
     xs = [v for v in values if v is not None]
     if len(xs) < 4:
@@ -585,7 +586,7 @@ def sample_completions(run_dir: Optional[Path], rewards: Sequence[str]) -> List[
     step, with every reward's score; empty when the run logged no completions."""
     if run_dir is None:
         return []
-    from .runs import iter_completions
+    from ..runs.reader import iter_completions
 
     files = sorted(Path(run_dir).rglob("completions.jsonl"))
     if not files:

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from .errors import ConfigError
-from .io import BadLine, iter_jsonl
-from .results import group_indices
+from ..errors import ConfigError
+from ..io import BadLine, iter_jsonl
+from ..scoring.results import group_indices
 
 LOGGING_FILE = "logging.jsonl"
 COMPLETIONS_FILE = "completions.jsonl"

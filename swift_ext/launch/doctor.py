@@ -22,7 +22,7 @@ import sys
 from dataclasses import asdict, dataclass
 from typing import Dict, List, Optional, Sequence
 
-from . import plugins
+from .. import plugins
 
 #: packages a GPU node needs for vLLM rollouts and DeepSpeed (the ``gpu`` extra)
 GPU_PACKAGES = ("vllm", "deepspeed")
@@ -108,7 +108,7 @@ def check_torch() -> List[Check]:
                                                        f"pip install 'torchvision=={want}.*' (and keep torch)"))
     else:
         out.append(Check("torchvision", "ok", tvv))
-    from . import cpu_compat
+    from .. import cpu_compat
 
     if cpu_compat.needed():
         out.append(Check("cpu shim", "warn", "needed", cpu_compat.explanation()
@@ -169,7 +169,7 @@ def check_plugins() -> Check:
 
 def run_checks(gpu: bool = False, ports: Sequence[int] = ()) -> List[Check]:
     """Every check; ``gpu=True`` makes CUDA devices, vLLM and DeepSpeed required (a GPU training node)."""
-    from .launch.plan import DEFAULT_GROUP_PORT, DEFAULT_PORT
+    from .plan import DEFAULT_GROUP_PORT, DEFAULT_PORT
 
     out = [check_python(), *check_torch(), check_gpus(gpu),
            check_package("ms-swift", "swift", required=True),

@@ -38,13 +38,13 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from . import components, plugins
-from .errors import ConfigError, PluginError
-from .convert.formats import read_row
-from .convert.rows import RowError
-from .io import iter_jsonl, save_png
-from .params import Param, bind, format_spec, parse_spec
-from .results import messages_key
+from .. import components, plugins
+from ..errors import ConfigError, PluginError
+from ..convert.formats import read_row
+from ..convert.rows import RowError
+from ..io import iter_jsonl, save_png
+from ..params import Param, format_spec
+from ..scoring.results import messages_key
 
 SCHEDULE_ENV = "SWIFT_EXT_CHORD_SCHEDULE"
 MU_KEY = "chord/mu"
@@ -489,7 +489,7 @@ class ChordPlan:
 def _plugin_path() -> str:
     from pathlib import Path
 
-    return str((Path(__file__).parent / "_swift_plugin" / "swift_ext_plugin.py").resolve())
+    return str((Path(__file__).parents[1] / "_swift_plugin" / "swift_ext_plugin.py").resolve())
 
 
 def make_plan(shape: str, steps: StepCount, sft_datasets: Sequence[str], rl_datasets: Sequence[str] = (),

@@ -2,7 +2,7 @@
 
 The one scoring path: ``swift-ext rewards score``, ``swift-ext eval`` (every metric backed by a reward) and
 the curation tools call :func:`score_results`, so the same rows get the same per-completion scores
-everywhere. Rows are read by :mod:`swift_ext.results`. The summary gives each reward's mean, std,
+everywhere. Rows are read by :mod:`swift_ext.scoring.results`. The summary gives each reward's mean, std,
 abstentions and the fraction of groups whose scores do not vary (GRPO learns nothing from those: every
 advantage is zero).
 """
@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import math
-import statistics
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
-from . import plugins
+from .. import plugins
 from . import results as results_mod
-from .bridge.rewards import get_orm, load_orm_file
-from .errors import SwiftExtError, UnknownNameError
-from .params import parse_spec
-from .rewards import aliases, configure
+from .stats import GroupedAccumulators, Summary, summarise_groups
+from ..bridge.rewards import get_orm, load_orm_file
+from ..errors import SwiftExtError, UnknownNameError
+from ..params import parse_spec
+from ..rewards import aliases, configure
 
 Score = Optional[float]
 BATCH_SIZE = 256
@@ -114,28 +114,49 @@ def score_results(res: "results_mod.Results", specs: Sequence[str], plugin_files
 
 
 def summarise(name: str, values: Sequence[Score], groups: Iterable[Sequence[int]]) -> RewardStats:
-    got = [v for v in values if v is not None]
-    s = RewardStats(name=name, n=len(values), abstained=len(values) - len(got))
-    if got:
-        s.mean = statistics.fmean(got)
-        s.std = statistics.pstdev(got) if len(got) > 1 else 0.0
-        s.min, s.max = min(got), max(got)
-    for idx in groups:
-        vals = [values[i] for i in idx if values[i] is not None]
-        if len(vals) < 2:
-            continue
-        s.groups += 1
-        if max(vals) - min(vals) < 1e-12:
-            s.zero_std_groups += 1
-    return s
+    """``rewards score``'s statistics of one reward (:mod:`swift_ext.scoring.stats`, the one summary)."""
+    return _reward_stats(name, summarise_groups([values[i] for i in idx] for idx in groups))
+
+
+def _reward_stats(name: str, s: Summary) -> RewardStats:
+    return RewardStats(name=name, n=s.n + s.abstained, abstained=s.abstained, mean=s.mean, std=s.std, min=s.min,
+                       max=s.max, groups=s.groups, zero_std_groups=s.zero_std_groups)
 
 
 def score_file(path: str, specs: Sequence[str], plugin_files: Sequence[str] = (),
                completion_key: Optional[str] = None, ref_key: Optional[str] = None,
                on_batch: Optional[Callable[[int], None]] = None, batch_size: int = BATCH_SIZE) -> ScoreReport:
-    """Score every completion of a completion file (:func:`swift_ext.results.load`) with ``specs``."""
+    """Score every completion of a completion file (:func:`swift_ext.scoring.results.load`) with ``specs``."""
     res = results_mod.load(path, completion_key=completion_key, ref_key=ref_key)
     return report(res, score_results(res, specs, plugin_files, batch_size, on_batch))
+
+
+def score_stream(path: str, specs: Sequence[str], plugin_files: Sequence[str] = (),
+                 completion_key: Optional[str] = None, ref_key: Optional[str] = None,
+                 on_batch: Optional[Callable[[int], None]] = None, batch_size: int = BATCH_SIZE,
+                 sink: Optional[Callable[[Dict[str, Any]], None]] = None) -> ScoreReport:
+    """:func:`score_file` in bounded memory: the file is read in batches (:class:`swift_ext.scoring.results.Stream`),
+    each completion's ``{"line", spec: score, ...}`` goes to ``sink`` as it is scored (not kept), and the
+    statistics fold prompt groups as they close. The same numbers as :func:`score_file` for files that keep a
+    prompt's rows together (see ``results.OPEN_GROUPS``)."""
+    rewards = {spec: resolve(spec, plugin_files) for spec in specs}
+    stream = results_mod.Stream(path, completion_key=completion_key, ref_key=ref_key, batch_size=batch_size)
+    folder = GroupedAccumulators(specs, open_groups=results_mod.OPEN_GROUPS)
+    for batch in stream.batches():
+        details: Dict[str, List[Any]] = {}
+        scores = score_results(batch, specs, rewards=rewards, batch_size=batch_size, details=details)
+        for i, (line, group) in enumerate(zip(batch.lines, batch.group_of)):
+            row = {spec: scores[spec][i] for spec in specs}
+            folder.add(group, row)
+            if sink is not None:
+                extra = {n: d[i] for n, d in details.items() if i < len(d) and d[i]}
+                sink({"line": line, **row, **({"details": extra} if extra else {})})
+        if on_batch:
+            on_batch(len(batch.completions))
+    out = ScoreReport(rows=stream.rows_in, completions=stream.completions, rejected=sorted(stream.rejected))
+    for spec, s in folder.summaries().items():
+        out.stats.append(_reward_stats(spec, s))
+    return out
 
 
 def report(res: "results_mod.Results", scores: Dict[str, List[Score]],
@@ -149,5 +170,5 @@ def report(res: "results_mod.Results", scores: Dict[str, List[Score]],
     return out
 
 
-__all__ = ["resolve", "call_reward", "score_results", "score_file", "summarise", "report", "RewardStats",
+__all__ = ["resolve", "call_reward", "score_results", "score_file", "score_stream", "summarise", "report", "RewardStats",
            "ScoreReport"]

@@ -33,8 +33,8 @@ import statistics
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from .results import group_indices
-from .runs import Completion, Run
+from ..scoring.results import group_indices
+from ..runs import Completion, Run
 
 #: reward families (swift-ext) and ms-swift names read as "format-type" and "accuracy-type"
 FORMAT_FAMILIES = {"format", "shaping", "structured"}
@@ -132,7 +132,7 @@ def dominant_reward(run: Run) -> Finding:
 
 
 def _kind(name: str) -> Optional[str]:
-    from . import plugins
+    from .. import plugins
 
     base = name.split(":", 1)[0]
     if base in SWIFT_FORMAT:
@@ -198,7 +198,7 @@ def _per_step_completions(run: Run) -> Dict[int, List[Completion]]:
 
 
 def repetition(run: Run, by_step: Optional[Dict[int, List[Completion]]] = None) -> Finding:
-    from .rewards import build
+    from ..rewards import build
 
     by_step = _per_step_completions(run) if by_step is None else by_step
     if len(by_step) < MIN_STEPS:

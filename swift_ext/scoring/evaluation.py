@@ -2,7 +2,7 @@
 the training callbacks log (accuracy at a threshold, pass@k, mean@k).
 
 Input files (a ``swift infer --result_path`` file, or any JSONL with completions) are read by
-:mod:`swift_ext.results`, the same reader ``swift-ext rewards score`` uses: completions, the reference
+:mod:`swift_ext.scoring.results`, the same reader ``swift-ext rewards score`` uses: completions, the reference
 column, and prompt groups (so pass@k works with one row per sample as well as with lists).
 
 Metrics (``plugins.registry("metric")``; a metric spec may carry parameters, ``iou:gold_frame=pixels``):
@@ -15,7 +15,7 @@ Metrics (``plugins.registry("metric")``; a metric spec may carry parameters, ``i
   boxes in pixels of the original image unless ``gold_frame=`` says otherwise)
 * ``reward:SPEC`` -- any registered reward (``reward:think_format``), mean and accuracy at ``threshold``
 
-Every metric except third-party ones scores through :func:`swift_ext.scoring.score_results`, so
+Every metric except third-party ones scores through :func:`swift_ext.scoring.score.score_results`, so
 ``eval -m reward:R`` and ``rewards score -r R`` give the same per-completion scores.
 
 Every metric also reports ``pass@k`` (unbiased estimator, Chen et al. 2021) for each k up to the
@@ -30,46 +30,28 @@ Example::
 from __future__ import annotations
 
 import json
-import math
 
-import statistics
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from . import plugins, results
-from .errors import ConfigError
-from .components import Component, configure
-from .io import atomic_write, save_png
-from .params import Param, format_spec, parse_spec
+from . import results
+from ..errors import ConfigError
+from ..components import Component, configure
+from ..io import atomic_write, save_png
+from ..params import Param, format_spec, parse_spec
 from .results import Results
-from .rewards import get_reward
-from .rewards.answers import YesNo
-from .scoring import resolve, score_results
+from ..rewards import get_reward
+from ..rewards.answers import YesNo
+from .score import resolve, score_results
+from .stats import default_ks, pass_at_k, summarise_groups  # noqa: F401  (pass_at_k, default_ks: re-exported)
 
 
 # -- group statistics (shared with the training callbacks) ----------------------------------------
-def pass_at_k(n: int, c: int, k: int) -> float:
-    """Probability that at least one of k samples drawn without replacement from n (c correct) is correct."""
-    if not (0 <= c <= n) or k < 1 or k > n:
-        raise ValueError(f"pass@k needs 0 <= c <= n and 1 <= k <= n (n={n}, c={c}, k={k})")
-    if n - c < k:
-        return 1.0
-    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
-
-
-def default_ks(min_group: int) -> List[int]:
-    """1, powers of two, and the group size itself: the ks worth reporting for groups of ``min_group``."""
-    ks = {1, min_group}
-    k = 2
-    while k < min_group:
-        ks.add(k)
-        k *= 2
-    return sorted(x for x in ks if x >= 1)
-
-
 def group_stats(groups: Sequence[Sequence[Optional[float]]], threshold: float = 1.0,
                 ks: Optional[Sequence[int]] = None) -> Dict[str, float]:
-    """mean, accuracy (score >= threshold), abstained, pass@k and mean@k over prompt groups.
+    """mean, accuracy (score >= threshold), abstained, pass@k and mean@k over prompt groups
+    (:meth:`swift_ext.scoring.stats.Summary.metrics`: the one summary behind eval, rewards score, filter and the
+    callbacks).
 
     ``None`` scores (abstentions) are left out of every statistic; pass@k/mean@k use the groups with at
     least k scored samples.
@@ -77,35 +59,14 @@ def group_stats(groups: Sequence[Sequence[Optional[float]]], threshold: float = 
     >>> group_stats([[1.0, 0.0], [0.0, 0.0]], threshold=1.0, ks=[1, 2])
     {'n': 4, 'abstained': 0, 'mean': 0.25, 'accuracy': 0.25, 'pass@1': 0.25, 'pass@2': 0.5, 'mean@2': 0.25}
     """
-    scored = [[float(s) for s in g if s is not None and not (isinstance(s, float) and math.isnan(s))]
-              for g in groups]
-    flat = [s for g in scored for s in g]
-    total = sum(len(g) for g in groups)
-    out: Dict[str, float] = {"n": len(flat), "abstained": total - len(flat)}
-    if not flat:
-        return out
-    out["mean"] = statistics.fmean(flat)
-    out["accuracy"] = sum(s >= threshold for s in flat) / len(flat)
-    nonempty = [g for g in scored if g]
-    if ks is None:
-        ks = default_ks(min(len(g) for g in nonempty)) if max(len(g) for g in nonempty) > 1 else []
-    for k in ks:
-        eligible = [g for g in nonempty if len(g) >= k]
-        if eligible:
-            out[f"pass@{k}"] = statistics.fmean(pass_at_k(len(g), sum(s >= threshold for s in g), k)
-                                                for g in eligible)
-    # mean@k (k = largest group size): the mean score of a prompt's k samples, averaged over prompts
-    k_max = max(len(g) for g in nonempty)
-    if k_max > 1:
-        out[f"mean@{k_max}"] = statistics.fmean(statistics.fmean(g) for g in nonempty)
-    return out
+    return summarise_groups(groups, threshold, ks or ()).metrics(ks)
 
 
 # -- metrics --------------------------------------------------------------------------------------
 class Metric(Component):
     """A per-completion score plus a summary. Subclasses set ``name``, ``params``, ``threshold`` and
     implement :meth:`item` (one completion -> a score in [0, 1], or None to abstain). The reference answer
-    is the row's ``solution`` (:mod:`swift_ext.results` puts the file's reference column there)."""
+    is the row's ``solution`` (:mod:`swift_ext.scoring.results` puts the file's reference column there)."""
 
     kind = "metric"
     threshold = 1.0
@@ -131,7 +92,7 @@ class Metric(Component):
 
 class RewardMetric(Metric):
     """A metric backed by a registered reward (``reward:SPEC``, or a named metric's ``reward_spec``): its
-    per-completion scores are the reward's, computed by :func:`swift_ext.scoring.score_results` exactly as
+    per-completion scores are the reward's, computed by :func:`swift_ext.scoring.score.score_results` exactly as
     ``swift-ext rewards score`` computes them. Parameters other than ``threshold`` go to the reward."""
 
     name = "reward"
@@ -266,7 +227,7 @@ class EvalReport:
 def evaluate(path: str, metrics: Sequence[str], ref_key: Optional[str] = None,
              progress: Optional[Callable[[int], None]] = None, completion_key: Optional[str] = None,
              plugin_files: Sequence[str] = ()) -> EvalReport:
-    """Score the completion file ``path`` (read by :func:`swift_ext.results.load`) with every metric spec."""
+    """Score the completion file ``path`` (read by :func:`swift_ext.scoring.results.load`) with every metric spec."""
     if not metrics:
         raise ConfigError("no metric given: pass --metric accuracy (or yes_no, mcq, iou, reward:NAME)")
     data = results.load(path, completion_key=completion_key, ref_key=ref_key)

@@ -29,10 +29,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
-from .errors import ConfigError
-from .io import iter_jsonl
+from ..errors import ConfigError
+from ..io import iter_jsonl
 
 LIST_KEYS = ("completions", "responses")
 TEXT_KEYS = ("completion", "response")
@@ -182,35 +182,42 @@ def _completions_of(row: Dict[str, Any], completion_key: Optional[str]) -> Tuple
     return None, False, f"no completion column (looked for {', '.join(keys)}) and no final assistant turn"
 
 
+def _expand(lineno: int, row: Any, completion_key: Optional[str], ref_key: str):
+    """One row -> ``(key, [(completion, columns), ...])``, or ``(None, reason)`` for a rejected row. ``key`` is
+    the prompt group of the row's completions (a ``completions`` list is a group of its own)."""
+    if not isinstance(row, dict):
+        return None, f"expected a JSON object, got {type(row).__name__}"
+    comps, is_group, why = _completions_of(row, completion_key)
+    if comps is None:
+        return None, why
+    columns = {k: v for k, v in row.items() if k not in NOT_COLUMNS and k != completion_key}
+    if ref_key != "solution" and ref_key in row:
+        columns["solution"] = row[ref_key]
+    prompt = prompt_turns(columns.get("messages"))
+    key = f"line={lineno}" if is_group else prompt_key(row)
+    out = []
+    for c in comps:
+        r = dict(columns)
+        if "messages" in columns:  # as in training: the prompt followed by this completion
+            r["messages"] = prompt + [{"role": "assistant", "content": c}]
+        out.append((c, r))
+    return key, out
+
+
 def from_rows(rows: Iterable[Any], *, path: str = "<rows>", completion_key: Optional[str] = None,
               ref_key: Optional[str] = None) -> Results:
     """Build :class:`Results` from rows (dicts, or ``(line, dict)`` pairs); unusable rows are rejected with
     their line and reason."""
-    out = Results(path=path)
-    kept: List[Tuple[int, Dict[str, Any]]] = []
-    for i, item in enumerate(rows, 1):
-        lineno, row = item if isinstance(item, tuple) else (i, item)
-        out.rows_in += 1
-        if not isinstance(row, dict):
-            out.rejected.append((lineno, f"expected a JSON object, got {type(row).__name__}"))
-            continue
-        kept.append((lineno, row))
-    out.ref_key = ref_key or detect_ref_key(r for _, r in kept) or "solution"
+    items = [item if isinstance(item, tuple) else (i, item) for i, item in enumerate(rows, 1)]
+    out = Results(path=path, rows_in=len(items))
+    out.ref_key = ref_key or detect_ref_key(r for _, r in items if isinstance(r, dict)) or "solution"
     keys: List[str] = []
-    for lineno, row in kept:
-        comps, is_group, why = _completions_of(row, completion_key)
-        if comps is None:
-            out.rejected.append((lineno, why))
+    for lineno, row in items:
+        key, got = _expand(lineno, row, completion_key, out.ref_key)
+        if key is None:
+            out.rejected.append((lineno, got))
             continue
-        columns = {k: v for k, v in row.items() if k not in NOT_COLUMNS and k != completion_key}
-        if out.ref_key != "solution" and out.ref_key in row:
-            columns["solution"] = row[out.ref_key]
-        prompt = prompt_turns(columns.get("messages"))
-        key = f"line={lineno}" if is_group else prompt_key(row)
-        for c in comps:
-            r = dict(columns)
-            if "messages" in columns:  # as in training: the prompt followed by this completion
-                r["messages"] = prompt + [{"role": "assistant", "content": c}]
+        for c, r in got:
             out.completions.append(c)
             out.rows.append(r)
             out.lines.append(lineno)
@@ -222,6 +229,116 @@ def from_rows(rows: Iterable[Any], *, path: str = "<rows>", completion_key: Opti
             out.group_of[i] = gi
     out.rejected.sort()
     return out
+
+
+#: completions of one prompt group beyond this are an error of a streamed read (a file whose "group" cannot be
+#: a sampling group: the prompt key is probably wrong)
+MAX_GROUP = 1 << 16
+#: prompt groups kept open at once by a streamed read; rows of a prompt more than this many groups after its
+#: previous rows start a new group (files from swift infer, rollouts and swift-ext keep a prompt's rows together)
+OPEN_GROUPS = 4096
+
+
+class Stream:
+    """A completion file read in bounded memory: :meth:`batches` yields :class:`Results` of ``batch_size``
+    completions in file order (``group_of`` holds each completion's group id, ids in order of first
+    appearance, and ``groups`` stays empty); ``rows_in``, ``rejected`` and ``completions`` count as :func:`load`
+    does once the batches are consumed. The reference column is detected as :func:`load` does (a first pass
+    over the file when it has no ``solution``)."""
+
+    def __init__(self, path: str, *, completion_key: Optional[str] = None, ref_key: Optional[str] = None,
+                 batch_size: int = 256):
+        self.path, self.completion_key, self.batch_size = path, completion_key, batch_size
+        try:
+            self.ref_key = ref_key or _detect_ref_key_streamed(path) or "solution"
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such file") from None
+        self.rows_in = 0
+        self.completions = 0
+        self.rejected: List[Tuple[int, str]] = []
+        self._group_ids: Dict[str, int] = {}  # open groups, least recently seen first
+        self._group_sizes: Dict[int, int] = {}
+        self._groups_seen = 0
+
+    def _group(self, key: str, lineno: int, n: int) -> int:
+        gid = self._group_ids.pop(key, None)
+        if gid is None:
+            gid, self._groups_seen = self._groups_seen, self._groups_seen + 1
+        self._group_ids[key] = gid  # most recently seen last
+        while len(self._group_ids) > OPEN_GROUPS:
+            old = next(iter(self._group_ids))
+            self._group_sizes.pop(self._group_ids.pop(old), None)
+        size = self._group_sizes.get(gid, 0) + n
+        if size > MAX_GROUP:
+            raise ConfigError(f"{self.path}:{lineno}: the prompt group {key[:80]!r} has more than {MAX_GROUP} "
+                              "completions: too large to summarise as one group (is the prompt key right?)")
+        self._group_sizes[gid] = size
+        return gid
+
+    def batches(self) -> Iterator[Results]:
+        batch = Results(path=self.path, ref_key=self.ref_key)
+        try:
+            rows = iter_jsonl(self.path)
+            for lineno, row in rows:
+                self.rows_in += 1
+                key, got = _expand(lineno, row, self.completion_key, self.ref_key)
+                if key is None:
+                    self.rejected.append((lineno, got))
+                    continue
+                gid = self._group(key, lineno, len(got))
+                for c, r in got:
+                    batch.completions.append(c)
+                    batch.rows.append(r)
+                    batch.lines.append(lineno)
+                    batch.group_of.append(gid)
+                    if len(batch.completions) >= self.batch_size:
+                        self.completions += len(batch.completions)
+                        yield batch
+                        batch = Results(path=self.path, ref_key=self.ref_key)
+        except FileNotFoundError:
+            raise ConfigError(f"{self.path}: no such file") from None
+        if batch.completions:
+            self.completions += len(batch.completions)
+            yield batch
+        if not self.completions:
+            reasons = "; ".join(f"line {n}: {why}" for n, why in self.rejected[:3])
+            raise ConfigError(f"{self.path}: no row with a completion ({self.rows_in} rows; "
+                              f"{reasons or 'empty file'})")
+
+
+def head(path: str, limit: Optional[int], *, completion_key: Optional[str] = None,
+         ref_key: Optional[str] = None) -> Results:
+    """The first ``limit`` completions of a file as :class:`Results` (all of them when ``limit`` is None), read
+    as a :class:`Stream`: the rows after them are never read. ``groups`` hold the group ids the stream gave."""
+    if limit is None:
+        return load(path, completion_key=completion_key, ref_key=ref_key)
+    stream = Stream(path, completion_key=completion_key, ref_key=ref_key, batch_size=max(1, min(limit, 256)))
+    out = Results(path=path, ref_key=stream.ref_key)
+    for batch in stream.batches():
+        take = limit - len(out.completions)
+        out.completions += batch.completions[:take]
+        out.rows += batch.rows[:take]
+        out.lines += batch.lines[:take]
+        out.group_of += batch.group_of[:take]
+        if len(out.completions) >= limit:
+            break
+    out.rows_in, out.rejected = stream.rows_in, sorted(stream.rejected)
+    out.groups = group_indices(out.group_of)
+    return out
+
+
+def _detect_ref_key_streamed(path: str) -> Optional[str]:
+    """:func:`detect_ref_key` over a file without holding it: stops at the first row with a ``solution``."""
+    seen = set()
+    for _, row in iter_jsonl(path):
+        if not isinstance(row, dict):
+            continue
+        for key in REF_KEYS:
+            if key not in seen and row.get(key) not in (None, "", []):
+                seen.add(key)
+        if REF_KEYS[0] in seen:
+            break
+    return next((k for k in REF_KEYS if k in seen), None)
 
 
 def load(path: str, *, completion_key: Optional[str] = None, ref_key: Optional[str] = None) -> Results:
@@ -237,5 +354,5 @@ def load(path: str, *, completion_key: Optional[str] = None, ref_key: Optional[s
     return res
 
 
-__all__ = ["Results", "load", "from_rows", "prompt_key", "messages_key", "prompt_turns", "group_indices", "detect_ref_key",
+__all__ = ["Results", "Stream", "head", "load", "from_rows", "prompt_key", "messages_key", "prompt_turns", "group_indices", "detect_ref_key",
            "as_text", "COMPLETION_KEYS", "REF_KEYS", "PROMPT_KEYS"]

@@ -5,7 +5,7 @@ real ``swift`` subprocesses, and in-process plugin registration. Opt in from a `
 
 Fixtures:
 
-* ``tiny_models`` (session): mapping kind -> :class:`swift_ext.tiny.TinyModel` (``.path``, ``.model_type``,
+* ``tiny_models`` (session): mapping kind -> :class:`swift_ext.testing.tiny.TinyModel` (``.path``, ``.model_type``,
   ``.template``); kinds ``"text"``, ``"qwen2_vl"``, ``"qwen2_5_vl"``, ``"qwen3_vl"``. Each kind is built on first
   access only (random weights, no network) and cached across sessions in ``$SWIFT_EXT_TINY_CACHE`` (default
   ``~/.cache/swift-ext/tiny``). VL kinds skip the test when the Qwen-VL stack (qwen-vl-utils, torchvision) is
@@ -53,8 +53,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import pytest
 
-from . import cpu_compat, plugins, tiny
-from .hookspecs import hookimpl
+from .. import cpu_compat, plugins
+from . import tiny
+from ..hookspecs import hookimpl
 
 
 def pytest_configure(config):
@@ -196,7 +197,7 @@ def grpo_args(model: "tiny.TinyModel", dataset: str, output_dir: os.PathLike, re
               *extra: str) -> List[str]:
     """``swift rlhf`` arguments for a 2-step GRPO run of a tiny model with swift-ext's plugin file loaded
     (``--reward_funcs`` = ``rewards``; ``extra`` last, so it overrides)."""
-    from .bridge import plugin_path
+    from ..bridge import plugin_path
 
     return ["--rlhf_type", "grpo", *tiny.common_flags(model), "--dataset", dataset,
             "--external_plugins", plugin_path(), "--reward_funcs", *rewards,

@@ -6,7 +6,7 @@ extracted, normalised, parsed and compared, and a ``reason``). swift-ext's answe
 structured rewards fill it in; any other swift-ext reward (a third-party one too) gets the base's score and
 reason; an ms-swift reward without the method is called as in training and reported with its score only.
 
-Rows are read by :mod:`swift_ext.results` (a completion file), so a row explains the same way it scores in
+Rows are read by :mod:`swift_ext.scoring.results` (a completion file), so a row explains the same way it scores in
 ``swift-ext rewards score``.
 """
 
@@ -16,8 +16,8 @@ import asyncio
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from . import results as results_mod
-from . import scoring
-from .rewards.base import as_text
+from . import score as scoring
+from ..rewards.base import as_text
 
 #: keys shown in the table's detail column, when an explanation has them
 DETAIL_KEYS = ("extracted", "rule", "choice", "choice_rule", "number", "gold_number", "normalised", "gold_normalised",
@@ -28,7 +28,7 @@ DETAIL_KEYS = ("extracted", "rule", "choice", "choice_rule", "number", "gold_num
 
 
 def explain_one(spec: str, fn: Callable, completion: str, row: Dict[str, Any]) -> Dict[str, Any]:
-    """One reward's explanation of one completion (``fn`` built by :func:`swift_ext.scoring.resolve`)."""
+    """One reward's explanation of one completion (``fn`` built by :func:`swift_ext.scoring.score.resolve`)."""
     completion = as_text(completion)
     explain = getattr(fn, "explain", None)
     if callable(explain):

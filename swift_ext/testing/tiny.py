@@ -20,7 +20,7 @@ Built models are cached in ``$SWIFT_EXT_TINY_CACHE`` (default ``~/.cache/swift-e
 ``<BUILD_VERSION>/<kind>``; a build goes to a temporary folder that is renamed into place, so parallel
 builders never see half a model.
 
-    >>> from swift_ext import tiny
+    >>> from swift_ext.testing import tiny
     >>> model = tiny.ensure("text")                     # ~2 s the first time, instant afterwards
     >>> model.path, model.model_type, model.template      # path under the cache folder
     ('.../v1/text', 'qwen3', 'qwen3')
@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence
 
-from .runs import logging_rows  # noqa: F401  (the run reader, re-exported for tests that build tiny runs)
+from ..runs import logging_rows  # noqa: F401  (the run reader, re-exported for tests that build tiny runs)
 
 # bump when anything below changes what is built (cache key)
 BUILD_VERSION = "v1"
@@ -232,7 +232,7 @@ TEXT_SIZES = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, nu
 
 def _vl_prerequisites() -> None:
     """The VL processors need torchvision: make it importable next to CPU-only torch (no-op elsewhere)."""
-    from . import cpu_compat
+    from .. import cpu_compat
 
     cpu_compat.apply()
 

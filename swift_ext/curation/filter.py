@@ -4,7 +4,7 @@ GRPO learns nothing from a prompt whose k completions all score the same (every 
 :func:`run` samples ``num_generations`` completions for each prompt of a GRPO dataset (ms-swift's own
 inference engines in-process, see :mod:`swift_ext.bridge.infer`, or any OpenAI-compatible endpoint such as
 ``swift deploy`` or a vLLM server, see :class:`EndpointSampler`), scores them with swift-ext rewards through
-the one scoring path (:func:`swift_ext.scoring.score_results`), and writes every row back with
+the one scoring path (:func:`swift_ext.scoring.score.score_results`), and writes every row back with
 
 * ``pass_rate``: the fraction of its completions that pass (score at least ``pass_threshold`` on the chosen
   reward, or on the weighted sum of all rewards as ms-swift computes it);
@@ -36,10 +36,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from . import results as results_mod
-from . import scoring
-from .errors import ConfigError, SwiftExtError
-from .io import BadLine, atomic_write, iter_jsonl
+from ..scoring import results as results_mod
+from ..scoring import score as scoring
+from ..errors import ConfigError, SwiftExtError
+from ..io import BadLine, atomic_write, iter_jsonl
 
 CHECKPOINT_VERSION = 1
 #: the columns filter writes into each row
@@ -67,7 +67,7 @@ def recipe_defaults(recipe: str) -> Dict[str, Any]:
     """What a launch recipe (``templates/*.yaml`` or a path) says about sampling and rewards:
     ``num_generations``, ``temperature``, ``max_tokens`` (``max_completion_length``), ``top_p``,
     ``reward_funcs``, ``reward_weights`` and ``model`` (only the keys the recipe sets)."""
-    from .launch.templates import load_template
+    from ..launch.templates import load_template
 
     args = load_template(recipe)["args"]
     out: Dict[str, Any] = {}

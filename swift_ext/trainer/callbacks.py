@@ -40,16 +40,16 @@ from typing import Any, ClassVar, Dict, List, Optional, Sequence
 
 from transformers import TrainerCallback
 
-from .errors import PluginError
-from .evaluation import group_stats
-from .results import group_indices, prompt_key
-from .bridge import grpo
-from .bridge.chord import RUNTIME as CHORD_RUNTIME
-from .chord import MU_KEY
-from .components import Component, configure
-from .params import Param
+from ..errors import PluginError
+from ..scoring.evaluation import group_stats
+from ..scoring.results import group_indices, prompt_key
+from ..bridge import grpo
+from ..bridge.chord import RUNTIME as CHORD_RUNTIME
+from ..chord import MU_KEY
+from ..components import Component, configure
+from ..params import Param
 
-logger = logging.getLogger("swift_ext.callbacks")
+logger = logging.getLogger("swift_ext.trainer.callbacks")
 
 SAMPLES_FILE = "swift_ext_samples.jsonl"
 
@@ -487,7 +487,7 @@ class Audit(ExtCallback):
     params = {"every_steps": Param(10, "run the detectors every this many optimizer steps", type=int, min=1)}
 
     def setup(self) -> None:
-        from .runs import Run
+        from ..runs import Run
 
         self.run = Run(path=Path(getattr(self.args, "output_dir", None) or "."), name="live",
                        args={"reward_weights": getattr(self.args, "reward_weights", None)})
@@ -501,7 +501,7 @@ class Audit(ExtCallback):
         self.run.rows.append({**logs, "step": int(state.global_step)})
         if int(state.global_step) % self.every_steps:
             return
-        from .audit import METRIC_DETECTORS, SEVERITY
+        from ..curation.audit import METRIC_DETECTORS, SEVERITY
 
         self.run.refresh()
         self.last = [d(self.run) for d in METRIC_DETECTORS]

@@ -1,0 +1,25 @@
+"""Run directories: the one reader of a training run's files (``reader``)."""
+
+from .reader import (  # noqa: F401  (the package's public names)
+    LOGGING_FILE,
+    COMPLETIONS_FILE,
+    ARGS_FILE,
+    NOT_REWARDS,
+    find_run_dirs,
+    step_of,
+    max_steps_of,
+    number,
+    metric_series,
+    read_logging,
+    Completion,
+    iter_completions,
+    prompt_text,
+    Run,
+    load_run,
+    latest_run,
+    logging_rows,
+    load_runs,
+    dataset_images,
+    gold_text,
+    group_by_prompt,
+)
