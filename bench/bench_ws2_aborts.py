@@ -31,7 +31,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from swift_ext import cpu_compat, tiny  # noqa: E402
+from swift_ext import cpu_compat  # noqa: E402
+from swift_ext.testing import tiny  # noqa: E402
 from swift_ext.bridge import plugin_path  # noqa: E402
 
 REWARDS = ["teacher_similarity:metric=chrf", "think_format"]

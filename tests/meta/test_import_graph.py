@@ -131,7 +131,7 @@ LAYERS = [
     {"components"},                               # the one spec -> class mechanism
     {"scoring.results", "bridge.callbacks"},      # the completion record; callbacks -> ms-swift's callbacks_map
     {"rewards"},                                  # reward families and their runtime (pool, deadlines)
-    {"bridge.rewards"},                           # rewards -> ms-swift's orms
+    {"bridge.rewards", "bridge.teardown"},        # rewards -> ms-swift's orms; a clean end for every rank
     {"scoring"},                                  # the one scoring path, eval metrics, explain
     {"convert", "runs"},                          # dataset conversion; the run reader
     {"chord"},                                    # CHORD plans and mu shapes
