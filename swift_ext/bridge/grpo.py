@@ -44,10 +44,27 @@ def _attach_details(trainer: Any, names: List[str], records: List[Dict[str, Any]
                     rec.setdefault("details", {})[name] = d
 
 
+def gather_records(records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Every rank's records, in rank order, on every rank (a collective: every rank must call it); the
+    records themselves in a single process."""
+    try:
+        import torch.distributed as dist
+    except ImportError:  # pragma: no cover - torch is always there under ms-swift
+        return records
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return records
+    parts: List[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, records)
+    return [rec for part in parts for rec in part]
+
+
 def capture_grpo_eval(trainer: Any, sink: Any) -> bool:
     """Wrap ``trainer._compute_rewards_per_func`` so that each evaluation-mode call hands
     ``sink(records)`` one record per completion (prompt messages, completion, per-reward scores,
-    solution). Returns False when the trainer is not an ms-swift GRPO trainer. Idempotent per sink."""
+    solution) of *every rank*: each rank evaluates its shard of the validation set (a prompt's
+    generations may sit on different ranks), so the records are gathered (:func:`gather_records`, inside
+    the call every rank makes) before any sink sees them. Returns False when the trainer is not an
+    ms-swift GRPO trainer. Idempotent per sink."""
     original = getattr(trainer, "_compute_rewards_per_func", None)
     if original is None or not hasattr(trainer, "reward_func_names"):
         return False
@@ -67,6 +84,7 @@ def capture_grpo_eval(trainer: Any, sink: Any) -> bool:
                 calls[0] += 1
                 for rec in records:  # prompt ids restart with every eval batch: make the group key unique
                     rec["group"] = f"{calls[0]}:{rec['prompt_id']}"
+                records = gather_records(records)  # ms-swift numbers prompts over all ranks' samples
                 for fn in list(trainer._swift_ext_eval_sinks):
                     fn(records)
             return out
