@@ -48,8 +48,15 @@ def _on_sigterm(signum, frame):
 @click.option("--backend", type=click.Choice(["transformers", "vllm"]), default="transformers", show_default=True,
               help="ms-swift inference engine run in this process")
 @click.option("--tensor-parallel-size", type=int, default=1, show_default=True, help="vLLM tensor parallel size")
-@click.option("--endpoint", default=None, help="sample from an OpenAI-compatible server instead "
-              "(swift deploy, vLLM): base URL such as http://127.0.0.1:8000/v1")
+@click.option("--endpoint", "endpoints", multiple=True, help="sample from an OpenAI-compatible server instead "
+              "(swift deploy, vLLM): base URL such as http://127.0.0.1:8000/v1; repeatable: several servers of "
+              "the same model share the prompts (--concurrency each)")
+@click.option("--shard", default=None, metavar="I/N",
+              help="sample only shard I of N (prompts I, I+N, ... in dataset order; I from 0) into its own "
+                   "resumable checkpoint, for N processes or nodes at once; then --merge-shards N")
+@click.option("--merge-shards", type=int, default=None, metavar="N",
+              help="join the N shard checkpoints of OUTPUT and score and select: the same outputs one process "
+                   "writes (sampling settings are read from the shards)")
 @click.option("--api-key", envvar="OPENAI_API_KEY", default=None, help="bearer token for --endpoint "
               "(default: $OPENAI_API_KEY)")
 @click.option("--concurrency", type=int, default=8, show_default=True, help="prompts in flight at once (--endpoint)")
@@ -72,7 +79,7 @@ def _on_sigterm(signum, frame):
               help="rows that could not be used, as file:line: reason (default OUTPUT-stem.rejects.txt)")
 @click.option("--json", "as_json", is_flag=True, help="the summary as JSON on stdout")
 def filter_cmd(dataset, output, specs, weights, by, pass_threshold, keep, curriculum, buckets, recipe, model,
-               model_type, template, torch_dtype, backend, tensor_parallel_size, endpoint,
+               model_type, template, torch_dtype, backend, tensor_parallel_size, endpoints, shard, merge_shards,
                api_key, concurrency, num_generations, temperature, max_tokens, top_p, seed, plugin_files, ref_key,
                checkpoint, restart, samples, rejects, as_json):
     """Sample k completions per prompt of DATASET.jsonl, score them, and keep the prompts GRPO can learn from.
@@ -89,6 +96,10 @@ def filter_cmd(dataset, output, specs, weights, by, pass_threshold, keep, curric
     Example:
         swift-ext filter train.jsonl -o train.filtered.jsonl --recipe grpo \\
             -r math_accuracy --keep 0.1:0.9 --endpoint http://127.0.0.1:8000/v1
+    \b
+    Data-parallel (one process per GPU or node, then one merge; docs/scaling.md):
+        swift-ext filter train.jsonl -o out.jsonl -r math_accuracy --shard 0/2 ...   # and --shard 1/2
+        swift-ext filter train.jsonl -o out.jsonl -r math_accuracy --keep 0.1:0.9 --merge-shards 2
     """
     from ..curation import filter as flt
     from ..errors import ConfigError
@@ -111,9 +122,16 @@ def filter_cmd(dataset, output, specs, weights, by, pass_threshold, keep, curric
         top_p=top_p if top_p is not None else defaults.get("top_p"), seed=seed)
     band = flt.parse_band(keep) if keep else None
     edges = flt.parse_buckets(buckets) if buckets else None
+    part = flt.parse_shard(shard) if shard else None
+    if part and merge_shards is not None:
+        raise ConfigError("--shard samples one shard, --merge-shards joins them: give one of the two")
 
-    if endpoint:
-        sampler = flt.EndpointSampler(endpoint, model=model, api_key=api_key, concurrency=concurrency)
+    if merge_shards is not None:
+        label, sampling = flt.merge_shards(dataset, output, merge_shards, checkpoint=checkpoint)
+        console.print(f"merged {merge_shards} shard checkpoint(s) ({escape(label)}); scoring")
+        sampler = flt.MergedSampler(label)
+    elif endpoints:
+        sampler = flt.EndpointSampler(list(endpoints), model=model, api_key=api_key, concurrency=concurrency)
     else:
         model = model or defaults.get("model")
         if not model:
@@ -133,11 +151,18 @@ def filter_cmd(dataset, output, specs, weights, by, pass_threshold, keep, curric
                 if done:
                     console.print(f"resuming: {done} of {total} prompts already sampled (checkpoint)")
 
-            report = flt.run(dataset, output, specs, sampler, sampling, weights=list(weights) or None, by=by,
-                             pass_threshold=pass_threshold, keep=band, curriculum=curriculum, buckets=edges,
-                             plugin_files=plugin_files, ref_key=ref_key, checkpoint=checkpoint, samples=samples,
-                             rejects=rejects, restart=restart, on_start=on_start,
-                             on_prompt=lambda: bar.advance(state["task"]))
+            if part:
+                shard_report = flt.sample_shard(dataset, output, sampler, sampling, part, rewards=specs,
+                                                plugin_files=plugin_files, checkpoint=checkpoint,
+                                                restart=restart, on_start=on_start,
+                                                on_prompt=lambda: bar.advance(state["task"]))
+                report = None
+            else:
+                report = flt.run(dataset, output, specs, sampler, sampling, weights=list(weights) or None, by=by,
+                                 pass_threshold=pass_threshold, keep=band, curriculum=curriculum, buckets=edges,
+                                 plugin_files=plugin_files, ref_key=ref_key, checkpoint=checkpoint, samples=samples,
+                                 rejects=rejects, restart=restart and merge_shards is None, on_start=on_start,
+                                 on_prompt=lambda: bar.advance(state["task"]))
     except KeyboardInterrupt as exc:
         what = "terminated" if isinstance(exc, _Terminated) else "interrupted"
         console.print(f"[yellow]{what}[/]: the prompts sampled so far are in the checkpoint; run the same command "
@@ -146,6 +171,13 @@ def filter_cmd(dataset, output, specs, weights, by, pass_threshold, keep, curric
     finally:
         signal.signal(signal.SIGTERM, previous)
 
+    if report is None:
+        console.print(f"shard {part[0]}/{part[1]}: {shard_report.prompts} prompts ({shard_report.sampled_now} sampled "
+                      f"now, {shard_report.resumed} from its checkpoint) -> {escape(shard_report.checkpoint)}; when "
+                      f"every shard is done: the same command with --merge-shards {part[1]} instead of --shard")
+        if as_json:
+            echo_json(shard_report.as_dict())
+        return
     for line, why in report.rejected[:10]:
         console.print(f"[yellow]rejected[/yellow] {dataset}:{line}: {escape(why)}")
     if as_json:

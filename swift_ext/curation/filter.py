@@ -18,6 +18,13 @@ prompt, flushed and fsynced) keyed by the prompt; a rerun with the same settings
 the prompts it lacks. A prompt's seed is derived from ``seed`` and its key, so its samples do not depend on
 the order or the company it was sampled in. Outputs are written atomically at the end; rows that cannot be
 used go to a reject file as ``file:line: reason``; ``rows_in == rows_kept + rows_dropped + rows_rejected``.
+
+Data-parallel: :func:`sample_shard` samples shard ``I`` of ``N`` (every ``N``-th prompt in dataset order,
+from ``I``) into its own checkpoint, resumable like the whole run, so ``N`` processes (one per GPU, node or
+endpoint) sample at once; :func:`merge_shards` joins the shard checkpoints into the run's checkpoint and
+:func:`run` then scores and selects without sampling anything: the outputs are byte for byte what one
+process writes, since a prompt's samples depend only on its seed. An :class:`EndpointSampler` given several
+base URLs spreads its prompts over them.
 """
 
 from __future__ import annotations
@@ -292,40 +299,51 @@ class Checkpoint:
 
 # -- OpenAI-compatible endpoint ---------------------------------------------------------------------------
 class EndpointSampler:
-    """Completions from an OpenAI-compatible ``/v1/chat/completions`` endpoint (``swift deploy``, vLLM, ...),
-    ``concurrency`` prompts in flight at once (daemon threads: an interrupted run does not wait for them).
+    """Completions from OpenAI-compatible ``/v1/chat/completions`` endpoints (``swift deploy``, vLLM, ...):
+    ``base_url`` is one URL or several serving the same model; ``concurrency`` prompts in flight at once per
+    endpoint (daemon threads: an interrupted run does not wait for them), each thread bound to one endpoint.
 
     Each request asks for ``n`` completions with the prompt's seed; a server that returns fewer is asked
     again for the rest. Images are sent as ``image_url`` parts (local files as data URLs)."""
 
-    def __init__(self, base_url: str, model: Optional[str] = None, api_key: Optional[str] = None,
+    def __init__(self, base_url: Any, model: Optional[str] = None, api_key: Optional[str] = None,
                  concurrency: int = 8, timeout: float = 600.0):
-        self.base_url = base_url.rstrip("/")
-        if not self.base_url.endswith("/v1"):
-            self.base_url += "/v1"
+        urls = [base_url] if isinstance(base_url, str) else list(base_url)
+        if not urls:
+            raise ConfigError("no endpoint: pass --endpoint URL (repeatable)")
+        self.base_urls = [self._v1(u) for u in urls]
+        if len(set(self.base_urls)) != len(self.base_urls):
+            raise ConfigError(f"an endpoint is listed twice: {', '.join(self.base_urls)}")
+        self.base_url = self.base_urls[0]
         self.api_key = api_key
         self.concurrency = max(1, int(concurrency))
         self.timeout = timeout
         self.model = model or self._first_model()
 
+    @staticmethod
+    def _v1(url: str) -> str:
+        url = url.rstrip("/")
+        return url if url.endswith("/v1") else url + "/v1"
+
     @property
     def label(self) -> str:
         return f"endpoint:{self.model}"
 
-    def _call(self, path: str, body: Optional[Dict[str, Any]] = None) -> Any:
+    def _call(self, path: str, body: Optional[Dict[str, Any]] = None, base: Optional[str] = None) -> Any:
+        base = base or self.base_url
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
-        req = urllib.request.Request(self.base_url + path, headers=headers,
+        req = urllib.request.Request(base + path, headers=headers,
                                      data=None if body is None else json.dumps(body).encode("utf-8"))
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                 return json.loads(resp.read().decode("utf-8"))
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode("utf-8", "replace")[:500]
-            raise SwiftExtError(f"{self.base_url}{path}: HTTP {exc.code}: {detail}") from None
+            raise SwiftExtError(f"{base}{path}: HTTP {exc.code}: {detail}") from None
         except (urllib.error.URLError, OSError) as exc:
-            raise SwiftExtError(f"{self.base_url}{path}: {getattr(exc, 'reason', exc)}") from None
+            raise SwiftExtError(f"{base}{path}: {getattr(exc, 'reason', exc)}") from None
 
     def _first_model(self) -> str:
         data = self._call("/models").get("data") or []
@@ -334,7 +352,7 @@ class EndpointSampler:
         return data[0]["id"]
 
     def complete(self, messages, images, seed: int, n: int, temperature: float, max_tokens: Optional[int],
-                 top_p: Optional[float]) -> List[str]:
+                 top_p: Optional[float], base: Optional[str] = None) -> List[str]:
         msgs = openai_messages(messages, images)
         got: List[str] = []
         while len(got) < n:
@@ -344,10 +362,10 @@ class EndpointSampler:
                 body["max_tokens"] = max_tokens
             if top_p is not None:
                 body["top_p"] = top_p
-            choices = sorted(self._call("/chat/completions", body).get("choices") or [],
+            choices = sorted(self._call("/chat/completions", body, base).get("choices") or [],
                              key=lambda c: c.get("index", 0))
             if not choices:
-                raise SwiftExtError(f"{self.base_url}/chat/completions returned no choices")
+                raise SwiftExtError(f"{base or self.base_url}/chat/completions returned no choices")
             got += [(c.get("message") or {}).get("content") or "" for c in choices][:n - len(got)]
         return got
 
@@ -357,19 +375,20 @@ class EndpointSampler:
         for it in items:
             todo.put(it)
 
-        def worker():
+        def worker(base: str):
             while True:
                 try:
                     key, messages, images, seed = todo.get_nowait()
                 except queue.Empty:
                     return
                 try:
-                    done.put((key, self.complete(messages, images, seed, n, temperature, max_tokens, top_p), None))
+                    done.put((key, self.complete(messages, images, seed, n, temperature, max_tokens, top_p, base),
+                              None))
                 except BaseException as exc:  # reported to the main thread
                     done.put((key, None, exc))
 
-        for _ in range(min(self.concurrency, len(items))):
-            threading.Thread(target=worker, daemon=True).start()
+        for t in range(min(self.concurrency * len(self.base_urls), len(items))):
+            threading.Thread(target=worker, args=(self.base_urls[t % len(self.base_urls)],), daemon=True).start()
         for _ in range(len(items)):
             key, comps, exc = done.get()
             if exc is not None:
@@ -605,6 +624,146 @@ def _write_rows(path: str, rows: Sequence[Dict[str, Any]]) -> None:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
+# -- data-parallel sampling: shards and their merge ------------------------------------------------------
+def parse_shard(text: str) -> Tuple[int, int]:
+    """``"I/N"`` -> ``(I, N)``: shard ``I`` (0-based) of ``N``.
+
+    >>> parse_shard("0/4"), parse_shard("3/4")
+    ((0, 4), (3, 4))
+    """
+    i, sep, n = str(text).partition("/")
+    try:
+        shard = (int(i), int(n))
+    except ValueError:
+        shard = None
+    if not sep or shard is None or not 0 <= shard[0] < shard[1]:
+        raise ConfigError(f"--shard {text!r}: expected I/N with 0 <= I < N (e.g. 0/4 ... 3/4)")
+    return shard
+
+
+def shard_checkpoint(output: str, shard: Tuple[int, int], checkpoint: Optional[str] = None) -> str:
+    """Shard ``I/N``'s checkpoint: ``OUTPUT-stem.shardIofN.ckpt.jsonl`` (next to the run's checkpoint when one
+    is named)."""
+    base = Path(checkpoint) if checkpoint else Path(output).with_name(Path(output).stem + ".ckpt.jsonl")
+    name = base.name[:-len(".ckpt.jsonl")] if base.name.endswith(".ckpt.jsonl") else base.stem
+    return str(base.with_name(f"{name}.shard{shard[0]}of{shard[1]}.ckpt.jsonl"))
+
+
+def _header(dataset: str, sampler_label: str, sampling: Sampling) -> Dict[str, Any]:
+    return {"dataset": os.path.basename(dataset), "sampler": sampler_label, **sampling.as_dict()}
+
+
+@dataclass
+class ShardReport:
+    shard: Tuple[int, int]
+    prompts: int
+    sampled_now: int
+    resumed: int
+    checkpoint: str
+
+    def as_dict(self) -> Dict[str, Any]:
+        return {"shard": f"{self.shard[0]}/{self.shard[1]}", "prompts": self.prompts,
+                "sampled_now": self.sampled_now, "resumed": self.resumed, "checkpoint": self.checkpoint}
+
+
+def sample_shard(dataset: str, output: str, sampler: Any, sampling: Sampling, shard: Tuple[int, int], *,
+                 rewards: Sequence[str] = (), plugin_files: Sequence[str] = (),
+                 checkpoint: Optional[str] = None, restart: bool = False, chunk: int = 1024,
+                 on_start: Optional[Callable[[int, int], None]] = None,
+                 on_prompt: Optional[Callable[[], None]] = None) -> ShardReport:
+    """Sample shard ``(I, N)`` (prompts ``I, I+N, I+2N, ...`` in dataset order) into its own checkpoint
+    (:func:`shard_checkpoint`); a rerun resumes it. Scoring and selection wait for :func:`merge_shards`;
+    ``rewards`` are built now all the same, so a typo fails before any sampling."""
+    for spec in rewards:
+        scoring.resolve(spec, plugin_files)
+    i, n = shard
+    prompts, _, _ = read_dataset(dataset)
+    mine = prompts[i::n]
+    path = shard_checkpoint(output, shard, checkpoint)
+    ckpt = Checkpoint(path, {**_header(dataset, sampler.label, sampling), "shard": f"{i}/{n}"}).open(restart=restart)
+    try:
+        resumed = sum(1 for p in mine if p.key in ckpt.done)
+        todo = [p for p in mine if p.key not in ckpt.done]
+        if on_start:
+            on_start(len(mine), resumed)
+        lines = {p.key: p.line for p in todo}
+        count = [0]
+
+        def done(key: str, comps: List[str]) -> None:
+            ckpt.add(key, lines[key], comps)
+            count[0] += 1
+            if on_prompt:
+                on_prompt()
+
+        for start in range(0, len(todo), max(1, chunk)):
+            part = todo[start:start + chunk]
+            sampler.sample([(p.key, p.messages, p.images, prompt_seed(sampling.seed, p.key)) for p in part],
+                           sampling.num_generations, sampling.temperature, sampling.max_tokens, sampling.top_p,
+                           done)
+    finally:
+        ckpt.close()
+    return ShardReport(shard, len(mine), count[0], resumed, path)
+
+
+def merge_shards(dataset: str, output: str, n: int, *, checkpoint: Optional[str] = None) -> Tuple[str, Sampling]:
+    """Join the ``n`` shard checkpoints of ``output`` into its run checkpoint (written atomically, prompts in
+    dataset order), after checking they belong to one run (same dataset, sampler and sampling settings) and
+    hold every prompt of the dataset; returns ``(sampler label, sampling)`` for :func:`run`, which then
+    samples nothing. A missing or unfinished shard is an error naming it and the command that completes it."""
+    if n < 1:
+        raise ConfigError(f"--merge-shards {n}: expected the number of shards (N of --shard I/N)")
+    prompts, _, _ = read_dataset(dataset)
+    headers, done = [], {}
+    for i in range(n):
+        path = shard_checkpoint(output, (i, n), checkpoint)
+        if not Path(path).exists():
+            raise ConfigError(f"shard {i}/{n}: no checkpoint {path}; run it with --shard {i}/{n}")
+        with open(path, "rb") as fh:
+            first = fh.readline()
+        try:
+            header = json.loads(first)
+        except ValueError:
+            raise BadLine(path, 1, "not a filter checkpoint header") from None
+        if not isinstance(header, dict) or header.get("shard") != f"{i}/{n}":
+            raise ConfigError(f"{path}: not the checkpoint of shard {i}/{n} (its header says "
+                              f"{header.get('shard') if isinstance(header, dict) else header!r})")
+        header = {k: v for k, v in header.items() if k != "shard"}
+        if headers and header != headers[0]:
+            diff = sorted(k for k in set(header) | set(headers[0]) if header.get(k) != headers[0].get(k))
+            raise ConfigError(f"shard {i}/{n} was sampled with other settings than shard 0/{n} ({', '.join(diff)}); "
+                              f"every shard must use the same dataset, sampler and sampling options")
+        headers.append(header)
+        ckpt = Checkpoint(path, {**header, "shard": f"{i}/{n}"})
+        ckpt._read()
+        missing = [p for p in prompts[i::n] if p.key not in ckpt.done]
+        if missing:
+            raise ConfigError(f"shard {i}/{n} lacks {len(missing)} of its {len(prompts[i::n])} prompts (first: line "
+                              f"{missing[0].line}); rerun it with --shard {i}/{n} to finish it")
+        done.update({p.key: ckpt.done[p.key] for p in prompts[i::n]})
+    header = headers[0]
+    if header.get("dataset") != os.path.basename(dataset):
+        raise ConfigError(f"the shards sampled {header.get('dataset')!r}, not {os.path.basename(dataset)!r}")
+    main = checkpoint or str(Path(output).with_name(Path(output).stem + ".ckpt.jsonl"))
+    with atomic_write(main) as fh:
+        fh.write(json.dumps({"swift_ext_filter_checkpoint": CHECKPOINT_VERSION, **header}, ensure_ascii=False) + "\n")
+        for p in prompts:
+            fh.write(json.dumps({"key": p.key, "line": p.line, "completions": done[p.key]}, ensure_ascii=False) + "\n")
+    sampling = Sampling(**{k: header[k] for k in Sampling().as_dict()})
+    return header["sampler"], sampling
+
+
+class MergedSampler:
+    """The sampler of a merged run: its label is the shards'; it is never asked to sample (every prompt is
+    in the merged checkpoint)."""
+
+    def __init__(self, label: str):
+        self.label = label
+
+    def sample(self, items, *args, **kwargs) -> None:
+        raise SwiftExtError(f"{len(items)} prompt(s) missing from the merged shards")
+
+
 __all__ = ["Sampling", "EndpointSampler", "Checkpoint", "FilterReport", "run", "recipe_defaults", "parse_band",
            "parse_buckets", "bucket_of", "prompt_of", "row_key", "prompt_seed", "read_dataset", "measure_values",
-           "openai_messages"]
+           "openai_messages", "parse_shard", "shard_checkpoint", "sample_shard", "merge_shards", "MergedSampler",
+           "ShardReport"]
