@@ -2,7 +2,7 @@
 
 Why: ms-swift 4.6's ``swift sft`` / ``swift rlhf`` never call ``torch.distributed.destroy_process_group()``
 (``swift/pipelines/base.py`` ``SwiftPipeline.main``, L49-54; only ``megatron sft`` does, in
-``swift/megatron/pipelines/train/sft.py`` L84-88). With the gloo backend (CPU ranks) torch then tears the
+``swift/megatron/pipelines/train/sft.py`` L85-88). With the gloo backend (CPU ranks) torch then tears the
 process group down during interpreter finalization, where a gloo worker thread still holding work objects
 ends the process with ``terminate called without an active exception`` / SIGABRT (torch issue #190489; the
 atexit fix in torch PR #179291 was abandoned). torchrun reports the whole job failed although every step
