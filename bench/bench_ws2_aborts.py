@@ -74,6 +74,7 @@ def one_run(i: int, args, model, data: Path, work: Path, env) -> dict:
     text = log.read_text(errors="replace")
     steps = len(set(re.findall(r"'global_step/max_steps': '(\d+)/", text)))
     return {"run": i, "rc": rc, "abort": bool(ABORT.search(text)), "steps": steps,
+            "destroyed": len(re.findall(r"\[swift-ext teardown\] rank \d+: process group destroyed", text)),
             "seconds": round(time.monotonic() - t0, 1), "log": str(log)}
 
 
@@ -93,11 +94,13 @@ def main(argv=None) -> int:
     data = tiny.write_jsonl(work / "grpo.jsonl", tiny.grpo_rows(16))
     env = tiny.offline_env(cpu_compat.subprocess_env(os.environ))
     env["PYTHONFAULTHANDLER"] = "1"  # an abort prints every thread's Python stack
+    env["SWIFT_EXT_TEARDOWN_TRACE"] = "1"  # each rank says when it destroyed its process group
     results = []
     for i in range(1, args.runs + 1):
         r = one_run(i, args, model, Path(data), work, env)
         results.append(r)
-        print(f"run {i:2d}/{args.runs}: rc={r['rc']} abort={r['abort']} steps={r['steps']} {r['seconds']}s",
+        print(f"run {i:2d}/{args.runs}: rc={r['rc']} abort={r['abort']} steps={r['steps']} "
+              f"groups destroyed={r['destroyed']} {r['seconds']}s",
               file=sys.stderr, flush=True)
     aborts = sum(r["abort"] for r in results)
     failed = sum(r["rc"] != 0 for r in results)
