@@ -10,7 +10,12 @@ Anchors (scored on exactly the same completions and columns):
 - TRL ``trl.rewards.get_soft_overlong_punishment`` (installed with ms-swift);
 - open-r1 ``tag_count_reward`` and ``reasoning_steps_reward`` and VLM-R1 ``Qwen2VLModule.iou_reward``,
   re-implemented below from their published code (neither is pip-installable);
-- ``rouge`` (pltrdy, an ms-swift dependency) for ROUGE-L and ``nltk``'s ``sentence_chrf`` for chrF.
+- ``rouge`` (pltrdy, an ms-swift dependency) for ROUGE-L and ``nltk``'s ``sentence_chrf`` for chrF;
+- ``tool_call`` against ToolRL's ``rlla.py`` and ``ifeval`` against lm-eval's IFEval checkers
+  (``bench/anchors_verifiable.py``).
+- the references of the document and detection rewards (from the ``test`` extra): lmms-eval's ``anls`` and
+  ChartQA's ``relaxed_correctness`` (vendored in ``tests/lmms_eval_reference.py``), jiwer's ``cer`` / ``wer``, and
+  pycocotools' ``COCOeval`` called per completion as VLM-R1's ``map_reward`` does (and once over all images).
 
 For each pair it prints completions/s, the ratio, the time of one batch, and how many scores agree on
 the completions where the two definitions mean the same thing (the filter is named in the table).
@@ -21,6 +26,7 @@ completion. Markdown goes to stdout (and ``--markdown``); progress to stderr.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import random
@@ -33,6 +39,7 @@ from types import SimpleNamespace
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))  # lmms_eval_reference
 
 from swift_ext import plugins  # noqa: E402
 from swift_ext.cli._common import console, progress  # noqa: E402
@@ -256,6 +263,172 @@ def nltk_chrf(completions: Sequence[str], solution: Sequence[str], **_) -> List[
     return [sentence_chrf(s, re.sub(r"</?answer>", "", c), beta=2.0) for c, s in zip(completions, solution)]
 
 
+# -- documents and detection ------------------------------------------------------------------------------
+DOC_WORDS = ("Invoice", "total", "12/03/1998", "$1,250.00", "Smith & Co.", "Straße", "東京都", "naïve", "42", "N/A",
+             "Department of Health", "page 3", "Fig. 2", "2,310", "0.75", "Yes", "no")
+
+
+def _typo(rng: random.Random, text: str, k: int) -> str:
+    chars = list(text)
+    for _ in range(k):
+        i = rng.randrange(len(chars) + 1)
+        op = rng.random()
+        if op < 0.4 and i < len(chars):
+            chars[i] = rng.choice("abcdefghijklmnopqrstuvwxyz ")
+        elif op < 0.7 and i < len(chars):
+            del chars[i]
+        else:
+            chars.insert(i, rng.choice("abcdefghijklmnopqrstuvwxyz"))
+    return "".join(chars)
+
+
+def make_doc_data(n: int, seed: int, group: int = 8) -> Dict[str, Any]:
+    """DocVQA-style answers (anls), OCR lines (cer / wer) and ChartQA answers (relaxed accuracy): a GRPO group
+    shares its gold; completions are right, cased or spaced differently, mistyped, or wrong."""
+    rng = random.Random(seed)
+    out: Dict[str, List[Any]] = {k: [] for k in ("vqa_comps", "vqa_golds", "ocr_comps", "ocr_golds", "chart_comps",
+                                                  "chart_golds")}
+    for _ in range((n + group - 1) // group):
+        golds = [" ".join(rng.sample(DOC_WORDS, rng.randint(1, 3))) for _ in range(rng.choice([1, 1, 2]))]
+        line = " ".join(rng.choice(DOC_WORDS + tuple(WORDS)) for _ in range(rng.randint(8, 30)))
+        if rng.random() < 0.5:
+            value = rng.choice([round(rng.uniform(0, 100), 1), rng.randint(0, 5000), round(rng.uniform(0, 1), 2)])
+            chart = f"{value}%" if rng.random() < 0.2 else str(value)
+        else:
+            chart = rng.choice(["Yes", "No", "Brazil", "2019", "Q3", "Male"])
+        for _ in range(group):
+            if len(out["vqa_comps"]) == n:
+                break
+            g = rng.choice(golds)
+            r = rng.random()
+            ans = g if r < 0.4 else g.upper() if r < 0.5 else _typo(rng, g, rng.randint(1, 4)) if r < 0.8 else \
+                rng.choice(DOC_WORDS)
+            out["vqa_comps"].append(f"<think>{sentence(rng, rng.randint(5, 30))}</think><answer>{ans}</answer>")
+            out["vqa_golds"].append(golds)
+            out["ocr_comps"].append(_typo(rng, line, rng.randint(0, 12)))
+            out["ocr_golds"].append(line)
+            try:
+                num = float(chart.rstrip("%"))
+                pred = rng.choice([chart, f"{num * rng.uniform(0.9, 1.1):.4g}" + ("%" if chart.endswith("%") else ""),
+                                   str(num * 2)])
+            except ValueError:
+                pred = rng.choice([chart, chart.lower(), "Canada", chart + "."])
+            out["chart_comps"].append(f"<think>{sentence(rng, rng.randint(5, 30))}</think><answer>{pred}</answer>")
+            out["chart_golds"].append(chart)
+    return out
+
+
+DET_LABELS = ("person", "car", "dog", "cat", "bicycle", "bus")
+
+
+def make_det_data(n: int, seed: int, group: int = 8) -> Dict[str, Any]:
+    """Detection: per prompt an image with 1-8 labelled boxes (a crowd region now and then); completions find
+    most of them with jitter, some with a wrong label, plus false alarms, with confidences or without."""
+    rng = random.Random(seed)
+    comps, golds, sizes, parsed = [], [], [], []
+    for _ in range((n + group - 1) // group):
+        w, h = rng.choice([(640, 480), (1280, 720), (500, 375)])
+        gold = []
+        for _ in range(rng.randint(1, 8)):
+            x, y = rng.randint(0, w - 60), rng.randint(0, h - 60)
+            gold.append(([x, y, x + rng.randint(20, min(300, w - x)), y + rng.randint(20, min(300, h - y))],
+                         rng.choice(DET_LABELS), bool(gold) and rng.random() < 0.05))   # never all crowd
+        for _ in range(group):
+            if len(comps) == n:
+                break
+            preds = []
+            for box, lab, _c in gold:
+                if rng.random() < 0.8:
+                    j = [rng.randint(-12, 12) for _ in range(4)]
+                    preds.append(([box[k] + j[k] for k in range(4)], lab if rng.random() < 0.9 else
+                                  rng.choice(DET_LABELS), round(rng.random(), 3)))
+            for _ in range(rng.randint(0, 3)):
+                x, y = rng.randint(0, w - 50), rng.randint(0, h - 50)
+                preds.append(([x, y, x + 40, y + 40], rng.choice(DET_LABELS), round(rng.random(), 3)))
+            rng.shuffle(preds)
+            scored = rng.random() < 0.5
+            items = [{"bbox_2d": b, "label": lab, **({"score": sc} if scored else {})} for b, lab, sc in preds]
+            comps.append("<answer>```json\n" + json.dumps(items) + "\n```</answer>")
+            golds.append(json.dumps([{"bbox_2d": b, "label": lab, "iscrowd": int(c)} for b, lab, c in gold]))
+            sizes.append([w, h])
+            parsed.append(([(b, lab, sc if scored else None) for b, lab, sc in preds], gold))
+    return {"det_comps": comps, "det_golds": golds, "det_sizes": sizes, "det_parsed": parsed}
+
+
+def _answer(text: str) -> str:
+    m = re.findall(r"<answer>(.*?)</answer>", text, re.DOTALL)
+    return m[-1].strip() if m else text.strip()
+
+
+def lmms_anls(completions: Sequence[str], solution: Sequence[Any], **_) -> List[float]:
+    """lmms-eval ``anls`` on the ``<answer>`` content, as a reward function would call it."""
+    from lmms_eval_reference import anls
+
+    return [float(anls(golds, [_answer(c)])["anls"]) for c, golds in zip(completions, solution)]
+
+
+def lmms_relaxed(completions: Sequence[str], solution: Sequence[str], **_) -> List[float]:
+    """ChartQA ``relaxed_correctness`` (lmms-eval's copy) on the ``<answer>`` content."""
+    from lmms_eval_reference import relaxed_correctness
+
+    return [float(relaxed_correctness(_answer(c), g)) for c, g in zip(completions, solution)]
+
+
+def jiwer_reward(measure: str) -> Callable[..., List[float]]:
+    def fn(completions: Sequence[str], solution: Sequence[str], **_) -> List[float]:
+        import jiwer
+
+        f = getattr(jiwer, measure)
+        return [max(0.0, 1.0 - f(g, c)) for c, g in zip(completions, solution)]
+    return fn
+
+
+def _coco_eval(images: Sequence[Any], stat: int = 0) -> float:
+    """pycocotools on (predictions, references) images, boxes x1y1x2y2 with labels: stats[stat]."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    cat = {lab: k + 1 for k, lab in enumerate(DET_LABELS)}
+    gt = {"images": [{"id": i + 1} for i in range(len(images))],
+          "categories": [{"id": v, "name": k} for k, v in cat.items()], "annotations": []}
+    dts = []
+    for i, (preds, gold) in enumerate(images):
+        for b, lab, crowd in gold:
+            gt["annotations"].append({"id": len(gt["annotations"]) + 1, "image_id": i + 1, "category_id": cat[lab],
+                                      "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]],
+                                      "area": (b[2] - b[0]) * (b[3] - b[1]), "iscrowd": int(crowd)})
+        for b, lab, sc in preds:
+            dts.append({"image_id": i + 1, "category_id": cat[lab], "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]],
+                        "score": 1.0 if sc is None else sc})
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO()
+        coco_gt.dataset = gt
+        coco_gt.createIndex()
+        if not dts:
+            return 0.0
+        ev = COCOeval(coco_gt, coco_gt.loadRes(dts), "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return float(ev.stats[stat])
+
+
+def vlmr1_map(completions: Sequence[str], det_parsed: Sequence[Any], **_) -> List[float]:
+    """VLM-R1's ``map_reward`` way: a fresh COCO + COCOeval per completion (stats[0]); both sides empty -> 1,
+    one side empty -> 0; COCO's -1 (no counted reference) mapped as the reward maps it."""
+    out = []
+    for preds, gold in det_parsed:
+        if not gold or not preds:
+            out.append(float(not gold and not preds))
+            continue
+        v = _coco_eval([(preds, gold)])
+        out.append(v if v >= 0 else 0.0)
+    return out
+
+
 # -- timing -----------------------------------------------------------------------------------------------
 def best_time(fn: Callable[[], Any], repeat: int) -> float:
     times = []
@@ -291,6 +464,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--group", type=int, default=8, help="completions per prompt (GRPO num_generations)")
     ap.add_argument("--markdown", help="also write the tables to this file")
     ap.add_argument("--no-math", action="store_true", help="skip the math-verify rows (slow)")
+    ap.add_argument("--only", help="only the anchor rows whose purpose contains this text (e.g. 'mAP')")
     args = ap.parse_args(argv)
 
     pinned = pin_one_core()
@@ -303,6 +477,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     tmp = tempfile.mkdtemp(prefix="bench-rewards-")
     d = make_data(args.n, args.seed, tmp, args.group)
+    dd = make_doc_data(args.n, args.seed, args.group)
+    det = make_det_data(args.n, args.seed, args.group)
     n = args.n
     L, C = 256, 64
 
@@ -353,7 +529,22 @@ def main(argv: Optional[List[str]] = None) -> int:
          {"solution": d["teacher_golds"]}, no_repeats, "no word repeated on either side (pltrdy counts distinct words)"),
         ("chrF", "teacher_similarity:metric=chrf", "nltk sentence_chrf (beta 2)", nltk_chrf, d["teacher_comps"],
          {"solution": d["teacher_golds"]}, all_rows, "all"),
+        ("ANLS (DocVQA)", "anls", "lmms-eval anls", lmms_anls, dd["vqa_comps"], {"solution": dd["vqa_golds"]},
+         all_rows, "all"),
+        ("CER (OCR)", "cer:extract=none", "jiwer cer (1 - cer, clipped)", jiwer_reward("cer"), dd["ocr_comps"],
+         {"solution": dd["ocr_golds"]}, all_rows, "all"),
+        ("WER (OCR)", "wer:extract=none", "jiwer wer (1 - wer, clipped)", jiwer_reward("wer"), dd["ocr_comps"],
+         {"solution": dd["ocr_golds"]}, all_rows, "all"),
+        ("relaxed accuracy (ChartQA)", "relaxed_accuracy", "ChartQA relaxed_correctness (lmms-eval)", lmms_relaxed,
+         dd["chart_comps"], {"solution": dd["chart_golds"]}, all_rows, "all"),
+        ("COCO mAP (detection)", "map:frame=pixels,gold_frame=pixels", "pycocotools COCOeval per completion "
+         "(VLM-R1 map_reward)", vlmr1_map, det["det_comps"], {"solution": det["det_golds"],
+                                                              "image_size": det["det_sizes"],
+                                                              "det_parsed": det["det_parsed"]}, all_rows, "all"),
     ]
+    import anchors_verifiable  # tool_call and ifeval against ToolRL and lm-eval (bench/anchors_verifiable.py)
+
+    pairs += anchors_verifiable.pairs(n, args.seed, args.group)
     if not args.no_math:
         swift_math = SwiftMath()
         pairs += [
@@ -365,6 +556,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                                               for c in d["math_comps"]], "an <answer> block"),
         ]
 
+    if args.only:
+        pairs = [p for p in pairs if args.only.lower() in p[0].lower()]
     rows = []
     with progress() as bar:
         task = bar.add_task("anchors", total=len(pairs))
@@ -382,7 +575,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 mine = ours(spec)(comps, **kw)
                 t_ours = time.perf_counter() - t0
             else:
-                t_ours = best_time(lambda: r(comps, **kw), reps)
+                t_ours = best_time(lambda: (anchors_verifiable.forget(r), r(comps, **kw)), reps)
             t_anchor = best_time(lambda: anchor(comps, **kw), reps)
             rows.append((label, spec, anchor_name, n / t_ours, n / t_anchor, t_anchor / t_ours, t_ours * 1000,
                          agree(mine, theirs, mask), mask_name))
@@ -405,10 +598,18 @@ def main(argv: Optional[List[str]] = None) -> int:
         "teacher_similarity": (d["teacher_comps"], {"solution": d["teacher_golds"]}),
         "exact_match": (d["general"], {"solution": ["the cat"] * n}),
         "math_accuracy": (d["math_comps"], {"solution": d["math_golds"]}),
+        **anchors_verifiable.inputs(n, args.seed, args.group),
+        "anls": (dd["vqa_comps"], {"solution": dd["vqa_golds"]}),
+        "cer": (dd["ocr_comps"], {"solution": dd["ocr_golds"]}),
+        "wer": (dd["ocr_comps"], {"solution": dd["ocr_golds"]}),
+        "relaxed_accuracy": (dd["chart_comps"], {"solution": dd["chart_golds"]}),
+        "map": (det["det_comps"], {"solution": det["det_golds"], "image_size": det["det_sizes"]}),
+        "ap50": (det["det_comps"], {"solution": det["det_golds"], "image_size": det["det_sizes"]}),
     }
     default = (d["general"], {"response_token_ids": d["tokens"], "messages": d["messages"]})
     latency = []
-    names = [nm for nm in plugins.registry("reward") if not (args.no_math and nm == "math_accuracy")]
+    names = [] if args.only else [nm for nm in plugins.registry("reward")
+                                   if not (args.no_math and nm == "math_accuracy")]
     with progress() as bar:
         task = bar.add_task("every reward", total=len(names))
         for name in names:
@@ -419,6 +620,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                 spec = "point_in_box:frame=qwen2_5_vl,gold_frame=pixels"
             elif name == "box_f1":
                 spec = "box_f1:gold_frame=same"
+            elif name in ("map", "ap50"):
+                spec = f"{name}:frame=pixels,gold_frame=pixels"
             else:
                 spec = name
             r = ours(spec)
@@ -432,14 +635,25 @@ def main(argv: Optional[List[str]] = None) -> int:
                 latency.append((spec, sum(per) * 1000, max(per) * 1000, statistics.median(per) * 1000))
             else:
                 r(comps, **kw)                                                  # warm caches (image sizes, schemas)
-                t = best_time(lambda: r(comps, **kw), args.repeat)
+                t = best_time(lambda: (anchors_verifiable.forget(r), r(comps, **kw)), args.repeat)
                 latency.append((spec, t * 1000, None, None))
             bar.advance(task)
 
     # pathological math: math-verify's own limits stop these after ~5 s each in-process (ms-swift's
     # accuracy); swift-ext kills its worker after `timeout` (1 s) and scores 0
+    # COCO AP over the whole batch as one data set (n images): swift-ext's coco_average_precision vs one COCOeval
+    data_level = []
+    if not args.only or args.only.lower() in "coco map (detection)":
+        from swift_ext.rewards.detection import coco_average_precision
+
+        imgs = det["det_parsed"]
+        ours_ap, coco_ap = coco_average_precision(imgs), _coco_eval(imgs)
+        t_o = best_time(lambda: coco_average_precision(imgs), args.repeat)
+        t_a = best_time(lambda: _coco_eval(imgs), args.repeat)
+        data_level.append((len(imgs), t_o * 1000, t_a * 1000, t_a / t_o, ours_ap, coco_ap))
+
     math_adv = []
-    if not args.no_math:
+    if not args.no_math and not args.only:
         hard = [r"\boxed{2^{2^{2^{2^{30}}}}}", r"\boxed{(10^{10})!}", r"\boxed{9^{9^{9^{9}}}-1}",
                 r"\boxed{\sum_{k=1}^{10^{9}} k^{k}}"]
         comps = []
@@ -478,9 +692,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     for label, spec, anchor_name, cs_o, cs_a, ratio, ms, ag, mask_name in rows:
         out.append(f"| {label} | `{spec}` | {anchor_name} | {cs_o:,.0f} | {cs_a:,.0f} | {ratio:.2f}x | {ms:.1f} | {ag} "
                    f"| {mask_name} |")
-    out.append("")
-    out.append(f"| reward (one batch of {n}) | batch ms | < 50 ms | slowest single completion ms | median ms |")
-    out.append("|---|---:|---|---:|---:|")
+    for n_img, ms_o, ms_a, ratio, a_o, a_c in data_level:
+        out.append("")
+        out.append(f"| COCO AP over one data set of {n_img} images | swift-ext `coco_average_precision` ms | "
+                   f"pycocotools COCOeval ms | ratio | swift-ext AP | COCOeval AP |")
+        out.append("|---|---:|---:|---:|---:|---:|")
+        out.append(f"| .50:.05:.95, maxDets 100 | {ms_o:.1f} | {ms_a:.1f} | {ratio:.2f}x | {a_o:.6f} | {a_c:.6f} |")
+    if latency:
+        out.append("")
+        out.append(f"| reward (one batch of {n}) | batch ms | < 50 ms | slowest single completion ms | median ms |")
+        out.append("|---|---:|---|---:|---:|")
     for spec, ms, worst, med in latency:
         ok = "yes" if ms < 50 else ("n/a (math)" if worst is not None else "NO")
         out.append(f"| `{spec}` | {ms:.1f} | {ok} | {'-' if worst is None else f'{worst:.0f}'} | "

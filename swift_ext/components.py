@@ -20,13 +20,14 @@ Example::
 
 from __future__ import annotations
 
+import copyreg
 import os
 from typing import Any, ClassVar, Dict, Optional, Tuple
 
 from . import plugins
 from .errors import ConfigError, ParamError, PluginError
 from .io import load_mapping
-from .params import Param, bind, format_spec, parse_spec
+from .params import Param, bind, bind_given, format_spec, parse_spec
 
 CONFIG_ENV = "SWIFT_EXT_CONFIG"
 #: the section of the SWIFT_EXT_CONFIG file holding each kind's aliases, and the key naming the base
@@ -51,28 +52,78 @@ class Component:
         """The parameters a spec may set (``params``; a subclass may add others it passes on)."""
         return cls.params
 
+    @classmethod
+    def bound_config(cls) -> Dict[str, Any]:
+        """Every declared parameter's value on this class: the defaults, under the values a spec bound
+        (checked and coerced once, by :func:`configure`)."""
+        got = cls.__dict__.get("_config")
+        if got is None:
+            label = cls.name or cls.__name__
+            got = bind(cls.declared_params(), dict(cls._bound_params), owner=f"{cls.kind} {label}")
+            cls._config = got
+        return got
+
     def bind_params(self, params: Dict[str, Any]) -> None:
-        label = self.name or type(self).__name__
-        self.config = bind(self.declared_params(), {**self._bound_params, **params}, owner=f"{self.kind} {label}")
-        for key, value in self.config.items():
+        """The class's bound configuration, with ``params`` (constructor keywords) checked over it; values
+        the spec bound are not coerced again."""
+        config = dict(type(self).bound_config())
+        if params:
+            label = self.name or type(self).__name__
+            config.update(bind_given(self.declared_params(), params, owner=f"{self.kind} {label}"))
+        self._given = dict(params)
+        self.config = config
+        for key, value in config.items():
             setattr(self, key, value)
 
     def setup(self) -> None:
         """Check parameter combinations and precompute; raise ParamError for bad settings."""
 
     def reduce_kwargs(self) -> Dict[str, Any]:
-        """Constructor arguments that rebuild this instance from its configured class (pickling)."""
-        return {}
+        """Constructor arguments that rebuild this instance from its class (pickling): the parameters the
+        constructor was given."""
+        return dict(self.__dict__.get("_given") or {})
 
     def __reduce__(self):
-        spec = type(self)._spec
-        if spec is None or type(self).__dict__.get("_spec") is None:
+        if not isinstance(type(self), Configured):
             return super().__reduce__()
-        return _rebuild, (*spec, self.reduce_kwargs())
+        return _instantiate, (type(self), self.reduce_kwargs())
 
 
-def _rebuild(kind: str, spec: str, alias: Optional[str], kwargs: Dict[str, Any]) -> Any:
-    return configure(kind, spec, alias=alias)(**kwargs)
+def _instantiate(cls: type, kwargs: Dict[str, Any]) -> Any:
+    return cls(**kwargs)
+
+
+# -- configured classes -----------------------------------------------------------------------------
+class Configured(type):
+    """Metaclass of the classes :func:`configure` makes. Such a class is named after its spec (not an
+    importable name), so it pickles *by spec*: ``pickle`` stores ``(kind, spec, alias, extra bases)`` and
+    loading calls :func:`configure` again, in this process or a fresh one (a worker, a Ray actor, a
+    spawn-based data loader). ``copy.deepcopy`` returns the class itself, as for any class."""
+
+    _swift_ext_key: Tuple[str, str, Optional[str], Tuple[type, ...]]
+
+
+_METAS: Dict[type, type] = {type: Configured}
+
+
+def _configured_meta(meta: type) -> type:
+    """:class:`Configured` combined with a registered class's own metaclass (``ABCMeta``, say)."""
+    got = _METAS.get(meta)
+    if got is None:
+        got = _METAS[meta] = type(f"Configured{meta.__name__}", (Configured, meta), {})
+        copyreg.pickle(got, _reduce_configured)
+    return got
+
+
+def _reduce_configured(cls: type):
+    return _reconfigure, cls._swift_ext_key
+
+
+def _reconfigure(kind: str, spec: str, alias: Optional[str], bases: Tuple[type, ...] = ()) -> type:
+    return configure(kind, spec, alias=alias, bases=bases)
+
+
+copyreg.pickle(Configured, _reduce_configured)
 
 
 def check_component(name: str, cls: Any) -> None:
@@ -152,19 +203,42 @@ def lookup(kind: str, spec: str, given: Optional[Dict[str, Any]] = None) \
     return name, obj, bind(declared, {**(given or {}), **raw}, owner=f"{kind} {name}"), raw
 
 
-def configure(kind: str, spec: str, *, alias: Optional[str] = None) -> type:
+#: (kind, spec, alias, extra bases) -> (registered object, aliases of the kind, configured class)
+_CONFIGURED: Dict[Tuple[str, str, Optional[str], Tuple[type, ...]], Tuple[Any, Dict[str, str], Any]] = {}
+
+
+def configure(kind: str, spec: str, *, alias: Optional[str] = None, bases: Tuple[type, ...] = ()) -> type:
     """The class for ``spec`` (``name`` or ``name:key=value,...``, or an alias) with its parameters bound and
     checked now; named ``alias or spec``. A plain registered name gives a subclass all the same, so
-    whatever ms-swift instantiates pickles by its spec."""
-    name, cls, params, raw = lookup(kind, spec)
-    bound = {k: v for k, v in params.items() if k in raw}
-    if not (isinstance(cls, type) and issubclass(cls, Component)):
+    whatever ms-swift instantiates pickles by its spec.
+
+    One class per ``(kind, spec, alias, bases)``: the spec is parsed and checked once, the same class comes
+    back on every later call (while the registry and the aliases file are unchanged). ``bases`` are extra
+    base classes the caller needs (ms-swift's ``ORM``: :func:`swift_ext.bridge.rewards.swift_reward_class`);
+    they must be importable by name, since the class pickles by ``(kind, spec, alias, bases)``."""
+    key = (kind, spec, alias, tuple(bases))
+    known = aliases(kind)
+    cached = _CONFIGURED.get(key)
+    if cached is not None:
+        registered, cached_aliases, cls = cached
+        name = cls.__dict__.get("_registered_name") if isinstance(cls, type) else None
+        if cached_aliases == known and name is not None and plugins.registry(kind).get(name) is registered:
+            return cls
+    name, registered, params, raw = lookup(kind, spec)
+    if not (isinstance(registered, type) and issubclass(registered, Component)):
         if raw:
-            raise PluginError(f"{kind} {name!r} takes no parameters (it is not a swift_ext component)")
-        return cls
+            raise ParamError(f"{kind} {name!r} takes no parameters (it is not a swift_ext component)")
+        return registered
+    bound = {k: v for k, v in params.items() if k in raw}
     label = alias or spec
-    return type(label, (cls,), {"_bound_params": bound, "_spec": (kind, spec, alias), "__module__": cls.__module__,
-                                "__qualname__": label, "__doc__": cls.__doc__})
+    extra = tuple(b for b in bases if not issubclass(registered, b))
+    meta = _configured_meta(type(registered))
+    cls = meta(label, (registered, *extra), {
+        "_bound_params": bound, "_config": params, "_spec": (kind, spec, alias), "_registered_name": name,
+        "__module__": registered.__module__, "__qualname__": label, "__doc__": registered.__doc__})
+    cls._swift_ext_key = key
+    _CONFIGURED[key] = (registered, known, cls)
+    return cls
 
 
-__all__ = ["Component", "configure", "lookup", "resolve_spec", "aliases", "CONFIG_ENV", "ParamError"]
+__all__ = ["Component", "Configured", "configure", "lookup", "resolve_spec", "aliases", "CONFIG_ENV", "ParamError"]

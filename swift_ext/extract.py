@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Optional
+from typing import Callable, List, Optional, Sequence, Tuple
 
 MODES = ("auto", "answer_tag", "boxed", "last_number", "last_letter", "none")
 
@@ -29,32 +29,45 @@ _LETTER_RE = re.compile(
 _MAX_SCAN = 200_000  # characters looked at from the end: bounds the cost of huge completions
 
 
+def _last(text: str, exact: str, rx: "re.Pattern[str]", start: int = 0, end: Optional[int] = None) -> int:
+    """Start of the last case-insensitive match of ``rx`` (a tag; ``exact`` its lower-case spelling) in
+    ``text[start:end]``, -1 if none. The usual lower-case tag is found by ``str.rfind``; another spelling after
+    it must begin with the tag's first three characters in one of two cases (``</t`` / ``</T``, ``<a`` / ``<A``:
+    no other character folds to ``a`` or ``t``), and only when one does is the rest searched with the regex.
+    Otherwise one linear regex scan (no lazy ``.*?``, which is quadratic on ``"<answer>" * n``)."""
+    if end is None:
+        end = len(text)
+    i = text.rfind(exact, start, end)
+    if i >= 0:
+        head = exact[:3]
+        if text.find(head, i + 1, end) < 0 and text.find(head.upper(), i + 1, end) < 0:
+            return i
+        if rx.search(text, i + 1, end) is None:
+            return i
+    last = None
+    for last in rx.finditer(text, start, end):
+        pass
+    return last.start() if last is not None else -1
+
+
 def strip_think(text: str) -> str:
     """Drop reasoning: everything up to the last ``</think>`` (handles templates that pre-fill ``<think>``)."""
     if not text:
         return ""
-    last = None
-    for last in _THINK_CLOSE_RE.finditer(text):  # linear; a lazy <think>.*?</think> is quadratic on "<think>"*n
-        pass
-    return text[last.end():] if last is not None else text
+    i = _last(text, "</think>", _THINK_CLOSE_RE)
+    return text[i + 8:] if i >= 0 else text
 
 
 def answer_tag(text: str) -> Optional[str]:
     """Content of the last ``<answer>…</answer>``; an unclosed last ``<answer>`` takes the rest."""
-    close = None
-    for close in _ANSWER_CLOSE_RE.finditer(text):  # linear scans: no lazy .*? that is quadratic on "<answer>"*n
-        pass
-    if close is not None:
-        opening = None
-        for opening in _ANSWER_OPEN_RE.finditer(text, 0, close.start()):
-            pass
-        if opening is not None:
-            return text[opening.end():close.start()].strip()
-    opens = None
-    for opens in _ANSWER_OPEN_RE.finditer(text):
-        pass
-    if opens is not None:
-        return text[opens.end():].strip()
+    close = _last(text, "</answer>", _ANSWER_CLOSE_RE)
+    if close >= 0:
+        opening = _last(text, "<answer>", _ANSWER_OPEN_RE, 0, close)
+        if opening >= 0:
+            return text[opening + 8:close].strip()
+    opening = _last(text, "<answer>", _ANSWER_OPEN_RE)
+    if opening >= 0:
+        return text[opening + 8:].strip()
     return None
 
 
@@ -107,6 +120,17 @@ def extract_answer(text: str, mode: str = "auto") -> Optional[str]:
         text = "" if text is None else str(text)
     if mode == "none":
         return text.strip()
+    if mode == "auto":
+        # the usual shape, "...<answer>X</answer>" at the end with no tag and no backslash inside: the answer
+        # without the general path's scans (the same result: no </think> can follow an <answer> whose content
+        # holds no "<", and without a backslash there is no \boxed to look into)
+        close = text.rfind("</answer>")
+        if close >= 0 and (close + 9 == len(text) or text[close + 9:].isspace()):
+            opening = text.rfind("<answer>", 0, close)
+            if opening >= 0 and text.find("<", opening + 8, close) < 0:
+                inner = text[opening + 8:close].strip()
+                if "\\" not in inner:
+                    return inner
     if mode == "answer_tag":
         return answer_tag(text)
     body = strip_think(text)
@@ -179,3 +203,84 @@ def answer_rule(text: str, mode: str = "auto") -> str:
     if boxed(body) is not None:
         return "boxed"
     return "after_think" if body is not text and body != text else "whole_text"
+
+
+# -- program code -----------------------------------------------------------------------------------
+CODE_MODES = ("auto", "fence", "answer", "whole")
+
+
+def code_blocks(text: str) -> List[Tuple[str, str, bool]]:
+    """Fenced blocks of ``text`` in order: ``(tag, code, closed)``; the tag is the first word after the
+    opening fence (``python`` in ```` ```python ````), empty when none; an unclosed last fence runs to the end.
+
+    >>> code_blocks("a\\n```python\\nprint(1)\\n```\\nb ```\\nx\\n```")
+    [('python', 'print(1)\\n', True), ('', 'x\\n', True)]
+    """
+    out: List[Tuple[str, str, bool]] = []
+    pos = 0
+    while True:
+        start = text.find("```", pos)
+        if start < 0:
+            return out
+        eol = text.find("\n", start + 3)
+        if eol < 0:
+            return out
+        head = text[start + 3:eol].strip()
+        tag = head.split()[0] if head else ""
+        end = text.find("```", eol + 1)
+        if end < 0:
+            out.append((tag, text[eol + 1:], False))
+            return out
+        out.append((tag, text[eol + 1:end], True))
+        pos = end + 3
+
+
+def extract_code(text: str, fences: Sequence[str] = ("python",), mode: str = "auto",
+                 whole_ok: Optional[Callable[[str], bool]] = None) -> Tuple[Optional[str], str]:
+    """``(code, rule)`` of the program in a completion, or ``(None, why)``.
+
+    ``fence``: the last block fenced with one of ``fences`` (case-insensitive), the open-r1 rule; ``answer``:
+    the content of the last ``<answer>`` (its last fenced block when it has one); ``whole``: the text after
+    any reasoning; ``auto``: a fence of the language, else an untagged fence, else ``<answer>``, else the
+    whole text when ``whole_ok(text)`` accepts it (for Python: it compiles). Blocks after the last
+    ``</think>`` are preferred to blocks in the reasoning.
+
+    >>> extract_code("Here:\\n```python\\nprint(2)\\n```")
+    ('print(2)\\n', 'fence')
+    >>> extract_code("no code here", mode="fence")
+    (None, 'no ```python block in the completion')
+    """
+    if not isinstance(text, str):
+        text = "" if text is None else str(text)
+    if mode not in CODE_MODES:
+        raise ValueError(f"unknown code extraction mode {mode!r}; choose from {CODE_MODES}")
+    wanted = {f.lower() for f in fences}
+    body = strip_think(text)
+    if mode == "whole":
+        return (body, "whole_text") if body.strip() else (None, "the completion is empty")
+    if mode == "answer":
+        inner = answer_tag(body)
+        if inner is None:
+            return None, "no <answer> in the completion"
+        blocks = code_blocks(inner)
+        return (blocks[-1][1], "answer_tag_fence") if blocks else (inner, "answer_tag")
+    for scope in ((body, text) if body is not text else (text,)):
+        blocks = code_blocks(scope)
+        tagged = [b for b in blocks if b[0].lower() in wanted]
+        if tagged:
+            tag, code, closed = tagged[-1]
+            return code, "fence" if closed else "unclosed_fence"
+        if mode == "auto":
+            untagged = [b for b in blocks if not b[0]]
+            if untagged:
+                return untagged[-1][1], "untagged_fence"
+    if mode == "fence":
+        return None, f"no ```{sorted(wanted)[0] if len(wanted) == 1 else '|'.join(sorted(wanted))} block in the " \
+                     f"completion"
+    inner = answer_tag(body)
+    if inner is not None and inner.strip():
+        return inner, "answer_tag"
+    if body.strip() and whole_ok is not None and whole_ok(body):
+        return body, "whole_text"
+    return None, ("no fenced code block, no <answer> and the text is not a program" if body.strip()
+                  else "the completion is empty")

@@ -45,5 +45,11 @@ def register_metrics(register):
 
 
 @hookspec
+def register_runners(register):
+    """Register code-sandbox language runners: ``register(runner)`` (an instance of
+    ``swift_ext.sandbox.runners.Runner``, registered under its ``name``) or ``register(name, runner)``."""
+
+
+@hookspec
 def register_commands(cli):
     """Add click commands to the ``swift-ext`` CLI group ``cli``."""

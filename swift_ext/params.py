@@ -30,6 +30,9 @@ class Param:
     min: Optional[float] = None
     max: Optional[float] = None
     extra: Dict[str, Any] = field(default_factory=dict)
+    #: element type of a list or tuple parameter (``Param((), type=tuple, items=int, min=1)``: ``ks=1|4``);
+    #: ``choices``, ``min`` and ``max`` then apply to each element
+    items: Optional[type] = None
 
     @property
     def kind(self) -> type:
@@ -45,6 +48,9 @@ class Param:
             raise ParamError(f"parameter {name}={value!r}: expected {kind.__name__} ({exc})") from None
         if value is None:
             return value
+        if self.items is not None and isinstance(value, (list, tuple)):
+            element = Param(None, type=self.items, choices=self.choices, min=self.min, max=self.max)
+            return type(value)(element.coerce(name, v) for v in value)
         if self.choices is not None and value not in self.choices:
             raise ParamError(f"parameter {name}={value!r}: choose one of {list(self.choices)}")
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -137,17 +143,21 @@ def format_spec(name: str, params: Dict[str, Any]) -> str:
 
 def bind(declared: Dict[str, Param], given: Dict[str, Any], owner: str) -> Dict[str, Any]:
     """Defaults overlaid with ``given``, each value checked and coerced."""
+    out = {key: p.default for key, p in declared.items()}
+    out.update(bind_given(declared, given, owner))
+    return out
+
+
+def bind_given(declared: Dict[str, Param], given: Dict[str, Any], owner: str) -> Dict[str, Any]:
+    """The ``given`` values alone, each checked and coerced (an unknown name is an error)."""
     unknown = sorted(set(given) - set(declared))
     if unknown:
         known = ", ".join(sorted(declared)) or "(none)"
         raise ParamError(f"{owner}: unknown parameter(s) {', '.join(unknown)}; known: {known}")
     out = {}
-    for key, p in declared.items():
-        if key not in given:
-            out[key] = p.default
-            continue
+    for key, value in given.items():
         try:
-            out[key] = p.coerce(key, given[key])
+            out[key] = declared[key].coerce(key, value)
         except ParamError as exc:
             raise ParamError(f"{owner}: {exc}") from None
     return out

@@ -28,6 +28,7 @@ DEFAULT_PLUGINS = (
     "swift_ext.default_plugins.schedules",
     "swift_ext.default_plugins.callbacks",
     "swift_ext.default_plugins.metrics",
+    "swift_ext.default_plugins.runners",
 )
 
 # ms-swift 4.6's own `swift.rewards.orms` keys: a swift-ext reward may not shadow them.
@@ -56,6 +57,8 @@ KINDS: Dict[str, Kind] = {
     "schedule": Kind("register_schedules", check="swift_ext.chord:check_schedule"),
     "callback": Kind("register_callbacks", check="swift_ext.components:check_callback"),
     "metric": Kind("register_metrics", ("swift_ext.scoring.evaluation:Metric",), check="swift_ext.components:check_component"),
+    "runner": Kind("register_runners", ("swift_ext.sandbox.runners:Runner",), instance=True,
+                   check="swift_ext.sandbox.runners:check_runner"),
 }
 HOOK_OF_KIND = {kind: k.hook for kind, k in KINDS.items()}
 

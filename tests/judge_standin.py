@@ -22,6 +22,8 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from http_recorder import send_json     # tests/ is this script's folder, first on sys.path
+
 STATE = {"requests": 0, "in_flight": 0, "peak_in_flight": 0, "images": 0, "models": [], "auth": None, "seen": {}}
 LOCK = threading.Lock()
 LATENCY = 0.0
@@ -34,15 +36,7 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-    def _send(self, status, body, headers=()):
-        data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for k, v in headers:
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(data)
+    _send = send_json
 
     def do_GET(self):
         if self.path.endswith("/models"):

@@ -66,3 +66,79 @@ class Counted(Reward):
     def score(self, completion, **row):
         Counted.seen.append(completion)
         return 1.0
+
+
+class TextLength(Reward):
+    """The completion's length in characters (a reward whose score shows whether the whole text arrived)."""
+
+    name = "test_text_length"
+
+    def score(self, completion, **row):
+        return float(len(completion))
+
+
+# -- module-level functions the pool tests run in workers ---------------------------------------------------
+class Unloadable:
+    """Pickles in a worker; cannot be unpickled in the parent (its reduce names a function that raises)."""
+
+    def __reduce__(self):
+        return (_refuse, ())
+
+
+def _refuse():
+    raise RuntimeError("this object cannot be rebuilt here")
+
+
+def unloadable():
+    return Unloadable()
+
+
+class UnloadableScores(Reward):
+    """Returns scores whose pickle cannot be loaded in the trainer (a ``Checked`` list skips the float check)."""
+
+    name = "test_unloadable_scores"
+
+    def score_batch(self, completions, rows):
+        from swift_ext.rewards.base import Checked
+
+        return Checked([Unloadable() for _ in completions])
+
+
+def fork_and_return():
+    """Forks; both processes return (the copy would go on reading jobs if the worker let it)."""
+    os.fork()
+    return "forked"
+
+
+def setsid_grandchild(pid_file):
+    """Starts ``sleep 1000`` in a new session (out of the worker's process group) and writes its pid."""
+    child = subprocess.Popen(["sleep", "1000"], start_new_session=True)
+    with open(pid_file, "w") as fh:
+        fh.write(str(child.pid))
+    return child.pid
+
+
+def double_fork_grandchild(pid_file):
+    """A daemon the classic way: fork, setsid, fork again, the middle process exits (orphans the sleeper)."""
+    r, w = os.pipe()
+    middle = os.fork()
+    if middle == 0:
+        os.setsid()
+        grand = os.fork()
+        if grand == 0:
+            os.execvp("sleep", ["sleep", "1000"])
+        os.write(w, str(grand).encode())
+        os._exit(0)
+    os.close(w)
+    pid = int(os.read(r, 64))
+    os.close(r)
+    os.waitpid(middle, 0)
+    with open(pid_file, "w") as fh:
+        fh.write(str(pid))
+    return pid
+
+
+def allocate(mib):
+    """Allocates ``mib`` MiB and touches it."""
+    block = bytearray(mib << 20)
+    return len(block)

@@ -24,14 +24,16 @@ def get_orms() -> Dict[str, Any]:
 
 def swift_reward_class(spec: str, alias: Optional[str] = None) -> type:
     """The class ms-swift will instantiate for ``spec`` (named ``alias`` if given): the configured reward
-    plus ms-swift's ``ORM`` / ``AsyncORM`` base, so isinstance checks in ms-swift hold."""
+    with ms-swift's ``ORM`` / ``AsyncORM`` as a second base, so isinstance checks in ms-swift hold. It is the
+    one configured class of ``(spec, alias, base)``, made once by :func:`swift_ext.components.configure`, and
+    pickles by spec (a fresh process rebuilds it through the same call)."""
     from swift.rewards import ORM, AsyncORM
 
-    cls = configure(spec, alias=alias)
-    base = AsyncORM if is_async(cls) else ORM
-    if not issubclass(cls, base):
-        cls = type(cls.__name__, (cls, base), {"__module__": cls.__module__, "__qualname__": cls.__name__})
-    setattr(cls, _MARK, True)
+    plain = configure(spec, alias=alias)
+    base = AsyncORM if is_async(plain) else ORM
+    cls = plain if issubclass(plain, base) else configure(spec, alias=alias, bases=(base,))
+    if cls.__dict__.get(_MARK) is None:
+        setattr(cls, _MARK, True)
     return cls
 
 

@@ -9,6 +9,12 @@ import click
 
 from ._common import console, echo_json
 
+#: ``convert``'s flags are :class:`~swift_ext.convert.ConvertOptions` fields by name, except these (field: flag,
+#: negated or renamed) and the flags that are not conversion settings (a test checks the three agree)
+CONVERT_RENAMED = {"check_media": "no_check_media", "require_solution": "allow_no_solution",
+                   "reject_path": "reject_file"}
+CONVERT_CLI_ONLY = ("input", "output", "as_json")
+
 
 @contextlib.contextmanager
 def _stops(what: str):

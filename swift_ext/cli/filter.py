@@ -2,27 +2,23 @@
 
 from __future__ import annotations
 
-import signal
-
 import click
 from rich.markup import escape
 
 from ._common import console, echo_json, progress
 
-
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM, turned into an exception so the checkpoint is closed on the way out."""
-
-
-def _on_sigterm(signum, frame):
-    raise _Terminated()
+#: the flags that build the sampler or shape the output, not :class:`~swift_ext.curation.filter.FilterOptions`
+#: or :class:`~swift_ext.curation.filter.Sampling` fields (every other flag is named after a field: a test checks)
+SAMPLER_FLAGS = ("dataset", "output", "recipe", "model", "model_type", "template", "torch_dtype", "backend",
+                 "tensor_parallel_size", "endpoint", "api_key", "concurrency", "rpm", "tpm", "request_timeout",
+                 "shard", "merge_shards", "as_json")
 
 
 @click.command("filter")
 @click.argument("dataset", metavar="DATASET.jsonl", type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="the rows kept, each with pass_rate and reward_means (JSONL, written atomically)")
-@click.option("-r", "--reward", "specs", multiple=True,
+@click.option("-r", "--reward", "rewards", multiple=True,
               help="reward name, parametrised name (iou:threshold=0.7), alias or ms-swift orms name; repeatable "
                    "(default: the recipe's reward_funcs)")
 @click.option("--reward-weights", "weights", multiple=True, metavar="W[,W...]",
@@ -48,18 +44,23 @@ def _on_sigterm(signum, frame):
 @click.option("--backend", type=click.Choice(["transformers", "vllm"]), default="transformers", show_default=True,
               help="ms-swift inference engine run in this process")
 @click.option("--tensor-parallel-size", type=int, default=1, show_default=True, help="vLLM tensor parallel size")
-@click.option("--endpoint", "endpoints", multiple=True, help="sample from an OpenAI-compatible server instead "
-              "(swift deploy, vLLM): base URL such as http://127.0.0.1:8000/v1; repeatable: several servers of "
-              "the same model share the prompts (--concurrency each)")
+@click.option("--endpoint", multiple=True, help="sample from an OpenAI-compatible server instead "
+              "(swift deploy, vLLM): base URL such as http://127.0.0.1:8000/v1; repeatable: servers of the same "
+              "model share the prompts (--concurrency each)")
 @click.option("--shard", default=None, metavar="I/N",
               help="sample only shard I of N (prompts I, I+N, ... in dataset order; I from 0) into its own "
                    "resumable checkpoint, for N processes or nodes at once; then --merge-shards N")
 @click.option("--merge-shards", type=int, default=None, metavar="N",
-              help="join the N shard checkpoints of OUTPUT and score and select: the same outputs one process "
-                   "writes (sampling settings are read from the shards)")
+              help="join the N shard checkpoints of OUTPUT, then score and select: the outputs one process "
+                   "writes (the sampling settings are read from the shards)")
 @click.option("--api-key", envvar="OPENAI_API_KEY", default=None, help="bearer token for --endpoint "
               "(default: $OPENAI_API_KEY)")
 @click.option("--concurrency", type=int, default=8, show_default=True, help="prompts in flight at once (--endpoint)")
+@click.option("--rpm", type=float, default=None, help="at most this many requests per minute (--endpoint)")
+@click.option("--tpm", type=float, default=None, help="at most this many tokens per minute, counting max_tokens "
+              "per request (--endpoint)")
+@click.option("--request-timeout", type=float, default=600.0, show_default=True,
+              help="seconds one request may take in all, connect to last byte (--endpoint)")
 @click.option("-k", "--num-generations", type=int, default=None, help="completions per prompt (default: the "
               "recipe's num_generations, else 8)")
 @click.option("--temperature", type=float, default=None, help="sampling temperature (default: recipe, else 1.0)")
@@ -76,11 +77,11 @@ def _on_sigterm(signum, frame):
 @click.option("--samples", default=None, type=click.Path(dir_okay=False),
               help="every prompt's completions and scores (default OUTPUT-stem.samples.jsonl)")
 @click.option("--rejects", default=None, type=click.Path(dir_okay=False),
-              help="rows that could not be used, as file:line: reason (default OUTPUT-stem.rejects.txt)")
+              help="rows that could not be used, one JSON object per line with file, line, reason and the original row (default OUTPUT-stem.rejected.jsonl)")
 @click.option("--json", "as_json", is_flag=True, help="the summary as JSON on stdout")
-def filter_cmd(dataset, output, specs, weights, by, pass_threshold, keep, curriculum, buckets, recipe, model,
-               model_type, template, torch_dtype, backend, tensor_parallel_size, endpoints, shard, merge_shards,
-               api_key, concurrency, num_generations, temperature, max_tokens, top_p, seed, plugin_files, ref_key,
+def filter_cmd(dataset, output, rewards, weights, by, pass_threshold, keep, curriculum, buckets, recipe, model,
+               model_type, template, torch_dtype, backend, tensor_parallel_size, endpoint, shard, merge_shards,
+               api_key, concurrency, rpm, tpm, request_timeout, num_generations, temperature, max_tokens, top_p, seed, plugin_files, ref_key,
                checkpoint, restart, samples, rejects, as_json):
     """Sample k completions per prompt of DATASET.jsonl, score them, and keep the prompts GRPO can learn from.
 
@@ -97,20 +98,21 @@ def filter_cmd(dataset, output, specs, weights, by, pass_threshold, keep, curric
         swift-ext filter train.jsonl -o train.filtered.jsonl --recipe grpo \\
             -r math_accuracy --keep 0.1:0.9 --endpoint http://127.0.0.1:8000/v1
     \b
-    Data-parallel (one process per GPU or node, then one merge; docs/scaling.md):
+    Data-parallel (one process per GPU or node, then one merge; docs/curation.md):
         swift-ext filter train.jsonl -o out.jsonl -r math_accuracy --shard 0/2 ...   # and --shard 1/2
         swift-ext filter train.jsonl -o out.jsonl -r math_accuracy --keep 0.1:0.9 --merge-shards 2
     """
     from ..curation import filter as flt
     from ..errors import ConfigError
+    from ..io import exit_code, signals_raise
 
     defaults = flt.recipe_defaults(recipe) if recipe else {}
     try:
         weights = [float(x) for item in weights for x in item.replace(",", " ").split()]
     except ValueError:
         raise ConfigError(f"--reward-weights {' '.join(weights)!r}: expected numbers such as 1,0.5") from None
-    from_recipe = not specs
-    specs = list(specs) or list(defaults.get("reward_funcs") or [])
+    from_recipe = not rewards
+    specs = list(rewards) or list(defaults.get("reward_funcs") or [])
     if not specs:
         raise ConfigError("no reward: pass -r NAME (repeatable) or a --recipe with reward_funcs")
     if not weights and from_recipe and defaults.get("reward_weights"):
@@ -122,16 +124,16 @@ def filter_cmd(dataset, output, specs, weights, by, pass_threshold, keep, curric
         top_p=top_p if top_p is not None else defaults.get("top_p"), seed=seed)
     band = flt.parse_band(keep) if keep else None
     edges = flt.parse_buckets(buckets) if buckets else None
+
     part = flt.parse_shard(shard) if shard else None
     if part and merge_shards is not None:
         raise ConfigError("--shard samples one shard, --merge-shards joins them: give one of the two")
-
     if merge_shards is not None:
-        label, sampling = flt.merge_shards(dataset, output, merge_shards, checkpoint=checkpoint)
-        console.print(f"merged {merge_shards} shard checkpoint(s) ({escape(label)}); scoring")
-        sampler = flt.MergedSampler(label)
-    elif endpoints:
-        sampler = flt.EndpointSampler(list(endpoints), model=model, api_key=api_key, concurrency=concurrency)
+        sampler, sampling = flt.merge_shards(dataset, output, merge_shards, checkpoint=checkpoint)
+        console.print(f"merged {merge_shards} shard checkpoint(s) ({escape(sampler.label)}); scoring")
+    elif endpoint:
+        sampler = flt.EndpointSampler(list(endpoint), model=model, api_key=api_key, concurrency=concurrency, rpm=rpm,
+                                      tpm=tpm, timeout=request_timeout)
     else:
         model = model or defaults.get("model")
         if not model:
@@ -142,41 +144,37 @@ def filter_cmd(dataset, output, specs, weights, by, pass_threshold, keep, curric
         sampler = EngineSampler(model, backend, model_type=model_type, template=template, torch_dtype=torch_dtype,
                                 tensor_parallel_size=tensor_parallel_size)
 
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    options = flt.FilterOptions(rewards=tuple(specs), sampling=sampling, weights=tuple(weights) or None, by=by,
+                                pass_threshold=pass_threshold, keep=band, curriculum=curriculum, buckets=edges,
+                                plugin_files=plugin_files, ref_key=ref_key, checkpoint=checkpoint, samples=samples,
+                                rejects=rejects, restart=restart and merge_shards is None)
     state = {}
     try:
-        with progress(rate=True) as bar:
+        with signals_raise(), progress(rate=True) as bar:        # the one SIGTERM / SIGHUP path (swift_ext.io)
             def on_start(total, done):
                 state["task"] = bar.add_task("sampling prompts", total=total, completed=done)
                 if done:
                     console.print(f"resuming: {done} of {total} prompts already sampled (checkpoint)")
 
             if part:
-                shard_report = flt.sample_shard(dataset, output, sampler, sampling, part, rewards=specs,
-                                                plugin_files=plugin_files, checkpoint=checkpoint,
-                                                restart=restart, on_start=on_start,
-                                                on_prompt=lambda: bar.advance(state["task"]))
-                report = None
+                report = flt.sample_shard(dataset, output, sampler, options, part, on_start=on_start,
+                                          on_prompt=lambda: bar.advance(state["task"]))
             else:
-                report = flt.run(dataset, output, specs, sampler, sampling, weights=list(weights) or None, by=by,
-                                 pass_threshold=pass_threshold, keep=band, curriculum=curriculum, buckets=edges,
-                                 plugin_files=plugin_files, ref_key=ref_key, checkpoint=checkpoint, samples=samples,
-                                 rejects=rejects, restart=restart and merge_shards is None, on_start=on_start,
+                report = flt.run(dataset, output, sampler, options, on_start=on_start,
                                  on_prompt=lambda: bar.advance(state["task"]))
     except KeyboardInterrupt as exc:
-        what = "terminated" if isinstance(exc, _Terminated) else "interrupted"
+        code = exit_code(exc)
+        what = "interrupted" if code == 130 else "terminated"
         console.print(f"[yellow]{what}[/]: the prompts sampled so far are in the checkpoint; run the same command "
                       f"again to resume")
-        raise SystemExit(143 if isinstance(exc, _Terminated) else 130) from None
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+        raise SystemExit(code) from None
 
-    if report is None:
-        console.print(f"shard {part[0]}/{part[1]}: {shard_report.prompts} prompts ({shard_report.sampled_now} sampled "
-                      f"now, {shard_report.resumed} from its checkpoint) -> {escape(shard_report.checkpoint)}; when "
-                      f"every shard is done: the same command with --merge-shards {part[1]} instead of --shard")
+    if part:
+        console.print(f"shard {part[0]}/{part[1]}: {report.prompts} prompts ({report.sampled_now} sampled now, "
+                      f"{report.resumed} from its checkpoint) -> {escape(report.checkpoint)}; when every shard is "
+                      f"done: the same command with --merge-shards {part[1]} instead of --shard")
         if as_json:
-            echo_json(shard_report.as_dict())
+            echo_json(report.as_dict())
         return
     for line, why in report.rejected[:10]:
         console.print(f"[yellow]rejected[/yellow] {dataset}:{line}: {escape(why)}")

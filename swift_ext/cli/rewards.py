@@ -1,4 +1,4 @@
-"""``swift-ext rewards list``, ``swift-ext rewards score`` and ``swift-ext rewards explain``."""
+"""``swift-ext rewards list``, ``score``, ``explain`` and ``test``."""
 
 from __future__ import annotations
 
@@ -161,6 +161,47 @@ def explain_cmd(input_path, specs, completion, row_json, columns, plugin_files, 
                           escape(json.dumps(details, ensure_ascii=False, default=str)[:600]))
     console.print(table)
     echo_json(got)
+
+
+@rewards_group.command("test")
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+@click.option("--plugin", "plugin_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="a swift-ext plugin file (a module with a register_rewards hook, or Reward classes with a "
+                   "`name`): test its rewards; repeatable")
+@click.option("--json", "as_json", is_flag=True, help="one JSON array on stdout instead of JSON lines")
+def test_cmd(names, plugin_files, as_json):
+    """Check the reward contract on each reward's declared examples: every example scores as declared,
+    the same input twice gives the same score, the class and an instance pickle, each call ends within the
+    reward's deadline, and explain() gives the call's score. Exits 1 on any failure.
+
+    NAME selects registered rewards (default: all of them, built-in and installed plugins; with --plugin:
+    the plugin files' rewards). A table goes to stderr, one JSON line per check to stdout.
+
+    \b
+    Example:
+        swift-ext rewards test exact_match iou
+        swift-ext rewards test --plugin my_rewards.py
+    """
+    from rich.table import Table
+
+    from ..rewards import contract
+
+    results = contract.run(names, plugin_files)
+    table = Table("reward", "check", "ok", "detail", title="reward contract")
+    for r in results:
+        if not r.ok or r.check in ("examples",):
+            table.add_row(escape(r.reward), r.check, "[green]ok[/]" if r.ok else "[red]FAIL[/]", escape(r.detail))
+    bad = contract.failed(results)
+    console.print(table)
+    console.print(f"{len({r.reward for r in results})} rewards, {len(results)} checks, "
+                  + (f"[red]{len(bad)} failed[/]" if bad else "[green]all passed[/]"))
+    if as_json:
+        echo_json([r.as_dict() for r in results])
+    else:
+        for r in results:
+            click.echo(json.dumps(r.as_dict(), ensure_ascii=False))
+    if bad:
+        raise SystemExit(1)
 
 
 def register(cli):

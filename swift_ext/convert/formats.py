@@ -15,6 +15,10 @@ name                  columns
                       conversational, optional ``images`` / ``image``
 ``prompt_answer``     ``problem`` / ``answer`` (or ``solution``) / ``images`` (EasyR1, R1-V)
 ``verl``              verl parquet: ``prompt`` messages + ``reward_model.ground_truth`` + ``images``
+``function_calling``  ``tools`` + ``answers`` (xLAM / Hermes style; :mod:`.function_calling`)
+``ifeval``            ``prompt`` + ``instruction_id_list`` + ``kwargs`` (IFEval; :mod:`.instructions`)
+``code``              code datasets (open-r1 ``verification_info``, APPS ``input_output``, LiveCodeBench,
+                      HumanEval, MBPP, KodCode): the prompt + a ``tests`` column (:mod:`.code`)
 ====================  ==========================================================================
 
 >>> detect({"conversations": [], "image": "a.jpg"}).name
@@ -34,7 +38,7 @@ import ast
 import json
 from typing import Any, Dict, List, Optional, Tuple
 
-from . import registry
+from . import function_calling, instructions, registry
 from .registry import InputFormat
 from .rows import PLAIN_ROLES, ROLE_ALIASES, RowError, block_media, canonical, content_text, media_list, norm_message
 
@@ -462,6 +466,19 @@ def read_verl(row: Dict[str, Any]) -> Dict[str, Any]:
     return canonical(msgs, _images(row), _videos(row), solution=gold, extra=_extra(row, _VERL_USED))
 
 
+# -- code datasets (tests for the code_tests reward): swift_ext.convert.code ------------------------------
+def _is_code_row(row: Dict[str, Any]) -> bool:
+    from .code import is_code_row
+
+    return is_code_row(row)
+
+
+def read_code(row: Dict[str, Any]) -> Dict[str, Any]:
+    from .code import read_code as read
+
+    return read(row)
+
+
 # -- registry of built-ins, detection ---------------------------------------------------------------
 def _has(*keys):
     return lambda row: all(k in row for k in keys)
@@ -474,8 +491,15 @@ BUILTIN_FORMATS = [
                 read_sharegpt, "LLaVA JSON: conversations[from,value] + image", 20),
     InputFormat("sharegpt", lambda r: "conversations" in r or "conversation" in r, read_sharegpt,
                 "ShareGPT conversations[from,value] (+system, images, chosen/rejected turns)", 25),
+    InputFormat("code", _is_code_row, read_code, "code datasets: open-r1 verification_info, APPS/TACO input_output, "
+                "LiveCodeBench, HumanEval, MBPP, KodCode (a tests column for code_tests)", 28),
     InputFormat("verl", _has("prompt", "reward_model"), read_verl,
                 "verl parquet: prompt messages + reward_model.ground_truth", 30),
+    InputFormat("ifeval", instructions.detect, instructions.read_ifeval,
+                "IFEval: prompt + instruction_id_list + kwargs (kept for the ifeval reward)", 32),
+    InputFormat("function_calling", function_calling.detect, function_calling.read_function_calling,
+                "function calling: tools + answers (xLAM / Hermes style) -> tool_call turns, tools, gold calls in "
+                "solution", 33),
     InputFormat("rlaif_v", _has("question", "chosen", "rejected"), read_rlaif_v,
                 "RLAIF-V preference: question/chosen/rejected/image", 35),
     InputFormat("trl_preference",

@@ -18,9 +18,10 @@ import binascii
 import hashlib
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 from ..errors import ConfigError
+from ..io.media import classify, locate  # noqa: F401  (locate: the one confinement rule, re-exported)
 from ..io import AtomicFile, JsonlWriter, iter_jsonl_rows, parse_json_line
 from .rows import RowError
 
@@ -45,23 +46,12 @@ def decode_inline(value: str) -> Optional[bytes]:
             return base64.b64decode(payload, validate=False)
         except (binascii.Error, ValueError):
             raise RowError("media: a data: URI with invalid base64") from None
-    if looks_base64(value) and not os.path.exists(value):
+    if classify(value) == "base64":
         try:
             return base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):
             return None
     return None
-
-
-def looks_base64(value: str) -> bool:
-    """True for a string that decodes as base64 to a known image/video header (what ms-swift accepts)."""
-    if len(value) < 16 or len(value) % 4:
-        return False
-    try:
-        head = base64.b64decode(value[:64], validate=True)
-    except (binascii.Error, ValueError):
-        return False
-    return sniff_ext(head) != "bin"
 
 
 class MediaWriter:
@@ -136,30 +126,9 @@ PATH_MODES = ("keep", "absolute", "relative")
 
 
 def is_path(item: Any) -> bool:
-    """Whether a media value is a file path (not a URL, ``data:`` URI or base64 image)."""
-    return isinstance(item, str) and bool(item) and not item.startswith(("http://", "https://", "data:")) \
-        and len(item) < 2000 and not looks_base64(item)
-
-
-def locate(item: str, root: Optional[str] = None, confine: bool = False) -> Tuple[str, Optional[str]]:
-    """``(path to open, None)``, or ``(path, reason)`` when ``confine`` and the path leaves ``root``.
-
-    Relative paths resolve against ``root`` (the working directory without one). With ``confine`` the path
-    is resolved (``..`` and every symlink followed) and must lie inside the resolved ``root``; the reason
-    names the path as written and never says whether a file exists there.
-
-    >>> locate("a/b.png", "/data")
-    ('/data/a/b.png', None)
-    >>> locate("../etc/passwd", "/data", confine=True)[1]
-    "'../etc/passwd' is outside --root (resolved, symlinks followed)"
-    """
-    full = item if os.path.isabs(item) or not root else os.path.join(root, item)
-    if confine and root:
-        real_root = os.path.realpath(root)
-        real = os.path.realpath(full)
-        if real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep):
-            return full, f"{item!r} is outside --root (resolved, symlinks followed)"
-    return full, None
+    """Whether a media value is a file path (not a URL, ``data:`` URI or base64 image; however long:
+    :func:`swift_ext.io.media.classify`)."""
+    return isinstance(item, str) and bool(item) and classify(item) == "path"
 
 
 class PathRewriter:

@@ -26,10 +26,14 @@ from typing import Any, Dict, List, Optional
 
 from ..errors import SwiftExtError
 from ..extract import extract_answer
+from ..tools.parse import parse_messages
 
 ROLES = ("system", "user", "assistant", "tool", "tool_call", "tool_response")
 PLAIN_ROLES = frozenset(ROLES)
 PROMPT_END = frozenset(("user", "tool_response", "tool"))  # roles a prompt may end with
+ANSWER_ROLES = frozenset(("assistant", "tool_call"))  # roles of the answer that follows a prompt
+# columns that grade a GRPO row without a ``solution`` (the ``ifeval`` reward reads them)
+GRADING_COLUMNS = ("instruction_id_list",)
 
 # OnPolicySample field names (swift/rl_core/data.py) that are not dataset keys: a GRPO column with one of these
 # names is taken as that field instead of reaching the reward functions (a test checks this list against
@@ -172,10 +176,24 @@ def last_assistant(messages: List[Dict[str, Any]]) -> Optional[str]:
     return None
 
 
-def prompt_part(messages: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    """The messages without the trailing assistant turn(s)."""
+def trailing_calls(messages: List[Dict[str, Any]]) -> Optional[str]:
+    """The final ``tool_call`` turns as the JSON list of their calls (``[{"name", "arguments"}]``, what the
+    ``tool_call`` reward reads as gold), or None when the messages do not end with one (or one cannot be read)."""
     end = len(messages)
-    while end and messages[end - 1]["role"] == "assistant":
+    while end and messages[end - 1]["role"] == "tool_call":
+        end -= 1
+    if end == len(messages):
+        return None
+    calls = parse_messages(messages[end:], literal=True)
+    if not calls or not all(call.ok for call in calls):
+        return None
+    return json.dumps([{"name": call.name, "arguments": call.arguments} for call in calls], ensure_ascii=False)
+
+
+def prompt_part(messages: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The messages without the trailing answer: assistant and ``tool_call`` turns (an agent's answer is its calls)."""
+    end = len(messages)
+    while end and messages[end - 1]["role"] in ANSWER_ROLES:
         end -= 1
     return messages[:end]
 
@@ -214,6 +232,9 @@ def gold_answer(c: Dict[str, Any], opts) -> str:
     if gold is None:
         gold = last_assistant(c["messages"])
         source = "response"
+    if gold is None:
+        gold = trailing_calls(c["messages"])
+        source = "tool calls"
     if gold is None:
         raise RowError("no reference answer: neither 'solution' nor a final assistant turn")
     if opts.extract:

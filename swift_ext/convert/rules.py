@@ -14,6 +14,9 @@ row with the message of the first error (:func:`first_error`), so what ``convert
   turns in a row, no user turn;
 - ``empty_turn`` [error]: a user/assistant turn whose content is empty or whitespace;
 - ``reserved_column`` [error, GRPO sample fields] / ``reserved_column_dataset`` [warning];
+- ``objects`` [error]: an ms-swift grounding ``objects`` value that is malformed, or more ``<ref-object>`` /
+  ``<bbox>`` placeholders than refs / boxes (ms-swift leaves the rest as text); ``objects_unused`` [warning]:
+  fewer placeholders than objects;
 - ``solution`` [error, grpo]: no ``solution`` column; ``response`` [error, sft/dpo/kto]: no final assistant
   turn; ``rejected`` [error, dpo]: no rejected response, or it equals the chosen one; ``label`` [error, kto]:
   not a boolean; ``duplicate`` [warning, file level].
@@ -31,15 +34,16 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, Collection, Dict, List, Optional, Tuple
 
-from .media import locate, looks_base64
-from .rows import GRPO_RESERVED, LOADER_OVERWRITTEN, canonical  # noqa: F401  (canonical: the doctest)
+from ..io.media import MEDIA_COLUMNS, MediaError, check_value, classify, locate
+from .objects import OBJECTS, object_checks
+from .rows import GRADING_COLUMNS, GRPO_RESERVED, LOADER_OVERWRITTEN, canonical  # noqa: F401  (canonical: the doctest)
 
 Check = Tuple[str, str, str]  # (check name, severity, message)
 TASKS = ("sft", "grpo", "dpo", "kto", "trl", "mcq", "judge")
 SEVERITY = {
     "parse": "error", "format": "error", "tags": "error", "tags_missing": "warning", "media_missing": "error",
     "media_decode": "error", "media_invalid": "error", "role_order": "error", "empty_turn": "error",
-    "reserved_column": "error", "media_outside": "error",
+    "reserved_column": "error", "media_outside": "error", "objects": "error", "objects_unused": "warning",
     "reserved_column_dataset": "warning", "solution": "error", "response": "error", "rejected": "error",
     "label": "error", "duplicate": "warning",
 }
@@ -128,30 +132,30 @@ def tag_checks(msgs: List[Dict[str, Any]], images: list, videos: list, where: st
 
 
 def media_checks(c: Dict[str, Any], root: Optional[str] = None, decode: bool = False,
-                 exists: Callable[[str], bool] = os.path.exists, confine: bool = False) -> List[Check]:
-    """Media values that ms-swift cannot load: missing paths (``exists`` may be a cached lookup); with
-    ``confine``, paths outside ``root`` (``media_outside``, checked before and instead of existence)."""
+                 check: Optional[Callable[[Any, str], Optional[Check]]] = None, confine: bool = False,
+                 audios: Any = None) -> List[Check]:
+    """Media values that ms-swift cannot load or that no command may open, through the one media check
+    (:mod:`swift_ext.io.media`: regular files only, a size cap, an image header for images, confinement to
+    ``root`` with ``confine``; no length or base64 shortcut). ``check(item, kind)`` may be a cached
+    :func:`media_check`; ``audios``: the row's ``audios`` column (not part of the canonical row)."""
+    check = check or (lambda item, kind: media_check(item, kind, root, confine))
     out: List[Check] = []
-    for key in ("images", "videos", "rejected_images"):
-        for j, item in enumerate(c[key] or ()):
-            if isinstance(item, dict):
-                data = item.get("bytes")
-                if isinstance(data, (bytes, str)) and data:
-                    continue
-                if data is not None or not isinstance(item.get("path"), str):
-                    out.append(("media_invalid", "error", f"{key}[{j}]: an object needs bytes or a string path"))
-                    continue
-                item = item["path"]
-            if not isinstance(item, str) or item.startswith(("http://", "https://", "data:")) or len(item) >= 2000 \
-                    or looks_base64(item):
-                continue
-            full, outside = locate(item, root, confine)
-            if outside:
-                out.append(("media_outside", "error", f"{key}[{j}]: {outside}"))
-            elif not exists(full):
-                out.append(("media_missing", "error", f"{key}[{j}]: file not found: {full!r}"
-                            + ("" if root or os.path.isabs(item) else " (relative paths resolve against --root)")))
-            elif decode and key != "videos":
+    columns = [(key, c.get(key)) for key in ("images", "videos", "rejected_images")] + [("audios", audios)]
+    for key, items in columns:
+        if items is None:
+            continue
+        if not isinstance(items, list):
+            items = [items]
+        kind = MEDIA_COLUMNS[key]
+        for j, item in enumerate(items):
+            found = check(item, kind)
+            if found is not None:
+                name, message = found
+                out.append((name, "error", f"{key}[{j}]: {message}" + (
+                    " (relative paths resolve against --root)" if name == "media_missing" and not root
+                    and isinstance(item, str) and not os.path.isabs(item) else "")))
+            elif decode and kind == "image" and isinstance(item, str) and classify(item) == "path":
+                full = locate(item, root)[0]
                 try:
                     from PIL import Image
 
@@ -160,6 +164,15 @@ def media_checks(c: Dict[str, Any], root: Optional[str] = None, decode: bool = F
                 except Exception as exc:
                     out.append(("media_decode", "error", f"{key}[{j}]: cannot decode {full}: {exc}"))
     return out
+
+
+def media_check(item: Any, kind: str, root: Optional[str] = None, confine: bool = False) -> Optional[Tuple[str, str]]:
+    """``(check name, reason)`` when the one media check refuses ``item``, else None."""
+    try:
+        check_value(item, kind=kind, root=root, confine=confine)
+    except MediaError as exc:
+        return exc.code, str(exc)
+    return None
 
 
 def check_canonical(c: Dict[str, Any], raw: Dict[str, Any], task: Optional[str] = None, *, root=None,
@@ -173,8 +186,11 @@ def check_canonical(c: Dict[str, Any], raw: Dict[str, Any], task: Optional[str] 
         out += [chk for chk in tag_checks(c["rejected_messages"], images, c["videos"], "rejected_messages")
                 if chk[0] == "tags"]
     if check_media:
-        out += media_checks(c, root, decode, confine=confine)
+        out += media_checks(c, root, decode, confine=confine, audios=raw.get("audios") if isinstance(raw, dict)
+                            else None)
     out += turn_checks(msgs)
+    if raw.get(OBJECTS) is not None:
+        out += object_checks(msgs, raw[OBJECTS])
     if not _SPECIAL_COLUMNS.isdisjoint(raw):
         for k in raw:
             if k in LOADER_OVERWRITTEN:
@@ -183,12 +199,15 @@ def check_canonical(c: Dict[str, Any], raw: Dict[str, Any], task: Optional[str] 
             elif task == "grpo" and k in GRPO_RESERVED:
                 out.append(("reserved_column", "error", f"column {k!r} is an ms-swift GRPO sample field; "
                             f"rewards would not see it (rename it)"))
-    if task == "grpo" and "solution" not in raw:
+    if task == "grpo" and "solution" not in raw and not any(k in raw for k in GRADING_COLUMNS):
         hint = next((k for k in ("answer", "response", "output", "ground_truth", "target") if k in raw), None)
         out.append(("solution", "error", "no 'solution' column for GRPO" + (
             f" ('{hint}' is renamed to the response and dropped by GRPO; convert with "
             f"`swift-ext convert --to grpo` or pass --columns '{{\"{hint}\": \"solution\"}}')" if hint else "")))
-    if task in ("sft", "dpo", "kto") and (not msgs or msgs[-1]["role"] != "assistant"):
+    # an agent's answer may be its tool calls: ms-swift's agent template renders trailing tool_call turns as the
+    # assistant response it trains on (SFT)
+    if task in ("sft", "dpo", "kto") and (not msgs or msgs[-1]["role"] not in (
+            ("assistant", "tool_call") if task == "sft" else ("assistant",))):
         out.append(("response", "error", f"{task}: the last turn is not an assistant response"))
     if task == "dpo":
         if c["rejected"] is None and c["rejected_messages"] is None and not c["rejected_images"]:

@@ -1,4 +1,5 @@
-"""Reading input files row by row: JSONL, JSON array, Parquet, and ``datasets`` saved to disk.
+"""Reading input files row by row: JSONL, JSON array, Parquet, ``datasets`` saved to disk, and COCO / RefCOCO
+annotation files (one JSON object that :mod:`.coco` turns into ms-swift grounding rows).
 
 Every item is ``(num, obj, raw, error)``: ``num`` is the line number (JSONL, 1-based) or the row index
 (0-based, JSON array / Parquet / dataset; :func:`where_kind` says which); ``raw`` is the original line
@@ -19,12 +20,14 @@ from typing import Iterator, Optional, Tuple
 
 from ..errors import ConfigError
 from ..io import Item, iter_jsonl_rows, parse_json_line
+from .coco import iter_coco, looks_like_coco
 
 __all__ = ["Item", "input_kind", "iter_source", "where_kind", "progress_total", "load_hf"]
 
 
 def input_kind(path: str) -> str:
-    """``jsonl``, ``json`` (array), ``parquet`` or ``hf_disk`` from the path (and the first byte of ``.json``)."""
+    """``jsonl``, ``json`` (array), ``coco`` (an annotation file), ``parquet`` or ``hf_disk`` from the path (and,
+    for ``.json``, its first byte and line: see :func:`.coco.looks_like_coco`)."""
     p = Path(path)
     if p.is_dir():
         if (p / "state.json").exists() or (p / "dataset_dict.json").exists() or (p / "dataset_info.json").exists():
@@ -40,7 +43,9 @@ def input_kind(path: str) -> str:
             head = fh.read(4096).lstrip()
         if head.startswith(b"\xef\xbb\xbf"):
             head = head[3:].lstrip()
-        return "json" if head.startswith(b"[") else "jsonl"
+        if head.startswith(b"["):
+            return "json"
+        return "coco" if head.startswith(b"{") and looks_like_coco(str(p)) else "jsonl"
     return "jsonl"
 
 
@@ -96,7 +101,8 @@ def iter_hf_disk(path: str, on_bytes=None, split: Optional[str] = None, batch_si
 
 
 def where_kind(path: str) -> str:
-    """``"line"`` (JSONL: numbers are 1-based line numbers) or ``"row"`` (0-based row indices)."""
+    """``"line"`` (JSONL: numbers are 1-based line numbers) or ``"row"`` (0-based row indices; for an annotation
+    file, the index of the row made from it)."""
     return "line" if input_kind(path) == "jsonl" else "row"
 
 
@@ -107,6 +113,8 @@ def iter_source(path: str, on_bytes=None, split: Optional[str] = None) -> Iterat
         return iter_jsonl_rows(path, on_bytes)
     if kind == "json":
         return iter_json_array(path, on_bytes)
+    if kind == "coco":
+        return iter_coco(path, on_bytes, split)
     if kind == "parquet":
         return iter_parquet(path, on_bytes)
     return iter_hf_disk(path, on_bytes, split)
@@ -115,7 +123,7 @@ def iter_source(path: str, on_bytes=None, split: Optional[str] = None) -> Iterat
 def progress_total(path: str, split: Optional[str] = None) -> Tuple[int, str]:
     """(total, unit) for a progress bar: bytes for JSON files, rows for Parquet / datasets."""
     kind = input_kind(path)
-    if kind in ("jsonl", "json"):
+    if kind in ("jsonl", "json", "coco"):
         return os.path.getsize(path), "bytes"
     if kind == "parquet":
         import pyarrow.parquet as pq

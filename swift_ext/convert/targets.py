@@ -30,9 +30,10 @@ from typing import Any, Callable, Dict, List, Optional
 
 from . import registry
 from .formats import SWIFT_COLUMNS
+from .objects import OBJECTS, grpo_objects
 from .registry import Target
 from .rewrite import rewrite_row
-from .rows import (GRPO_RESERVED, LOADER_OVERWRITTEN, PROMPT_END, RENAME_PREFIX,  # noqa: F401
+from .rows import (GRADING_COLUMNS, GRPO_RESERVED, LOADER_OVERWRITTEN, PROMPT_END, RENAME_PREFIX,  # noqa: F401
                    RowError, gold_answer, last_assistant, pass_through, prompt_part, with_media)
 from ..extract import extract_answer
 
@@ -71,12 +72,22 @@ def to_grpo(c, index, opts) -> List[Dict[str, Any]]:
     if not prompt or prompt[-1]["role"] not in PROMPT_END:
         raise RowError("no user turn to use as the GRPO prompt")
     out = with_media({"messages": prompt}, c)
-    try:
-        out["solution"] = gold_answer(c, opts)
-    except RowError:
-        if opts.require_solution:
-            raise
-    out.update(pass_through(c, opts, grpo=True))
+    extra = pass_through(c, opts, grpo=True)
+    gold = None
+    if OBJECTS in extra:       # ms-swift grounding row: the answer's boxes are the gold (see .objects)
+        gold, prompt_objects = grpo_objects(c["messages"], extra[OBJECTS])
+        extra = {k: v for k, v in extra.items() if k != OBJECTS}
+        if prompt_objects is not None:
+            extra[OBJECTS] = prompt_objects
+    if gold is not None and c["solution"] is None:
+        out["solution"] = gold
+    else:
+        try:
+            out["solution"] = gold_answer(c, opts)
+        except RowError:
+            if opts.require_solution and not any(k in c["extra"] for k in GRADING_COLUMNS):
+                raise
+    out.update(extra)
     return [out]
 
 
@@ -188,7 +199,8 @@ def _rewrite(kind):
 
 # -- the fused path for plain swift rows --------------------------------------------------------------
 # columns that need the generic path (media, preference fields, names ms-swift treats specially)
-_SPECIAL_NO_IMAGES = frozenset((SWIFT_COLUMNS | GRPO_RESERVED | LOADER_OVERWRITTEN) - {"messages", "images"})
+_SPECIAL_NO_IMAGES = frozenset((SWIFT_COLUMNS | GRPO_RESERVED | LOADER_OVERWRITTEN | {"audios"})
+                               - {"messages", "images"})   # audios: the generic path checks them
 _TOOL_ROLES = ("tool", "tool_call", "tool_response")
 
 
@@ -246,6 +258,8 @@ def _swift_fast_path(grpo: bool) -> Callable:
                 if type(p) is not str or (path_ok is not None and not path_ok(p)):
                     return None
         elif n_tags:
+            return None
+        if OBJECTS in obj:     # a grounding row: its placeholders are checked, and become the GRPO gold
             return None
         if not grpo:
             return [obj]

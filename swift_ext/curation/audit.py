@@ -29,12 +29,14 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
+import math
 import statistics
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..scoring.results import group_indices
-from ..runs import Completion, Run
+from ..runs import Completion, Run, iter_completions
 
 #: reward families (swift-ext) and ms-swift names read as "format-type" and "accuracy-type"
 FORMAT_FAMILIES = {"format", "shaping", "structured"}
@@ -65,13 +67,24 @@ def quarters(values: Sequence[float]) -> Tuple[List[float], List[float]]:
     return list(values[:q]), list(values[-q:])
 
 
+def mean(values: Sequence[float]) -> float:
+    """The mean of finite values, also where their sum would overflow (a logged std of 1e308)."""
+    try:
+        return statistics.fmean(values)
+    except OverflowError:
+        return math.fsum(v / len(values) for v in values)
+
+
 def trend(series: Sequence[Tuple[int, float]]) -> Tuple[float, float]:
     """(first-quarter mean, last-quarter mean) of ``[(step, value), ...]``."""
     first, last = quarters([v for _, v in series])
-    return statistics.fmean(first), statistics.fmean(last)
+    return mean(first), mean(last)
 
 
 def _grade(name: str, value: float, warn: float, error: float, message: str, higher_is_worse: bool = True) -> Finding:
+    if not math.isfinite(value):  # metrics near the float limit (1e308): the measure itself overflows
+        return Finding(name, "skipped", message=f"the measure overflows ({value}): the logged values are out "
+                                               f"of range")
     if higher_is_worse:
         status = "error" if value >= error else "warn" if value >= warn else "ok"
     else:
@@ -118,7 +131,7 @@ def dominant_reward(run: Run) -> Finding:
     for name in run.reward_names:
         s = run.series.get(f"rewards/{name}/std", [])
         if s:
-            shares[name] = abs(weights.get(name, 1.0)) * statistics.fmean(quarters([v for _, v in s])[1])
+            shares[name] = abs(weights.get(name, 1.0)) * mean(quarters([v for _, v in s])[1])
     total = sum(shares.values())
     if len(shares) < 2 or total <= 0:
         return Finding("dominant_reward", "skipped", message="needs two or more rewards with a logged, non-zero std")
@@ -197,39 +210,113 @@ def _per_step_completions(run: Run) -> Dict[int, List[Completion]]:
     return out
 
 
-def repetition(run: Run, by_step: Optional[Dict[int, List[Completion]]] = None) -> Finding:
+def repetition(run: Run, by_step: Optional[Dict[int, List[Completion]]] = None,
+               fold: Optional["CompletionFold"] = None) -> Finding:
+    """Repeated 3-grams rising; from completions held in memory (``by_step``) or streamed (``fold``)."""
     from ..rewards import build
 
-    by_step = _per_step_completions(run) if by_step is None else by_step
-    if len(by_step) < MIN_STEPS:
+    if fold is not None:
+        series = fold.repetition_series()
+    else:
+        by_step = _per_step_completions(run) if by_step is None else by_step
+        reward = build("ngram_repetition:n=3,max_penalty=-1")  # the catalogue's own measure: 1 - distinct/total
+        series = []
+        for step in sorted(by_step):
+            texts = [r.text for r in by_step[step]]
+            scores = [s for s in reward(texts) if s is not None]
+            series.append((step, -mean(scores) if scores else 0.0))
+    if len(series) < MIN_STEPS:
         return Finding("repetition", "skipped", message="needs completions.jsonl (--log_completions true) over "
                                                        f"{MIN_STEPS}+ steps")
-    reward = build("ngram_repetition:n=3,max_penalty=-1")  # the catalogue's own measure: 1 - distinct/total
-    series = []
-    for step in sorted(by_step):
-        texts = [r.text for r in by_step[step]]
-        scores = [s for s in reward(texts) if s is not None]
-        series.append((step, -statistics.fmean(scores) if scores else 0.0))
     first, last = trend(series)
     return _grade("repetition", last - first, 0.1, 0.3,
                   f"repeated 3-gram share {first:.3f} -> {last:.3f} (first -> last quarter)")
 
 
-def identical_groups(run: Run, by_step: Optional[Dict[int, List[Completion]]] = None) -> Finding:
-    by_step = _per_step_completions(run) if by_step is None else by_step
-    if len(by_step) < MIN_STEPS:
+def identical_groups(run: Run, by_step: Optional[Dict[int, List[Completion]]] = None,
+                     fold: Optional["CompletionFold"] = None) -> Finding:
+    """Prompt groups whose completions are all identical; from completions in memory or streamed."""
+    if fold is not None:
+        series = fold.identical_series()
+    else:
+        by_step = _per_step_completions(run) if by_step is None else by_step
+        series = []
+        for step in sorted(by_step):
+            recs = by_step[step]
+            groups = [g for g in group_indices(r.prompt for r in recs) if len(g) > 1]
+            same = sum(len({recs[i].text for i in g}) == 1 for g in groups)
+            series.append((step, same / len(groups) if groups else 0.0))
+    if len(series) < MIN_STEPS:
         return Finding("identical_groups", "skipped", message="needs completions.jsonl (--log_completions true) "
                                                              f"over {MIN_STEPS}+ steps")
-    series = []
-    for step in sorted(by_step):
-        recs = by_step[step]
-        groups = [g for g in group_indices(r.prompt for r in recs) if len(g) > 1]
-        same = sum(len({recs[i].text for i in g}) == 1 for g in groups)
-        series.append((step, same / len(groups) if groups else 0.0))
     _, last = trend(series)
     return _grade("identical_groups", last, 0.2, 0.5,
                   f"{last:.0%} of prompt groups had all completions identical in the last quarter (the policy "
                   f"collapsed to one answer per prompt)")
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+class CompletionFold:
+    """What the completion detectors need from ``completions.jsonl``, folded as the completions stream by
+    (bounded memory: per step a sum and a count of repetition scores, and per prompt group one text hash and
+    whether every completion so far matched it, never the texts). Gives the same series as the detectors
+    computed over every completion held in memory."""
+
+    def __init__(self, batch: int = 1024):
+        from ..rewards import build
+
+        self.reward = build("ngram_repetition:n=3,max_penalty=-1")  # the catalogue's own measure
+        self.batch, self.pending = batch, []  # (step, text) waiting to be scored together
+        self.repeat: Dict[int, List[float]] = {}  # step -> [sum of scores, count]
+        self.groups: Dict[int, Dict[bytes, List[Any]]] = {}  # step -> prompt hash -> [first text hash, all same, n]
+
+    def add(self, rec: Completion) -> None:
+        self.repeat.setdefault(rec.step, [0.0, 0])
+        prompt = _digest(rec.prompt)
+        group = self.groups.setdefault(rec.step, {}).get(prompt)
+        digest = _digest(rec.text)
+        if group is None:
+            self.groups[rec.step][prompt] = [digest, True, 1]
+        else:
+            group[1] = group[1] and group[0] == digest
+            group[2] += 1
+        self.pending.append((rec.step, rec.text))
+        if len(self.pending) >= self.batch:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        scores = self.reward([t for _, t in self.pending])
+        for (step, _), score in zip(self.pending, scores):
+            if score is not None:
+                acc = self.repeat[step]
+                acc[0] += score
+                acc[1] += 1
+        self.pending = []
+
+    def repetition_series(self) -> List[Tuple[int, float]]:
+        self.flush()
+        return [(step, -(acc[0] / acc[1]) if acc[1] else 0.0) for step, acc in sorted(self.repeat.items())]
+
+    def identical_series(self) -> List[Tuple[int, float]]:
+        out = []
+        for step in sorted(self.groups):
+            groups = [g for g in self.groups[step].values() if g[2] > 1]
+            out.append((step, sum(g[1] for g in groups) / len(groups) if groups else 0.0))
+        return out
+
+
+def fold_completions(run: Run) -> CompletionFold:
+    fold = CompletionFold()
+    if run.completions_path:
+        for rec in iter_completions(run.completions_path):
+            fold.add(rec)
+    fold.flush()
+    return fold
 
 
 METRIC_DETECTORS: Tuple[Callable[[Run], Finding], ...] = (length_drift, clipped, dominant_reward,
@@ -237,10 +324,10 @@ METRIC_DETECTORS: Tuple[Callable[[Run], Finding], ...] = (length_drift, clipped,
 
 
 def audit(run: Run) -> List[Finding]:
-    """Every detector on a run (the completion detectors read ``completions.jsonl`` once)."""
+    """Every detector on a run (the completion detectors stream ``completions.jsonl`` once)."""
     findings = [d(run) for d in METRIC_DETECTORS]
-    by_step = _per_step_completions(run)
-    findings += [repetition(run, by_step), identical_groups(run, by_step)]
+    fold = fold_completions(run)
+    findings += [repetition(run, fold=fold), identical_groups(run, fold=fold)]
     return findings
 
 

@@ -29,16 +29,13 @@ base URLs spreads its prompts over them.
 
 from __future__ import annotations
 
-import base64
+import errno
 import hashlib
 import json
 import math
-import mimetypes
 import os
 import queue
 import threading
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -46,9 +43,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from ..scoring import results as results_mod
 from ..scoring import score as scoring
 from ..errors import ConfigError, SwiftExtError
-from ..io import BadLine, atomic_write, iter_jsonl
+from ..io import BadLine, JsonlWriter, RejectFile, default_reject_path, iter_jsonl
+from ..io.media import MediaError, check_value
+from ..net import Client, NetError, image_url
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2     # 2: the sampler's source (endpoint URL) is part of the identity; lines are checked
 #: the columns filter writes into each row
 OUTPUT_COLUMNS = ("pass_rate", "reward_means", "difficulty_bucket")
 PROMPT_TEXT_KEYS = ("query", "prompt", "question", "problem")
@@ -148,6 +147,11 @@ def prompt_of(row: Any) -> Tuple[List[Dict[str, Any]], List[Any]]:
         images = [images]
     elif not isinstance(images, list):
         raise ValueError(f"'images' must be a list, got {type(images).__name__}")
+    for j, item in enumerate(images):          # the one media check: no /proc/self/environ, /dev/zero, FIFO, ...
+        try:
+            check_value(item, kind="image")
+        except MediaError as exc:
+            raise ValueError(f"images[{j}]: {exc}") from None
     if "messages" in row:
         msgs = row["messages"]
         if not isinstance(msgs, list) or not all(isinstance(m, dict) for m in msgs):
@@ -189,10 +193,12 @@ class Prompt:
     images: List[Any]
 
 
-def read_dataset(path: str) -> Tuple[List[Prompt], List[Tuple[int, str]], int]:
-    """``(prompts, rejected (line, reason), rows_in)`` of a GRPO dataset; a bad JSON line is an error."""
+def read_dataset(path: str) -> Tuple[List[Prompt], List[Tuple[int, str]], int, Dict[int, Any]]:
+    """``(prompts, rejected (line, reason), rows_in, rejected rows by line)`` of a GRPO dataset; a bad JSON line
+    is an error."""
     prompts: List[Prompt] = []
     rejected: List[Tuple[int, str]] = []
+    originals: Dict[int, Any] = {}
     seen: Dict[str, int] = {}
     rows_in = 0
     try:
@@ -202,6 +208,7 @@ def read_dataset(path: str) -> Tuple[List[Prompt], List[Tuple[int, str]], int]:
                 messages, images = prompt_of(row)
             except ValueError as exc:
                 rejected.append((line, str(exc)))
+                originals[line] = row
                 continue
             base = row_key(row)
             occurrence = seen.get(base, 0)
@@ -209,35 +216,67 @@ def read_dataset(path: str) -> Tuple[List[Prompt], List[Tuple[int, str]], int]:
             prompts.append(Prompt(row_key(row, occurrence), line, row, messages, images))
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
-    return prompts, rejected, rows_in
+    return prompts, rejected, rows_in, originals
 
 
 # -- checkpoint -------------------------------------------------------------------------------------------
+class CheckpointBusy(SwiftExtError):
+    """Another process holds the checkpoint (is filtering into the same output)."""
+
+
 class Checkpoint:
     """Append-only JSONL: a header with the settings, then ``{"key", "line", "completions"}`` per prompt.
 
-    A line cut short by a kill (no trailing newline, or not JSON at the very end) is dropped on reading
-    and cut off before appending; a bad line anywhere else is an error with file:line."""
+    One process at a time: :meth:`open` takes an exclusive lock (``flock`` on ``PATH.lock``, which holds the
+    owner's PID) and a second process refuses with :class:`CheckpointBusy` naming the first. Lines are
+    appended with ``O_APPEND``, each in one write, flushed and fsynced. A line cut short by a kill (no trailing
+    newline, or not JSON at the very end) is dropped on reading and cut off before appending; a bad line
+    anywhere else, or a line that is JSON but not a checkpoint line of this run (a completion count other
+    than ``num_generations``, a completion that is not a string), is an error with file:line and the reason."""
 
     def __init__(self, path: str, header: Dict[str, Any]):
         self.path = path
         self.header = header
         self.done: Dict[str, List[str]] = {}
-        self._fh = None
+        self._fd: Optional[int] = None
+        self._lock: Optional[int] = None
+
+    def _acquire(self) -> None:
+        import fcntl
+
+        lock_path = self.path + ".lock"
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                os.close(fd)
+                raise
+            try:
+                owner = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
+            finally:
+                os.close(fd)
+            raise CheckpointBusy(f"{self.path} is in use by another filter process (PID {owner}) writing the same "
+                                 f"output; wait for it to finish, or pass another -o / --checkpoint") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock = fd
 
     def open(self, restart: bool = False) -> "Checkpoint":
         p = Path(self.path)
-        if restart and p.exists():
-            p.unlink()
-        good_end = 0
-        if p.exists():
-            good_end = self._read()
         p.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = open(p, "r+b" if p.exists() else "wb")
-        self._fh.seek(good_end)
-        self._fh.truncate()
-        if good_end == 0:
-            self._write({"swift_ext_filter_checkpoint": CHECKPOINT_VERSION, **self.header})
+        self._acquire()
+        try:
+            if restart and p.exists():
+                p.unlink()
+            good_end = self._read() if p.exists() else 0
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            os.ftruncate(self._fd, good_end)
+            if good_end == 0:
+                self._write({"swift_ext_filter_checkpoint": CHECKPOINT_VERSION, **self.header})
+        except BaseException:
+            self.close()
+            raise
         return self
 
     def _read(self) -> int:
@@ -263,13 +302,27 @@ class Checkpoint:
                 if not header_seen:
                     self._check_header(obj)
                     header_seen = True
-                elif isinstance(obj, dict) and isinstance(obj.get("key"), str) and \
-                        isinstance(obj.get("completions"), list):
-                    self.done[obj["key"]] = obj["completions"]
                 else:
-                    raise BadLine(self.path, i, "not a checkpoint line (expected key and completions)")
+                    why = self._line_error(obj)
+                    if why:
+                        raise BadLine(self.path, i, f"not a checkpoint line of this run ({why}); delete the line "
+                                                    f"or use --restart")
+                    self.done[obj["key"]] = obj["completions"]
                 good_end = end
         return good_end
+
+    def _line_error(self, obj: Any) -> Optional[str]:
+        if not isinstance(obj, dict) or not isinstance(obj.get("key"), str) or \
+                not isinstance(obj.get("completions"), list):
+            return "expected key and completions"
+        if obj["key"] in self.done:
+            return f"prompt {obj['key']} appears twice"
+        k = self.header.get("num_generations")
+        if k is not None and len(obj["completions"]) != k:
+            return f"{len(obj['completions'])} completions, this run samples {k} per prompt"
+        if not all(isinstance(c, str) for c in obj["completions"]):
+            return "a completion that is not a string"
+        return None
 
     def _check_header(self, obj: Any) -> None:
         if not isinstance(obj, dict) or obj.get("swift_ext_filter_checkpoint") != CHECKPOINT_VERSION:
@@ -281,9 +334,12 @@ class Checkpoint:
                                   f"with the same settings to resume, or use --restart to sample again")
 
     def _write(self, obj: Dict[str, Any]) -> None:
-        self._fh.write((json.dumps(obj, ensure_ascii=False) + "\n").encode("utf-8"))
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        data = (json.dumps(obj, ensure_ascii=False) + "\n").encode("utf-8")
+        view = memoryview(data)
+        while view:                      # O_APPEND: each line lands whole at the end of the file
+            n = os.write(self._fd, view)
+            view = view[n:]
+        os.fsync(self._fd)
 
     def add(self, key: str, line: int, completions: List[str]) -> None:
         if key in self.done:
@@ -292,22 +348,30 @@ class Checkpoint:
         self.done[key] = completions
 
     def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        if self._lock is not None:
+            os.close(self._lock)            # releases the flock
+            self._lock = None
 
 
 # -- OpenAI-compatible endpoint ---------------------------------------------------------------------------
 class EndpointSampler:
     """Completions from OpenAI-compatible ``/v1/chat/completions`` endpoints (``swift deploy``, vLLM, ...):
-    ``base_url`` is one URL or several serving the same model; ``concurrency`` prompts in flight at once per
+    ``base_url`` is one URL or several serving the same model, ``concurrency`` prompts in flight at once per
     endpoint (daemon threads: an interrupted run does not wait for them), each thread bound to one endpoint.
 
-    Each request asks for ``n`` completions with the prompt's seed; a server that returns fewer is asked
-    again for the rest. Images are sent as ``image_url`` parts (local files as data URLs)."""
+    Requests go through the one HTTP client (:class:`swift_ext.net.Client`, one per endpoint): ``timeout`` is a
+    total deadline per attempt, 429 / 5xx / dropped connections are retried ``retries`` times with backoff
+    (``Retry-After`` honoured), ``rpm`` / ``tpm`` cap requests and tokens per minute (per endpoint), and the key
+    never follows a redirect to another origin. Each request asks for ``n`` completions with the prompt's seed;
+    a server that returns fewer is asked again for the rest. Images are sent as ``image_url`` parts (local
+    files as data URLs, each through the one media check)."""
 
     def __init__(self, base_url: Any, model: Optional[str] = None, api_key: Optional[str] = None,
-                 concurrency: int = 8, timeout: float = 600.0):
+                 concurrency: int = 8, timeout: float = 600.0, retries: int = 2, backoff: float = 0.5,
+                 rpm: Optional[float] = None, tpm: Optional[float] = None, api_key_env: Optional[str] = None):
         urls = [base_url] if isinstance(base_url, str) else list(base_url)
         if not urls:
             raise ConfigError("no endpoint: pass --endpoint URL (repeatable)")
@@ -315,9 +379,12 @@ class EndpointSampler:
         if len(set(self.base_urls)) != len(self.base_urls):
             raise ConfigError(f"an endpoint is listed twice: {', '.join(self.base_urls)}")
         self.base_url = self.base_urls[0]
-        self.api_key = api_key
         self.concurrency = max(1, int(concurrency))
         self.timeout = timeout
+        self.clients = [Client(u, api_key=api_key, api_key_env=api_key_env, concurrency=self.concurrency,
+                               retries=retries, backoff=backoff, timeout=timeout, rpm=rpm, tpm=tpm)
+                        for u in self.base_urls]
+        self.client = self.clients[0]
         self.model = model or self._first_model()
 
     @staticmethod
@@ -329,30 +396,29 @@ class EndpointSampler:
     def label(self) -> str:
         return f"endpoint:{self.model}"
 
-    def _call(self, path: str, body: Optional[Dict[str, Any]] = None, base: Optional[str] = None) -> Any:
-        base = base or self.base_url
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        req = urllib.request.Request(base + path, headers=headers,
-                                     data=None if body is None else json.dumps(body).encode("utf-8"))
+    @property
+    def source(self) -> str:
+        """What the checkpoint records as the samples' origin: the endpoint URL(s) and the model."""
+        return f"{' '.join(self.base_urls)} {self.model}"
+
+    def _call(self, path: str, body: Optional[Dict[str, Any]] = None, client: Optional[Client] = None) -> Any:
+        client = client or self.client
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                return json.loads(resp.read().decode("utf-8"))
-        except urllib.error.HTTPError as exc:
-            detail = exc.read().decode("utf-8", "replace")[:500]
-            raise SwiftExtError(f"{base}{path}: HTTP {exc.code}: {detail}") from None
-        except (urllib.error.URLError, OSError) as exc:
-            raise SwiftExtError(f"{base}{path}: {getattr(exc, 'reason', exc)}") from None
+            if body is None:
+                return client.get_json(path)
+            return client.post_json(path, body, tokens=body.get("max_tokens") or 0)
+        except NetError as exc:
+            raise SwiftExtError(str(exc)) from None
 
     def _first_model(self) -> str:
-        data = self._call("/models").get("data") or []
-        if not data:
+        data = self._call("/models")
+        data = data.get("data") if isinstance(data, dict) else None
+        if not data or not isinstance(data[0], dict) or "id" not in data[0]:
             raise SwiftExtError(f"{self.base_url}/models lists no model; pass --served-model")
         return data[0]["id"]
 
     def complete(self, messages, images, seed: int, n: int, temperature: float, max_tokens: Optional[int],
-                 top_p: Optional[float], base: Optional[str] = None) -> List[str]:
+                 top_p: Optional[float], client: Optional[Client] = None) -> List[str]:
         msgs = openai_messages(messages, images)
         got: List[str] = []
         while len(got) < n:
@@ -362,10 +428,12 @@ class EndpointSampler:
                 body["max_tokens"] = max_tokens
             if top_p is not None:
                 body["top_p"] = top_p
-            choices = sorted(self._call("/chat/completions", body, base).get("choices") or [],
-                             key=lambda c: c.get("index", 0))
+            reply = self._call("/chat/completions", body, client)
+            choices = reply.get("choices") if isinstance(reply, dict) else None
+            choices = sorted([c for c in choices or [] if isinstance(c, dict)], key=lambda c: c.get("index", 0))
             if not choices:
-                raise SwiftExtError(f"{base or self.base_url}/chat/completions returned no choices")
+                where = self.base_urls[self.clients.index(client)] if client in self.clients else self.base_url
+                raise SwiftExtError(f"{where}/chat/completions returned no choices")
             got += [(c.get("message") or {}).get("content") or "" for c in choices][:n - len(got)]
         return got
 
@@ -375,20 +443,20 @@ class EndpointSampler:
         for it in items:
             todo.put(it)
 
-        def worker(base: str):
+        def worker(client):
             while True:
                 try:
                     key, messages, images, seed = todo.get_nowait()
                 except queue.Empty:
                     return
                 try:
-                    done.put((key, self.complete(messages, images, seed, n, temperature, max_tokens, top_p, base),
+                    done.put((key, self.complete(messages, images, seed, n, temperature, max_tokens, top_p, client),
                               None))
                 except BaseException as exc:  # reported to the main thread
                     done.put((key, None, exc))
 
-        for t in range(min(self.concurrency * len(self.base_urls), len(items))):
-            threading.Thread(target=worker, args=(self.base_urls[t % len(self.base_urls)],), daemon=True).start()
+        for t in range(min(self.concurrency * len(self.clients), len(items))):
+            threading.Thread(target=worker, args=(self.clients[t % len(self.clients)],), daemon=True).start()
         for _ in range(len(items)):
             key, comps, exc = done.get()
             if exc is not None:
@@ -424,15 +492,7 @@ def openai_messages(messages: List[Dict[str, Any]], images: Sequence[Any]) -> Li
 
 
 def _image_url(image: Any) -> str:
-    if isinstance(image, dict):
-        image = image.get("path") or image.get("url") or image.get("image") or ""
-    image = str(image)
-    if image.startswith(("http://", "https://", "data:")):
-        return image
-    path = image[7:] if image.startswith("file://") else image
-    mime = mimetypes.guess_type(path)[0] or "image/png"
-    with open(path, "rb") as fh:
-        return f"data:{mime};base64," + base64.b64encode(fh.read()).decode("ascii")
+    return image_url(image) or ""
 
 
 # -- scoring and selection --------------------------------------------------------------------------------
@@ -483,20 +543,48 @@ def _mean(values: Sequence[Optional[float]]) -> Optional[float]:
     return math.fsum(got) / len(got) if got else None
 
 
-def run(dataset: str, output: str, rewards: Sequence[str], sampler: Any, sampling: Sampling, *,
-        weights: Optional[Sequence[float]] = None, by: Optional[str] = None,
-        pass_threshold: Optional[float] = None, keep: Optional[Tuple[float, float]] = None,
-        curriculum: bool = False, buckets: Optional[Sequence[float]] = None,
-        plugin_files: Sequence[str] = (), ref_key: Optional[str] = None,
-        checkpoint: Optional[str] = None, samples: Optional[str] = None, rejects: Optional[str] = None,
-        restart: bool = False, chunk: int = 1024,
+@dataclass(frozen=True)
+class FilterOptions:
+    """Every setting of one filter run (``swift-ext filter`` declares a flag per field, by the same name; a test
+    checks that the two agree). ``sampling``: how completions are drawn; the rest: scoring and selection."""
+
+    rewards: Tuple[str, ...]                          # reward specs (-r), at least one
+    sampling: Sampling = field(default_factory=Sampling)
+    weights: Optional[Tuple[float, ...]] = None       # one per reward, for the weighted sum (default 1 each)
+    by: Optional[str] = None                          # compute pass rates on this one reward
+    pass_threshold: Optional[float] = None            # a completion passes at this score or above
+    keep: Optional[Tuple[float, float]] = None        # the pass-rate band kept, ends included
+    curriculum: bool = False                          # keep every row, easy to hard
+    buckets: Optional[Tuple[float, ...]] = None       # difficulty bucket edges (0 .. 1)
+    plugin_files: Tuple[str, ...] = ()                # ms-swift ORM plugin files
+    ref_key: Optional[str] = None                     # column handed to rewards as ``solution``
+    checkpoint: Optional[str] = None                  # default OUTPUT-stem.ckpt.jsonl
+    samples: Optional[str] = None                     # default OUTPUT-stem.samples.jsonl
+    rejects: Optional[str] = None                     # default OUTPUT-stem.rejected.jsonl
+    restart: bool = False                             # discard the checkpoint
+    chunk: int = 1024                                 # prompts handed to the sampler at a time
+
+    def __post_init__(self):
+        for name in ("rewards", "plugin_files"):
+            object.__setattr__(self, name, tuple(getattr(self, name) or ()))
+        for name in ("weights", "buckets", "keep"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, tuple(getattr(self, name)))
+
+
+def run(dataset: str, output: str, sampler: Any, options: FilterOptions, *,
         on_start: Optional[Callable[[int, int], None]] = None,
         on_prompt: Optional[Callable[[], None]] = None) -> FilterReport:
-    """Sample, score and select (see the module docstring). ``sampler`` has ``label`` and
-    ``sample(items, n, temperature, max_tokens, top_p, on_done)``; ``on_start(total, already_done)`` and
-    ``on_prompt()`` report progress; prompts go to the sampler ``chunk`` at a time (an endpoint or vLLM keeps
-    them all in flight up to its own concurrency). Returns the report; writes ``output``, the samples file (a completion
-    file ``swift-ext rewards score`` reads), the reject file and, with ``buckets``, one file per bucket."""
+    """Sample, score and select (see the module docstring) with the settings in ``options``. ``sampler`` has
+    ``label`` and ``sample(items, n, temperature, max_tokens, top_p, on_done)`` (and optionally ``source``, the
+    endpoint it samples from, part of the checkpoint's identity); ``on_start(total, already_done)`` and
+    ``on_prompt()`` report progress; prompts go to the sampler ``options.chunk`` at a time. Returns the report;
+    writes ``output``, the samples file (a completion file ``swift-ext rewards score`` reads), the reject file
+    and, with ``buckets``, one file per bucket."""
+    o = options
+    rewards, sampling, weights, by, pass_threshold = o.rewards, o.sampling, o.weights, o.by, o.pass_threshold
+    keep, curriculum, buckets, plugin_files, ref_key = o.keep, o.curriculum, o.buckets, o.plugin_files, o.ref_key
+    checkpoint, samples, rejects, restart, chunk = o.checkpoint, o.samples, o.rejects, o.restart, o.chunk
     rewards = list(rewards)
     if not rewards:
         raise ConfigError("filter needs at least one reward (-r NAME)")
@@ -519,10 +607,12 @@ def run(dataset: str, output: str, rewards: Sequence[str], sampler: Any, samplin
     stem = Path(output)
     checkpoint = checkpoint or str(stem.with_name(stem.stem + ".ckpt.jsonl"))
     samples = samples or str(stem.with_name(stem.stem + ".samples.jsonl"))
-    rejects = rejects or str(stem.with_name(stem.stem + ".rejects.txt"))
+    rejects_default = rejects is None
+    rejects = rejects or default_reject_path(output)
 
-    prompts, rejected, rows_in = read_dataset(dataset)
+    prompts, rejected, rows_in, raw_rows = read_dataset(dataset)
     ckpt = Checkpoint(checkpoint, {"dataset": os.path.basename(dataset), "sampler": sampler.label,
+                                   "source": getattr(sampler, "source", sampler.label),
                                    **sampling.as_dict()}).open(restart=restart)
     report = FilterReport(rows_in=rows_in, generations_per_prompt=sampling.num_generations)
     try:
@@ -596,12 +686,8 @@ def run(dataset: str, output: str, rewards: Sequence[str], sampler: Any, samplin
     report.rows_dropped = len(scored) - len(kept)
     assert report.rows_in == report.rows_kept + report.rows_dropped + report.rows_rejected, report
 
-    with atomic_write(samples) as fh:
-        for _, _, srow, _ in scored:
-            fh.write(json.dumps(srow, ensure_ascii=False) + "\n")
-    with atomic_write(rejects) as fh:
-        for line, why in rejected:
-            fh.write(f"{dataset}:{line}: {why}\n")
+    _write_rows(samples, [srow for _, _, srow, _ in scored])
+    _write_rejects(rejects, rejects_default, dataset, rejected, {p.line: p.row for p in prompts}, raw_rows)
     report.outputs = {"output": output, "samples": samples, "rejects": rejects, "checkpoint": checkpoint}
     if buckets:
         files: List[List[Dict[str, Any]]] = [[] for _ in range(len(buckets) - 1)]
@@ -619,9 +705,23 @@ def run(dataset: str, output: str, rewards: Sequence[str], sampler: Any, samplin
 
 
 def _write_rows(path: str, rows: Sequence[Dict[str, Any]]) -> None:
-    with atomic_write(path) as fh:
+    with JsonlWriter(path) as w:
         for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            w.write(row)
+
+
+def _write_rejects(path: str, default: bool, dataset: str, rejected: Sequence[Tuple[int, str]],
+                   *rows_by_line: Dict[int, Any]) -> None:
+    """The reject file in the one format (:class:`swift_ext.io.RejectFile`: a JSON object per rejected row with
+    file, line, reason and the original row); written always, empty when nothing was rejected."""
+    out = RejectFile(path, default=default)
+    for line, why in rejected:
+        row = next((m[line] for m in rows_by_line if line in m), None)
+        out.add(dataset, "line", line, why, obj=row)
+    if out.n:
+        out.finish()
+    else:
+        out.file.commit()
 
 
 # -- data-parallel sampling: shards and their merge ------------------------------------------------------
@@ -649,8 +749,10 @@ def shard_checkpoint(output: str, shard: Tuple[int, int], checkpoint: Optional[s
     return str(base.with_name(f"{name}.shard{shard[0]}of{shard[1]}.ckpt.jsonl"))
 
 
-def _header(dataset: str, sampler_label: str, sampling: Sampling) -> Dict[str, Any]:
-    return {"dataset": os.path.basename(dataset), "sampler": sampler_label, **sampling.as_dict()}
+def _header(dataset: str, sampler: Any, sampling: Sampling) -> Dict[str, Any]:
+    """A checkpoint's identity (the header :func:`run` writes and checks)."""
+    return {"dataset": os.path.basename(dataset), "sampler": sampler.label,
+            "source": getattr(sampler, "source", sampler.label), **sampling.as_dict()}
 
 
 @dataclass
@@ -666,21 +768,20 @@ class ShardReport:
                 "sampled_now": self.sampled_now, "resumed": self.resumed, "checkpoint": self.checkpoint}
 
 
-def sample_shard(dataset: str, output: str, sampler: Any, sampling: Sampling, shard: Tuple[int, int], *,
-                 rewards: Sequence[str] = (), plugin_files: Sequence[str] = (),
-                 checkpoint: Optional[str] = None, restart: bool = False, chunk: int = 1024,
+def sample_shard(dataset: str, output: str, sampler: Any, options: FilterOptions, shard: Tuple[int, int], *,
                  on_start: Optional[Callable[[int, int], None]] = None,
                  on_prompt: Optional[Callable[[], None]] = None) -> ShardReport:
     """Sample shard ``(I, N)`` (prompts ``I, I+N, I+2N, ...`` in dataset order) into its own checkpoint
-    (:func:`shard_checkpoint`); a rerun resumes it. Scoring and selection wait for :func:`merge_shards`;
-    ``rewards`` are built now all the same, so a typo fails before any sampling."""
-    for spec in rewards:
-        scoring.resolve(spec, plugin_files)
+    (:func:`shard_checkpoint`); a rerun resumes it. Scoring and selection wait for :func:`merge_shards`; the
+    rewards of ``options`` are built now all the same, so a typo fails before any sampling."""
+    for spec in options.rewards:
+        scoring.resolve(spec, options.plugin_files)
+    sampling = options.sampling
     i, n = shard
-    prompts, _, _ = read_dataset(dataset)
+    prompts = read_dataset(dataset)[0]
     mine = prompts[i::n]
-    path = shard_checkpoint(output, shard, checkpoint)
-    ckpt = Checkpoint(path, {**_header(dataset, sampler.label, sampling), "shard": f"{i}/{n}"}).open(restart=restart)
+    path = shard_checkpoint(output, shard, options.checkpoint)
+    ckpt = Checkpoint(path, {**_header(dataset, sampler, sampling), "shard": f"{i}/{n}"}).open(restart=options.restart)
     try:
         resumed = sum(1 for p in mine if p.key in ckpt.done)
         todo = [p for p in mine if p.key not in ckpt.done]
@@ -695,8 +796,8 @@ def sample_shard(dataset: str, output: str, sampler: Any, sampling: Sampling, sh
             if on_prompt:
                 on_prompt()
 
-        for start in range(0, len(todo), max(1, chunk)):
-            part = todo[start:start + chunk]
+        for start in range(0, len(todo), max(1, options.chunk)):
+            part = todo[start:start + options.chunk]
             sampler.sample([(p.key, p.messages, p.images, prompt_seed(sampling.seed, p.key)) for p in part],
                            sampling.num_generations, sampling.temperature, sampling.max_tokens, sampling.top_p,
                            done)
@@ -705,15 +806,30 @@ def sample_shard(dataset: str, output: str, sampler: Any, sampling: Sampling, sh
     return ShardReport(shard, len(mine), count[0], resumed, path)
 
 
-def merge_shards(dataset: str, output: str, n: int, *, checkpoint: Optional[str] = None) -> Tuple[str, Sampling]:
+class MergedSampler:
+    """The sampler of a merged run: label and source are the shards'; it is never asked to sample (every
+    prompt is in the merged checkpoint)."""
+
+    def __init__(self, label: str, source: str):
+        self.label, self.source = label, source
+
+    def sample(self, items, *args, **kwargs) -> None:
+        raise SwiftExtError(f"{len(items)} prompt(s) missing from the merged shards")
+
+
+def merge_shards(dataset: str, output: str, n: int, *, checkpoint: Optional[str] = None
+                 ) -> Tuple[MergedSampler, Sampling]:
     """Join the ``n`` shard checkpoints of ``output`` into its run checkpoint (written atomically, prompts in
-    dataset order), after checking they belong to one run (same dataset, sampler and sampling settings) and
-    hold every prompt of the dataset; returns ``(sampler label, sampling)`` for :func:`run`, which then
-    samples nothing. A missing or unfinished shard is an error naming it and the command that completes it."""
+    dataset order), after checking they belong to one run (the same dataset, model and sampling settings; the
+    endpoints may differ) and hold every prompt of the dataset. Returns the sampler and the sampling settings
+    for :func:`run`, which then samples nothing. A missing or unfinished shard is an error naming it and the
+    command that completes it."""
     if n < 1:
         raise ConfigError(f"--merge-shards {n}: expected the number of shards (N of --shard I/N)")
-    prompts, _, _ = read_dataset(dataset)
-    headers, done = [], {}
+    prompts = read_dataset(dataset)[0]
+    headers: List[Dict[str, Any]] = []
+    sources: List[str] = []
+    done: Dict[str, List[str]] = {}
     for i in range(n):
         path = shard_checkpoint(output, (i, n), checkpoint)
         if not Path(path).exists():
@@ -727,14 +843,15 @@ def merge_shards(dataset: str, output: str, n: int, *, checkpoint: Optional[str]
         if not isinstance(header, dict) or header.get("shard") != f"{i}/{n}":
             raise ConfigError(f"{path}: not the checkpoint of shard {i}/{n} (its header says "
                               f"{header.get('shard') if isinstance(header, dict) else header!r})")
-        header = {k: v for k, v in header.items() if k != "shard"}
+        ckpt = Checkpoint(path, {k: v for k, v in header.items() if k != "swift_ext_filter_checkpoint"})
+        ckpt._read()                                    # checks the version and every line
+        sources.append(str(header.get("source")))
+        header = {k: v for k, v in header.items() if k not in ("shard", "source", "swift_ext_filter_checkpoint")}
         if headers and header != headers[0]:
             diff = sorted(k for k in set(header) | set(headers[0]) if header.get(k) != headers[0].get(k))
             raise ConfigError(f"shard {i}/{n} was sampled with other settings than shard 0/{n} ({', '.join(diff)}); "
-                              f"every shard must use the same dataset, sampler and sampling options")
+                              f"every shard must use the same dataset, model and sampling options")
         headers.append(header)
-        ckpt = Checkpoint(path, {**header, "shard": f"{i}/{n}"})
-        ckpt._read()
         missing = [p for p in prompts[i::n] if p.key not in ckpt.done]
         if missing:
             raise ConfigError(f"shard {i}/{n} lacks {len(missing)} of its {len(prompts[i::n])} prompts (first: line "
@@ -743,27 +860,17 @@ def merge_shards(dataset: str, output: str, n: int, *, checkpoint: Optional[str]
     header = headers[0]
     if header.get("dataset") != os.path.basename(dataset):
         raise ConfigError(f"the shards sampled {header.get('dataset')!r}, not {os.path.basename(dataset)!r}")
-    main = checkpoint or str(Path(output).with_name(Path(output).stem + ".ckpt.jsonl"))
-    with atomic_write(main) as fh:
-        fh.write(json.dumps({"swift_ext_filter_checkpoint": CHECKPOINT_VERSION, **header}, ensure_ascii=False) + "\n")
-        for p in prompts:
-            fh.write(json.dumps({"key": p.key, "line": p.line, "completions": done[p.key]}, ensure_ascii=False) + "\n")
+    sampler = MergedSampler(str(header["sampler"]), f"{n} shards: " + " | ".join(sources))
     sampling = Sampling(**{k: header[k] for k in Sampling().as_dict()})
-    return header["sampler"], sampling
+    main = checkpoint or str(Path(output).with_name(Path(output).stem + ".ckpt.jsonl"))
+    with JsonlWriter(main) as w:
+        w.write({"swift_ext_filter_checkpoint": CHECKPOINT_VERSION, **_header(dataset, sampler, sampling)})
+        for p in prompts:
+            w.write({"key": p.key, "line": p.line, "completions": done[p.key]})
+    return sampler, sampling
 
 
-class MergedSampler:
-    """The sampler of a merged run: its label is the shards'; it is never asked to sample (every prompt is
-    in the merged checkpoint)."""
-
-    def __init__(self, label: str):
-        self.label = label
-
-    def sample(self, items, *args, **kwargs) -> None:
-        raise SwiftExtError(f"{len(items)} prompt(s) missing from the merged shards")
-
-
-__all__ = ["Sampling", "EndpointSampler", "Checkpoint", "FilterReport", "run", "recipe_defaults", "parse_band",
+__all__ = ["Sampling", "FilterOptions", "EndpointSampler", "Checkpoint", "CheckpointBusy", "FilterReport", "run", "recipe_defaults", "parse_band",
            "parse_buckets", "bucket_of", "prompt_of", "row_key", "prompt_seed", "read_dataset", "measure_values",
            "openai_messages", "parse_shard", "shard_checkpoint", "sample_shard", "merge_shards", "MergedSampler",
            "ShardReport"]

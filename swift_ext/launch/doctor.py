@@ -167,6 +167,12 @@ def check_plugins() -> Check:
                  "; ".join(p["source"] for p in loaded))
 
 
+def check_sandbox() -> Check:
+    from ..sandbox.isolation import doctor_line
+
+    return Check("code sandbox", *doctor_line())
+
+
 def run_checks(gpu: bool = False, ports: Sequence[int] = ()) -> List[Check]:
     """Every check; ``gpu=True`` makes CUDA devices, vLLM and DeepSpeed required (a GPU training node)."""
     from .plan import DEFAULT_GROUP_PORT, DEFAULT_PORT
@@ -184,6 +190,7 @@ def run_checks(gpu: bool = False, ports: Sequence[int] = ()) -> List[Check]:
                        *[(p, "requested") for p in ports]]:
         out.append(check_port(port, what))
     out.append(check_plugins())
+    out.append(check_sandbox())
     return out
 
 

@@ -9,23 +9,28 @@ parses only when that step is opened, so a run with 100k completions opens as fa
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import io
 import json
 import math
+import os
 import re
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, TextIO, Tuple
 
 from ..errors import ConfigError
-from ..runs import Completion, Run, dataset_images, gold_text, group_by_prompt, prompt_text
+from ..io.media import read_media
+from ..runs import Completion, Points, Run, dataset_images, gold_text, iter_completions, prompt_text
 
 #: metric prefixes of swift-ext's callbacks (``swift_ext.trainer.callbacks``) and of audits
 CALLBACK_PREFIXES = ("eval_ext/", "train_sanity/", "audit/")
 PLANNED_MU_KEY = "chord/mu (planned)"
 THUMB_SIZE = 96
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _ASSETS = Path(__file__).resolve().parent / "assets"
 
 
@@ -83,13 +88,18 @@ def chart_specs(runs: Sequence[Run]) -> List[Chart]:
         rewards += [r for r in run.reward_names if r not in rewards]
     charts: List[Chart] = []
     used = set()
+    ids: set = set()
 
     def add(section, title, keys, bands=None, note="", cid=None):
         keys = [k for k in keys if k in present]
         if not keys:
             return
         bands = {k: s for k, s in (bands or {}).items() if k in keys and s in present}
-        charts.append(Chart(cid or slug(title), title, section, keys, bands, note))
+        cid = cid or slug(title)
+        if cid in ids:  # slugs collide ("Acc" and "acc", a reward named "total"): every chart keeps its own id
+            cid = next(f"{cid}-{n}" for n in range(2, len(ids) + 3) if f"{cid}-{n}" not in ids)
+        ids.add(cid)
+        charts.append(Chart(cid, title, section, keys, bands, note))
         used.update(keys, bands.values())
 
     for name in rewards:
@@ -142,7 +152,8 @@ class Thumbnails:
         try:
             from PIL import Image
 
-            with Image.open(path) as img:
+            # the one media check: a regular image file within the cap (a FIFO, /dev/zero or /proc file is refused)
+            with Image.open(io.BytesIO(read_media(path, kind="image"))) as img:
                 img = img.convert("RGB")
                 img.thumbnail((self.size, self.size))
                 buf = io.BytesIO()
@@ -152,39 +163,90 @@ class Thumbnails:
         return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def completion_rewards(items: Sequence[Completion], run: Run) -> List[str]:
-    """The reward columns of a run's completions: the run's reward order first, then any others."""
-    seen: List[str] = [r for r in run.reward_names if any(r in c.scores for c in items[:1000])]
-    for c in items:
-        seen += [k for k in c.scores if k not in seen]
-    return seen
+def completion_rewards(items: Iterable[Completion], run: Run) -> List[str]:
+    """The reward columns of a run's completions: the run's reward order first (those among the first 1000
+    completions' scores), then any others in order of appearance."""
+    early: set = set()
+    later: Dict[str, None] = {}
+    for n, c in enumerate(items):
+        if n < 1000:
+            early.update(c.scores)
+        for k in c.scores:
+            later.setdefault(k)
+    seen = [r for r in run.reward_names if r in early]
+    return seen + [k for k in later if k not in seen]
 
 
-def step_chunks(run: Run, thumbs: Thumbnails, items: Optional[List[Completion]] = None
-                ) -> Tuple[List[str], Dict[int, Dict[str, Any]]]:
-    """``(reward columns, {step: {"groups": [...]}})`` for a run's completion browser."""
-    items = run.completions() if items is None else items
-    if not items:
-        return [], {}
-    rewards = completion_rewards(items, run)
+#: completions one prompt group of one step may hold (the report keeps one step's groups in memory)
+MAX_GROUP = 1 << 16
+
+
+class SpooledChunk:
+    """One step's completion groups, kept as their JSON text in a temporary file (the run's spool) until the
+    page is written or ``--serve`` is asked for them: a run's completions are never all in memory."""
+
+    __slots__ = ("spool", "offset", "length")
+
+    def __init__(self, spool: Any, offset: int, length: int):
+        self.spool, self.offset, self.length = spool, offset, length
+
+    def text(self) -> str:
+        return os.pread(self.spool.fileno(), self.length, self.offset).decode("utf-8")  # thread-safe (--serve)
+
+    def data(self) -> Dict[str, Any]:
+        return json.loads(self.text())
+
+
+def step_chunks(run: Run, thumbs: Thumbnails) -> Tuple[List[str], Dict[int, SpooledChunk], int]:
+    """``(reward columns, {step: chunk of {"groups": [...]}}, completions)`` for a run's completion browser,
+    read in two streaming passes over ``completions.jsonl`` (the reward columns, then the groups). Groups are
+    formed by (step, prompt) as completions arrive; each step's groups are spooled when the next step starts
+    (a step that comes back later is read back and merged). A prompt group of more than :data:`MAX_GROUP`
+    completions is an error that names it."""
+    if not run.completions_path:
+        return [], {}, 0
+    path = run.completions_path
+    count = sum(1 for _ in iter_completions(path))
+    if not count:
+        return [], {}, 0
+    rewards = completion_rewards(iter_completions(path), run)
     images = dataset_images(run.dataset_files())
-    chunks: Dict[int, Dict[str, Any]] = {}
-    for members in group_by_prompt(items):
-        first = items[members[0]]
-        gold = gold_text(first.gold)
-        group: Dict[str, Any] = {"prompt": first.prompt, "gold": gold, "images": [], "paths": [],
-                                 "items": []}
-        if images:
-            text = prompt_text(first.prompt)
-            candidates = images.get((text, gold)) or images.get((text, "")) or []
-            group["paths"] = candidates
-            group["images"] = [[thumbs.id_of(p) for p in c] for c in candidates]
-        for i in members:
-            c = items[i]
-            group["items"].append({"n": i, "text": c.text, "s": [c.scores.get(r) for r in rewards],
-                                   "adv": c.advantage})
-        chunks.setdefault(first.step, {"groups": []})["groups"].append(group)
-    return rewards, chunks
+    spool = tempfile.TemporaryFile()
+    chunks: Dict[int, SpooledChunk] = {}
+    step: Optional[int] = None
+    groups: Dict[str, Dict[str, Any]] = {}
+
+    def flush() -> None:
+        if step is None or not groups:
+            return
+        body = json_text({"groups": list(groups.values())}).encode("utf-8")
+        spool.seek(0, 2)
+        chunks[step] = SpooledChunk(spool, spool.tell(), len(body))
+        spool.write(body)
+        spool.flush()  # read back with os.pread
+
+    for i, c in enumerate(iter_completions(path)):
+        if c.step != step:
+            flush()
+            step, groups = c.step, {}
+            if step in chunks:  # the step came back (not the usual order): merge with what was spooled
+                groups = {g["prompt"]: g for g in chunks.pop(step).data()["groups"]}
+        group = groups.get(c.prompt)
+        if group is None:
+            gold = gold_text(c.gold)
+            group = groups[c.prompt] = {"prompt": c.prompt, "gold": gold, "images": [], "paths": [], "items": []}
+            if images:
+                text = prompt_text(c.prompt)
+                candidates = images.get((text, gold)) or images.get((text, "")) or []
+                group["paths"] = candidates
+                group["images"] = [[thumbs.id_of(p) for p in cand] for cand in candidates]
+        if len(group["items"]) >= MAX_GROUP:
+            raise ConfigError(f"{path}:{c.line}: the prompt group {c.prompt[:80]!r} of step {c.step} has more than "
+                              f"{MAX_GROUP} completions (too many to show; is the prompt column constant?)")
+        group["items"].append({"n": i, "text": c.text, "s": [c.scores.get(r) for r in rewards],
+                               "adv": c.advantage})
+    flush()
+    return rewards, chunks, count
 
 
 # -- the page -----------------------------------------------------------------------------------------
@@ -200,9 +262,16 @@ def plotly_js() -> str:
                           "(or pip install plotly)") from None
 
 
+def json_text(data: Any) -> str:
+    """JSON for a block of the page: ``<`` escaped so no text can close the element, NaN/inf as null, a lone
+    surrogate (not a character, not UTF-8) as the replacement mark."""
+    text = json.dumps(_clean(data), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return _SURROGATE.sub("\ufffd", text.replace("<", "\\u003c"))
+
+
 def json_block(element_id: str, data: Any) -> str:
-    """A ``<script type="application/json">`` block; ``<`` is escaped so no text can close the element."""
-    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False).replace("<", "\\u003c")
+    """A ``<script type="application/json">`` block of :func:`json_text` (or of a spooled chunk's text)."""
+    text = data.text() if isinstance(data, SpooledChunk) else json_text(data)
     return f'<script type="application/json" id="{html.escape(element_id)}">{text}</script>\n'
 
 
@@ -229,35 +298,64 @@ class PageData:
     """Everything the page shows: ``model`` (runs, charts, series) and the completion chunks."""
 
     model: Dict[str, Any]
-    chunks: List[Tuple[int, int, Dict[str, Any]]]  # (run index, step, chunk)
+    chunks: List[Tuple[int, int, Any]]  # (run index, step, chunk: a SpooledChunk or {"groups": [...]})
     images: Dict[str, str]
     completions: int
+    #: per run: (completion reward columns, {step: chunk}, completions); ``--serve`` reuses them while the
+    #: run's completions.jsonl is unchanged
+    per_run: List[Tuple[List[str], Dict[int, SpooledChunk], int]] = dataclasses.field(default_factory=list)
 
 
-def collect(runs: Sequence[Run], title: Optional[str] = None, live: bool = False) -> PageData:
-    thumbs = Thumbnails()
-    runs_out, chunks, total = [], [], 0
+def collect(runs: Sequence[Run], title: Optional[str] = None, live: bool = False,
+            reuse: Optional[Dict[int, Tuple[List[str], Dict[int, SpooledChunk], int]]] = None,
+            thumbs: Optional[Thumbnails] = None) -> PageData:
+    """The page's data for ``runs``. ``reuse`` maps a run index to its completion data from an earlier call
+    (``PageData.per_run``): that run's completions are not read again."""
+    thumbs = thumbs or Thumbnails()
+    runs_out, chunks, total, per_run = [], [], 0, []
     for index, run in enumerate(runs):
-        items = run.completions()
-        total += len(items)
-        rewards, by_step = step_chunks(run, thumbs, items)
+        if reuse and index in reuse:
+            rewards, by_step, count = reuse[index]
+        else:
+            rewards, by_step, count = step_chunks(run, thumbs)
+        per_run.append((rewards, by_step, count))
+        total += count
         runs_out.append({"name": run.name, "path": str(run.path), "rewards": run.reward_names,
                          "completion_rewards": rewards, "completion_steps": sorted(by_step),
-                         "completions": len(items), "steps": len(run.steps), "max_steps": run.max_steps,
+                         "completions": count, "steps": len(run.steps), "max_steps": run.max_steps,
                          "summary": run_summary(run)})
         chunks += [(index, step, by_step[step]) for step in sorted(by_step)]
     model = {"title": title or "swift-ext run report: " + ", ".join(r.name for r in runs),
              "generated": time.strftime("%Y-%m-%d %H:%M:%S"), "live": live, "runs": runs_out,
              "charts": [c.as_dict() for c in chart_specs(runs)], "series": [run_series(r) for r in runs]}
-    return PageData(model=_clean(model), chunks=chunks, images=thumbs.uris, completions=total)
+    return PageData(model=_clean(model), chunks=chunks, images=thumbs.uris, completions=total, per_run=per_run)
 
 
 def render(data: PageData) -> str:
     """The HTML text of the report."""
+    out = io.StringIO()
+    render_to(out, data)
+    return out.getvalue()
+
+
+def series_block(element_id: str, series: Dict[str, Any]) -> Iterator[str]:
+    """A run's metric series as a JSON block, in pieces (one metric at a time: a long run's series are never
+    one string in memory)."""
+    yield f'<script type="application/json" id="{html.escape(element_id)}">{{'
+    for i, (key, points) in enumerate(series.items()):
+        text = points.json() if isinstance(points, Points) else json.dumps(_clean(points), allow_nan=False,
+                                                                            separators=(",", ":"))
+        name = json.dumps(key, ensure_ascii=False).replace("<", "\\u003c")
+        yield ("," if i else "") + name + ":" + text
+    yield "}</script>\n"
+
+
+def render_to(fh: TextIO, data: PageData) -> None:
+    """Write the HTML of the report to ``fh`` piece by piece."""
     css = (_ASSETS / "report.css").read_text(encoding="utf-8")
     js = (_ASSETS / "report.js").read_text(encoding="utf-8")
     parts = ["<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n",
-             f"<title>{html.escape(data.model['title'])}</title>\n",
+             f"<title>{html.escape(_SURROGATE.sub(chr(0xFFFD), data.model['title']))}</title>\n",
              "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n",
              # first script: record errors before anything else runs
              "<script>window.__reportErrors=[];window.addEventListener('error',function(e){"
@@ -267,16 +365,25 @@ def render(data: PageData) -> str:
              f"<style>{css}</style>\n",
              f"<script>{plotly_js()}</script>\n",
              "</head><body>\n",
-             json_block("report-model", data.model),
+             json_block("report-model", {k: v for k, v in data.model.items() if k != "series"}),
              json_block("report-images", data.images),
              ]
+    for part in parts:
+        fh.write(part)
+    for index, series in enumerate(data.model["series"]):
+        for part in series_block(f"report-series-{index}", series):
+            fh.write(part)
     # the script comes before the completion blocks: it draws the charts while the browser is still reading
     # the (possibly large) rest of the file, and opens the completion browser once the file is read
-    parts.append(f"<script>{js}</script>\n")
+    fh.write(f"<script>{js}</script>\n")
     for run_index, step, chunk in data.chunks:
-        parts.append(json_block(f"c-{run_index}-{step}", _clean(chunk)))
-    parts.append("</body></html>\n")
-    return "".join(parts)
+        fh.write(json_block(f"c-{run_index}-{step}", chunk))
+    fh.write("</body></html>\n")
+
+
+def model_json(model: Dict[str, Any]) -> str:
+    """The page model as JSON (``--serve``'s ``/api/model``)."""
+    return json.dumps(model, allow_nan=False, default=lambda o: list(o) if isinstance(o, Points) else str(o))
 
 
 @dataclass
@@ -300,12 +407,11 @@ def write_report(run_paths: Sequence["str | Path"], out: "str | Path", title: Op
     start = time.perf_counter()
     runs = load_runs(run_paths)
     data = collect(runs, title)
-    text = render(data)
     with atomic_write(str(out)) as fh:
-        fh.write(text)
+        render_to(fh, data)
     return ReportInfo(path=str(Path(out).resolve()), runs=[str(r.path) for r in runs],
                       charts=len(data.model["charts"]), completions=data.completions,
-                      bytes=len(text.encode("utf-8")), seconds=round(time.perf_counter() - start, 3))
+                      bytes=os.path.getsize(out), seconds=round(time.perf_counter() - start, 3))
 
 
 def save_curves_png(runs: Sequence[Run], path: "str | Path", columns: int = 3) -> str:
@@ -336,8 +442,10 @@ def save_curves_png(runs: Sequence[Run], path: "str | Path", columns: int = 3) -
                 std = series[ri].get(chart.bands.get(key, ""))
                 if std:
                     sd = dict((p[0], p[1]) for p in std)
-                    ax.fill_between(xs, [y - sd.get(x, 0) for x, y in zip(xs, ys)],
-                                    [y + sd.get(x, 0) for x, y in zip(xs, ys)], color=line.get_color(), alpha=0.2)
+                    low = [y - sd.get(x, 0) for x, y in zip(xs, ys)]
+                    high = [y + sd.get(x, 0) for x, y in zip(xs, ys)]
+                    if math.isfinite(max(high) - min(low)):  # a std near 1e308 overflows the axis: no band
+                        ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.2)
         ax.set_title(chart.title, fontsize=10)
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=8)

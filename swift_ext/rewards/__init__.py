@@ -7,14 +7,15 @@ its class name) logs two configurations of one reward apart.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 from .. import components, plugins
 from ..components import CONFIG_ENV  # noqa: F401  (the variable naming the aliases file)
 from ..errors import ParamError
 from .base import AsyncReward, Reward, Score, as_text, is_async, split_rows
+from .contract import Example
 
-__all__ = ["Reward", "AsyncReward", "Score", "as_text", "is_async", "split_rows", "configure",
+__all__ = ["Reward", "AsyncReward", "Example", "Score", "as_text", "is_async", "split_rows", "configure",
            "get_reward", "reward_names", "aliases", "build"]
 
 
@@ -38,12 +39,13 @@ def aliases(path: Optional[str] = None) -> Dict[str, str]:
     return components.aliases("reward", path)
 
 
-def configure(spec: str, *, alias: Optional[str] = None) -> type:
+def configure(spec: str, *, alias: Optional[str] = None, bases: Tuple[type, ...] = ()) -> type:
     """A reward class for ``spec`` (``name`` or ``name:key=value,...``) with parameters bound.
 
-    The class is named ``alias or spec``; parameter errors are raised here, before any training starts.
+    The class is named ``alias or spec``; parameter errors are raised here, before any training starts. One
+    class per spec (and ``bases``), made once; it pickles by spec (:func:`swift_ext.components.configure`).
     """
-    return components.configure("reward", spec, alias=alias)
+    return components.configure("reward", spec, alias=alias, bases=bases)
 
 
 def build(spec: str, args: Any = None) -> Reward:

@@ -10,6 +10,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..params import Param
 from . import pool
+from .contract import Example
 from .base import Reward, Score, column
 from ..extract import MODES, answer_rule, extract_answer, normalize
 
@@ -45,6 +46,11 @@ class ExactMatch(Reward):
     """
 
     name = "exact_match"
+    examples = (
+        Example("full", "<answer>The Paris.</answer>", 1.0, solution="paris"),
+        Example("zero", "<answer>Rome</answer>", 0.0, solution="paris"),
+        Example("malformed", "<answer>x</answer>", None, solution=None),
+    )
     abstains = "when the gold column is missing or empty"
     params = {
         "extract": Param("auto", "how to find the answer in the completion", choices=MODES),
@@ -144,6 +150,11 @@ class MathAccuracy(Reward):
     """
 
     name = "math_accuracy"
+    examples = (
+        Example("full", "<answer>\\frac{1}{2}</answer>", 1.0, solution="0.5"),
+        Example("zero", "<answer>3</answer>", 0.0, solution="\\frac{1}{2}"),
+        Example("malformed", "<answer>42</answer>", None, solution=None),
+    )
     abstains = "when the gold answer is missing or is not math that math-verify parses (words, broken LaTeX)"
     default_timeout = 1.0
     may_hang = True
@@ -263,7 +274,7 @@ class MathAccuracy(Reward):
                 if status == "ok":
                     self._verdicts[args] = value
                     self._golds[g] = value is not None
-                elif status == "timeout":
+                elif status in ("timeout", "lost"):      # not decided (a worker that died): not remembered
                     missed += 1
                 else:                                # math-verify raised: "not shown equal"
                     self._verdicts[args] = False
@@ -271,7 +282,7 @@ class MathAccuracy(Reward):
                 g = args[0]
                 if status == "ok":
                     self._golds[g] = bool(value)
-                elif status == "timeout":
+                elif status in ("timeout", "lost"):
                     late.add(g)
                     missed += 1
                 else:

@@ -14,6 +14,7 @@ import re
 from typing import Any, List, Optional, Tuple
 
 from ..params import Param
+from .contract import Example
 from .base import Reward, Score
 from ..extract import answer_rule, answer_tag, extract_answer, normalize, strip_think
 
@@ -120,6 +121,13 @@ class Numeric(Reward):
     """
 
     name = "numeric"
+    examples = (
+        Example("full", "<answer>1,250</answer>", 1.0, solution="1250"),
+        Example("full", "<answer>90</answer>", 0.9, params="mode=relative", solution="100"),
+        Example("zero", "<answer>12</answer>", 0.0, solution="13"),
+        Example("malformed", "none", 0.0, solution="13"),
+        Example("malformed", "<answer>13</answer>", None, solution="n/a"),
+    )
     abstains = "when the gold column is missing or holds no finite number"
     params = {
         "abs_tol": Param(1e-6, "absolute tolerance", min=0.0),
@@ -243,6 +251,12 @@ class MultipleChoice(Reward):
     """
 
     name = "mcq"
+    examples = (
+        Example("full", "The answer is b.", 1.0, solution="B"),
+        Example("zero", "C", 0.0, solution="B"),
+        Example("malformed", "A or B", 0.0, solution="B"),
+        Example("malformed", "B", None, solution="no letter here"),
+    )
     abstains = "when the gold column holds no option letter"
     params = {
         "letters": Param("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "the option letters that exist (e.g. ABCD)"),
@@ -338,6 +352,12 @@ class YesNo(Reward):
     """
 
     name = "yes_no"
+    examples = (
+        Example("full", "<answer>Yes</answer>", 1.0, solution="yes"),
+        Example("zero", "No, it is not there.", 0.0, solution=True),
+        Example("malformed", "I cannot tell", 0.0, solution="no"),
+        Example("malformed", "Yes", None, solution="maybe"),
+    )
     abstains = "when the gold column is not a yes/no value"
     params = {"gold_key": Param("solution", "dataset column holding the gold yes/no")}
 
@@ -419,6 +439,13 @@ class Counting(Reward):
     """
 
     name = "counting"
+    examples = (
+        Example("full", "<think>I see cars</think><answer>3</answer>", 1.0, solution="3"),
+        Example("full", "<answer>4</answer>", 0.8, params="mode=relative", solution="5"),
+        Example("zero", "<answer>2</answer>", 0.0, solution="3"),
+        Example("malformed", "3", 0.0, solution="3"),
+        Example("malformed", "<answer>3</answer>", None, solution="-1"),
+    )
     abstains = "when the gold column is not a whole number >= 0"
     params = {
         "require_tag": Param(True, "the count must be inside <answer>...</answer>"),
@@ -531,6 +558,11 @@ class SetAccuracy(Reward):
     """
 
     name = "set_accuracy"
+    examples = (
+        Example("full", "<answer>cat, dog</answer>", 1.0, solution=["cat", "dog"]),
+        Example("zero", "<answer>cow</answer>", 0.0, solution=["cat", "dog"]),
+        Example("malformed", "<answer>cat</answer>", None, solution=None),
+    )
     abstains = "when the gold column is missing"
     params = {
         "metric": Param("f1", "how to compare the sets",

@@ -59,6 +59,11 @@ class Reward(Component):
 
     kind: ClassVar[str] = "reward"
     abstains: ClassVar[str] = "never"
+    #: declared cases (:class:`swift_ext.rewards.contract.Example`: full credit, zero, malformed) that
+    #: ``swift-ext rewards test`` scores, with determinism, pickling, deadline and explain checks
+    examples: ClassVar[Tuple[Any, ...]] = ()
+    #: ``{kind: why}`` for a required example kind this reward cannot show offline (a judge needs its endpoint)
+    examples_skip: ClassVar[Dict[str, str]] = {}
     #: score given when a reward's own code fails on an input (logged once); rewards should not rely on it
     fallback: ClassVar[float] = 0.0
     #: dataset columns :meth:`score` reads (``None``: all of them). ms-swift passes a dozen columns per
@@ -96,7 +101,7 @@ class Reward(Component):
         self.setup()
 
     def reduce_kwargs(self) -> Dict[str, Any]:
-        return {"args": self.args}
+        return {"args": self.args, **super().reduce_kwargs()}
 
     def needed_columns(self) -> Optional[Collection[str]]:
         """The columns this instance reads (override when it depends on a parameter such as ``gold_key``)."""
@@ -229,16 +234,28 @@ class Reward(Component):
         budget = self.budget(n)
         out: List[Score] = [self.timeout_score] * n
         missed = 0
-        for (a, b), (status, value) in zip(spans, workers.run(jobs, budget)):
-            if status == "ok" and len(value) == b - a:
-                out[a:b] = value
+        try:
+            results = workers.run(jobs, budget)
+        except Exception as exc:  # the pool itself failed (its workers cannot start): nothing was scored
+            results = [("lost", f"{type(exc).__name__}: {exc}")] * len(jobs)
+        for (a, b), (status, value) in zip(spans, results):
+            if status == "ok" and isinstance(value, list) and len(value) == b - a:
+                out[a:b] = self._check_all(value)
             elif status == "timeout":
                 missed += b - a
-            else:
-                self._warn(f"failed in its worker process ({value})")
-                out[a:b] = [self.fallback] * (b - a)
+            else:  # not scored: its worker died, the reward could not be rebuilt there, the answer was unreadable
+                self._warn_lost(b - a, n, value if status != "ok" else f"a malformed answer {value!r:.80}")
         self.report_timeouts(missed, n, budget, " in the worker pool")
         return out
+
+    def _warn_lost(self, lost: int, n: int, why: Any) -> None:
+        """One line (per instance) for completions the pool could not score: they get ``timeout_score``,
+        as completions not scored in time do (abstain for every reward but ``math_accuracy``)."""
+        if not self.__dict__.get("_warned_lost"):
+            self._warned_lost = True
+            logger.warning("reward %s: %d of %d completions not scored in the worker pool (%s); scored %s "
+                           "(logged once per reward instance)", self.name or type(self).__name__, lost, n, why,
+                           "None (abstained)" if self.timeout_score is None else self.timeout_score)
 
     def _pool_identity(self) -> Tuple[str, bytes]:
         """(key, blob): how a worker rebuilds this reward: its registered class (importable by module; the

@@ -42,6 +42,10 @@ from ..extract import answer_tag, strip_think
 Box = Tuple[float, float, float, float]
 Point = Tuple[float, float]
 Labeled = Tuple[Box, Optional[str]]
+#: a predicted box with its label and confidence (``score`` / ``confidence`` key of a JSON object, else None)
+Detection = Tuple[Box, Optional[str], Optional[float]]
+#: a reference box with its label and whether it is a crowd region (COCO ``iscrowd``)
+GoldObject = Tuple[Box, Optional[str], bool]
 
 FRAMES = ("norm1000", "resized", "pixels", "norm1", "qwen2_vl", "qwen2_5_vl", "qwen3_vl")
 GOLD_FRAMES = FRAMES + ("same",)
@@ -65,6 +69,7 @@ _BOX_TOKEN = re.compile(r"(?:<\|object_ref_start\|>(?P<label>[^<>]{0,500})<\|obj
 _WINDOW = 2000  # characters searched around a bbox key for its object's braces and label
 _BBOX_KEY = re.compile(r"""["'](?:bbox_2d|bbox|box|Position|position)["']\s*:\s*""")
 _LABEL_KEY = re.compile(r"""["'](?:label|ref|name|category)["']\s*:\s*["']([^"']*)["']""")
+_SCORE_KEY = re.compile(r"""["'](?:score|confidence|conf)["']\s*:\s*(""" + _NUM + ")")
 _POINT_KEY = re.compile(r"""["'](?:point_2d|point|click|coordinate)["']\s*:\s*\[\s*(""" + _NUM + ")" + _SEP
                         + "(" + _NUM + r")\s*\]")
 _POINT_LIST = re.compile(r"\[\s*(" + _NUM + ")" + _SEP + "(" + _NUM + r")\s*\]")
@@ -107,18 +112,37 @@ def parse_boxes(text: str, limit: int = HARD_CAP) -> Tuple[List[Labeled], int]:
     >>> parse_boxes("the box is [5, 6, 7]")   # three numbers are no box
     ([], 0)
     """
+    return _scan_boxes(text, limit, False)  # type: ignore[return-value]
+
+
+def parse_detections(text: str, limit: int = HARD_CAP) -> Tuple[List[Detection], int]:
+    """:func:`parse_boxes` with each box's confidence: ``((x1, y1, x2, y2), label, score)``, the score read
+    from a ``score`` / ``confidence`` / ``conf`` key of the box's JSON object (None when it has none, and
+    for box tokens and bare lists).
+
+    >>> parse_detections('[{"bbox_2d": [1, 2, 3, 4], "label": "cat", "score": 0.9}, [5, 6, 7, 8]]')
+    ([((1.0, 2.0, 3.0, 4.0), 'cat', 0.9)], 1)
+    >>> parse_detections("[5, 6, 7, 8]")
+    ([((5.0, 6.0, 7.0, 8.0), None, None)], 1)
+    """
+    return _scan_boxes(text, limit, True)  # type: ignore[return-value]
+
+
+def _scan_boxes(text: str, limit: int, scored: bool) -> Tuple[list, int]:
+    """The one box scanner behind :func:`parse_boxes` (pairs) and :func:`parse_detections` (triples)."""
     if not isinstance(text, str) or not text:
         return [], 0
-    out: List[Labeled] = []
+    out: list = []
     total = 0
 
-    def add(vals, label):
+    def add(vals, label, score=None):
         nonlocal total
         if vals is None:
             return
         total += 1
         if len(out) < limit:
-            out.append((vals, label.strip() if isinstance(label, str) else None))
+            label = label.strip() if isinstance(label, str) else None
+            out.append((vals, label, score) if scored else (vals, label))
 
     if "<|box_start|>" in text:
         for m in _BOX_TOKEN.finditer(text):
@@ -136,7 +160,12 @@ def parse_boxes(text: str, limit: int = HARD_CAP) -> Tuple[List[Labeled], int]:
             end = text.find("}", k.end(), k.end() + _WINDOW)
             span = text[start if start >= 0 else k.start(): end if end >= 0 else k.end() + _WINDOW]
             lab = _LABEL_KEY.search(span)
-            add(_floats(b.groups()) if b else None, lab.group(1) if lab else None)
+            score = None
+            if scored:
+                sm = _SCORE_KEY.search(span)
+                got = _floats(sm.groups()) if sm else None
+                score = got[0] if got else None
+            add(_floats(b.groups()) if b else None, lab.group(1) if lab else None, score)
         if total:
             return out, total
     for m in _LIST4.finditer(text):
@@ -184,10 +213,17 @@ def _box_of(value: Any) -> Optional[Box]:
     return None
 
 
-def _gold_item(item: Any) -> Optional[Labeled]:
+def _crowd(value: Any) -> bool:
+    """A COCO ``iscrowd`` value (0 / 1, a boolean, "1") as a boolean."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true")
+    return bool(value) if isinstance(value, (bool, int, float)) and value == value else False
+
+
+def _gold_item(item: Any) -> Optional[GoldObject]:
     box = _box_of(item)
     if box is not None:
-        return box, None
+        return box, None, False
     if isinstance(item, dict):
         for key in ("bbox_2d", "bbox", "box", "Position", "position"):
             if key in item:
@@ -195,7 +231,8 @@ def _gold_item(item: Any) -> Optional[Labeled]:
                 if box is None:
                     return None
                 label = item.get("label", item.get("ref"))
-                return box, (str(label).strip() if label is not None else None)
+                return box, (str(label).strip() if label is not None else None), \
+                    _crowd(item.get("iscrowd", item.get("crowd")))
     return None
 
 
@@ -213,6 +250,18 @@ def gold_boxes(value: Any) -> Optional[List[Labeled]]:
     >>> gold_boxes("[]"), gold_boxes("no"), gold_boxes(None)
     ([], None, None)
     """
+    got = gold_objects(value)
+    return None if got is None else [(b, lab) for b, lab, _ in got]
+
+
+def gold_objects(value: Any) -> Optional[List[GoldObject]]:
+    """:func:`gold_boxes` with each box's crowd flag: ``((x1, y1, x2, y2), label, iscrowd)``. The flag comes
+    from an ``iscrowd`` (or ``crowd``) key of a box's object, or an ``iscrowd`` list beside the ``bbox`` list
+    of an ``objects`` dict (what ``swift-ext convert`` writes from COCO annotations).
+
+    >>> gold_objects('{"ref": ["person", "person"], "bbox": [[0, 0, 5, 5], [5, 5, 9, 9]], "iscrowd": [0, 1]}')
+    [((0.0, 0.0, 5.0, 5.0), 'person', False), ((5.0, 5.0, 9.0, 9.0), 'person', True)]
+    """
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, str):
@@ -227,22 +276,25 @@ def gold_boxes(value: Any) -> Optional[List[Labeled]]:
             except (ValueError, RecursionError):
                 parsed = None
             if parsed is not None:
-                got = gold_boxes(parsed)
+                got = gold_objects(parsed)
                 if got is not None:
                     return got
         boxes, _ = parse_boxes(scope(text, "auto"))
-        return boxes or None
+        return [(b, lab, False) for b, lab in boxes] or None
     if isinstance(value, dict):
         if "bbox" in value and isinstance(value.get("bbox"), (list, tuple)) and \
                 (not value["bbox"] or isinstance(value["bbox"][0], (list, tuple))):  # ms-swift objects
             refs = value.get("ref") or []
+            crowd = value.get("iscrowd")
+            crowd = crowd if isinstance(crowd, (list, tuple)) else ()
             out = []
             for i, b in enumerate(value["bbox"]):
                 box = _box_of(b)
                 if box is None:
                     return None
                 ref = refs[i] if isinstance(refs, (list, tuple)) and i < len(refs) else None
-                out.append((box, str(ref).strip() if ref is not None else None))
+                out.append((box, str(ref).strip() if ref is not None else None,
+                            _crowd(crowd[i]) if i < len(crowd) else False))
             return out
         item = _gold_item(value)
         return [item] if item is not None else None
@@ -257,7 +309,7 @@ def gold_boxes(value: Any) -> Optional[List[Labeled]]:
             item = _gold_item(v)
             if item is None:
                 if isinstance(v, str):  # a list column of strings, e.g. ["[1,2,3,4]"]
-                    got = gold_boxes(v)
+                    got = gold_objects(v)
                     if got:
                         out.extend(got)
                         continue
@@ -268,7 +320,21 @@ def gold_boxes(value: Any) -> Optional[List[Labeled]]:
 
 
 def gold_frame_of(value: Any) -> Optional[str]:
-    """The frame an ms-swift ``objects`` value declares (``bbox_type`` real -> pixels, norm1 -> norm1)."""
+    """The frame an ms-swift ``objects`` value declares (``bbox_type`` real -> pixels, norm1 -> norm1), also
+    when the value is that dict's JSON text (a converted GRPO row's ``solution``).
+
+    >>> gold_frame_of({"ref": ["cat"], "bbox": [[0.1, 0.2, 0.5, 0.6]], "bbox_type": "norm1"})
+    'norm1'
+    >>> gold_frame_of('{"ref": ["cat"], "bbox": [[1, 2, 30, 40]], "bbox_type": "real"}'), gold_frame_of("[1, 2, 3, 4]")
+    ('pixels', None)
+    """
+    if isinstance(value, str):
+        if '"bbox_type"' not in value or len(value) >= 1_000_000:
+            return None
+        try:
+            value = json.loads(value)
+        except (ValueError, RecursionError):
+            return None
     if isinstance(value, dict):
         bt = value.get("bbox_type")
         if bt == "real":

@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from ..errors import ParamError
 from ..params import Param
+from .contract import Example
 from .base import Reward, Rows, Score, is_async
 
 
@@ -67,6 +68,11 @@ class Gated(Reward):
     """
 
     name = "gated"
+    examples = (
+        Example("full", "<think>4 legs</think><answer>dog</answer>", 1.0, solution="dog"),
+        Example("zero", "<think>x</think><answer>cat</answer>", 0.0, solution="dog"),
+        Example("malformed", "<answer>dog</answer>", 0.0, solution="dog"),
+    )
     abstains = "when the gate abstains, or the reward abstains on a row whose gate passed"
     params = {
         "gate": Param("think_format", "reward that must reach the threshold (a spec or an alias)"),
@@ -128,6 +134,12 @@ class CosineScaled(Reward):
     """
 
     name = "cosine_scaled"
+    examples = (
+        Example("full", "<answer>4</answer>", 1.0, params="max_len=100", solution="4", response_token_ids=[]),
+        Example("zero", "<answer>5</answer>", -1.0, params="max_len=100", solution="4", response_token_ids=[]),
+        Example("malformed", "<answer>4</answer>", None, params="max_len=100", solution=None,
+                response_token_ids=[]),
+    )
     abstains = "when the accuracy reward abstains"
     params = {
         "reward": Param("exact_match", "accuracy reward deciding correctness (a spec or an alias)"),

@@ -6,6 +6,7 @@ import random as _random
 from typing import Any, Dict, List, Sequence
 
 from ..params import Param
+from .contract import Example
 from .base import Reward, Score
 
 
@@ -23,6 +24,11 @@ class RandomReward(Reward):
     """
 
     name = "random"
+    examples = (
+        Example("full", "anything", 1.0, params="seed=0,low=1.0,high=1.0"),
+        Example("zero", "anything", 0.0, params="seed=0,low=0.0,high=0.0"),
+        Example("malformed", None, 0.0, params="seed=0,low=0.0,high=0.0"),
+    )
     columns = ()
     params = {
         "seed": Param(None, "seed for reproducible scores (unset: random)", type=int),

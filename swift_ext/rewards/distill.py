@@ -11,6 +11,7 @@ from collections import Counter
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..params import Param
+from .contract import Example
 from .base import Reward, Score
 from ..extract import normalize
 from .shaping import SCOPES, part, words
@@ -192,6 +193,12 @@ class TeacherSimilarity(Reward):
     """
 
     name = "teacher_similarity"
+    examples = (
+        Example("full", "<answer>the cat sat down</answer>", 1.0, solution="the cat sat down"),
+        Example("zero", "<answer>a dog</answer>", 0.0, solution="the cat sat down"),
+        Example("malformed", "", 0.0, solution="the cat sat down"),
+        Example("malformed", "the cat", None, solution=""),
+    )
     abstains = "when the teacher answer (gold column) is missing or has no words"
     params = {
         "metric": Param("rouge_l", "similarity measure", choices=("rouge_l", "chrf", "token_f1")),

@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 from ..params import Param
+from .contract import Example
 from .base import Reward, Score
 
 _ANSWER_AT_END = re.compile(r"^\s*<answer>(?P<ans>.*?)</answer>\s*$", re.S)
@@ -29,6 +30,12 @@ class ThinkFormat(Reward):
     """
 
     name = "think_format"
+    examples = (
+        Example("full", "<think>2+2=4</think>\n<answer>4</answer>", 1.0),
+        Example("full", "<answer>4</answer>", 1.0, params="think=optional"),
+        Example("zero", "<answer>4</answer>", 0.0),
+        Example("malformed", "<think><answer></think>", 0.0),
+    )
     columns = ()
     params = {
         "think": Param("required", "required: a </think> must close the reasoning; optional: an answer "

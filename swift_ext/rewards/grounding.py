@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from ..errors import ParamError
 from ..params import Param
+from .contract import Example
 from .base import Reward, Score, logger
 from .boxes import (FRAMES, GOLD_FRAMES, HARD_CAP, Frame, Labeled, SizeCache, giou, gold_boxes, gold_frame_of, iou,
                     parse_boxes, parse_point, point_in, row_image_size, scope, valid)
@@ -40,11 +41,22 @@ FRAME_PARAMS: Dict[str, Param] = {
 
 
 class _Grounded(Reward):
-    """Shared machinery: parse predictions and references and map both to the unit square."""
+    """Shared machinery: parse predictions and references and map both to the unit square.
+
+    Predicted and reference items are tuples whose first element is the box: ``(box, label)`` from
+    :func:`parse_boxes` / :func:`gold_boxes`; a subclass may read richer items (``detection`` reads
+    confidences and crowd flags) by setting ``read_predictions`` / ``read_gold``: conversion keeps the rest
+    of each tuple."""
 
     abstains = ("when the reference box column is missing or malformed, or when a frame conversion needs the "
                 "image size and the row has none")
     params = FRAME_PARAMS
+    #: ``(text, limit) -> (items, total)``: the predicted boxes of a completion's answer
+    read_predictions = staticmethod(parse_boxes)
+    #: ``value -> items | None``: the reference boxes of a column value
+    read_gold = staticmethod(gold_boxes)
+    #: names of the items' fields after the box, in explanations (predicted, reference)
+    item_fields: Tuple[Tuple[str, ...], Tuple[str, ...]] = (("label",), ("label",))
 
     def setup(self) -> None:
         if self.min_pixels is not None and self.max_pixels is not None and self.min_pixels > self.max_pixels:
@@ -55,9 +67,19 @@ class _Grounded(Reward):
         self._size_warned = False
         self._frame_warned = False
         self._gold_memo: Dict[str, Optional[List[Labeled]]] = {}
+        self._frame_memo: Dict[str, Optional[str]] = {}
 
     def _gold_frame(self, value: Any) -> Frame:
-        name = gold_frame_of(value) or self.gold_frame
+        if isinstance(value, str):   # a group repeats its gold: the JSON of an objects dict is read once
+            declared = self._frame_memo.get(value, _MISSING)
+            if declared is _MISSING:
+                declared = gold_frame_of(value)
+                if len(self._frame_memo) > 1024:
+                    self._frame_memo.clear()
+                self._frame_memo[value] = declared
+        else:
+            declared = gold_frame_of(value)
+        name = declared or self.gold_frame
         frame = self._frames.get(name)
         if frame is None:
             frame = self._frames[name] = Frame(name, self.factor, self.min_pixels, self.max_pixels)
@@ -66,10 +88,10 @@ class _Grounded(Reward):
     def _golds(self, raw: Any) -> Optional[List[Labeled]]:
         """The reference boxes of a column value; a GRPO group repeats its value, so strings are memoised."""
         if not isinstance(raw, str):
-            return gold_boxes(raw)
+            return self.read_gold(raw)
         got = self._gold_memo.get(raw, _MISSING)
         if got is _MISSING:
-            got = gold_boxes(raw)
+            got = self.read_gold(raw)
             if len(self._gold_memo) > 1024:
                 self._gold_memo.clear()
             self._gold_memo[raw] = got
@@ -98,26 +120,29 @@ class _Grounded(Reward):
 
     def unit_pairs(self, completion: str, row: Dict[str, Any], limit: int = HARD_CAP
                    ) -> Optional[Tuple[List[Labeled], int, List[Labeled]]]:
-        """``(predicted, n_predicted_total, references)`` in the unit square, or None to abstain."""
+        """``(predicted, n_predicted_total, references)`` in the unit square, or None to abstain (items as
+        ``read_predictions`` / ``read_gold`` give them, the box first)."""
         raw = row.get(self.gold_key)
         golds = self._golds(raw)
-        if golds is None or not all(valid(b) for b, _ in golds):
+        if golds is None or not all(valid(x[0]) for x in golds):
             return None
         gold_frame = self._gold_frame(raw)
         ok, size = self._size(row, self._pred_frame, gold_frame)
         if not ok:
             return None
-        preds, total = parse_boxes(scope(completion, self.extract), limit)
+        preds, total = self.read_predictions(scope(completion, self.extract), limit)
         if self._same_scale(self._pred_frame, gold_frame):
             return preds, total, golds
-        g = [(gold_frame.to_unit(b, size), lab) for b, lab in golds]
-        if any(b is None for b, _ in g):
+        to_unit = gold_frame.to_unit
+        g = [(to_unit(x[0], size),) + x[1:] for x in golds]
+        if any(x[0] is None for x in g):
             return None
-        if not self._frame_warned and any(min(b) < -0.05 or max(b) > 1.05 for b, _ in g):
+        if not self._frame_warned and any(min(x[0]) < -0.05 or max(x[0]) > 1.05 for x in g):
             self._frame_warned = True
             logger.warning("reward %s: a reference box lies outside its image once read as gold_frame=%s (%s); "
                            "is gold_frame right? (logged once)", self.name, self.gold_frame, golds[0][0])
-        p = [(self._pred_frame.to_unit(b, size), lab) for b, lab in preds]
+        to_unit = self._pred_frame.to_unit
+        p = [(to_unit(x[0], size),) + x[1:] for x in preds]
         return [x for x in p if x[0] is not None], total, g  # type: ignore[misc]
 
     def _explain_boxes(self, completion: str, row: Dict[str, Any], limit: int = HARD_CAP) -> Dict[str, Any]:
@@ -127,16 +152,16 @@ class _Grounded(Reward):
         raw = row.get(self.gold_key)
         golds = self._golds(raw)
         text = scope(completion, self.extract)
-        preds, total = parse_boxes(text, limit)
+        preds, total = self.read_predictions(text, limit)
         info: Dict[str, Any] = {
-            "scope": text, "predicted": [{"box": list(b), "label": lab} for b, lab in preds], "predicted_total": total,
+            "scope": text, "predicted": [self._item_info(x, 0) for x in preds], "predicted_total": total,
             "frame": self._pred_frame.name, "gold": raw,
-            "gold_boxes": None if golds is None else [{"box": list(b), "label": lab} for b, lab in golds],
+            "gold_boxes": None if golds is None else [self._item_info(x, 1) for x in golds],
             "abstain": None}
         if golds is None:
             info["abstain"] = f"no reference box in column {self.gold_key!r}"
             return info
-        if not all(valid(b) for b, _ in golds):
+        if not all(valid(x[0]) for x in golds):
             info["abstain"] = "a reference box is inverted or has zero area"
             return info
         gold_frame = self._gold_frame(raw)
@@ -145,7 +170,7 @@ class _Grounded(Reward):
         info["same_scale"] = same
         if same:
             info["conversion"] = "none: both sides in the same frame (IoU does not depend on the scale)"
-            info["unit_predicted"], info["unit_gold"] = [list(b) for b, _ in preds], [list(b) for b, _ in golds]
+            info["unit_predicted"], info["unit_gold"] = [list(x[0]) for x in preds], [list(x[0]) for x in golds]
             return info
         size = row_image_size(row, self._sizes) if (self._pred_frame.needs_size or gold_frame.needs_size) else None
         source = ("image_size" if row.get("image_size") is not None else "width/height" if
@@ -167,9 +192,13 @@ class _Grounded(Reward):
         if got is None:
             info["abstain"] = "a frame conversion failed (image aspect ratio over 200?)"
             return info
-        info["unit_predicted"] = [list(b) for b, _ in got[0]]
-        info["unit_gold"] = [list(b) for b, _ in got[2]]
+        info["unit_predicted"] = [list(x[0]) for x in got[0]]
+        info["unit_gold"] = [list(x[0]) for x in got[2]]
         return info
+
+    def _item_info(self, item: tuple, side: int) -> Dict[str, Any]:
+        """A parsed item for an explanation: ``{"box": [...], "label": ...}`` and the other fields it has."""
+        return {"box": list(item[0]), **dict(zip(self.item_fields[side], item[1:]))}
 
 
 class IoU(_Grounded):
@@ -193,6 +222,12 @@ class IoU(_Grounded):
     """
 
     name = "iou"
+    examples = (
+        Example("full", '{"bbox_2d": [0, 0, 200, 200]}', 1.0, params="gold_frame=same", solution="[0, 0, 200, 200]"),
+        Example("zero", "[300, 300, 400, 400]", 0.0, params="gold_frame=same", solution="[0, 0, 200, 200]"),
+        Example("malformed", "no box", 0.0, params="gold_frame=same", solution="[0, 0, 200, 200]"),
+        Example("malformed", "[0, 0, 200, 200]", None, params="gold_frame=same", solution="not a box"),
+    )
     params = {**FRAME_PARAMS,
               "pick": Param("first", "which predicted box to score", choices=("first", "last", "best"))}
 
@@ -259,6 +294,12 @@ class GIoU(IoU):
     """
 
     name = "giou"
+    examples = (
+        Example("full", "[0, 0, 1, 1]", 1.0, params="frame=norm1,gold_frame=same", solution="[0, 0, 1, 1]"),
+        Example("full", "[2, 0, 3, 1]", 1 / 3, params="frame=norm1,gold_frame=same", solution="[0, 0, 1, 1]"),
+        Example("zero", "no box", 0.0, params="frame=norm1,gold_frame=same", solution="[0, 0, 1, 1]"),
+        Example("malformed", "[0, 0, 1, 1]", None, params="frame=norm1,gold_frame=same", solution=None),
+    )
     params = {**IoU.params, "range": Param("unit", "unit: (GIoU+1)/2 in [0, 1]; signed: GIoU in [-1, 1]",
                                            choices=("unit", "signed"))}
 
@@ -284,6 +325,11 @@ class IoUThreshold(IoU):
     """
 
     name = "iou_threshold"
+    examples = (
+        Example("full", "[0, 0, 100, 100]", 1.0, params="gold_frame=same", solution="[0, 0, 100, 80]"),
+        Example("zero", "[0, 0, 100, 20]", 0.0, params="gold_frame=same", solution="[0, 0, 100, 80]"),
+        Example("malformed", "no box", 0.0, params="gold_frame=same", solution="[0, 0, 100, 80]"),
+    )
     params = {**IoU.params, "threshold": Param(0.5, "IoU needed for a score of 1", min=0.0, max=1.0)}
 
     def _metric(self, a, b) -> float:
@@ -316,6 +362,13 @@ class BoxF1(_Grounded):
     """
 
     name = "box_f1"
+    examples = (
+        Example("full", "[0,0,10,10] [20,20,30,30]", 1.0, params="gold_frame=same",
+                solution="[[0,0,10,10],[20,20,30,30]]"),
+        Example("zero", "[50,50,60,60]", 0.0, params="gold_frame=same", solution="[[0,0,10,10],[20,20,30,30]]"),
+        Example("malformed", "no boxes at all", 0.0, params="gold_frame=same",
+                solution="[[0,0,10,10],[20,20,30,30]]"),
+    )
     params = {**FRAME_PARAMS,
               "threshold": Param(0.5, "IoU a matched pair needs to count as a hit", min=0.0, max=1.0),
               "metric": Param("f1", "what to return", choices=("f1", "precision", "recall", "soft", "count")),
@@ -447,6 +500,11 @@ class PointInBox(_Grounded):
     """
 
     name = "point_in_box"
+    examples = (
+        Example("full", "click(250, 500)", 1.0, solution="[0, 0, 100, 100]", image_size=[200, 100]),
+        Example("zero", "(900, 100)", 0.0, solution="[0, 0, 100, 100]", image_size=[200, 100]),
+        Example("malformed", "no point", 0.0, solution="[0, 0, 100, 100]", image_size=[200, 100]),
+    )
     params = FRAME_PARAMS
 
     def score(self, completion: str, **row: Any) -> Score:

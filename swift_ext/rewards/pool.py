@@ -5,16 +5,24 @@ calls and sized to the machine: ``SWIFT_EXT_REWARD_WORKERS`` workers busy at onc
 this process may use divided by the ranks on the node (``LOCAL_WORLD_SIZE``), between 1 and 8; plus one
 warm spare, so a killed worker's place is taken at once.
 
-A worker is a plain ``python -m swift_ext.rewards.pool`` child speaking length-prefixed pickle frames on
-its stdin/stdout, not a ``multiprocessing`` child: spawn would re-import the trainer's ``__main__``
-(ms-swift's whole import chain, seconds and gigabytes) in every worker. A job names a module-level
-function (``"package.module:function"``) and its arguments.
+A worker is a plain ``python -c "...pool.main()"`` child speaking length-prefixed pickle frames on its
+stdin/stdout, not a ``multiprocessing`` child: spawn would re-import the trainer's ``__main__`` (ms-swift's
+whole import chain, seconds and gigabytes) in every worker. A job names a module-level function
+(``"package.module:function"``) and its arguments.
+
+Each worker runs under a small *keeper* process (the process :class:`_Worker` starts, in a session of its
+own): the keeper is a child subreaper (``PR_SET_CHILD_SUBREAPER``), so whatever the worker starts stays below
+it even after ``setsid`` or a double fork, and it gets ``SIGTERM`` when the trainer dies
+(``PR_SET_PDEATHSIG``), whereupon it kills everything below it. The worker itself gets ``SIGKILL`` when its
+keeper dies, and an address-space limit (``RLIMIT_AS``, ``SWIFT_EXT_REWARD_WORKER_MEMORY`` or
+:data:`DEFAULT_MEMORY`). A function that forks and returns in both processes does not add a worker: the
+copy exits before it reads or writes a frame.
 
 :meth:`Pool.run` gives a batch of jobs one deadline for all of them (and optionally a limit per job):
 jobs go to whichever worker is ready, a worker past its limit is killed (its whole process group) and
 replaced in the background, and a call never waits for a replacement that is still starting beyond its
 own deadline. Workers die with their parent (``PR_SET_PDEATHSIG``, and EOF on stdin), so a killed
-trainer leaves no worker behind.
+trainer leaves no worker behind, and neither does anything a worker started.
 """
 
 from __future__ import annotations
@@ -36,6 +44,11 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 IN_WORKER = False
 
 WORKERS_ENV = "SWIFT_EXT_REWARD_WORKERS"
+#: the variable setting each worker's address-space limit in MiB (0: no limit)
+MEMORY_ENV = "SWIFT_EXT_REWARD_WORKER_MEMORY"
+#: default address-space limit of one worker, in MiB: enough for math-verify, sympy and a tokenizer, not for a
+#: runaway allocation to take the node's memory
+DEFAULT_MEMORY = 8192
 _HEADER = struct.Struct("<I")
 #: how long the first worker of a pool may take to start (not counted against a call's deadline)
 START_TIMEOUT = 60.0
@@ -43,7 +56,9 @@ START_TIMEOUT = 60.0
 MAX_FAILED_STARTS = 3
 
 Job = Tuple[str, tuple]          # ("module:function", args)
-Result = Tuple[str, Any]         # ("ok", value) | ("error", text) | ("timeout", None)
+Result = Tuple[str, Any]         # ("ok", value) | ("error", text) | ("lost", text) | ("timeout", None)
+# "error": the function raised in the worker (or its job or result did not pickle); "lost": the job was not
+# done, its worker died under it or its answer could not be read here; "timeout": not done within the time.
 
 
 def default_size() -> int:
@@ -55,6 +70,11 @@ def default_size() -> int:
             return max(1, int(env))
         except ValueError:
             raise ValueError(f"{WORKERS_ENV}={env!r}: expected a whole number of worker processes") from None
+    return min(8, cpus_per_rank())
+
+
+def cpus_per_rank() -> int:
+    """The CPUs this process may use divided by the ranks on the node (``LOCAL_WORLD_SIZE``), at least 1."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
@@ -63,30 +83,72 @@ def default_size() -> int:
         ranks = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     except ValueError:
         ranks = 1
-    return max(1, min(8, cpus // ranks))
+    return max(1, cpus // ranks)
+
+
+def default_memory() -> int:
+    """Each worker's address-space limit in MiB: ``SWIFT_EXT_REWARD_WORKER_MEMORY``, else :data:`DEFAULT_MEMORY`
+    (0: no limit)."""
+    env = os.environ.get(MEMORY_ENV, "").strip()
+    if not env:
+        return DEFAULT_MEMORY
+    try:
+        return max(0, int(env))
+    except ValueError:
+        raise ValueError(f"{MEMORY_ENV}={env!r}: expected a whole number of MiB (0: no limit)") from None
 
 
 # -- the worker side -------------------------------------------------------------------------------
-def _die_with_parent(parent: int) -> None:
-    """Ask the kernel to SIGKILL this process when its parent dies (Linux), then check it has not already."""
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def _prctl(option: int, value: int) -> bool:
+    """``prctl(option, value)`` (Linux); False where it is not available."""
     try:
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+        return libc.prctl(option, value, 0, 0, 0) == 0
     except Exception:  # not Linux: stdin EOF still ends the worker
-        pass
+        return False
+
+
+def _die_with_parent(parent: int, sig: int = signal.SIGKILL) -> None:
+    """Ask the kernel to send ``sig`` to this process when its parent dies (Linux), then check it has not already."""
+    _prctl(PR_SET_PDEATHSIG, sig)
     if os.getppid() != parent:
         os._exit(0)
 
 
+def _read_exact(stream, size: int) -> Optional[bytes]:
+    """``size`` bytes from ``stream`` (a pipe: one read returns at most what the pipe holds, 64 KiB), or None
+    at EOF before that many."""
+    parts, left = [], size
+    while left:
+        chunk = stream.read(min(left, 1 << 20))
+        if not chunk:
+            return None
+        parts.append(chunk)
+        left -= len(chunk)
+    return b"".join(parts)
+
+
 def _read_frame(stream) -> Optional[bytes]:
-    head = stream.read(_HEADER.size)
-    if len(head) < _HEADER.size:
+    """One frame's payload, read until complete; None at EOF (or a frame cut short by it)."""
+    head = _read_exact(stream, _HEADER.size)
+    if head is None:
         return None
     (size,) = _HEADER.unpack(head)
-    data = stream.read(size)
-    return data if len(data) == size else None
+    return _read_exact(stream, size)
+
+
+def _write_all(stream, data: bytes) -> None:
+    """All of ``data`` to an unbuffered ``stream`` (a raw write may take only part of it)."""
+    view = memoryview(data)
+    while view:
+        n = stream.write(view)
+        view = view[n if n is not None else 0:]
 
 
 def _frame(obj: Any) -> bytes:
@@ -105,25 +167,119 @@ def _function(path: str):
     return fn
 
 
-def serve(argv: Sequence[str]) -> None:
-    """The worker loop: ``argv`` is the parent's pid then modules to import before saying ready."""
+def _descendants(root: int) -> List[int]:
+    """Live processes below ``root`` (from /proc; zombies left out), nearest first."""
+    children: Dict[int, List[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != b"Z":
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    out, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def kill_tree(root: int, include_root: bool = True) -> None:
+    """SIGKILL every process below ``root`` until none is left running (then ``root``). Below a subreaper (a
+    keeper) nothing escapes by ``setsid`` or a double fork: orphans are re-parented to the keeper, so a few
+    scans find them all; the root goes last, so that nothing is orphaned out of reach first."""
+    for attempt in range(200):
+        found = _descendants(root)
+        if not found:
+            break
+        for pid in found:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        if attempt:
+            time.sleep(0.001)                           # still exiting: give the kernel a moment
+    if include_root:
+        try:
+            os.kill(root, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    """The keeper: ``argv`` is the parent's pid, the worker's memory limit in MiB, then modules to import.
+
+    Started by the pool (``python -c``, so no module is run twice and no ``RuntimeWarning`` reaches the
+    training log). It becomes a subreaper, forks the worker, and waits: when the trainer dies (``SIGTERM``
+    through ``PR_SET_PDEATHSIG``) or the worker ends, it kills everything below it and exits."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     parent = int(argv[0]) if argv else os.getppid()
-    _die_with_parent(parent)
+    memory = int(argv[1]) if len(argv) > 1 else 0
+    signal.signal(signal.SIGINT, signal.SIG_IGN)        # Ctrl-C is the parent's to handle
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+    def end(*_: Any) -> None:
+        kill_tree(os.getpid(), include_root=False)
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, end)
+    _die_with_parent(parent, signal.SIGTERM)
+    keeper = os.getpid()
+    worker = os.fork()
+    if worker == 0:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        _die_with_parent(keeper)
+        _limit_memory(memory)
+        serve(argv[2:])
+        os._exit(0)
+    null = os.open(os.devnull, os.O_RDWR)               # the pipes are the worker's: its EOF must reach the parent
+    os.dup2(null, 0)
+    os.dup2(null, 1)
+    while True:
+        try:
+            pid, _ = os.wait()
+        except ChildProcessError:
+            end()
+        if pid == worker:
+            end()
+
+
+def _limit_memory(mib: int) -> None:
+    if mib > 0:
+        import resource
+
+        cap = mib << 20
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        if hard != resource.RLIM_INFINITY:
+            cap = min(cap, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+
+
+def serve(argv: Sequence[str]) -> None:
+    """The worker loop: ``argv`` lists modules to import (and ``warm_up()``) before saying ready."""
+    me = os.getpid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)        # Ctrl-C is the parent's to handle
     proto = os.fdopen(os.dup(sys.stdout.fileno()), "wb", buffering=0)
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())   # anything a library prints goes to stderr
     sys.stdout = sys.stderr
     source = os.fdopen(os.dup(sys.stdin.fileno()), "rb", buffering=0)
+    null = os.open(os.devnull, os.O_RDONLY)             # what the rewards start does not share the job pipe
+    os.dup2(null, sys.stdin.fileno())
+    os.close(null)
     global IN_WORKER
     IN_WORKER = True                                    # a reward unpickled here scores in this process
-    for module in argv[1:]:
+    for module in argv:
         try:
             warm = getattr(importlib.import_module(module), "warm_up", None)
             if warm is not None:
                 warm()
         except Exception:                               # the job that needs it reports the error
             pass
-    proto.write(_frame(("ready", os.getpid())))
+    _write_all(proto, _frame(("ready", me)))
     while True:
         data = _read_frame(source)
         if data is None:
@@ -133,23 +289,26 @@ def serve(argv: Sequence[str]) -> None:
             answer: Result = ("ok", _function(path)(*args))
         except BaseException as exc:  # noqa: BLE001 - report anything, the parent decides
             answer = ("error", f"{type(exc).__name__}: {exc}")
+        if os.getpid() != me:                           # a forked copy came back here: it is not a worker
+            os._exit(0)
         try:
             out = _frame(answer)
         except Exception as exc:  # an unpicklable result
             out = _frame(("error", f"result not picklable: {exc!r}"))
-        proto.write(out)
+        _write_all(proto, out)
 
 
 # -- the parent side -------------------------------------------------------------------------------
 class _Worker:
     """One worker process; ``ready`` once it said so; reads frames without blocking on a partial one."""
 
-    def __init__(self, modules: Iterable[str]):
-        self.proc = subprocess.Popen([sys.executable, "-m", __name__, str(os.getpid()), *modules],
+    def __init__(self, modules: Iterable[str], memory: int = 0):
+        self.proc = subprocess.Popen([sys.executable, "-c", ENTRY, str(os.getpid()), str(memory), *modules],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0,
                                      start_new_session=True, close_fds=True)
         self.fd = self.proc.stdout.fileno()
         self.ready = False
+        self.pid: Optional[int] = None        # the worker's own pid (``proc`` is its keeper), once ready
         self.started = time.monotonic()
         self.buf = b""
         self.job: Optional[int] = None        # index of the job it is running
@@ -157,7 +316,7 @@ class _Worker:
         self.keys: Set[str] = set()           # objects this worker already holds (see :func:`cached`)
 
     def send(self, job: Job) -> None:
-        self.proc.stdin.write(_frame(job))
+        _write_all(self.proc.stdin, _frame(job))
 
     def poll_frames(self) -> Optional[List[Any]]:
         """Frames now readable; None when the worker closed its end (died)."""
@@ -173,13 +332,19 @@ class _Worker:
             (size,) = _HEADER.unpack_from(self.buf)
             if len(self.buf) < _HEADER.size + size:
                 break
-            out.append(pickle.loads(self.buf[_HEADER.size:_HEADER.size + size]))
+            try:
+                out.append(pickle.loads(self.buf[_HEADER.size:_HEADER.size + size]))
+            except BaseException as exc:  # noqa: BLE001 - a result this process cannot rebuild is that job's loss
+                out.append(("lost", f"result not readable here: {type(exc).__name__}: {exc}"))
             self.buf = self.buf[_HEADER.size + size:]
         return out
 
     def kill(self) -> None:
+        """The worker and everything it started (its keeper holds even what left its session), then the keeper."""
+        if self.proc.poll() is None:
+            kill_tree(self.proc.pid)
         try:
-            os.killpg(self.proc.pid, signal.SIGKILL)   # the worker and anything it started
+            os.killpg(self.proc.pid, signal.SIGKILL)   # what is left of the keeper's process group
         except (ProcessLookupError, PermissionError):
             pass
         for stream in (self.proc.stdin, self.proc.stdout):
@@ -208,8 +373,10 @@ class _Worker:
 class Pool:
     """Worker processes shared by every reward of this process (see the module docstring)."""
 
-    def __init__(self, size: Optional[int] = None):
+    def __init__(self, size: Optional[int] = None, memory: Optional[int] = None):
         self.size = size or default_size()
+        #: each worker's address-space limit in MiB (0: none)
+        self.memory = default_memory() if memory is None else max(0, int(memory))
         self.modules: List[str] = []
         self.workers: List[_Worker] = []
         self.lock = threading.Lock()
@@ -220,7 +387,7 @@ class Pool:
 
     # -- workers ---------------------------------------------------------------------------------
     def _spawn(self) -> _Worker:
-        w = _Worker(self.modules)
+        w = _Worker(self.modules, self.memory)
         self.workers.append(w)
         self.started += 1
         return w
@@ -245,6 +412,11 @@ class Pool:
                 self.modules.append(m)
 
     def pids(self) -> List[int]:
+        """The pids of the workers that said ready and whose keeper is alive."""
+        return [w.pid for w in self.workers if w.pid is not None and w.proc.poll() is None]
+
+    def keepers(self) -> List[int]:
+        """The pids of the processes this pool started (one keeper per worker)."""
         return [w.proc.pid for w in self.workers if w.proc.poll() is None]
 
     def _wait_first_ready(self) -> None:
@@ -280,14 +452,15 @@ class Pool:
                 if not w.ready:
                     self.failed_starts += 1
                 if w.job is not None and w.job < len(results):
-                    results[w.job] = ("error", "reward worker died")
+                    results[w.job] = ("lost", "reward worker died")
                     jobs.pop(w.job, None)
                 w.job = None
                 self._retire(w)
                 continue
             for frame in frames:
                 if not w.ready:
-                    w.ready = frame == ("ready", w.proc.pid)
+                    w.ready = isinstance(frame, tuple) and len(frame) == 2 and frame[0] == "ready"
+                    w.pid = frame[1] if w.ready else None
                     self.failed_starts = 0 if w.ready else self.failed_starts
                     continue
                 if w.job is not None:
@@ -436,5 +609,9 @@ def shutdown() -> None:
         _POOL = None
 
 
+#: how the pool starts a worker's keeper: ``-c`` rather than ``-m``, which would run this module a second time
+#: (``RuntimeWarning: 'swift_ext.rewards.pool' found in sys.modules``) in every worker
+ENTRY = f"import {__name__} as p; p.main()"
+
 if __name__ == "__main__":
-    serve(sys.argv[1:])
+    main()

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import re
 from itertools import repeat
-from typing import Any, List, Optional, Sequence
+from typing import Any, Iterable, List, Optional, Sequence
 
 from ..errors import ParamError
 from ..params import Param
+from .contract import Example
 from .base import Checked, Reward, Score, column, texts_of
 from ..extract import answer_tag, strip_think
 
@@ -69,8 +70,24 @@ def flat_lengths(ids: Sequence[Any]) -> Optional[List[int]]:
     >>> flat_lengths([[1, 2, 3], []]), flat_lengths([[1], None]), flat_lengths([[1], [[2, 3], [4]]])
     ([3, 0], None, None)
     """
-    try:  # one pass: a row that is not a list/tuple, or whose first element is not an int (a multi-turn
-        # row holds a list per turn), gives None, and the caller takes the row-by-row path
+    lengths = _flat_lengths(ids)
+    return None if lengths is None else list(lengths)
+
+
+def _flat_lengths(ids: Sequence[Any]) -> Optional[Iterable[int]]:
+    """:func:`flat_lengths`, the usual case as a lazy ``map(len, ids)`` (its consumer reads it once)."""
+    # the usual batch (no empty row) in one pass collecting each row's first element (a row that is not a
+    # list or tuple is left out), then one sum in C: it fails on a list (a multi-turn row), a string or None;
+    # a bool adds as an int, a float or a numpy / torch scalar changes its type
+    try:
+        firsts = [r[0] for r in ids if type(r) is list or type(r) is tuple]
+        if len(firsts) == len(ids) and type(sum(firsts)) is int:
+            return map(len, ids)
+    except IndexError:  # an empty row: checked row by row below
+        pass
+    except TypeError:   # not iterable, a list or a string as a first element
+        return None
+    try:
         lengths = [len(r) if (type(r) is list or type(r) is tuple) and (not r or type(r[0]) is int) else None
                    for r in ids]
     except TypeError:  # not iterable
@@ -98,6 +115,12 @@ class NgramRepetition(Reward):
     """
 
     name = "ngram_repetition"
+    examples = (
+        Example("full", "a b c d", 0.0, params="n=2"),
+        Example("zero", "a a a a a a", -0.8, params="n=2"),     # 5 bigrams, 1 distinct: -(1 - 1/5)
+        Example("zero", "a b a b a b", -0.6, params="n=2"),
+        Example("malformed", "", 0.0, params="n=2"),
+    )
     columns = ("response_token_ids",)
     params = {
         "n": Param(3, "n-gram size", min=1, max=64),
@@ -160,6 +183,12 @@ class LengthBudget(Reward):
     """
 
     name = "length_budget"
+    examples = (
+        Example("full", "x" * 6, 0.0, params="max_length=10,soft_cache=4,unit=char"),
+        Example("zero", "x" * 20, -1.0, params="max_length=10,soft_cache=4,unit=char"),
+        Example("zero", "...", -0.75, params="max_length=10,soft_cache=4", response_token_ids=[7] * 9),
+        Example("malformed", None, 0.0, params="max_length=10,soft_cache=4,unit=char"),
+    )
     columns = ("response_token_ids",)
     params = {
         "max_length": Param(1024, "length at which the full penalty applies", min=1),
@@ -210,7 +239,7 @@ class LengthBudget(Reward):
             return 0.0
         return -penalty if cache == 0 or n >= limit else -penalty * (n - start) / cache
 
-    def penalties(self, lengths: Sequence[int], limit: int, cache: int) -> List[float]:
+    def penalties(self, lengths: Iterable[int], limit: int, cache: int) -> List[float]:
         """:meth:`penalty_of` each length, inlined: finite floats by construction (``penalty`` is finite)."""
         start, penalty = limit - cache, self.penalty
         if cache == 0:
@@ -220,7 +249,7 @@ class LengthBudget(Reward):
 
     def score_batch(self, completions: Sequence[str], rows: Sequence[dict]) -> List[Score]:
         if self.unit == "token" and not self.budget_key:    # the usual case: one len() per row
-            lengths = flat_lengths(column(rows, "response_token_ids"))
+            lengths = _flat_lengths(column(rows, "response_token_ids"))
             if lengths is not None:
                 return self.penalties(lengths, self.max_length, self.soft_cache)
         return super().score_batch(texts_of(completions), rows)
@@ -250,6 +279,11 @@ class ReasoningSteps(Reward):
     """
 
     name = "reasoning_steps"
+    examples = (
+        Example("full", "Step 1: add.\nStep 2: carry.\nStep 3: done.", 1.0),
+        Example("zero", "42", 0.0),
+        Example("malformed", "", 0.0),
+    )
     columns = ()
     params = {
         "target": Param(3, "number of steps worth the full score", min=1),
@@ -324,6 +358,11 @@ class LanguageConsistency(Reward):
     """
 
     name = "language_consistency"
+    examples = (
+        Example("full", "图中有两只猫", 1.0, messages=[{"role": "user", "content": "图中有几只猫？"}]),
+        Example("zero", "There are two cats", 0.0, messages=[{"role": "user", "content": "图中有几只猫？"}]),
+        Example("malformed", "two cats", None, messages=[{"role": "user", "content": "123"}]),
+    )
     abstains = "when target=auto and the prompt has no Chinese or English text (or no prompt is passed)"
     params = {
         "target": Param("auto", "language to reward: auto (the prompt's), zh or en", choices=("auto", "zh", "en")),
@@ -376,6 +415,11 @@ class TagCount(Reward):
     """
 
     name = "tag_count"
+    examples = (
+        Example("full", "<think>a</think><answer>b</answer>", 1.0),
+        Example("zero", "b", 0.0),
+        Example("malformed", "<think>a</think>b", 0.5),
+    )
     columns = ()
     params = {
         "tags": Param(["think", "answer"], "tag names, in order (list: think|answer)", type=list),

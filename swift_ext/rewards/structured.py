@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import ParamError
 from ..params import Param
+from .contract import Example
 from .base import Reward, Score, column
 from ..extract import answer_tag, strip_think
 
@@ -242,6 +243,12 @@ class JsonValid(Reward):
     """
 
     name = "json_valid"
+    examples = (
+        Example("full", '```json\n{"name": "cat"}\n```', 1.0),
+        Example("zero", "no json", 0.0),
+        Example("malformed", '{"name": "cat"', 0.0),
+        Example("malformed", '{"name": "cat"', 0.5, params="require=object,repaired_score=0.5"),
+    )
     params = {
         "require": Param("any", "top-level type required", choices=tuple(_KINDS)),
         "repaired_score": Param(0.0, "score for JSON that parses only after closing brackets/strings",
@@ -302,6 +309,18 @@ class JsonSchema(Reward):
     """
 
     name = "json_schema"
+    examples = (
+        Example("full", '{"name": "Ann", "age": 3}', 1.0,
+                schema={"type": "object", "required": ["name", "age"],
+                        "properties": {"name": {"type": "string"}, "age": {"type": "integer"}}}),
+        Example("zero", '{"nick": 1}', 0.0,
+                schema={"type": "object", "required": ["name", "age"],
+                        "properties": {"name": {"type": "string"}, "age": {"type": "integer"}}}),
+        Example("malformed", "oops", 0.0,
+                schema={"type": "object", "required": ["name", "age"],
+                        "properties": {"name": {"type": "string"}, "age": {"type": "integer"}}}),
+        Example("malformed", '{"name": "Ann"}', None),
+    )
     abstains = ("when there is no usable schema (no column value and no schema parameter, an invalid schema, or one "
                 "that cannot be evaluated such as an unresolvable $ref or a pattern still matching at the deadline)")
     default_timeout = 2.0

@@ -10,6 +10,8 @@ from .reader import (  # noqa: F401  (the package's public names)
     max_steps_of,
     number,
     metric_series,
+    MetricLog,
+    Points,
     read_logging,
     Completion,
     iter_completions,

@@ -17,14 +17,18 @@ swift-ext reads the same.
 from __future__ import annotations
 
 import json
+import logging
 import math
+import os
 import re
+from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from ..errors import ConfigError
 from ..io import BadLine, iter_jsonl
+from ..io.jsonl import READ_CHUNK, parse_json_line
 from ..scoring.results import group_indices
 
 LOGGING_FILE = "logging.jsonl"
@@ -36,6 +40,9 @@ NOT_REWARDS = frozenset({"step", "prompt", "completion", "advantages", "solution
 _REWARD_MEAN = re.compile(r"^rewards/(.+)/mean$")
 _VISION = re.compile(r"<\|vision_start\|>.*?<\|vision_end\|>|<image>|<video>|<\|image_pad\|>|<\|video_pad\|>", re.S)
 _USER_TURN = re.compile(r"<\|im_start\|>user\n(.*?)<\|im_end\|>", re.S)
+#: a step beyond this is not a step (a 400-digit "global_step"): the row reads as a summary row
+MAX_STEP = 1 << 53
+logger = logging.getLogger(__name__)
 
 
 def find_run_dirs(path: "str | Path") -> List[Path]:
@@ -69,25 +76,144 @@ def step_of(row: Dict[str, Any]) -> Optional[int]:
         return None
     value = row.get("global_step/max_steps")
     if isinstance(value, str) and value.split("/")[0].isdigit():
-        return int(value.split("/")[0])
+        head = value.split("/")[0]
+        return int(head) if len(head) < 16 and int(head) <= MAX_STEP else None
     step = row.get("step")
-    return step if isinstance(step, int) and not isinstance(step, bool) else None
+    return step if isinstance(step, int) and not isinstance(step, bool) and 0 <= step <= MAX_STEP else None
 
 
 def max_steps_of(rows: Iterable[Dict[str, Any]]) -> Optional[int]:
     for row in rows:
         value = row.get("global_step/max_steps")
-        if isinstance(value, str) and value.count("/") == 1 and value.split("/")[1].isdigit():
+        if isinstance(value, str) and value.count("/") == 1 and value.split("/")[1].isdigit() \
+                and len(value.split("/")[1]) < 16:
             return int(value.split("/")[1])
     return None
 
 
 def number(value: Any) -> Optional[float]:
-    """A logged value as a finite float, or None (NaN, inf, text, booleans)."""
+    """A logged value as a finite float, or None (NaN, inf, an integer too large for a float, text, booleans).
+
+    >>> number(1), number(float("inf")), number(10 ** 400), number("1")
+    (1.0, None, None, None)
+    """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # a 400-digit integer: as unusable as inf
+        return None
     return value if math.isfinite(value) else None
+
+
+class Points:
+    """The ``[step, value]`` pairs of one metric, kept in two arrays (16 bytes a point instead of about 120 as
+    Python lists, so a long run's metrics fit in memory). Reads like the list of pairs it replaces: ``len``,
+    iteration, indexing and slicing give ``[step, value]`` lists, and it compares equal to such a list."""
+
+    __slots__ = ("steps", "values")
+
+    def __init__(self, pairs: Iterable[Sequence[float]] = ()):
+        self.steps, self.values = array("q"), array("d")
+        for step, value in pairs:
+            self.append((step, value))
+
+    def append(self, pair: Sequence[float]) -> None:
+        self.steps.append(int(pair[0]))
+        self.values.append(float(pair[1]))
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def __iter__(self) -> Iterator[List[float]]:
+        return map(list, zip(self.steps, self.values))
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [list(p) for p in zip(self.steps[index], self.values[index])]
+        return [self.steps[index], self.values[index]]
+
+    def __eq__(self, other: Any) -> bool:
+        return list(self) == list(other) if isinstance(other, (Points, list, tuple)) else NotImplemented
+
+    def __repr__(self) -> str:
+        return repr(list(self))
+
+    def json(self) -> str:
+        """The pairs as a JSON array (what ``json.dumps(list(points))`` writes)."""
+        return json.dumps(list(self), allow_nan=False, separators=(",", ":"))
+
+
+class MetricLog:
+    """One ``logging.jsonl`` read incrementally: :meth:`read` reads what was appended since the last call
+    (complete lines only: a line still being written is read once its newline is there), folding each step
+    row into :attr:`series` (compact :class:`Points`) without keeping the rows. A line in the middle that is
+    not a JSON row (torn by a crash, nested 100k deep) is skipped with a warning naming ``file:line``; the
+    file being replaced or truncated starts the reading over. :attr:`offset` is how far the file was read."""
+
+    def __init__(self, path: "str | Path"):
+        self.path = Path(path)
+        self._reset()
+
+    def _reset(self) -> None:
+        self.offset = 0
+        self.lineno = 0
+        self.series: Dict[str, Points] = {}
+        self.max_steps: Optional[int] = None
+        self.skipped: List[Tuple[int, str]] = []
+        self._identity: Optional[Tuple[int, int]] = None
+
+    def read(self) -> int:
+        """Read what was appended; the number of bytes read."""
+        with open(self.path, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            if self._identity not in (None, (st.st_dev, st.st_ino)) or st.st_size < self.offset:
+                self._reset()
+            self._identity = (st.st_dev, st.st_ino)
+            fh.seek(self.offset)
+            read = 0
+            while True:
+                lines = fh.readlines(READ_CHUNK)
+                if not lines:
+                    break
+                if not lines[-1].endswith(b"\n"):  # the line training is writing right now
+                    lines.pop()
+                    if not lines:
+                        break
+                    for raw in lines:
+                        read += len(raw)
+                        self._line(raw)
+                    break
+                for raw in lines:
+                    read += len(raw)
+                    self._line(raw)
+            self.offset += read
+        return read
+
+    def _line(self, raw: bytes) -> None:
+        self.lineno += 1
+        if not raw.strip():
+            return
+        row, err = parse_json_line(raw)
+        if err is not None:
+            self.skipped.append((self.lineno, err))
+            logger.warning("%s:%d: %s; line skipped", self.path, self.lineno, err)
+            return
+        if not isinstance(row, dict):
+            return
+        if self.max_steps is None:
+            self.max_steps = max_steps_of([row])
+        step = step_of(row)
+        if step is None:
+            return
+        for key, value in row.items():
+            v = number(value)
+            if v is not None and key != "step":
+                points = self.series.get(key)
+                if points is None:
+                    points = self.series[key] = Points()
+                points.steps.append(step)
+                points.values.append(v)
 
 
 def metric_series(rows: Iterable[Dict[str, Any]]) -> Dict[str, List[List[float]]]:
@@ -106,20 +232,19 @@ def metric_series(rows: Iterable[Dict[str, Any]]) -> Dict[str, List[List[float]]
 
 
 def read_logging(path: Path) -> List[Dict[str, Any]]:
-    """The rows of one ``logging.jsonl``; a line being written right now (no newline yet) is left out."""
+    """The rows of one ``logging.jsonl``; a line being written right now (no newline yet) is left out, and a
+    line in the middle that is not a JSON row is skipped with a warning naming ``file:line`` (as
+    :class:`MetricLog` does)."""
     rows = []
     with open(path, "rb") as fh:
-        data = fh.read()
-    complete, _, _ = data.rpartition(b"\n")
-    for lineno, raw in enumerate(complete.split(b"\n"), 1):
-        if not raw.strip():
-            continue
-        try:
-            row = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise BadLine(str(path), lineno, f"not a JSON row ({exc})") from None
-        if isinstance(row, dict):
-            rows.append(row)
+        for lineno, raw in enumerate(fh, 1):
+            if not raw.endswith(b"\n") or not raw.strip():
+                continue
+            row, err = parse_json_line(raw)
+            if err is not None:
+                logger.warning("%s:%d: %s; line skipped", path, lineno, err)
+            elif isinstance(row, dict):
+                rows.append(row)
     return rows
 
 
@@ -194,8 +319,9 @@ class Run:
     name: str
     args: Dict[str, Any] = field(default_factory=dict)
     rows: List[Dict[str, Any]] = field(default_factory=list)
-    series: Dict[str, List[List[float]]] = field(default_factory=dict)
+    series: Dict[str, Any] = field(default_factory=dict)  # key -> [[step, value], ...] (lists or Points)
     completions_path: Optional[Path] = None
+    log: Optional[MetricLog] = None  # where series came from (load_run): rows are not kept
 
     @property
     def reward_names(self) -> List[str]:
@@ -208,11 +334,24 @@ class Run:
 
     @property
     def steps(self) -> List[int]:
-        return sorted({int(s) for points in self.series.values() for s, _ in points})
+        found: set = set()
+        for points in self.series.values():
+            found.update(points.steps if isinstance(points, Points) else (int(s) for s, _ in points))
+        return sorted(found)
 
     @property
     def max_steps(self) -> Optional[int]:
-        return max_steps_of(self.rows)
+        if self.rows or self.log is None:
+            return max_steps_of(self.rows)
+        return self.log.max_steps
+
+    def reload(self) -> int:
+        """Read what was appended to the run's ``logging.jsonl`` since it was loaded (bytes read)."""
+        if self.log is None:
+            return 0
+        read = self.log.read()
+        self.series = self.log.series
+        return read
 
     def completions(self) -> List[Completion]:
         return list(iter_completions(self.completions_path)) if self.completions_path else []
@@ -252,8 +391,8 @@ def load_run(path: "str | Path", name: Optional[str] = None) -> Run:
             raise ConfigError(f"{args_file}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
         run.args = loaded if isinstance(loaded, dict) else {}
     if (folder / LOGGING_FILE).is_file():
-        run.rows = read_logging(folder / LOGGING_FILE)
-        run.series = metric_series(run.rows)
+        run.log = MetricLog(folder / LOGGING_FILE)
+        run.reload()
     if (folder / COMPLETIONS_FILE).is_file():
         run.completions_path = folder / COMPLETIONS_FILE
     return run
@@ -331,6 +470,7 @@ def group_by_prompt(items: Sequence[Completion]) -> List[List[int]]:
     return group_indices((c.step, c.prompt) for c in items)
 
 
-__all__ = ["Run", "Completion", "load_run", "load_runs", "latest_run", "find_run_dirs", "metric_series",
+__all__ = ["Run", "Completion", "MetricLog", "Points", "load_run", "load_runs", "latest_run", "find_run_dirs",
+           "metric_series",
            "iter_completions", "prompt_text", "dataset_images", "group_by_prompt", "step_of", "number", "logging_rows"]
 

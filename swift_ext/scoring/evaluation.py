@@ -29,7 +29,6 @@ Example::
 
 from __future__ import annotations
 
-import json
 
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -37,7 +36,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from . import results
 from ..errors import ConfigError
 from ..components import Component, configure
-from ..io import atomic_write, save_png
+from ..io import JsonlWriter, save_png
 from ..params import Param, format_spec, parse_spec
 from .results import Results
 from ..rewards import get_reward
@@ -290,9 +289,9 @@ def plot_reports(reports: Sequence[EvalReport], path: str, labels: Optional[Sequ
 
 
 def write_per_item(report: EvalReport, path: str) -> str:
-    with atomic_write(path) as fh:
+    with JsonlWriter(path) as w:
         for entry in report.per_item:
-            fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
+            w.write(entry)
     return path
 
 

@@ -24,7 +24,7 @@ DETAIL_KEYS = ("extracted", "rule", "choice", "choice_rule", "number", "gold_num
                "gold_letter", "label", "gold_label", "count", "gold_count", "predicted", "gold_boxes", "frame",
                "gold_frame", "image_size", "image_size_from", "frame_conversion", "gold_conversion",
                "gold_frame_conversion", "matched_pairs", "precision", "recall", "point", "unit_point", "parsed",
-               "json_error", "schema_errors", "required_fraction", "checked_by")
+               "json_error", "schema_errors", "required_fraction", "checked_by", "extracted_by", "tests", "cases")
 
 
 def explain_one(spec: str, fn: Callable, completion: str, row: Dict[str, Any]) -> Dict[str, Any]:

@@ -429,11 +429,11 @@ def _sides_of(path: str) -> int:
 
 def write_jsonl(path: os.PathLike, rows: Iterable[dict]) -> str:
     """Write ``rows`` as JSON lines (atomically); returns the absolute path."""
+    from ..io import JsonlWriter
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with JsonlWriter(str(path)) as w:
         for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+            w.write(row)
     return str(path.resolve())

@@ -40,7 +40,6 @@ from typing import Any, ClassVar, Dict, List, Optional, Sequence
 
 from transformers import TrainerCallback
 
-from ..errors import PluginError
 from ..scoring.evaluation import group_stats
 from ..scoring.results import group_indices, prompt_key
 from ..bridge import grpo
@@ -101,18 +100,6 @@ def configure_callback(spec: str) -> type:
     return configure("callback", spec)
 
 
-def _parse_ks(text: str) -> Optional[List[int]]:
-    if not text:
-        return None
-    try:
-        ks = sorted({int(k) for k in str(text).replace("|", ",").split(",") if k.strip()})
-    except ValueError:
-        raise PluginError(f"ks={text!r}: expected integers separated by |") from None
-    if not ks or ks[0] < 1:
-        raise PluginError(f"ks={text!r}: every k must be >= 1")
-    return ks
-
-
 def reward_metrics(records: Sequence[Dict[str, Any]], names: Sequence[str], threshold: float,
                    ks: Optional[List[int]], prefix: str) -> Dict[str, float]:
     """``{prefix}/{reward}/{mean,accuracy,pass@k,mean@k}`` from per-completion records grouped by prompt."""
@@ -154,13 +141,14 @@ class RewardEval(ExtCallback):
     name = "reward_eval"
     params = {
         "threshold": Param(1.0, "a completion counts as correct when a reward is >= this", type=float),
-        "ks": Param("", "k values for pass@k, e.g. 1|4 (default: 1, powers of 2, the group size)", type=str),
+        "ks": Param((), "k values for pass@k, e.g. 1|4 (default: 1, powers of 2, the group size)", type=tuple,
+                    items=int, min=1),
         "prefix": Param("eval_ext", "metric name prefix", type=str),
     }
 
     def setup(self) -> None:
         self._records: List[Dict[str, Any]] = []
-        self._ks = _parse_ks(self.ks)
+        self._ks = sorted(set(self.ks)) or None
         self.active = False
 
     def on_train_begin(self, args, state, control, **kwargs):

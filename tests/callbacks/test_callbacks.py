@@ -94,5 +94,9 @@ def test_emit_without_swift_trainer_goes_to_next_log():
 
 
 def test_bad_ks():
-    with pytest.raises(PluginError, match="every k must be >= 1"):
-        callbacks.configure_callback("reward_eval:ks=0|2")(None, None)
+    """ks is a Param like every other parameter: a bad value is a ParamError at configure time, naming it."""
+    with pytest.raises(ParamError, match="ks=0: must be >= 1"):
+        callbacks.configure_callback("reward_eval:ks=0|2")
+    with pytest.raises(ParamError, match="expected int"):
+        callbacks.configure_callback("reward_eval:ks=1|x")
+    assert callbacks.configure_callback("reward_eval:ks=4|1|4")(None, None)._ks == [1, 4]

@@ -144,14 +144,16 @@ def test_root_confines_media_paths_and_the_reason_does_not_tell_existence(tree, 
 
 
 def test_allow_outside_root_keeps_root_as_the_base_only(tree, tmp_path):
-    src = write_lines(tmp_path / "in.jsonl", [sft(0, ["a.png"]), sft(1, ["../outside.png"]), sft(2, ["/etc/passwd"])])
+    src = write_lines(tmp_path / "in.jsonl", [sft(0, ["a.png"]), sft(1, ["../outside.png"]),
+                                              sft(2, [str(tmp_path / "outside.png")]), sft(3, ["/etc/passwd"])])
     report = convert_file(src, str(tmp_path / "out.jsonl"),
                           ConvertOptions(to="sft", root=str(tree), allow_outside_root=True))
-    assert report.rows_converted == 3
+    assert report.rows_converted == 3               # /etc/passwd is no image, root or not (the one media check)
     run = cli("convert", src, "--to", "sft", "--root", tree, "-o", tmp_path / "cli.jsonl")
-    assert run.returncode == 0 and len(read_jsonl(tmp_path / "cli.rejected.jsonl")) == 2
+    assert run.returncode == 0 and len(read_jsonl(tmp_path / "cli.rejected.jsonl")) == 3
     run = cli("convert", src, "--to", "sft", "--root", tree, "--allow-outside-root", "-o", tmp_path / "cli2.jsonl")
     assert run.returncode == 0 and len(read_jsonl(tmp_path / "cli2.jsonl")) == 3
+    assert "is not an image" in read_jsonl(tmp_path / "cli2.rejected.jsonl")[0]["reason"]
 
 
 # -- media: paths written absolute / relative --------------------------------------------------------
@@ -274,3 +276,34 @@ def test_validate_duplicate_detection_memory_per_row(tmp_path):
     assert report.checks["duplicate"]["count"] == n // 2
     per_row = (peaks[True] - peaks[False]) / n
     assert per_row < 32, per_row  # at most 22 held, 32 while the table grows
+
+
+# -- media: no shortcut around the one media check (issue 17 finding 5) -------------------------------------
+def _base64_prefixed(rest):
+    """A path whose first 64 characters decode as base64 of a PNG header, padded to a multiple of 4."""
+    head = "iVBORw0KGgo" + "A" * 53
+    while (len(head) + len(rest)) % 4:
+        rest = "./" + rest if rest.startswith("..") else rest + "/"
+    return head + rest
+
+
+def test_long_paths_base64_prefixes_audios_and_nul_bytes_do_not_skip_the_media_check(tree, tmp_path):
+    long_path = "/" * 2500 + str(tmp_path / "outside.png").lstrip("/")
+    b64_path = _base64_prefixed("/../../outside.png")
+    assert os.path.realpath(os.path.join(tree, b64_path)) == str(tmp_path / "outside.png")
+    audio = json.loads(sft(3))
+    audio["audios"] = ["../outside.png"]
+    src = write_lines(tmp_path / "in.jsonl", [sft(0, ["a.png"]), sft(1, [long_path]), sft(2, [b64_path]),
+                                              json.dumps(audio), sft(4, ["a\x00b.png"])])
+    for to in ("sft", "grpo"):
+        out = tmp_path / f"{to}.jsonl"
+        report = convert_file(src, str(out), ConvertOptions(to=to, root=str(tree), require_solution=False))
+        assert report.rows_converted == 1, to
+        reasons = {r["line"]: r["reason"] for r in read_jsonl(report.reject_file)}
+        assert "is outside --root" in reasons[2] and "is outside --root" in reasons[3]
+        assert reasons[4].startswith("audios[0]:") and "is outside --root" in reasons[4]
+        assert "NUL byte" in reasons[5]
+    run = cli("validate", src, "--task", "sft", "--root", tree, "--json")
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    checks = json.loads(run.stdout)["checks"]
+    assert checks["media_outside"]["count"] == 3 and checks["media_invalid"]["count"] == 1

@@ -43,6 +43,8 @@ for case in cases:
             try:
                 enc = template.encode(row)
                 res["keys"].append(sorted(k for k, v in enc.items() if v is not None))
+                ids = enc.get("input_ids")
+                res.setdefault("texts", []).append(template.tokenizer.decode(ids) if ids is not None else None)
                 if "label" in enc:
                     res.setdefault("labels", []).append(bool(enc["label"]))
             except Exception as exc:
@@ -72,7 +74,12 @@ CASES = {
     "trl_unpaired.jsonl": ["kto"],
     "prompt_answer.jsonl": ["sft", "grpo"],
     "verl.jsonl": ["grpo"],
+    # ms-swift grounding rows (objects + <ref-object> / <bbox>) and COCO / RefCOCO annotation files
+    "grounding_objects.jsonl": ["sft", "grpo"],
+    "coco_instances.json": ["sft", "grpo"],
+    "refcoco.json": ["sft", "grpo"],
 }
+GROUNDING = {"grounding_objects", "coco_instances", "refcoco"}
 NEGATIVE_CASES = {"swift_messages.jsonl": ["dpo", "kto"]}  # via --negatives auto
 
 
@@ -134,3 +141,17 @@ def test_ms_swift_loads_and_encodes_every_conversion(tmp_path, tiny_models, swif
     assert all(any(k.endswith("pixel_values") for k in keys) for keys in rl["keys"]), rl["keys"]
     sft = next(r for r in results if Path(r["file"]).name == "llava.sft.jsonl")
     assert all("pixel_values" in keys for keys in sft["keys"]), sft["keys"]
+    # grounding: the template replaced every placeholder (none is left as text) with the row's objects, and the
+    # GRPO prompt kept its refs for the template (the answer's boxes went to the solution)
+    for res in results:
+        if Path(res["file"]).stem.split(".")[0] not in GROUNDING:
+            continue
+        for text in res["texts"]:
+            assert "<ref-object>" not in text and "<bbox>" not in text, (res["file"], text)
+        if res["task"] == "grpo":
+            rows = [json.loads(x) for x in Path(res["file"]).read_text().splitlines()]
+            for row, text in zip(rows, res["texts"]):
+                for ref in (row.get("objects") or {}).get("ref", []):
+                    assert ref in text, (res["file"], ref, text)
+    refs = next(r for r in results if Path(r["file"]).name == "refcoco.grpo.jsonl")
+    assert any("<|object_ref_start|>the red square<|object_ref_end|>" in t for t in refs["texts"]), refs["texts"]

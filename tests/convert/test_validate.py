@@ -63,7 +63,7 @@ def test_root_resolves_relative_paths():
 
 def test_decode_images_opt_in(tmp_path):
     bad = tmp_path / "bad.png"
-    bad.write_bytes(b"not a png")
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n but not a png")     # an image header (the media check), no image
     row = {"messages": msgs(("user", "<image>q"), ("assistant", "a")), "images": [str(bad)]}
     assert check_row(row, task="sft") == []
     assert names(check_row(row, task="sft", decode=True)) == ["media_decode"]

@@ -57,11 +57,15 @@ def numeric_pass_rate(sample_row):
     return sum(c == f"<answer>{sample_row['solution']}</answer>" for c in comps) / len(comps)
 
 
+def frun(data, out, rewards, sampler, sampling, **kw):
+    return flt.run(data, out, sampler, flt.FilterOptions(rewards=rewards, sampling=sampling, **kw))
+
+
 def test_pass_rates_recompute_from_the_samples_and_counts_add_up(tmp_path):
     data = dataset(tmp_path, extra=[{"no_prompt": 1}, {"messages": "hi"}, {"messages": [{"role": "user",
                                     "content": "no gold"}]}])
     out = str(tmp_path / "out.jsonl")
-    rep = flt.run(data, out, ["numeric"], SeededSampler(), flt.Sampling(num_generations=6, seed=1),
+    rep = frun(data, out, ["numeric"], SeededSampler(), flt.Sampling(num_generations=6, seed=1),
                   keep=(0.1, 0.9))
     samples = read(tmp_path / "out.samples.jsonl")
     assert len(samples) == 12
@@ -71,9 +75,10 @@ def test_pass_rates_recompute_from_the_samples_and_counts_add_up(tmp_path):
     assert [r["messages"] for r in kept] == [s["messages"] for s in samples if 0.1 <= s["pass_rate"] <= 0.9]
     assert all("completions" not in r and r["reward_means"]["numeric"] == r["pass_rate"] for r in kept)
     assert rep.rows_in == 15 == rep.rows_kept + rep.rows_dropped + rep.rows_rejected
-    rejects = (tmp_path / "out.rejects.txt").read_text().splitlines()
-    assert [line.split(":")[1] for line in rejects] == ["13", "14", "15"]
-    assert "abstained" in rejects[2] and "no prompt" in rejects[0]
+    rejects = read(tmp_path / "out.rejected.jsonl")       # the one reject format (io.RejectFile)
+    assert [r["line"] for r in rejects] == [13, 14, 15] and all(r["file"] == data for r in rejects)
+    assert "abstained" in rejects[2]["reason"] and "no prompt" in rejects[0]["reason"]
+    assert all(isinstance(json.loads(r["original"]), dict) for r in rejects)
     zero = sum(1 for s in samples if s["pass_rate"] in (0.0, 1.0))
     assert rep.zero_variance_prompts == zero and rep.as_dict()["generations_in_zero_variance_groups"] == 6 * zero
 
@@ -81,17 +86,17 @@ def test_pass_rates_recompute_from_the_samples_and_counts_add_up(tmp_path):
 def test_weighted_sum_curriculum_and_buckets(tmp_path):
     data = dataset(tmp_path)
     out = str(tmp_path / "cur.jsonl")
-    rep = flt.run(data, out, ["numeric", "think_format"], SeededSampler(), flt.Sampling(num_generations=5),
+    rep = frun(data, out, ["numeric", "think_format"], SeededSampler(), flt.Sampling(num_generations=5),
                   weights=[1.0, 0.5], curriculum=True)
     rows = read(out)
     assert len(rows) == 12 and rep.pass_threshold == 1.5  # full marks on both
     assert all(r["pass_rate"] == 0.0 for r in rows)           # no <think>: nothing reaches 1.5
-    rep = flt.run(data, out, ["numeric", "think_format"], SeededSampler(), flt.Sampling(num_generations=5),
+    rep = frun(data, out, ["numeric", "think_format"], SeededSampler(), flt.Sampling(num_generations=5),
                   weights=[1.0, 0.5], pass_threshold=1.0, curriculum=True, restart=True)
     rows = read(out)
     rates = [r["pass_rate"] for r in rows]
     assert rates == sorted(rates, reverse=True)
-    rep = flt.run(data, out, ["numeric"], SeededSampler(), flt.Sampling(num_generations=5),
+    rep = frun(data, out, ["numeric"], SeededSampler(), flt.Sampling(num_generations=5),
                   buckets=flt.parse_buckets("0.2,0.8"), restart=True)
     sizes = [b["rows"] for b in rep.buckets]
     assert sum(sizes) == 12
@@ -103,17 +108,17 @@ def test_weighted_sum_curriculum_and_buckets(tmp_path):
 def test_an_interrupted_run_resumes_without_sampling_a_prompt_twice(tmp_path):
     data = dataset(tmp_path)
     full = str(tmp_path / "full.jsonl")
-    flt.run(data, full, ["numeric"], SeededSampler(), flt.Sampling(num_generations=4, seed=7), chunk=3)
+    frun(data, full, ["numeric"], SeededSampler(), flt.Sampling(num_generations=4, seed=7), chunk=3)
     out = str(tmp_path / "out.jsonl")
     first = SeededSampler(stop_after=5)
     with pytest.raises(KeyboardInterrupt):
-        flt.run(data, out, ["numeric"], first, flt.Sampling(num_generations=4, seed=7), chunk=3)
+        frun(data, out, ["numeric"], first, flt.Sampling(num_generations=4, seed=7), chunk=3)
     assert not Path(out).exists()  # nothing half-written
     ckpt = tmp_path / "out.ckpt.jsonl"
     with open(ckpt, "a") as fh:  # a kill in the middle of a write leaves a torn last line
         fh.write('{"key": "abc", "compl')
     second = SeededSampler()
-    rep = flt.run(data, out, ["numeric"], second, flt.Sampling(num_generations=4, seed=7), chunk=3)
+    rep = frun(data, out, ["numeric"], second, flt.Sampling(num_generations=4, seed=7), chunk=3)
     assert rep.resumed == 5 and rep.sampled_now == 7
     assert not set(first.sampled) & set(second.sampled) and len(first.sampled + second.sampled) == 12
     assert Path(out).read_text() == Path(full).read_text()
@@ -125,24 +130,24 @@ def test_an_interrupted_run_resumes_without_sampling_a_prompt_twice(tmp_path):
 def test_changed_settings_refuse_to_resume(tmp_path):
     data = dataset(tmp_path, n=3)
     out = str(tmp_path / "out.jsonl")
-    flt.run(data, out, ["numeric"], SeededSampler(), flt.Sampling(num_generations=4))
+    frun(data, out, ["numeric"], SeededSampler(), flt.Sampling(num_generations=4))
     with pytest.raises(ConfigError, match="temperature"):
-        flt.run(data, out, ["numeric"], SeededSampler(), flt.Sampling(num_generations=4, temperature=0.5))
+        frun(data, out, ["numeric"], SeededSampler(), flt.Sampling(num_generations=4, temperature=0.5))
     again = SeededSampler()
-    flt.run(data, out, ["numeric"], again, flt.Sampling(num_generations=4, temperature=0.5), restart=True)
+    frun(data, out, ["numeric"], again, flt.Sampling(num_generations=4, temperature=0.5), restart=True)
     assert len(again.sampled) == 3
 
 
 def test_bad_checkpoint_line_is_reported_with_file_and_line(tmp_path):
     data = dataset(tmp_path, n=3)
     out = str(tmp_path / "out.jsonl")
-    flt.run(data, out, ["numeric"], SeededSampler(), flt.Sampling(num_generations=2))
+    frun(data, out, ["numeric"], SeededSampler(), flt.Sampling(num_generations=2))
     ckpt = tmp_path / "out.ckpt.jsonl"
     lines = ckpt.read_text().splitlines()
     lines[2] = "garbage"
     ckpt.write_text("\n".join(lines) + "\n")
     with pytest.raises(Exception, match=r"out.ckpt.jsonl:3:"):
-        flt.run(data, out, ["numeric"], SeededSampler(), flt.Sampling(num_generations=2))
+        frun(data, out, ["numeric"], SeededSampler(), flt.Sampling(num_generations=2))
 
 
 def test_settings_come_from_a_recipe():
@@ -156,10 +161,10 @@ def test_bad_arguments_are_clear_errors(tmp_path):
     with pytest.raises(ConfigError, match="LOW:HIGH"):
         flt.parse_band("0.9:0.1")
     with pytest.raises(ConfigError, match="one of --keep"):
-        flt.run(data, str(tmp_path / "o.jsonl"), ["numeric"], SeededSampler(), flt.Sampling(), keep=(0, 1),
+        frun(data, str(tmp_path / "o.jsonl"), ["numeric"], SeededSampler(), flt.Sampling(), keep=(0, 1),
                 curriculum=True)
     with pytest.raises(Exception, match="unknown reward"):
-        flt.run(data, str(tmp_path / "o.jsonl"), ["numerik"], SeededSampler(), flt.Sampling())
+        frun(data, str(tmp_path / "o.jsonl"), ["numerik"], SeededSampler(), flt.Sampling())
     res = CliRunner().invoke(cli, ["filter", data, "-o", str(tmp_path / "o.jsonl"), "-r", "numeric"])
     assert res.exit_code != 0 and "no model" in res.output
 
@@ -247,7 +252,7 @@ def test_endpoint_sampler_runs_prompts_concurrently_and_asks_again_for_missing_c
         assert sampler.model == "served-model"
         data = dataset(tmp_path, n=8)
         t = time.perf_counter()
-        rep = flt.run(data, str(tmp_path / "o.jsonl"), ["numeric"], sampler, flt.Sampling(num_generations=5, seed=2))
+        rep = frun(data, str(tmp_path / "o.jsonl"), ["numeric"], sampler, flt.Sampling(num_generations=5, seed=2))
         took = time.perf_counter() - t
     finally:
         server.close()
@@ -264,7 +269,7 @@ def test_endpoint_errors_stop_the_run_with_the_server_message(tmp_path):
     try:
         sampler = flt.EndpointSampler(server.url, model="m", concurrency=2)
         with pytest.raises(Exception, match="HTTP 500.*model exploded"):
-            flt.run(dataset(tmp_path, n=4), str(tmp_path / "o.jsonl"), ["numeric"], sampler, flt.Sampling())
+            frun(dataset(tmp_path, n=4), str(tmp_path / "o.jsonl"), ["numeric"], sampler, flt.Sampling())
     finally:
         server.close()
     assert not (tmp_path / "o.jsonl").exists()
@@ -323,8 +328,8 @@ def test_cli_reward_weights_against_a_local_server(tmp_path):
 # -- data-parallel: shards, their merge, several endpoints ---------------------------------------------
 def _files(out):
     out = Path(out)
-    return {name: (out.parent / name).read_text() for name in
-            (out.name, out.stem + ".samples.jsonl", out.stem + ".rejects.txt")}
+    names = (out.name, out.stem + ".samples.jsonl", out.stem + ".rejected.jsonl")
+    return {name: (out.parent / name).read_text() for name in names if (out.parent / name).exists()}
 
 
 def test_shards_merged_write_exactly_what_one_process_writes(tmp_path):
@@ -332,45 +337,50 @@ def test_shards_merged_write_exactly_what_one_process_writes(tmp_path):
     one = tmp_path / "one" / "out.jsonl"
     one.parent.mkdir()
     sampling = flt.Sampling(num_generations=4, seed=3)
-    flt.run(data, str(one), ["numeric"], SeededSampler(), sampling, keep=(0.0, 0.75))
+    frun(data, str(one), ["numeric"], SeededSampler(), sampling, keep=(0.0, 0.75))
     par = tmp_path / "par" / "out.jsonl"
     par.parent.mkdir()
     samplers = [SeededSampler() for _ in range(3)]
-    reports = [flt.sample_shard(data, str(par), s, sampling, (i, 3), rewards=["numeric"])
-               for i, s in enumerate(samplers)]
+    opts = flt.FilterOptions(rewards=["numeric"], sampling=sampling)
+    reports = [flt.sample_shard(data, str(par), s, opts, (i, 3)) for i, s in enumerate(samplers)]
     # shard i takes prompts i, i+3, ...: 13 prompts -> 5 + 4 + 4, none twice
     assert [r.prompts for r in reports] == [5, 4, 4]
     assert not set(samplers[0].sampled) & set(samplers[1].sampled) and sum(len(s.sampled) for s in samplers) == 13
     assert not par.exists()  # shards only sample
-    label, merged = flt.merge_shards(data, str(par), 3)
-    assert label == "seeded" and merged == sampling
-    rep = flt.run(data, str(par), ["numeric"], flt.MergedSampler(label), merged, keep=(0.0, 0.75))
+    merged, merged_sampling = flt.merge_shards(data, str(par), 3)
+    assert merged.label == "seeded" and merged_sampling == sampling
+    rep = frun(data, str(par), ["numeric"], merged, merged_sampling, keep=(0.0, 0.75))
     assert rep.sampled_now == 0 and rep.resumed == 13 and rep.rows_rejected == 1
-    assert _files(par) == _files(one)
+    files = _files(par)
+    assert len(files) == 3 and files == _files(one)
 
 
 def test_a_shard_resumes_and_unfinished_or_mismatched_shards_are_refused(tmp_path):
     data = dataset(tmp_path, n=8)
     out = str(tmp_path / "out.jsonl")
     sampling = flt.Sampling(num_generations=2, seed=1)
-    flt.sample_shard(data, out, SeededSampler(), sampling, (0, 2))
+    opts = flt.FilterOptions(rewards=["numeric"], sampling=sampling)
+    flt.sample_shard(data, out, SeededSampler(), opts, (0, 2))
     with pytest.raises(ConfigError, match=r"shard 1/2: no checkpoint .*out.shard1of2.ckpt.jsonl; run it with --shard 1/2"):
         flt.merge_shards(data, out, 2)
     first = SeededSampler(stop_after=2)
     with pytest.raises(KeyboardInterrupt):
-        flt.sample_shard(data, out, first, sampling, (1, 2), chunk=1)
+        flt.sample_shard(data, out, first, flt.FilterOptions(rewards=["numeric"], sampling=sampling, chunk=1), (1, 2))
     with pytest.raises(ConfigError, match=r"shard 1/2 lacks 2 of its 4 prompts .*rerun it with --shard 1/2"):
         flt.merge_shards(data, out, 2)
     again = SeededSampler()
-    rep = flt.sample_shard(data, out, again, sampling, (1, 2))
+    rep = flt.sample_shard(data, out, again, opts, (1, 2))
     assert rep.resumed == 2 and rep.sampled_now == 2 and not set(first.sampled) & set(again.sampled)
     assert flt.merge_shards(data, out, 2)[1] == sampling
-    flt.sample_shard(data, out, SeededSampler(), flt.Sampling(num_generations=3, seed=1), (1, 2), restart=True)
+    other = flt.FilterOptions(rewards=["numeric"], sampling=flt.Sampling(num_generations=3, seed=1), restart=True)
+    flt.sample_shard(data, out, SeededSampler(), other, (1, 2))
     with pytest.raises(ConfigError, match="shard 1/2 was sampled with other settings than shard 0/2 "
                                           r"\(num_generations\)"):
         flt.merge_shards(data, out, 2)
     with pytest.raises(ConfigError, match="expected I/N"):
         flt.parse_shard("2/2")
+    with pytest.raises(Exception, match="nope"):  # a misspelt reward fails before a shard samples anything
+        flt.sample_shard(data, out, SeededSampler(), flt.FilterOptions(rewards=["nope"], sampling=sampling), (0, 2))
 
 
 def _cli_filter(*args):

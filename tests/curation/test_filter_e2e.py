@@ -105,7 +105,7 @@ def test_in_process_engine_resumes_after_sigterm_and_sigkill_to_the_same_output(
     assert "resuming" in err
     assert report["resumed"] == after_kill - 1 and report["resumed"] + report["sampled_now"] == 10
     check_samples(broken, 10)
-    for name in ("out.jsonl", "out.samples.jsonl", "out.rejects.txt"):
+    for name in ("out.jsonl", "out.samples.jsonl", "out.rejected.jsonl"):
         assert (broken / name).read_text() == (whole / name).read_text(), name
 
 

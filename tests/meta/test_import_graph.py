@@ -119,16 +119,20 @@ def test_only_the_bridge_imports_ms_swift():
 
 
 # The architecture, bottom to top: a unit imports only units of lower layers. A unit is a top-level module or
-# package of swift_ext, except two packages whose modules sit at different heights: scoring.results (the completion
-# record every layer reads) is a unit of its own, and each module of bridge is (bridge's low modules read ms-swift's
+# package of swift_ext, except where a package's modules sit at different heights: scoring.results (the completion
+# record every layer reads) and rewards.pool (the worker processes, which the sandbox uses too) are units of their
+# own, and each module of bridge is (bridge's low modules read ms-swift's
 # registries and arguments for the layers above; its package __init__ installs everything into a run).
 LAYERS = [
     {"errors"},
     {"params", "resources", "hookspecs", "io", "extract", "cpu_compat",   # foundation
-     "bridge.context", "bridge.grpo", "bridge.infer"},  # ms-swift facts with no swift_ext deps
+     "bridge.context", "bridge.grpo", "bridge.infer",  # ms-swift facts with no swift_ext deps
+     "rewards.pool"},                             # worker processes with deadlines (no swift_ext deps)
+    {"net"},                                      # the one HTTP client, the image encoder
+    {"tools"},                                    # tool calls: the one parser and matcher (rewards, convert, agents)
     {"bridge.arguments"},                         # ms-swift's argument classes (the torchvision shim first)
     {"plugins"},                                  # the plugin manager and registries
-    {"components"},                               # the one spec -> class mechanism
+    {"components", "sandbox"},                    # the one spec -> class mechanism; the code sandbox
     {"scoring.results", "bridge.callbacks"},      # the completion record; callbacks -> ms-swift's callbacks_map
     {"rewards"},                                  # reward families and their runtime (pool, deadlines)
     {"bridge.rewards", "bridge.teardown"},        # rewards -> ms-swift's orms; a clean end for every rank
@@ -150,7 +154,7 @@ def _unit(module: str) -> str:
     parts = module.split(".")[1:]
     if not parts:
         return "__init__"
-    if parts[:2] == ["scoring", "results"] or (parts[0] == "bridge" and len(parts) > 1):
+    if parts[:2] in (["scoring", "results"], ["rewards", "pool"]) or (parts[0] == "bridge" and len(parts) > 1):
         return ".".join(parts[:2])
     return parts[0]
 

@@ -1,4 +1,4 @@
-"""A real tiny Qwen2-VL GRPO run scored by the grounding and structured-output rewards.
+"""A real tiny Qwen2-VL GRPO run scored by the grounding, detection (COCO mAP) and structured-output rewards.
 
 ms-swift 4.6 runs in a subprocess (HF generate, ``--use_vllm false``, LoRA on CPU) on image rows whose
 ``solution`` is the shape's bounding box in pixels of the 56x56 image and whose ``schema`` column holds
@@ -25,7 +25,7 @@ SCHEMA = {"type": "object", "required": ["label", "bbox_2d"],
           "properties": {"label": {"type": "string"},
                          "bbox_2d": {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 4}}}
 REWARDS = ["iou:frame=qwen2_vl,gold_frame=pixels", "giou", "box_f1:threshold=0.3", "json_valid:repaired_score=0.5",
-           "json_schema"]
+           "json_schema", "map:frame=qwen2_vl,gold_frame=pixels,overprediction=length"]
 # counts ms-swift's response_token_ids: free up to 30 - 10 = 20 tokens, then -1/10 per token
 LENGTH = "length_budget:max_length=30,soft_cache=10,unit=token"
 

@@ -55,9 +55,9 @@ def warm_pool():
 
 
 def no_leak():
-    """Every child of this process is a current pool worker (killed workers are reaped and gone)."""
+    """Every child of this process is a current pool worker's keeper (killed workers are reaped and gone)."""
     pool = get_pool()
-    assert set(children()) <= set(pool.pids())
+    assert set(children()) <= set(pool.keepers())
 
 
 def test_a_reward_that_sleeps_forever_returns_within_its_deadline(tmp_path):
@@ -223,6 +223,164 @@ def test_workers_that_cannot_start_are_not_restarted_for_ever(monkeypatch):
     with pytest.raises(RuntimeError, match=r"died \d+ times before starting"):
         p.run([("os:getpid", ())], 1.0)
     deadline = time.monotonic() + 10                          # a spare just spawned may still be exiting
-    while p.pids() and time.monotonic() < deadline:
+    while p.keepers() and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert len(p.pids()) == 0 and p.started <= 5              # a few tries, not a spawn storm
+    assert len(p.keepers()) == 0 and p.started <= 5           # a few tries, not a spawn storm
+
+
+# -- issue 17: frames, lost workers, unreadable results, forks, escaped grandchildren, memory --------------
+@pytest.fixture
+def own_pool(monkeypatch):
+    """A fresh one-worker pool whose workers can import the helper functions in tests/ (``runtime_rewards``)."""
+    from swift_ext.rewards.pool import Pool
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([HERE, os.environ.get("PYTHONPATH", "")]))
+    pools = []
+
+    def make(**kw):
+        pools.append(Pool(size=kw.pop("size", 1), **kw))
+        return pools[-1]
+
+    yield make
+    for p in pools:
+        p.close()
+
+
+def wait_gone(pids, seconds=5.0):
+    deadline = time.monotonic() + seconds
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not any(alive(p) for p in pids)
+
+
+@pytest.mark.parametrize("size", [1024, 65535, 65536, 65537, 10 << 20])
+def test_frames_of_any_size_arrive_whole(size):
+    """A pipe read returns at most 64 KiB: a job frame is read until complete (it was taken for EOF)."""
+    assert get_pool().run([("builtins:len", ("x" * size,))], 30.0) == [("ok", size)]
+
+
+def test_an_isolated_reward_on_70_kb_completions_scores_as_in_process():
+    from runtime_rewards import TextLength
+
+    rng = __import__("random").Random(0)
+    comps = ["".join(rng.choice("abc de\n") for _ in range(70_000 + i)) for i in range(8)]
+    here = TextLength()(comps)
+    assert here == [float(len(c)) for c in comps]
+    assert TextLength(isolate=True)(comps) == here
+
+
+def test_a_worker_that_dies_abstains_as_documented(tmp_path, caplog):
+    """A chunk whose worker died is not scored: it gets ``timeout_score`` (None) with one warning, not 0.0."""
+    from runtime_rewards import Sleeper
+
+    r = Sleeper(timeout=30)
+    assert r(["ok"]) == [2.0]
+    workers = get_pool().pids()
+
+    import threading
+
+    def kill_all():                                              # killed from outside (the OOM killer, say)
+        for pid in workers:
+            os.kill(pid, 9)
+
+    threading.Timer(0.5, kill_all).start()
+    t0 = time.monotonic()
+    with caplog.at_level("WARNING", logger="swift_ext.rewards"):
+        out = r(["hang"] * 16)
+    assert out == [None] * 16                                    # 0.2.0: [0.0] * 16
+    assert time.monotonic() - t0 < 10                            # at once, not at the 30 s deadline
+    assert "not scored in the worker pool" in caplog.text and "reward worker died" in caplog.text
+
+
+def test_a_result_that_cannot_be_unpickled_here_does_not_escape(own_pool):
+    p = own_pool()
+    status, why = p.run([("runtime_rewards:unloadable", ())], 10.0)[0]
+    assert status == "lost" and "cannot be rebuilt here" in why
+    assert p.run([("builtins:len", ("abc",))], 10.0) == [("ok", 3)]      # the pool goes on
+
+
+def test_a_reward_whose_scores_cannot_be_unpickled_abstains():
+    from runtime_rewards import UnloadableScores
+
+    assert UnloadableScores(isolate=True)(["a", "b", "c"]) == [None] * 3
+    assert PidReward(isolate=True)(["x"])[0] in get_pool().pids()
+
+
+def test_a_reward_that_forks_does_not_add_a_worker(own_pool):
+    p = own_pool()
+    assert p.run([("runtime_rewards:fork_and_return", ())], 10.0) == [("ok", "forked")]
+    time.sleep(0.2)
+    from swift_ext.rewards.pool import _descendants
+
+    assert [len(_descendants(k)) for k in p.keepers()] == [1] * len(p.keepers())   # the copy exited at once
+    answers = {p.run([("os:getpid", ())], 10.0)[0] for _ in range(20)}
+    assert answers <= {("ok", w) for w in p.pids()}                                  # only the workers answer
+
+
+@pytest.mark.parametrize("how", ["setsid_grandchild", "double_fork_grandchild"])
+def test_what_a_worker_started_outside_its_group_dies_with_the_pool(own_pool, tmp_path, how):
+    p = own_pool()
+    pid_file = tmp_path / "grandchild.pid"
+    status, pid = p.run([(f"runtime_rewards:{how}", (str(pid_file),))], 10.0)[0]
+    assert status == "ok" and alive(pid)
+    assert os.getpgid(pid) != os.getpgid(p.pids()[0])                # out of the worker's process group
+    p.close()
+    assert wait_gone([pid])
+
+
+def test_what_a_worker_started_outside_its_group_dies_with_a_killed_trainer(tmp_path):
+    script = textwrap.dedent(f"""
+        import json, sys
+        sys.path.insert(0, {HERE!r})
+        from swift_ext.rewards.pool import Pool
+        p = Pool(size=1)
+        got = [p.run([("runtime_rewards:" + how, ({str(tmp_path)!r} + "/" + how,))], 10.0)[0][1]
+               for how in ("setsid_grandchild", "double_fork_grandchild")]
+        print(json.dumps(got + p.pids() + p.keepers()), flush=True)
+        import time; time.sleep(1000)
+    """)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([HERE] + [p for p in sys.path if p])}
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env)
+    pids = json.loads(proc.stdout.readline())
+    assert len(pids) >= 4 and all(alive(p) for p in pids)            # 2 grandchildren, workers, keepers
+    proc.kill()                                                      # SIGKILL: no atexit, no cleanup code runs
+    proc.wait()
+    assert wait_gone(pids)
+
+
+def test_workers_have_a_memory_cap(own_pool):
+    p = own_pool(memory=256)
+    worker = p.run([("os:getpid", ())], 10.0)[0][1]
+    with open(f"/proc/{worker}/limits") as fh:
+        line = next(x for x in fh if x.startswith("Max address space"))
+    assert line.split()[3] == str(256 << 20)
+    status, why = p.run([("runtime_rewards:allocate", (1024,))], 10.0)[0]
+    assert status == "error" and "MemoryError" in why                  # refused, not taken from the node
+    assert p.run([("runtime_rewards:allocate", (16,))], 10.0) == [("ok", 16 << 20)]
+
+
+def test_the_default_memory_cap_and_its_variable(monkeypatch):
+    from swift_ext.rewards import pool as pool_mod
+
+    assert pool_mod.Pool(size=1).memory == pool_mod.DEFAULT_MEMORY
+    monkeypatch.setenv(pool_mod.MEMORY_ENV, "0")
+    assert pool_mod.Pool(size=1).memory == 0
+    monkeypatch.setenv(pool_mod.MEMORY_ENV, "lots")
+    with pytest.raises(ValueError, match=pool_mod.MEMORY_ENV):
+        pool_mod.Pool(size=1)
+
+
+def test_workers_start_without_a_runtime_warning(tmp_path):
+    """Issue 18: ``python -m swift_ext.rewards.pool`` ran the module twice and printed a RuntimeWarning per worker."""
+    script = textwrap.dedent("""
+        from swift_ext.rewards.pool import Pool
+        p = Pool(size=2)
+        assert p.wait_ready()
+        print(p.run([("os:getpid", ())] * 4, 10.0))
+        p.close()
+    """)
+    proc = subprocess.run([sys.executable, "-W", "default", "-c", script], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)})
+    assert proc.returncode == 0, proc.stderr
+    assert "ok" in proc.stdout
+    assert "Warning" not in proc.stderr and "found in sys.modules" not in proc.stderr, proc.stderr

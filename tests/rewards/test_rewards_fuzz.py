@@ -39,6 +39,11 @@ VARIANTS = [
     "mcq:letters=ABCD,strict=false",
     "tag_count:newlines=true,allow_prefilled=false",
     "language_consistency:target=zh,scope=think",
+    "map:frame=qwen2_5_vl,gold_frame=pixels,overprediction=length,match_labels=false,max_dets=3",
+    "ap50:gold_frame=same",
+    "anls:strict=true,threshold=0.2",
+    "wer:lowercase=true,extract=none",
+    "relaxed_accuracy:tolerance=0",
 ]
 SLOW = {"math_accuracy"}          # runs math-verify in a child process: fewer examples, separate budget
 BOUND_S = 5.0                     # generous wall-clock bound per call on a shared 2-core box

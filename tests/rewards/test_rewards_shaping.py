@@ -107,6 +107,26 @@ class TestLengthBudget:
             assert batch == alone, ids
 
 
+    @settings(max_examples=200, deadline=None)
+    @given(st.integers(2, 400), st.data())
+    def test_equals_trl_soft_overlong_punishment(self, max_length, data):
+        """Differential against the reference: TRL's ``get_soft_overlong_punishment`` (DAPO's formula) on
+        generated token ids, lengths around every zone boundary (free, soft, at and beyond the maximum)."""
+        from trl.rewards import get_soft_overlong_punishment
+
+        cache = data.draw(st.integers(1, max_length - 1))
+        start = max_length - cache
+        near = st.sampled_from([0, 1, start - 1, start, start + 1, max_length - 1, max_length, max_length + 1])
+        lengths = data.draw(st.lists(st.one_of(near, st.integers(0, 2 * max_length)).filter(lambda n: n >= 0),
+                                     min_size=1, max_size=64))
+        ids = [[7] * n for n in lengths]
+        theirs = get_soft_overlong_punishment(max_length, cache)(completion_ids=ids)
+        mine = LengthBudget(max_length=max_length, soft_cache=cache)(["x"] * len(ids), response_token_ids=ids)
+        assert mine == theirs
+        alone = [LengthBudget(max_length=max_length, soft_cache=cache).score("x", response_token_ids=i) for i in ids]
+        assert alone == theirs                                    # the one-row path agrees too
+
+
 class TestReasoningSteps:
     def test_table(self):
         cases = [

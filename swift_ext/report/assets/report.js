@@ -6,6 +6,7 @@
                  "#7f7f7f", "#bcbd22"];
   var DASHES = ["solid", "dash", "dot", "dashdot", "longdash"];
   var MODEL = readJSON("report-model");
+  if (!MODEL.series) MODEL.series = MODEL.runs.map(function (r, i) { return readJSON("report-series-" + i) || {}; });
   var IMAGES = readJSON("report-images") || {};
   var CHUNKS = {};           // "run-step" -> parsed chunk
   var PAGE = 200;            // completions rendered before "show more"
@@ -32,6 +33,13 @@
     var a = Math.abs(v);
     return (a !== 0 && (a < 1e-3 || a >= 1e5)) ? v.toExponential(2) : String(Math.round(v * 1e4) / 1e4);
   }
+  // plotly.js reads its strings (titles, legend names, axis labels, hover text, annotations) as pseudo-HTML:
+  // <a href>, <span style="...url(...)">. Every string from the run's files goes through esc() first, so it
+  // is shown as text and nothing in it can fetch a URL or render a link.
+  function esc(s) {
+    return String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;")
+                    .replace(/"/g, "&quot;").replace(/'/g, "&#39;");
+  }
   function rgba(hex, alpha) {
     var n = parseInt(hex.slice(1), 16);
     return "rgba(" + (n >> 16) + "," + ((n >> 8) & 255) + "," + (n & 255) + "," + alpha + ")";
@@ -48,6 +56,7 @@
         var color = PALETTE[(multi ? ri : ki) % PALETTE.length];
         var xs = points.map(function (p) { return p[0]; }), ys = points.map(function (p) { return p[1]; });
         var name = multi ? run.name + (chart.keys.length > 1 ? ": " + key : "") : (chart.keys.length > 1 ? key : run.name);
+        var label = esc(name);
         var band = chart.bands[key] && series[chart.bands[key]];
         if (band) {
           var sd = {};
@@ -58,9 +67,9 @@
           out.push(Object.assign({y: ys.map(function (y, i) { return y - (sd[xs[i]] || 0); }), fill: "tonexty",
                                   fillcolor: rgba(color, 0.18)}, common));
         }
-        out.push({x: xs, y: ys, name: name, type: "scatter", mode: xs.length <= 400 ? "lines+markers" : "lines",
+        out.push({x: xs, y: ys, name: label, type: "scatter", mode: xs.length <= 400 ? "lines+markers" : "lines",
                   marker: {size: 4}, line: {color: color, width: 1.6, dash: DASHES[(multi ? ki : 0) % DASHES.length]},
-                  hovertemplate: "step %{x}: %{y:.4g}<extra>" + name + "</extra>"});
+                  hovertemplate: "step %{x}: %{y:.4g}<extra>%{fullData.name}</extra>"});
         names[name] = xs.length;
       });
     });
@@ -68,7 +77,7 @@
     return out;
   }
   function layout(chart) {
-    return {title: {text: chart.title, font: {size: 13}, x: 0.01, xanchor: "left"}, margin: {l: 50, r: 10, t: 34, b: 34}, height: 260,
+    return {title: {text: esc(chart.title), font: {size: 13}, x: 0.01, xanchor: "left"}, margin: {l: 50, r: 10, t: 34, b: 34}, height: 260,
             xaxis: {title: {text: "step", font: {size: 10}}}, showlegend: true,
             legend: {orientation: "h", y: -0.25, font: {size: 10}}, uirevision: chart.id};
   }

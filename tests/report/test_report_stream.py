@@ -1,0 +1,138 @@
+"""Issue 21 part 3 for report and audit: the run files are read in bounded memory with the same results as
+reading them whole, and a ``--serve`` poll reads only what was appended (counted in bytes the process read,
+``/proc/self/io``, not timed)."""
+
+import json
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+from swift_ext import runs
+from swift_ext.curation import audit
+from swift_ext.report import live as report_live
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_report import write_run  # noqa: E402
+
+
+def test_the_incremental_reader_equals_reading_the_file_whole(tmp_path):
+    run = write_run(tmp_path / "v0", steps=40, rewards=("acc", "fmt", "len"), mu=True)
+    path = run / "logging.jsonl"
+    data = path.read_bytes()
+    whole = runs.metric_series(runs.read_logging(path))  # the whole-file oracle: every row in memory
+    log = runs.MetricLog(path)
+    log.read()
+    assert log.series == whole and log.max_steps == 40
+    # the same file arriving in random pieces (a run being written), cut anywhere, even inside a line
+    rng = random.Random(0)
+    grown = tmp_path / "grown.jsonl"
+    grown.write_bytes(b"")
+    log, at = runs.MetricLog(grown), 0
+    while at < len(data):
+        cut = min(len(data), at + rng.randint(1, 900))
+        with open(grown, "ab") as fh:
+            fh.write(data[at:cut])
+        at = cut
+        log.read()
+        assert log.offset == len(data[:cut].rpartition(b"\n")[0]) + (1 if b"\n" in data[:cut] else 0)
+    assert log.series == whole
+
+
+def test_audit_streamed_equals_audit_of_completions_in_memory(tmp_path):
+    run_dir = write_run(tmp_path / "v0", steps=8, prompts=3, gens=4)
+    with open(run_dir / "completions.jsonl") as fh:  # make some groups identical, some repetitive
+        tables = [json.loads(line) for line in fh]
+    for t, table in enumerate(tables):
+        for i in range(len(table["completion"])):
+            if t >= 4 and i < 4:
+                table["completion"][i] = "same same same same answer"
+            elif t >= 6:
+                table["completion"][i] = "la " * (5 + i)
+    (run_dir / "completions.jsonl").write_text("".join(json.dumps(t) + "\n" for t in tables))
+    run = runs.load_run(run_dir)
+    streamed = audit.audit(run)
+    by_step = {}
+    for rec in run.completions():  # the in-memory path the detectors had before streaming
+        by_step.setdefault(rec.step, []).append(rec)
+    in_memory = [audit.repetition(run, by_step), audit.identical_groups(run, by_step)]
+    assert [f.as_dict() for f in streamed[-2:]] == [f.as_dict() for f in in_memory]
+    assert streamed[-1].status != "skipped" and streamed[-1].value > 0
+
+
+@pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="needs Linux's /proc/self/io (bytes read)")
+def test_a_serve_poll_reads_only_what_was_appended(tmp_path):
+    run = write_run(tmp_path / "out" / "v0", steps=4)
+    rows = [json.loads(line) for line in (run / "logging.jsonl").read_text().splitlines()][:-1]
+    filler = {f"other/metric_{i}": 0.5 for i in range(40)}
+    with open(run / "logging.jsonl", "w") as fh:  # a run of 20k logged steps: a logging.jsonl of ~20 MB
+        for step in range(1, 20_001):
+            fh.write(json.dumps({**rows[step % 4], **filler, "global_step/max_steps": f"{step}/30000"}) + "\n")
+    size = (run / "logging.jsonl").stat().st_size
+    live = report_live.LiveReport([tmp_path / "out"])
+    live.data()
+
+    def rchar():
+        return int(next(line for line in open("/proc/self/io") if line.startswith("rchar:")).split()[1])
+
+    line = json.dumps({"loss": 9.0, "global_step/max_steps": "20001/30000"}) + "\n"
+    with open(run / "logging.jsonl", "a") as fh:
+        fh.write(line)
+    before = rchar()
+    data = live.data()
+    read = rchar() - before
+    assert data.model["series"][0]["loss"][-1] == [20001, 9.0]
+    assert read < 64 * 1024, f"a poll after one appended line read {read} bytes of a {size}-byte run"
+    assert live.logging_bytes_read == len(line) and live.completion_reads == 1  # completions not re-read
+
+
+def test_report_completion_blocks_equal_grouping_the_whole_file(tmp_path, monkeypatch):
+    import re
+
+    from swift_ext.errors import ConfigError
+    from swift_ext.report import page as report_page
+    from swift_ext.report import write_report
+
+    run = write_run(tmp_path / "v0", steps=3, prompts=3, gens=3)
+    lines = (run / "completions.jsonl").read_text().splitlines()
+    extra = json.loads(lines[0])  # step 1 comes back after step 3 (a resumed run): merged into step 1's groups
+    extra["completion"] = [f"late {i}" for i in range(len(extra["completion"]))]
+    (run / "completions.jsonl").write_text("\n".join(lines + [json.dumps(extra)]) + "\n")
+    # the oracle: every completion in memory, grouped by (step, prompt) in order of first appearance
+    flat = []
+    for line in (run / "completions.jsonl").read_text().splitlines():
+        t = json.loads(line)
+        flat += [{k: v[i] for k, v in t.items()} for i in range(len(t["completion"]))]
+    expected = {}
+    for n, c in enumerate(flat):
+        groups = expected.setdefault(int(c["step"]), {})
+        groups.setdefault(c["prompt"], []).append((n, c["completion"], [c["acc"], c["fmt"]], c["advantages"]))
+    write_report([run], tmp_path / "r.html")
+    html = (tmp_path / "r.html").read_text()
+    got = {}
+    for step, body in re.findall(r'<script type="application/json" id="c-0-(\d+)">(.*?)</script>', html):
+        got[int(step)] = {g["prompt"]: [(i["n"], i["text"], i["s"], i["adv"]) for i in g["items"]]
+                          for g in json.loads(body)["groups"]}
+    assert got == expected and [list(g) for g in got.values()] == [list(g) for g in expected.values()]
+    assert len(got[1]["<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>Q0?<|im_end|>\n"
+                   "<|im_start|>assistant\n"]) == 6  # 3 + 3 late ones
+    monkeypatch.setattr(report_page, "MAX_GROUP", 5)  # a group too large to show is an error naming it
+    with pytest.raises(ConfigError, match=r"completions.jsonl:4: the prompt group .*Q0.* of step 1 has more than 5"):
+        write_report([run], tmp_path / "r2.html")
+
+
+def test_a_replaced_or_truncated_logging_file_is_read_over(tmp_path):
+    path = tmp_path / "logging.jsonl"
+    path.write_text('{"loss": 1.0, "global_step/max_steps": "1/3"}\n{"loss": 2.0, "global_step/max_steps": "2/3"}\n')
+    log = runs.MetricLog(path)
+    log.read()
+    assert log.series["loss"] == [[1, 1.0], [2, 2.0]]
+    path.write_text('{"loss": 5.0, "global_step/max_steps": "1/3"}\n')  # shorter: a new run in the same folder
+    log.read()
+    assert log.series["loss"] == [[1, 5.0]] and log.offset == path.stat().st_size
+    new = tmp_path / "new.jsonl"
+    new.write_text('{"loss": 7.0, "global_step/max_steps": "1/3"}\n{"loss": 8.0, "global_step/max_steps": "2/3"}\n')
+    new.replace(path)  # another file under the same name (longer than what was read)
+    log.read()
+    assert log.series["loss"] == [[1, 7.0], [2, 8.0]]
