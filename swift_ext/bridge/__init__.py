@@ -9,7 +9,9 @@ ms-swift loads extensions only from files passed as ``--external_plugins``; the 
 * :mod:`.callbacks`: every swift-ext callback and each parametrised ``--callbacks`` name into
   ``swift.callbacks.callbacks_map``;
 * :mod:`.chord`: the ``--chord_*`` checks and the μ schedule lever (:class:`~swift_ext.bridge.chord.ChordRuntime`);
-* :mod:`.grpo`: what the evaluation callbacks read from ms-swift's GRPO trainer.
+* :mod:`.grpo`: what the evaluation callbacks read from ms-swift's GRPO trainer;
+* :mod:`.teardown`: every rank destroys its process group after the pipeline returned (a clean exit
+  under torchrun with gloo).
 
 Importing this package imports nothing from ms-swift; each function imports what it needs when called.
 """
@@ -25,6 +27,7 @@ from .callbacks import install_callbacks
 from .chord import install_chord
 from .context import RunContext
 from .rewards import install_rewards
+from .teardown import install_teardown
 
 logger = logging.getLogger("swift_ext.bridge")
 
@@ -57,7 +60,7 @@ def install(argv: Optional[Sequence[str]] = None, ctx: Optional[RunContext] = No
     ctx = ctx or RunContext.discover(argv)
     CURRENT = ctx
     done = {"rewards": install_rewards(ctx.reward_funcs, strict=ctx.env_rewards), "callbacks": install_callbacks(ctx.callbacks),
-            "chord": install_chord(ctx)}
+            "chord": install_chord(ctx), "teardown": ["destroy_process_group"] if install_teardown() else []}
     logger.info("swift-ext installed into ms-swift (arguments read from %s): %s", ctx.source, done)
     return done
 

@@ -51,11 +51,30 @@ def _kept_details(trainer: Any, names: List[str], n: int) -> Dict[str, List[Any]
     return out
 
 
+def gather_results(res: Results) -> Results:
+    """Every rank's completions, in rank order, on every rank (a collective: every rank must call it); ``res``
+    itself in a single process. Completions of one prompt on two ranks form one group (groups are kept by key)."""
+    try:
+        import torch.distributed as dist
+    except ImportError:  # pragma: no cover - torch is always there under ms-swift
+        return res
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return res
+    parts: List[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, res)
+    out = Results(path=res.path)
+    for part in parts:
+        out.extend(part)
+    return out
+
+
 def capture_grpo_eval(trainer: Any, sink: Any) -> bool:
-    """Wrap ``trainer._compute_rewards_per_func`` so that each evaluation-mode call hands ``sink`` its
-    completions as one :class:`~swift_ext.scoring.results.Results` (prompt and completion as ``messages``,
-    ``solution``, ``images``, per-reward scores and details; grouped by prompt within the call).
-    Returns False when the trainer is not an ms-swift GRPO trainer. Idempotent per sink."""
+    """Wrap ``trainer._compute_rewards_per_func`` so that each evaluation-mode call hands ``sink`` the
+    completions of *every rank* as one :class:`~swift_ext.scoring.results.Results` (prompt and completion as
+    ``messages``, ``solution``, ``images``, per-reward scores and details; grouped by prompt within the call):
+    each rank evaluates its shard of the validation set (a prompt's generations may sit on different ranks), so
+    the completions are gathered (:func:`gather_results`, inside the call every rank makes) before any sink sees
+    them. Returns False when the trainer is not an ms-swift GRPO trainer. Idempotent per sink."""
     original = getattr(trainer, "_compute_rewards_per_func", None)
     if original is None or not hasattr(trainer, "reward_func_names"):
         return False
@@ -75,6 +94,7 @@ def capture_grpo_eval(trainer: Any, sink: Any) -> bool:
                 keys = [f"{calls[0]}:{getattr(s, 'prompt_id', None)}" for s in samples]
                 res = _add_samples(Results(path="<eval rollouts>"), samples, rows, names,
                                    _kept_details(trainer, names, len(samples)), keys)
+                res = gather_results(res)  # ms-swift numbers prompts over all ranks' samples
                 for fn in list(trainer._swift_ext_eval_sinks):
                     fn(res)
             return out

@@ -11,7 +11,7 @@ from ._common import console, echo_json, progress
 #: or :class:`~swift_ext.curation.filter.Sampling` fields (every other flag is named after a field: a test checks)
 SAMPLER_FLAGS = ("dataset", "output", "recipe", "model", "model_type", "template", "torch_dtype", "backend",
                  "tensor_parallel_size", "endpoint", "api_key", "concurrency", "rpm", "tpm", "request_timeout",
-                 "as_json")
+                 "shard", "merge_shards", "as_json")
 
 
 @click.command("filter")
@@ -44,8 +44,15 @@ SAMPLER_FLAGS = ("dataset", "output", "recipe", "model", "model_type", "template
 @click.option("--backend", type=click.Choice(["transformers", "vllm"]), default="transformers", show_default=True,
               help="ms-swift inference engine run in this process")
 @click.option("--tensor-parallel-size", type=int, default=1, show_default=True, help="vLLM tensor parallel size")
-@click.option("--endpoint", default=None, help="sample from an OpenAI-compatible server instead "
-              "(swift deploy, vLLM): base URL such as http://127.0.0.1:8000/v1")
+@click.option("--endpoint", multiple=True, help="sample from an OpenAI-compatible server instead "
+              "(swift deploy, vLLM): base URL such as http://127.0.0.1:8000/v1; repeatable: servers of the same "
+              "model share the prompts (--concurrency each)")
+@click.option("--shard", default=None, metavar="I/N",
+              help="sample only shard I of N (prompts I, I+N, ... in dataset order; I from 0) into its own "
+                   "resumable checkpoint, for N processes or nodes at once; then --merge-shards N")
+@click.option("--merge-shards", type=int, default=None, metavar="N",
+              help="join the N shard checkpoints of OUTPUT, then score and select: the outputs one process "
+                   "writes (the sampling settings are read from the shards)")
 @click.option("--api-key", envvar="OPENAI_API_KEY", default=None, help="bearer token for --endpoint "
               "(default: $OPENAI_API_KEY)")
 @click.option("--concurrency", type=int, default=8, show_default=True, help="prompts in flight at once (--endpoint)")
@@ -73,8 +80,8 @@ SAMPLER_FLAGS = ("dataset", "output", "recipe", "model", "model_type", "template
               help="rows that could not be used, one JSON object per line with file, line, reason and the original row (default OUTPUT-stem.rejected.jsonl)")
 @click.option("--json", "as_json", is_flag=True, help="the summary as JSON on stdout")
 def filter_cmd(dataset, output, rewards, weights, by, pass_threshold, keep, curriculum, buckets, recipe, model,
-               model_type, template, torch_dtype, backend, tensor_parallel_size, endpoint, api_key, concurrency, rpm,
-               tpm, request_timeout, num_generations, temperature, max_tokens, top_p, seed, plugin_files, ref_key,
+               model_type, template, torch_dtype, backend, tensor_parallel_size, endpoint, shard, merge_shards,
+               api_key, concurrency, rpm, tpm, request_timeout, num_generations, temperature, max_tokens, top_p, seed, plugin_files, ref_key,
                checkpoint, restart, samples, rejects, as_json):
     """Sample k completions per prompt of DATASET.jsonl, score them, and keep the prompts GRPO can learn from.
 
@@ -90,6 +97,10 @@ def filter_cmd(dataset, output, rewards, weights, by, pass_threshold, keep, curr
     Example:
         swift-ext filter train.jsonl -o train.filtered.jsonl --recipe grpo \\
             -r math_accuracy --keep 0.1:0.9 --endpoint http://127.0.0.1:8000/v1
+    \b
+    Data-parallel (one process per GPU or node, then one merge; docs/curation.md):
+        swift-ext filter train.jsonl -o out.jsonl -r math_accuracy --shard 0/2 ...   # and --shard 1/2
+        swift-ext filter train.jsonl -o out.jsonl -r math_accuracy --keep 0.1:0.9 --merge-shards 2
     """
     from ..curation import filter as flt
     from ..errors import ConfigError
@@ -114,8 +125,14 @@ def filter_cmd(dataset, output, rewards, weights, by, pass_threshold, keep, curr
     band = flt.parse_band(keep) if keep else None
     edges = flt.parse_buckets(buckets) if buckets else None
 
-    if endpoint:
-        sampler = flt.EndpointSampler(endpoint, model=model, api_key=api_key, concurrency=concurrency, rpm=rpm,
+    part = flt.parse_shard(shard) if shard else None
+    if part and merge_shards is not None:
+        raise ConfigError("--shard samples one shard, --merge-shards joins them: give one of the two")
+    if merge_shards is not None:
+        sampler, sampling = flt.merge_shards(dataset, output, merge_shards, checkpoint=checkpoint)
+        console.print(f"merged {merge_shards} shard checkpoint(s) ({escape(sampler.label)}); scoring")
+    elif endpoint:
+        sampler = flt.EndpointSampler(list(endpoint), model=model, api_key=api_key, concurrency=concurrency, rpm=rpm,
                                       tpm=tpm, timeout=request_timeout)
     else:
         model = model or defaults.get("model")
@@ -130,7 +147,7 @@ def filter_cmd(dataset, output, rewards, weights, by, pass_threshold, keep, curr
     options = flt.FilterOptions(rewards=tuple(specs), sampling=sampling, weights=tuple(weights) or None, by=by,
                                 pass_threshold=pass_threshold, keep=band, curriculum=curriculum, buckets=edges,
                                 plugin_files=plugin_files, ref_key=ref_key, checkpoint=checkpoint, samples=samples,
-                                rejects=rejects, restart=restart)
+                                rejects=rejects, restart=restart and merge_shards is None)
     state = {}
     try:
         with signals_raise(), progress(rate=True) as bar:        # the one SIGTERM / SIGHUP path (swift_ext.io)
@@ -139,8 +156,12 @@ def filter_cmd(dataset, output, rewards, weights, by, pass_threshold, keep, curr
                 if done:
                     console.print(f"resuming: {done} of {total} prompts already sampled (checkpoint)")
 
-            report = flt.run(dataset, output, sampler, options, on_start=on_start,
-                             on_prompt=lambda: bar.advance(state["task"]))
+            if part:
+                report = flt.sample_shard(dataset, output, sampler, options, part, on_start=on_start,
+                                          on_prompt=lambda: bar.advance(state["task"]))
+            else:
+                report = flt.run(dataset, output, sampler, options, on_start=on_start,
+                                 on_prompt=lambda: bar.advance(state["task"]))
     except KeyboardInterrupt as exc:
         code = exit_code(exc)
         what = "interrupted" if code == 130 else "terminated"
@@ -148,6 +169,13 @@ def filter_cmd(dataset, output, rewards, weights, by, pass_threshold, keep, curr
                       f"again to resume")
         raise SystemExit(code) from None
 
+    if part:
+        console.print(f"shard {part[0]}/{part[1]}: {report.prompts} prompts ({report.sampled_now} sampled now, "
+                      f"{report.resumed} from its checkpoint) -> {escape(report.checkpoint)}; when every shard is "
+                      f"done: the same command with --merge-shards {part[1]} instead of --shard")
+        if as_json:
+            echo_json(report.as_dict())
+        return
     for line, why in report.rejected[:10]:
         console.print(f"[yellow]rejected[/yellow] {dataset}:{line}: {escape(why)}")
     if as_json:

@@ -36,6 +36,9 @@ def _warn(msg: str) -> None:
               help="device ids for the rollout server, e.g. 6,7 or 4, (ids from --gpus)")
 @click.option("--num-rollout-gpus", type=int, metavar="N", help="a count: the last N devices of --gpus")
 @click.option("--nproc", type=int, help="trainer processes per node (CPU runs; normally = trainer GPUs)")
+@click.option("--device", type=click.Choice(["auto", "gpu", "cpu"]), default="auto", show_default=True,
+              help="cpu: run on CPU even where GPUs exist (CUDA_VISIBLE_DEVICES emptied; with several ranks "
+                   "--use_cpu true --ddp_backend gloo are added); auto: CPU when no GPU is given or found")
 @click.option("--nnodes", type=int, default=1, show_default=True, help="training nodes (torchrun via ms-swift)")
 @click.option("--node-rank", type=int, default=0, show_default=True)
 @click.option("--master-addr", help="address of node 0 (multi-node)")
@@ -72,6 +75,9 @@ def launch_cmd(**flags):
         swift-ext launch grpo --num-gpus 8 --num-rollout-gpus 2 --set dataset=math.jsonl --dry-run
         swift-ext launch rollout --gpus 4, --set model=Qwen/Qwen2.5-7B-Instruct
         swift-ext launch grpo --slurm --nnodes 3 --set dataset=math.jsonl > job.sbatch
+        swift-ext launch grpo --device cpu --nproc 2 --set dataset=math.jsonl --set use_vllm=false
+    \b
+    Several nodes: run the same command on every node with its own --node-rank (docs/scaling.md).
     """
     from ..launch.options import LaunchOptions, launch, plan_launch, sbatch
     from ..launch.shell import render_plan

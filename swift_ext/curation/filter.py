@@ -18,6 +18,13 @@ prompt, flushed and fsynced) keyed by the prompt; a rerun with the same settings
 the prompts it lacks. A prompt's seed is derived from ``seed`` and its key, so its samples do not depend on
 the order or the company it was sampled in. Outputs are written atomically at the end; rows that cannot be
 used go to a reject file as ``file:line: reason``; ``rows_in == rows_kept + rows_dropped + rows_rejected``.
+
+Data-parallel: :func:`sample_shard` samples shard ``I`` of ``N`` (every ``N``-th prompt in dataset order,
+from ``I``) into its own checkpoint, resumable like the whole run, so ``N`` processes (one per GPU, node or
+endpoint) sample at once; :func:`merge_shards` joins the shard checkpoints into the run's checkpoint and
+:func:`run` then scores and selects without sampling anything: the outputs are byte for byte what one
+process writes, since a prompt's samples depend only on its seed. An :class:`EndpointSampler` given several
+base URLs spreads its prompts over them.
 """
 
 from __future__ import annotations
@@ -345,27 +352,39 @@ class Checkpoint:
 
 # -- OpenAI-compatible endpoint ---------------------------------------------------------------------------
 class EndpointSampler:
-    """Completions from an OpenAI-compatible ``/v1/chat/completions`` endpoint (``swift deploy``, vLLM, ...),
-    ``concurrency`` prompts in flight at once (daemon threads: an interrupted run does not wait for them).
+    """Completions from OpenAI-compatible ``/v1/chat/completions`` endpoints (``swift deploy``, vLLM, ...):
+    ``base_url`` is one URL or several serving the same model, ``concurrency`` prompts in flight at once per
+    endpoint (daemon threads: an interrupted run does not wait for them), each thread bound to one endpoint.
 
-    Requests go through the one HTTP client (:class:`swift_ext.net.Client`): ``timeout`` is a total deadline per
-    attempt, 429 / 5xx / dropped connections are retried ``retries`` times with backoff (``Retry-After``
-    honoured), ``rpm`` / ``tpm`` cap requests and tokens per minute, and the key never follows a redirect to
-    another origin. Each request asks for ``n`` completions with the prompt's seed; a server that returns fewer
-    is asked again for the rest. Images are sent as ``image_url`` parts (local files as data URLs, each through
-    the one media check)."""
+    Requests go through the one HTTP client (:class:`swift_ext.net.Client`, one per endpoint): ``timeout`` is a
+    total deadline per attempt, 429 / 5xx / dropped connections are retried ``retries`` times with backoff
+    (``Retry-After`` honoured), ``rpm`` / ``tpm`` cap requests and tokens per minute (per endpoint), and the key
+    never follows a redirect to another origin. Each request asks for ``n`` completions with the prompt's seed;
+    a server that returns fewer is asked again for the rest. Images are sent as ``image_url`` parts (local
+    files as data URLs, each through the one media check)."""
 
-    def __init__(self, base_url: str, model: Optional[str] = None, api_key: Optional[str] = None,
+    def __init__(self, base_url: Any, model: Optional[str] = None, api_key: Optional[str] = None,
                  concurrency: int = 8, timeout: float = 600.0, retries: int = 2, backoff: float = 0.5,
                  rpm: Optional[float] = None, tpm: Optional[float] = None, api_key_env: Optional[str] = None):
-        self.base_url = base_url.rstrip("/")
-        if not self.base_url.endswith("/v1"):
-            self.base_url += "/v1"
+        urls = [base_url] if isinstance(base_url, str) else list(base_url)
+        if not urls:
+            raise ConfigError("no endpoint: pass --endpoint URL (repeatable)")
+        self.base_urls = [self._v1(u) for u in urls]
+        if len(set(self.base_urls)) != len(self.base_urls):
+            raise ConfigError(f"an endpoint is listed twice: {', '.join(self.base_urls)}")
+        self.base_url = self.base_urls[0]
         self.concurrency = max(1, int(concurrency))
         self.timeout = timeout
-        self.client = Client(self.base_url, api_key=api_key, api_key_env=api_key_env, concurrency=self.concurrency,
-                             retries=retries, backoff=backoff, timeout=timeout, rpm=rpm, tpm=tpm)
+        self.clients = [Client(u, api_key=api_key, api_key_env=api_key_env, concurrency=self.concurrency,
+                               retries=retries, backoff=backoff, timeout=timeout, rpm=rpm, tpm=tpm)
+                        for u in self.base_urls]
+        self.client = self.clients[0]
         self.model = model or self._first_model()
+
+    @staticmethod
+    def _v1(url: str) -> str:
+        url = url.rstrip("/")
+        return url if url.endswith("/v1") else url + "/v1"
 
     @property
     def label(self) -> str:
@@ -373,14 +392,15 @@ class EndpointSampler:
 
     @property
     def source(self) -> str:
-        """What the checkpoint records as the samples' origin: the endpoint URL and the model."""
-        return f"{self.base_url} {self.model}"
+        """What the checkpoint records as the samples' origin: the endpoint URL(s) and the model."""
+        return f"{' '.join(self.base_urls)} {self.model}"
 
-    def _call(self, path: str, body: Optional[Dict[str, Any]] = None) -> Any:
+    def _call(self, path: str, body: Optional[Dict[str, Any]] = None, client: Optional[Client] = None) -> Any:
+        client = client or self.client
         try:
             if body is None:
-                return self.client.get_json(path)
-            return self.client.post_json(path, body, tokens=body.get("max_tokens") or 0)
+                return client.get_json(path)
+            return client.post_json(path, body, tokens=body.get("max_tokens") or 0)
         except NetError as exc:
             raise SwiftExtError(str(exc)) from None
 
@@ -392,7 +412,7 @@ class EndpointSampler:
         return data[0]["id"]
 
     def complete(self, messages, images, seed: int, n: int, temperature: float, max_tokens: Optional[int],
-                 top_p: Optional[float]) -> List[str]:
+                 top_p: Optional[float], client: Optional[Client] = None) -> List[str]:
         msgs = openai_messages(messages, images)
         got: List[str] = []
         while len(got) < n:
@@ -402,11 +422,12 @@ class EndpointSampler:
                 body["max_tokens"] = max_tokens
             if top_p is not None:
                 body["top_p"] = top_p
-            reply = self._call("/chat/completions", body)
+            reply = self._call("/chat/completions", body, client)
             choices = reply.get("choices") if isinstance(reply, dict) else None
             choices = sorted([c for c in choices or [] if isinstance(c, dict)], key=lambda c: c.get("index", 0))
             if not choices:
-                raise SwiftExtError(f"{self.base_url}/chat/completions returned no choices")
+                where = self.base_urls[self.clients.index(client)] if client in self.clients else self.base_url
+                raise SwiftExtError(f"{where}/chat/completions returned no choices")
             got += [(c.get("message") or {}).get("content") or "" for c in choices][:n - len(got)]
         return got
 
@@ -416,19 +437,20 @@ class EndpointSampler:
         for it in items:
             todo.put(it)
 
-        def worker():
+        def worker(client):
             while True:
                 try:
                     key, messages, images, seed = todo.get_nowait()
                 except queue.Empty:
                     return
                 try:
-                    done.put((key, self.complete(messages, images, seed, n, temperature, max_tokens, top_p), None))
+                    done.put((key, self.complete(messages, images, seed, n, temperature, max_tokens, top_p, client),
+                              None))
                 except BaseException as exc:  # reported to the main thread
                     done.put((key, None, exc))
 
-        for _ in range(min(self.concurrency, len(items))):
-            threading.Thread(target=worker, daemon=True).start()
+        for t in range(min(self.concurrency * len(self.clients), len(items))):
+            threading.Thread(target=worker, args=(self.clients[t % len(self.clients)],), daemon=True).start()
         for _ in range(len(items)):
             key, comps, exc = done.get()
             if exc is not None:
@@ -696,6 +718,153 @@ def _write_rejects(path: str, default: bool, dataset: str, rejected: Sequence[Tu
         out.file.commit()
 
 
+# -- data-parallel sampling: shards and their merge ------------------------------------------------------
+def parse_shard(text: str) -> Tuple[int, int]:
+    """``"I/N"`` -> ``(I, N)``: shard ``I`` (0-based) of ``N``.
+
+    >>> parse_shard("0/4"), parse_shard("3/4")
+    ((0, 4), (3, 4))
+    """
+    i, sep, n = str(text).partition("/")
+    try:
+        shard = (int(i), int(n))
+    except ValueError:
+        shard = None
+    if not sep or shard is None or not 0 <= shard[0] < shard[1]:
+        raise ConfigError(f"--shard {text!r}: expected I/N with 0 <= I < N (e.g. 0/4 ... 3/4)")
+    return shard
+
+
+def shard_checkpoint(output: str, shard: Tuple[int, int], checkpoint: Optional[str] = None) -> str:
+    """Shard ``I/N``'s checkpoint: ``OUTPUT-stem.shardIofN.ckpt.jsonl`` (next to the run's checkpoint when one
+    is named)."""
+    base = Path(checkpoint) if checkpoint else Path(output).with_name(Path(output).stem + ".ckpt.jsonl")
+    name = base.name[:-len(".ckpt.jsonl")] if base.name.endswith(".ckpt.jsonl") else base.stem
+    return str(base.with_name(f"{name}.shard{shard[0]}of{shard[1]}.ckpt.jsonl"))
+
+
+def _header(dataset: str, sampler: Any, sampling: Sampling) -> Dict[str, Any]:
+    """A checkpoint's identity (the header :func:`run` writes and checks)."""
+    return {"dataset": os.path.basename(dataset), "sampler": sampler.label,
+            "source": getattr(sampler, "source", sampler.label), **sampling.as_dict()}
+
+
+@dataclass
+class ShardReport:
+    shard: Tuple[int, int]
+    prompts: int
+    sampled_now: int
+    resumed: int
+    checkpoint: str
+
+    def as_dict(self) -> Dict[str, Any]:
+        return {"shard": f"{self.shard[0]}/{self.shard[1]}", "prompts": self.prompts,
+                "sampled_now": self.sampled_now, "resumed": self.resumed, "checkpoint": self.checkpoint}
+
+
+def sample_shard(dataset: str, output: str, sampler: Any, options: FilterOptions, shard: Tuple[int, int], *,
+                 on_start: Optional[Callable[[int, int], None]] = None,
+                 on_prompt: Optional[Callable[[], None]] = None) -> ShardReport:
+    """Sample shard ``(I, N)`` (prompts ``I, I+N, I+2N, ...`` in dataset order) into its own checkpoint
+    (:func:`shard_checkpoint`); a rerun resumes it. Scoring and selection wait for :func:`merge_shards`; the
+    rewards of ``options`` are built now all the same, so a typo fails before any sampling."""
+    for spec in options.rewards:
+        scoring.resolve(spec, options.plugin_files)
+    sampling = options.sampling
+    i, n = shard
+    prompts = read_dataset(dataset)[0]
+    mine = prompts[i::n]
+    path = shard_checkpoint(output, shard, options.checkpoint)
+    ckpt = Checkpoint(path, {**_header(dataset, sampler, sampling), "shard": f"{i}/{n}"}).open(restart=options.restart)
+    try:
+        resumed = sum(1 for p in mine if p.key in ckpt.done)
+        todo = [p for p in mine if p.key not in ckpt.done]
+        if on_start:
+            on_start(len(mine), resumed)
+        lines = {p.key: p.line for p in todo}
+        count = [0]
+
+        def done(key: str, comps: List[str]) -> None:
+            ckpt.add(key, lines[key], comps)
+            count[0] += 1
+            if on_prompt:
+                on_prompt()
+
+        for start in range(0, len(todo), max(1, options.chunk)):
+            part = todo[start:start + options.chunk]
+            sampler.sample([(p.key, p.messages, p.images, prompt_seed(sampling.seed, p.key)) for p in part],
+                           sampling.num_generations, sampling.temperature, sampling.max_tokens, sampling.top_p,
+                           done)
+    finally:
+        ckpt.close()
+    return ShardReport(shard, len(mine), count[0], resumed, path)
+
+
+class MergedSampler:
+    """The sampler of a merged run: label and source are the shards'; it is never asked to sample (every
+    prompt is in the merged checkpoint)."""
+
+    def __init__(self, label: str, source: str):
+        self.label, self.source = label, source
+
+    def sample(self, items, *args, **kwargs) -> None:
+        raise SwiftExtError(f"{len(items)} prompt(s) missing from the merged shards")
+
+
+def merge_shards(dataset: str, output: str, n: int, *, checkpoint: Optional[str] = None
+                 ) -> Tuple[MergedSampler, Sampling]:
+    """Join the ``n`` shard checkpoints of ``output`` into its run checkpoint (written atomically, prompts in
+    dataset order), after checking they belong to one run (the same dataset, model and sampling settings; the
+    endpoints may differ) and hold every prompt of the dataset. Returns the sampler and the sampling settings
+    for :func:`run`, which then samples nothing. A missing or unfinished shard is an error naming it and the
+    command that completes it."""
+    if n < 1:
+        raise ConfigError(f"--merge-shards {n}: expected the number of shards (N of --shard I/N)")
+    prompts = read_dataset(dataset)[0]
+    headers: List[Dict[str, Any]] = []
+    sources: List[str] = []
+    done: Dict[str, List[str]] = {}
+    for i in range(n):
+        path = shard_checkpoint(output, (i, n), checkpoint)
+        if not Path(path).exists():
+            raise ConfigError(f"shard {i}/{n}: no checkpoint {path}; run it with --shard {i}/{n}")
+        with open(path, "rb") as fh:
+            first = fh.readline()
+        try:
+            header = json.loads(first)
+        except ValueError:
+            raise BadLine(path, 1, "not a filter checkpoint header") from None
+        if not isinstance(header, dict) or header.get("shard") != f"{i}/{n}":
+            raise ConfigError(f"{path}: not the checkpoint of shard {i}/{n} (its header says "
+                              f"{header.get('shard') if isinstance(header, dict) else header!r})")
+        ckpt = Checkpoint(path, {k: v for k, v in header.items() if k != "swift_ext_filter_checkpoint"})
+        ckpt._read()                                    # checks the version and every line
+        sources.append(str(header.get("source")))
+        header = {k: v for k, v in header.items() if k not in ("shard", "source", "swift_ext_filter_checkpoint")}
+        if headers and header != headers[0]:
+            diff = sorted(k for k in set(header) | set(headers[0]) if header.get(k) != headers[0].get(k))
+            raise ConfigError(f"shard {i}/{n} was sampled with other settings than shard 0/{n} ({', '.join(diff)}); "
+                              f"every shard must use the same dataset, model and sampling options")
+        headers.append(header)
+        missing = [p for p in prompts[i::n] if p.key not in ckpt.done]
+        if missing:
+            raise ConfigError(f"shard {i}/{n} lacks {len(missing)} of its {len(prompts[i::n])} prompts (first: line "
+                              f"{missing[0].line}); rerun it with --shard {i}/{n} to finish it")
+        done.update({p.key: ckpt.done[p.key] for p in prompts[i::n]})
+    header = headers[0]
+    if header.get("dataset") != os.path.basename(dataset):
+        raise ConfigError(f"the shards sampled {header.get('dataset')!r}, not {os.path.basename(dataset)!r}")
+    sampler = MergedSampler(str(header["sampler"]), f"{n} shards: " + " | ".join(sources))
+    sampling = Sampling(**{k: header[k] for k in Sampling().as_dict()})
+    main = checkpoint or str(Path(output).with_name(Path(output).stem + ".ckpt.jsonl"))
+    with JsonlWriter(main) as w:
+        w.write({"swift_ext_filter_checkpoint": CHECKPOINT_VERSION, **_header(dataset, sampler, sampling)})
+        for p in prompts:
+            w.write({"key": p.key, "line": p.line, "completions": done[p.key]})
+    return sampler, sampling
+
+
 __all__ = ["Sampling", "FilterOptions", "EndpointSampler", "Checkpoint", "CheckpointBusy", "FilterReport", "run", "recipe_defaults", "parse_band",
            "parse_buckets", "bucket_of", "prompt_of", "row_key", "prompt_seed", "read_dataset", "measure_values",
-           "openai_messages"]
+           "openai_messages", "parse_shard", "shard_checkpoint", "sample_shard", "merge_shards", "MergedSampler",
+           "ShardReport"]

@@ -8,7 +8,13 @@ fail only after the rollout server has spent minutes loading. :func:`check_plan`
   or the reverse, is named as such);
 * local dataset files (``--dataset``, ``--val_dataset``, ``--chord_sft_dataset``) must exist; hub ids are
   left alone;
-* GRPO batch arithmetic is :func:`swift_ext.chord.count_steps` (the checks ``swift-ext chord plan`` makes).
+* GRPO batch arithmetic for the run's world size (``NPROC_PER_NODE`` x ``NNODES``) is
+  :func:`swift_ext.chord.count_steps` (the checks ``swift-ext chord plan`` makes, with the rows of local
+  ``.jsonl`` datasets), plus the evaluation batch ms-swift checks when there is validation data
+  (``swift/rlhf_trainers/args_mixin.py`` L232-243: the global eval batch must be divisible by
+  ``num_generations_eval``; ``swift/rlhf_trainers/grpo_trainer.py`` L124-129: the validation set must hold one
+  global eval batch of prompts). A world size no batch fits is refused here, before a rollout server loads
+  for minutes and the trainer fails on its first step.
 """
 
 from __future__ import annotations
@@ -65,16 +71,67 @@ def _int(flags: Mapping[str, List[str]], name: str, default: Optional[int]) -> O
         raise ConfigError(f"--{name} {values[0]!r}: expected an integer") from None
 
 
-def grpo_arithmetic(flags: Mapping[str, List[str]], processes: int) -> None:
-    """GRPO's batch arithmetic for this many trainer processes (ms-swift 4.6 defaults for missing flags)."""
+#: row counting is skipped for local files larger than this (the arithmetic is still checked)
+COUNT_LIMIT = 256 << 20
+
+
+def local_rows(values: Sequence[str], cwd: str) -> Optional[int]:
+    """Rows of local ``.jsonl`` datasets (non-blank lines), or None when any value is something else (a hub id,
+    a ``#N`` sample, another format) or too large to count quickly. An upper bound of what ms-swift trains on."""
+    total = 0
+    for value in values:
+        path = os.path.join(cwd, os.path.expanduser(value))
+        if "#" in value or not value.lower().endswith(".jsonl") or not os.path.isfile(path):
+            return None
+        if os.path.getsize(path) > COUNT_LIMIT:
+            return None
+        with open(path, "rb") as fh:
+            total += sum(1 for line in fh if line.strip())
+    return total
+
+
+def _float(flags: Mapping[str, List[str]], name: str, default: float) -> float:
+    values = flags.get(name)
+    try:
+        return float(values[0]) if values else default
+    except ValueError:
+        raise ConfigError(f"--{name} {values[0]!r}: expected a number") from None
+
+
+def grpo_arithmetic(flags: Mapping[str, List[str]], processes: int, cwd: Optional[str] = None) -> None:
+    """GRPO's batch arithmetic for this many trainer processes (ms-swift 4.6 defaults for missing flags);
+    with ``cwd``, local ``.jsonl`` datasets are counted too."""
     if (flags.get("rlhf_type") or [""])[0] != "grpo":
         return
     from ..chord import count_steps
 
-    count_steps(10 ** 9,  # the row count is not known here: the arithmetic is what counts
+    rows = local_rows(flags.get("dataset") or [], cwd) if cwd and flags.get("dataset") else None
+    split = _float(flags, "split_dataset_ratio", 0.0) if not flags.get("val_dataset") else 0.0
+    generations = _int(flags, "num_generations", 8)
+    count_steps(rows or 10 ** 9,  # unknown row count: the arithmetic is what counts
                 _int(flags, "per_device_train_batch_size", 1), _int(flags, "gradient_accumulation_steps", 1),
-                processes, _int(flags, "num_generations", 8), 1.0, _int(flags, "steps_per_generation", None),
-                _int(flags, "generation_batch_size", None), _int(flags, "num_iterations", 1))
+                processes, generations, 1.0, _int(flags, "steps_per_generation", None),
+                _int(flags, "generation_batch_size", None), _int(flags, "num_iterations", 1),
+                split_dataset_ratio=split if rows else 0.0)
+    # evaluation (ms-swift evaluates when there is validation data and eval_strategy, default save_strategy,
+    # is not "no")
+    evaluates = bool(flags.get("val_dataset")) or split > 0
+    strategy = (flags.get("eval_strategy") or flags.get("save_strategy") or ["steps"])[0]
+    if not evaluates or strategy == "no":
+        return
+    eval_batch = _int(flags, "per_device_eval_batch_size", 1)
+    eval_gens = _int(flags, "num_generations_eval", None) or generations
+    if (eval_batch * processes) % eval_gens:
+        valid = [n for n in range(1, eval_batch * processes + 1) if (eval_batch * processes) % n == 0]
+        raise ConfigError(f"the global eval batch ({processes} processes x per_device_eval_batch_size {eval_batch}) "
+                          f"must be divisible by num_generations_eval ({eval_gens}); valid values: {valid} "
+                          f"(ms-swift 4.6 swift/rlhf_trainers/args_mixin.py:232)")
+    val_rows = local_rows(flags.get("val_dataset") or [], cwd) if cwd and flags.get("val_dataset") else None
+    need = eval_batch * processes // eval_gens
+    if val_rows is not None and val_rows < need:
+        raise ConfigError(f"the validation set has {val_rows} rows but one global eval batch needs {need} prompts "
+                          f"({processes} processes x per_device_eval_batch_size {eval_batch} / num_generations_eval "
+                          f"{eval_gens}; ms-swift 4.6 swift/rlhf_trainers/grpo_trainer.py:126)")
 
 
 def _processes(step: Step) -> int:
@@ -101,7 +158,7 @@ def check_plan(plan: LaunchPlan, *, fields: Optional[Mapping[str, FrozenSet[str]
         (warnings if render_only else errors).extend(f"{step.name}: {why}" for why in missing_datasets(flags, cwd))
         if command == "rlhf":
             try:
-                grpo_arithmetic(dict(flags), _processes(step))
+                grpo_arithmetic(dict(flags), _processes(step), cwd)
             except ConfigError as exc:
                 errors.append(f"{step.name}: {exc}")
     return errors, warnings

@@ -31,7 +31,8 @@ Warn = Callable[[str], None]
 class LaunchOptions:
     """One launch of a recipe (``sft``, ``dpo``, ``grpo``, ``chord``, ``rollout``, ``export``): its template
     (``template``: a YAML file instead of the recipe's own), ``--set`` values, extra swift flags, the devices
-    (ids or a count, for training and for the rollout server), the nodes, what to print instead of running
+    (ids or a count, for training and for the rollout server; ``device="cpu"`` runs on CPU even where GPUs
+    exist), the nodes, what to print instead of running
     (``dry_run``, ``as_json``, ``slurm``) and how to run (``log_dir``, the swift command, ``grace``)."""
 
     recipe: str
@@ -43,6 +44,7 @@ class LaunchOptions:
     rollout_gpus: Optional[str] = None
     num_rollout_gpus: Optional[int] = None
     nproc: Optional[int] = None
+    device: str = "auto"  # auto | gpu | cpu: cpu runs on CPU even where GPUs exist
     nnodes: int = 1
     node_rank: int = 0
     master_addr: Optional[str] = None
@@ -84,8 +86,11 @@ class LaunchOptions:
                 self.num_rollout_gpus if self.num_rollout_gpus is not None else self.rollout_gpus)
 
     def logs(self) -> str:
-        """``log_dir``, else ``swift-ext-logs/RECIPE-TIMESTAMP``."""
-        return self.log_dir or os.path.join("swift-ext-logs", f"{self.recipe}-{time.strftime('%Y%m%d-%H%M%S')}")
+        """``log_dir``, else ``swift-ext-logs/RECIPE-TIMESTAMP`` (``-nodeN`` added with several nodes: nodes that
+        share a file system, or are simulated on one machine, never mix their logs)."""
+        node = f"-node{self.node_rank}" if self.nnodes > 1 else ""
+        return self.log_dir or os.path.join("swift-ext-logs",
+                                            f"{self.recipe}-{time.strftime('%Y%m%d-%H%M%S')}{node}")
 
 
 def sbatch(opts: LaunchOptions) -> str:
@@ -110,13 +115,13 @@ def plan_launch(opts: LaunchOptions, warn: Optional[Warn] = None,
 
     tpl = load_template(opts.template or opts.recipe)
     gpus, rollout_gpus = opts.devices()
-    if gpus is None:
+    if gpus is None and opts.device != "cpu":
         found = detect_gpus(warn=warn or (lambda _: None))
         gpus = ",".join(map(str, found)) + "," if found else None
     plan = build_plan(opts.recipe, tpl, sets=opts.sets, extra=list(opts.extra), gpus=gpus, rollout_gpus=rollout_gpus,
                       nproc=opts.nproc, nodes=Nodes(opts.nnodes, opts.node_rank, opts.master_addr, opts.master_port),
                       rollout_host=opts.rollout_host, swift=opts.swift(),
-                      base_env=os.environ if env is None else env)
+                      base_env=os.environ if env is None else env, device=opts.device)
     if not opts.no_check:
         from ..bridge.arguments import swift_fields
         from .check import check_plan

@@ -38,6 +38,17 @@ MEDIA_ENV = ("MAX_PIXELS", "MIN_PIXELS", "IMAGE_FACTOR", "VIDEO_MAX_PIXELS", "VI
 # swift-ext's default for every command that builds prompts (the shipped templates spell it out too)
 MEDIA_DEFAULTS = {"MAX_PIXELS": "1003520"}
 MEDIA_COMMANDS = ("sft", "pt", "rlhf", "rollout", "infer", "deploy", "eval", "sample")
+#: ``swift`` subcommands that train (torchrun ranks; the swift-ext plugin ends each rank cleanly)
+TRAIN_COMMANDS = ("sft", "pt", "rlhf")
+DEVICES = ("auto", "gpu", "cpu")
+#: what CPU ranks need: without ``--use_cpu true`` accelerate finds no accelerator and leaves the run
+#: undistributed (accelerate/state.py ``_prepare_backend``), so each rank trains alone, or, with
+#: ``--ddp_backend gloo`` alone, ms-swift's GRPO fails ``assert len(local_advantages) == len(samples)``
+CPU_RANK_ARGS = {"use_cpu": True, "ddp_backend": "gloo"}
+CPU_RANK_REASON = ("CPU ranks need --use_cpu true --ddp_backend gloo: without --use_cpu, accelerate sees no "
+                   "accelerator and leaves the run undistributed (accelerate/state.py _prepare_backend), so every "
+                   "rank trains alone on the whole dataset (or, with --ddp_backend gloo, ms-swift's GRPO fails "
+                   "`assert len(local_advantages) == len(samples)`, swift/rlhf_trainers/grpo_trainer.py:241)")
 API_KEY_REASON = ("--api_key on the rollout server would break training: ms-swift 4.6's trainer-side VLLMClient "
                   "sends no Authorization header, so every call after /health gets 401. Keep the rollout "
                   "server on a private network (swift-ext binds it to 127.0.0.1 on a single node) instead")
@@ -175,11 +186,16 @@ def _truthy(v: Any) -> bool:
 def build_plan(recipe: str, template: Mapping[str, Any], *, sets: Sequence[str] = (), extra: Sequence[str] = (),
                gpus=None, rollout_gpus=None, nproc: Optional[int] = None, nodes: Optional[Nodes] = None,
                rollout_host: Optional[str] = None, swift: Sequence[str] = ("swift",),
-               plugin: Optional[str] = None, base_env: Optional[Mapping[str, str]] = None) -> LaunchPlan:
+               plugin: Optional[str] = None, base_env: Optional[Mapping[str, str]] = None,
+               device: str = "auto") -> LaunchPlan:
     """Build the commands and environment for ``swift-ext launch <recipe>`` (pure: no I/O, no processes).
 
     ``gpus``/``rollout_gpus``: device specs (``"0-7"``, ``"6,7"`` or counts); ``nproc`` forces the trainer's
-    process count (CPU runs); ``plugin``: the swift-ext plugin file (default: the installed one) added to
+    process count (CPU runs); ``device``: ``gpu``, ``cpu`` (no GPU is touched: ``CUDA_VISIBLE_DEVICES`` is
+    emptied) or ``auto`` (CPU when no GPUs are given). On CPU with more than one rank in all
+    (``nproc`` x ``nnodes``) the trainer gets :data:`CPU_RANK_ARGS`; training commands with more than one
+    rank get the swift-ext plugin (every rank then destroys its process group at the end:
+    :mod:`swift_ext.bridge.teardown`), ``swift rlhf`` always does; ``plugin``: the swift-ext plugin file (default: the installed one) added to
     ``--external_plugins`` of ``swift rlhf``; ``base_env`` is only read to extend an existing ``NO_PROXY`` and
     for ``SWIFT_EXT_CHORD_SCHEDULE`` (CHORD settings are checked here, before anything starts).
     """
@@ -188,12 +204,19 @@ def build_plan(recipe: str, template: Mapping[str, Any], *, sets: Sequence[str] 
     args = merge_extra(command, _migrate_mapping(command, tpl["args"], warnings), extra, warnings)
     _require(args, recipe)
     nodes = nodes or Nodes()
+    if device not in DEVICES:
+        raise ConfigError(f"unknown device {device!r}; use one of {', '.join(DEVICES)}")
     devices = parse_devices(gpus) if gpus is not None else None
+    if device == "cpu" and (devices or rollout_gpus is not None):
+        raise ConfigError("--device cpu runs no process on a GPU: drop --gpus / --rollout-gpus (use --nproc N "
+                          "for N CPU ranks per node)")
+    if device == "gpu" and not devices:
+        raise ConfigError("--device gpu needs GPUs: give --gpus / --num-gpus (none were found on this node)")
+    on_cpu = device == "cpu" or (device == "auto" and not devices)
     common_env = _env(tpl)
     if command == "rollout":
         return _rollout_only(recipe, args, devices, common_env, swift, warnings)
     if command == "rlhf":
-        args = _with_plugin(args, plugin or _default_plugin())
         warnings += _check_chord(args, {**(base_env or {}), **common_env})
     ro = dict(tpl.get("rollout") or {})
     mode = ro.get("mode", "none") if command == "rlhf" else "none"
@@ -211,8 +234,15 @@ def build_plan(recipe: str, template: Mapping[str, Any], *, sets: Sequence[str] 
                        colocate_tp=args.get("vllm_tensor_parallel_size") if mode == "colocate" else None)
     if mode == "colocate":
         args = {**args, "use_vllm": True, "vllm_mode": "colocate", **ro_args}
+    ranks = split.nproc * nodes.nnodes
+    if command == "rlhf" or (command in TRAIN_COMMANDS and ranks > 1):
+        args = _with_plugin(args, plugin or _default_plugin())
+    if command in TRAIN_COMMANDS and on_cpu and ranks > 1:
+        args = _cpu_ranks(args)
     steps: List[Step] = []
     train_env = {**common_env, **split.train_env(nodes.nnodes > 1), **nodes.env()}
+    if device == "cpu":
+        train_env["CUDA_VISIBLE_DEVICES"] = ""  # a CPU run on a GPU node stays off its GPUs
     unset: List[str] = []
     if remote:
         media = {k: v for k, v in common_env.items() if k in MEDIA_ENV}
@@ -226,9 +256,23 @@ def build_plan(recipe: str, template: Mapping[str, Any], *, sets: Sequence[str] 
         steps.append(server)
         train_env.update(proxy_env)
         unset = list(PROXY_VARS)
+    note = split.describe() + (" on CPU (gloo)" if on_cpu and ranks > 1 and command in TRAIN_COMMANDS else "")
     steps.append(Step("train" if command != "export" else "export", [*swift, command, *render_args(args)],
-                      env=train_env, unset=unset, note=split.describe() if command != "export" else ""))
+                      env=train_env, unset=unset, note=note if command != "export" else ""))
     return LaunchPlan(recipe, steps, split, warnings)
+
+
+def _cpu_ranks(args: Dict[str, Any]) -> Dict[str, Any]:
+    """:data:`CPU_RANK_ARGS` added to the trainer's flags; a contradicting value the user set is refused."""
+    out = dict(args)
+    if "use_cpu" in out and not _truthy(out["use_cpu"]):
+        raise ConfigError(f"--use_cpu {_scalar(out['use_cpu'])}: {CPU_RANK_REASON}")
+    if str(out.get("ddp_backend", "gloo")).lower() not in ("gloo", "mpi"):
+        raise ConfigError(f"--ddp_backend {out['ddp_backend']}: CPU ranks talk through gloo (or mpi); "
+                          f"{out['ddp_backend']} needs GPUs")
+    out["use_cpu"] = True
+    out.setdefault("ddp_backend", CPU_RANK_ARGS["ddp_backend"])
+    return out
 
 
 def _env(tpl: Mapping[str, Any]) -> Dict[str, str]:

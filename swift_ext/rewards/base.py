@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import pickle
+import sys
 import uuid
 import weakref
 from collections.abc import Sequence as SequenceABC
@@ -28,6 +29,14 @@ Score = Optional[float]
 #: completions per GRPO group when the trainer's arguments do not say (``num_generations``)
 DEFAULT_GROUP = 8
 
+
+
+def _by_reference(cls: type) -> bool:
+    """True when ``cls`` is what its module and qualified name lead to (pickle can send it by name)."""
+    obj: Any = sys.modules.get(cls.__module__)
+    for part in cls.__qualname__.split("."):
+        obj = getattr(obj, part, None)
+    return obj is cls
 
 class Reward(Component):
     """Base class of every swift-ext reward.
@@ -253,7 +262,11 @@ class Reward(Component):
         worker gets this process's ``sys.path``), the bound parameters and the trainer's arguments."""
         got = self.__dict__.get("_pool_id")
         if got is None:
-            cls = next(c for c in type(self).__mro__ if c.__dict__.get("_spec") is None)
+            # the first class a worker can import by name: not a parametrised subclass, and not the class
+            # ms-swift gets (swift_ext.bridge adds its ORM base under the reward's own name)
+            cls = next((c for c in type(self).__mro__ if issubclass(c, Reward) and _by_reference(c)), None)
+            if cls is None:
+                raise pickle.PicklingError(f"no class of {type(self).__qualname__} is importable by name")
             try:
                 pickle.dumps(self.args)
                 args = self.args

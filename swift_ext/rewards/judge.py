@@ -232,18 +232,33 @@ def valid_score(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value <= 1.0
 
 
+def process_id() -> str:
+    """Who wrote a verdict: ``rank<R>@<host>:<pid>`` under torchrun, else ``<host>:<pid>``."""
+    import socket
+
+    rank = os.environ.get("RANK")
+    return (f"rank{rank}@" if rank is not None else "") + f"{socket.gethostname()}:{os.getpid()}"
+
+
 class JudgeCache:
     """Verdicts in a sqlite file (WAL, a busy timeout): safe with every rank of a node reading and writing.
 
     The file is shared with other processes, so what it holds is checked on the way out: a stored score that
     is not a finite number in 0..1 (the judge's range) is a miss, never a reward, and a rationale is kept and
-    read up to :data:`MAX_RATIONALE` characters."""
+    read up to :data:`MAX_RATIONALE` characters.
+
+    Each verdict records the process that wrote it (:func:`process_id`). Every process counts its lookups
+    (``hits``, ``shared_hits``: verdicts another process wrote, ``misses``) and adds them, once per judged
+    call (:meth:`flush`), to the file's ``stats`` table, one row per process: how much the ranks of a run
+    saved each other is ``SELECT * FROM stats``."""
 
     def __init__(self, path: str):
         self.path = os.path.abspath(os.path.expanduser(path))
         self._conn: Any = None
         self._pid = 0
         self.broken = False
+        self.hits = self.shared_hits = self.misses = 0
+        self._unflushed = [0, 0, 0]
 
     def _db(self) -> Any:
         if self.broken:
@@ -257,40 +272,72 @@ class JudgeCache:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute("CREATE TABLE IF NOT EXISTS verdicts (key TEXT PRIMARY KEY, score REAL, "
-                             "rationale TEXT, model TEXT, created REAL)")
+                             "rationale TEXT, model TEXT, created REAL, writer TEXT)")
+                if "writer" not in {row[1] for row in conn.execute("PRAGMA table_info(verdicts)")}:
+                    try:  # a cache file from before the writer column
+                        conn.execute("ALTER TABLE verdicts ADD COLUMN writer TEXT")
+                    except sqlite3.OperationalError:  # another rank added it first
+                        pass
+                conn.execute("CREATE TABLE IF NOT EXISTS stats (writer TEXT PRIMARY KEY, hits INTEGER, "
+                             "shared_hits INTEGER, misses INTEGER, updated REAL)")
             except sqlite3.Error as exc:
                 self._fail(exc)
                 return None
-            self._conn, self._pid = conn, os.getpid()
+            self._conn, self._pid, self._me = conn, os.getpid(), process_id()
         return self._conn
 
     def _fail(self, exc: Exception) -> None:
         logger.warning("judge cache %s unusable (%s): judging without a cache", self.path, exc)
         self.broken = True
 
-    def get(self, key: str) -> Optional[Tuple[Optional[float], str]]:
+    def get(self, key: str) -> Optional[Tuple[Optional[float], str, str]]:
+        """``(score, rationale, writer)`` of a cached verdict, or None (counted as a hit or a miss)."""
         db = self._db()
         if db is None:
             return None
         try:
-            row = db.execute("SELECT score, substr(CAST(rationale AS TEXT), 1, ?) FROM verdicts WHERE key = ?",
-                             (MAX_RATIONALE, key)).fetchone()
+            row = db.execute("SELECT score, substr(CAST(rationale AS TEXT), 1, ?), writer FROM verdicts "
+                             "WHERE key = ?", (MAX_RATIONALE, key)).fetchone()
         except Exception as exc:  # sqlite3.Error: locked beyond the busy timeout, a broken file
             self._fail(exc)
             return None
         if not row or not valid_score(row[0]):
+            self.misses += 1
+            self._unflushed[2] += 1
             return None
-        return float(row[0]), row[1] if isinstance(row[1], str) else ""
+        writer = row[2] if isinstance(row[2], str) else ""
+        shared = bool(writer) and writer != self._me
+        self.hits += 1
+        self.shared_hits += shared
+        self._unflushed[0] += 1
+        self._unflushed[1] += shared
+        return float(row[0]), row[1] if isinstance(row[1], str) else "", writer
 
     def put(self, key: str, score: Optional[float], rationale: str, model: str) -> None:
         db = self._db()
         if db is None:
             return
         try:
-            db.execute("INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?, ?, ?)",
-                       (key, score, rationale[:MAX_RATIONALE], model[:1024], time.time()))
+            db.execute("INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?, ?, ?, ?)",
+                       (key, score, rationale[:MAX_RATIONALE], model[:1024], time.time(), self._me))
         except Exception as exc:  # sqlite3.Error
             self._fail(exc)
+
+    def flush(self) -> None:
+        """Add this process's counts since the last flush to the ``stats`` table (one statement)."""
+        hits, shared, misses = self._unflushed
+        db = self._db() if hits or misses else None
+        if db is None:
+            return
+        try:
+            db.execute("INSERT INTO stats VALUES (?, ?, ?, ?, ?) ON CONFLICT(writer) DO UPDATE SET "
+                       "hits = hits + excluded.hits, shared_hits = shared_hits + excluded.shared_hits, "
+                       "misses = misses + excluded.misses, updated = excluded.updated",
+                       (self._me, hits, shared, misses, time.time()))
+        except Exception as exc:  # sqlite3.Error
+            self._fail(exc)
+            return
+        self._unflushed = [0, 0, 0]
 
 
 class Judge(AsyncReward):
@@ -453,6 +500,14 @@ class Judge(AsyncReward):
         self.last_details = [None] * n
         self._raw_logged = 0
 
+    async def __call__(self, completions: Sequence[Any], **kwargs: Any) -> List[Score]:  # type: ignore[override]
+        """The batch; the cache's counts of this call go to its ``stats`` table at the end."""
+        try:
+            return await super().__call__(completions, **kwargs)
+        finally:
+            if self._cache is not None:
+                self._cache.flush()
+
     async def ascore_at(self, index: int, completion: str, row: Dict[str, Any]) -> Score:
         score, details = await self.judge_one(completion, row)
         if index < len(self.last_details):
@@ -481,7 +536,7 @@ class Judge(AsyncReward):
         if self._cache is not None:
             hit = self._cache.get(key)
             if hit is not None:
-                return hit[0], {"rationale": hit[1], "cached": True}
+                return hit[0], {"rationale": hit[1], "cached": True, "cached_by": hit[2]}
         if self._breaker().is_open():
             return None, {"error": "circuit breaker open"}
         try:

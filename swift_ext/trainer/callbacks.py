@@ -429,6 +429,8 @@ class ChordMu(ExtCallback):
     schedule evaluated at the same step)."""
 
     name = "chord_mu"
+    params = {"trace": Param("", "also append each rank's mu per step to TRACE.rank<R>.jsonl (one file per rank, "
+                                 "by design: every rank computes its own loss)", type=str)}
 
     def setup(self) -> None:
         self._warned = False
@@ -436,6 +438,7 @@ class ChordMu(ExtCallback):
     def on_step_end(self, args, state, control, **kwargs):
         step = state.global_step - 1  # compute_chord_loss ran with global_step before the increment
         mu = CHORD_RUNTIME.pop(step)
+        used = mu is not None
         if mu is None:
             mu = CHORD_RUNTIME.native_mu(self.args, step)
         if mu is None:
@@ -443,6 +446,10 @@ class ChordMu(ExtCallback):
                 logger.warning("chord_mu: this run uses no CHORD (no --chord_sft_dataset); nothing to log")
                 self._warned = True
             return
+        if self.trace:
+            rank = int(os.environ.get("RANK", "0") or 0)
+            with open(f"{self.trace}.rank{rank}.jsonl", "a", encoding="utf-8") as fh:
+                fh.write(json.dumps({"step": state.global_step, "rank": rank, "mu": mu, "from_loss": used}) + "\n")
         self.emit({MU_KEY: mu})
 
 

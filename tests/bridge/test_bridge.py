@@ -137,3 +137,22 @@ def test_run_context_reads_the_same_run_from_arguments_and_argv(monkeypatch, tmp
     found = post_init(args)
     assert found.source == "arguments" and found.args is args
     assert RunContext.discover(["--reward_funcs", "exact_match"]).reward_funcs == ("exact_match", "random:seed=1")
+
+
+def test_an_isolated_reward_ms_swift_builds_scores_in_a_worker(register_plugin, caplog):
+    """ms-swift instantiates swift_reward_class(spec): the reward plus ms-swift's ORM base, under the reward's
+    own name. A worker must still be able to rebuild it (it used to be scored in-process, without its
+    deadline, because that class cannot be pickled by name)."""
+    import logging
+    import os
+
+    from runtime_rewards import PidReward
+
+    from swift_ext.testing import make_plugin
+
+    register_plugin(make_plugin("pid", register_rewards=lambda register: register(PidReward)))
+    cls = bridge_rewards.swift_reward_class("test_pid:isolate=true,timeout=30")
+    with caplog.at_level(logging.WARNING, logger="swift_ext.rewards"):
+        pids = cls()(["a", "b", "c"])
+    assert "cannot be sent to a worker process" not in caplog.text
+    assert all(p != float(os.getpid()) for p in pids)

@@ -323,3 +323,106 @@ def test_cli_reward_weights_against_a_local_server(tmp_path):
     bad = CliRunner().invoke(cli, ["filter", data, "-o", str(out), "-r", "numeric", "--reward-weights", "x",
                                    "--endpoint", "http://127.0.0.1:9/v1"])
     assert bad.exit_code != 0 and "expected numbers" in bad.output
+
+
+# -- data-parallel: shards, their merge, several endpoints ---------------------------------------------
+def _files(out):
+    out = Path(out)
+    names = (out.name, out.stem + ".samples.jsonl", out.stem + ".rejected.jsonl")
+    return {name: (out.parent / name).read_text() for name in names if (out.parent / name).exists()}
+
+
+def test_shards_merged_write_exactly_what_one_process_writes(tmp_path):
+    data = dataset(tmp_path, n=13, extra=[{"messages": "not a list"}])
+    one = tmp_path / "one" / "out.jsonl"
+    one.parent.mkdir()
+    sampling = flt.Sampling(num_generations=4, seed=3)
+    frun(data, str(one), ["numeric"], SeededSampler(), sampling, keep=(0.0, 0.75))
+    par = tmp_path / "par" / "out.jsonl"
+    par.parent.mkdir()
+    samplers = [SeededSampler() for _ in range(3)]
+    opts = flt.FilterOptions(rewards=["numeric"], sampling=sampling)
+    reports = [flt.sample_shard(data, str(par), s, opts, (i, 3)) for i, s in enumerate(samplers)]
+    # shard i takes prompts i, i+3, ...: 13 prompts -> 5 + 4 + 4, none twice
+    assert [r.prompts for r in reports] == [5, 4, 4]
+    assert not set(samplers[0].sampled) & set(samplers[1].sampled) and sum(len(s.sampled) for s in samplers) == 13
+    assert not par.exists()  # shards only sample
+    merged, merged_sampling = flt.merge_shards(data, str(par), 3)
+    assert merged.label == "seeded" and merged_sampling == sampling
+    rep = frun(data, str(par), ["numeric"], merged, merged_sampling, keep=(0.0, 0.75))
+    assert rep.sampled_now == 0 and rep.resumed == 13 and rep.rows_rejected == 1
+    files = _files(par)
+    assert len(files) == 3 and files == _files(one)
+
+
+def test_a_shard_resumes_and_unfinished_or_mismatched_shards_are_refused(tmp_path):
+    data = dataset(tmp_path, n=8)
+    out = str(tmp_path / "out.jsonl")
+    sampling = flt.Sampling(num_generations=2, seed=1)
+    opts = flt.FilterOptions(rewards=["numeric"], sampling=sampling)
+    flt.sample_shard(data, out, SeededSampler(), opts, (0, 2))
+    with pytest.raises(ConfigError, match=r"shard 1/2: no checkpoint .*out.shard1of2.ckpt.jsonl; run it with --shard 1/2"):
+        flt.merge_shards(data, out, 2)
+    first = SeededSampler(stop_after=2)
+    with pytest.raises(KeyboardInterrupt):
+        flt.sample_shard(data, out, first, flt.FilterOptions(rewards=["numeric"], sampling=sampling, chunk=1), (1, 2))
+    with pytest.raises(ConfigError, match=r"shard 1/2 lacks 2 of its 4 prompts .*rerun it with --shard 1/2"):
+        flt.merge_shards(data, out, 2)
+    again = SeededSampler()
+    rep = flt.sample_shard(data, out, again, opts, (1, 2))
+    assert rep.resumed == 2 and rep.sampled_now == 2 and not set(first.sampled) & set(again.sampled)
+    assert flt.merge_shards(data, out, 2)[1] == sampling
+    other = flt.FilterOptions(rewards=["numeric"], sampling=flt.Sampling(num_generations=3, seed=1), restart=True)
+    flt.sample_shard(data, out, SeededSampler(), other, (1, 2))
+    with pytest.raises(ConfigError, match="shard 1/2 was sampled with other settings than shard 0/2 "
+                                          r"\(num_generations\)"):
+        flt.merge_shards(data, out, 2)
+    with pytest.raises(ConfigError, match="expected I/N"):
+        flt.parse_shard("2/2")
+    with pytest.raises(Exception, match="nope"):  # a misspelt reward fails before a shard samples anything
+        flt.sample_shard(data, out, SeededSampler(), flt.FilterOptions(rewards=["nope"], sampling=sampling), (0, 2))
+
+
+def _cli_filter(*args):
+    """``swift-ext filter`` in its own process, as each node of a data-parallel run starts it."""
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable).with_name("swift-ext")
+    return subprocess.Popen([str(exe), "filter", *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def test_cli_two_shard_processes_and_two_endpoints_match_one_process(tmp_path):
+    servers = [_Server(delay=0.05), _Server(delay=0.05)]
+    try:
+        data = dataset(tmp_path, n=10)
+        common = ["-r", "numeric", "-k", "3", "--keep", "0:0.9", "--model", "served-model"]
+        one = tmp_path / "one" / "out.jsonl"
+        one.parent.mkdir()
+        res = CliRunner().invoke(cli, ["filter", data, "-o", str(one), *common, "--endpoint", servers[0].url])
+        assert res.exit_code == 0, res.output
+        # two processes at once, one shard each, each on its own server (as on two nodes)
+        par = tmp_path / "par" / "out.jsonl"
+        par.parent.mkdir()
+        procs = [_cli_filter(data, "-o", par, *common, "--endpoint", servers[i].url, "--shard", f"{i}/2", "--json")
+                 for i in (0, 1)]
+        outs = [p.communicate(timeout=120) for p in procs]
+        assert [p.returncode for p in procs] == [0, 0], outs
+        assert [json.loads(o)["prompts"] for o, _ in outs] == [5, 5]
+        res = CliRunner().invoke(cli, ["filter", data, "-o", str(par), *common, "--merge-shards", "2", "--json"])
+        assert res.exit_code == 0, res.output
+        assert json.loads(res.stdout)["sampled_now"] == 0
+        assert _files(par) == _files(one)
+        # one process, two endpoints: both serve, the result is the same
+        before = [len(s.bodies) for s in servers]
+        two = tmp_path / "two" / "out.jsonl"
+        two.parent.mkdir()
+        res = CliRunner().invoke(cli, ["filter", data, "-o", str(two), *common, "--concurrency", "2",
+                                       "--endpoint", servers[0].url, "--endpoint", servers[1].url])
+        assert res.exit_code == 0, res.output
+        assert all(len(s.bodies) > b for s, b in zip(servers, before))
+        assert _files(two) == _files(one)
+    finally:
+        for s in servers:
+            s.close()

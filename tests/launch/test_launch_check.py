@@ -46,7 +46,9 @@ def launch(tmp_path, *args, record=True):
 
 @pytest.fixture
 def data(tmp_path):
-    (tmp_path / "train.jsonl").write_text('{"messages": [{"role": "user", "content": "1+1?"}], "solution": "2"}\n')
+    row = '{"messages": [{"role": "user", "content": "1+1?"}], "solution": "2"}\n'
+    (tmp_path / "train.jsonl").write_text(row * 8)  # one generation round of 6 processes x 4 / 8 = 3 prompts
+    (tmp_path / "one.jsonl").write_text(row)
     return tmp_path
 
 
@@ -125,3 +127,57 @@ def test_unknown_flag_without_a_near_name(fields):
     assert unknown_flag("lora-rank", "sft", fields) is None  # HfArgumentParser's dash spelling
     assert unknown_flag("no_freeze_vit", "sft", fields) is None  # and its negation of a True-by-default bool
     assert missing_datasets([("dataset", ["org/name"]), ("model", ["x.jsonl"])], "/") == []
+
+
+# -- world size x batch: what ms-swift's GRPO would refuse or trip on, refused before anything starts ------
+def _grpo(*sets, nproc=2, nodes=None, **kw):
+    from swift_ext.launch import Nodes
+
+    return build_plan("grpo", load_template("grpo"), sets=["use_vllm=false", *sets], nproc=nproc, plugin="/p.py",
+                      nodes=nodes or Nodes(), **kw)
+
+
+def test_cpu_ranks_eval_batch_must_hold_whole_groups(fields, data):
+    # 2 CPU ranks x per_device_eval_batch_size 1 = 2 completions, not divisible by 8 generations
+    # (swift/rlhf_trainers/args_mixin.py:232 raises this only after the model is loaded)
+    plan = _grpo("dataset=train.jsonl", "val_dataset=train.jsonl")
+    (err,) = check_plan(plan, fields=fields, cwd=str(data))[0]
+    assert "global eval batch (2 processes x per_device_eval_batch_size 1) must be divisible by " \
+           "num_generations_eval (8); valid values: [1, 2]" in err
+    fixed = _grpo("dataset=train.jsonl", "val_dataset=train.jsonl", "per_device_eval_batch_size=4")
+    assert check_plan(fixed, fields=fields, cwd=str(data))[0] == []
+    # no validation data: ms-swift does not evaluate, nothing to refuse
+    assert check_plan(_grpo("dataset=train.jsonl"), fields=fields, cwd=str(data))[0] == []
+
+
+def test_world_size_counts_every_node(fields, data):
+    from swift_ext.launch import Nodes
+
+    # 2 nodes x 1 rank x 4 x steps_per_generation 2 = 16 completions = 2 prompts: 8 rows are enough;
+    # the single-row file is not (no optimizer step would ever run)
+    two = Nodes(nnodes=2, node_rank=1, master_addr="127.0.0.1")
+    assert check_plan(_grpo("dataset=train.jsonl", nproc=1, nodes=two), fields=fields, cwd=str(data))[0] == []
+    (err,) = check_plan(_grpo("dataset=one.jsonl", nproc=1, nodes=two), fields=fields, cwd=str(data))[0]
+    assert "the dataset has 1 training rows but one generation round needs 2 prompts" in err
+    (err,) = check_plan(_grpo("dataset=train.jsonl", "num_generations=3", nproc=1, nodes=two), fields=fields,
+                        cwd=str(data))[0]
+    assert "generation batch (16 = per_device_train_batch_size 4 x GPUs 2 x steps_per_generation 2)" in err
+
+
+def test_val_set_smaller_than_one_eval_batch_is_refused(fields, data):
+    plan = _grpo("dataset=train.jsonl", "val_dataset=one.jsonl", "per_device_eval_batch_size=8",
+                 "num_generations_eval=2")
+    (err,) = check_plan(plan, fields=fields, cwd=str(data))[0]
+    assert "the validation set has 1 rows but one global eval batch needs 8 prompts" in err
+
+
+def test_cpu_ranks_get_use_cpu_and_gloo_and_a_contradiction_is_refused():
+    (train,) = _grpo("dataset=d.jsonl").steps
+    i = train.argv.index("--use_cpu")
+    assert train.argv[i:i + 4] == ["--use_cpu", "true", "--ddp_backend", "gloo"]
+    with pytest.raises(ConfigError, match=r"--use_cpu false: CPU ranks need --use_cpu true.*grpo_trainer.py:241"):
+        _grpo("dataset=d.jsonl", "use_cpu=false")
+    with pytest.raises(ConfigError, match="--ddp_backend nccl: CPU ranks talk through gloo"):
+        _grpo("dataset=d.jsonl", "ddp_backend=nccl")
+    (one,) = _grpo("dataset=d.jsonl", nproc=1).steps
+    assert "--use_cpu" not in one.argv  # one process needs no process group

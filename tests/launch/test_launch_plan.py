@@ -48,8 +48,12 @@ def test_sft_on_four_gpus_uses_torchrun_through_nproc():
     assert step.env["CUDA_VISIBLE_DEVICES"] == "0,1,2,3" and step.env["NPROC_PER_NODE"] == "4"
     assert flag(step.argv, "dataset") == ["d.jsonl"] and flag(step.argv, "tuner_type") == ["lora"]
     assert flag(step.argv, "freeze_vit") == ["true"]
-    assert "--external_plugins" not in step.argv  # sft is not an rlhf recipe
+    # several ranks: the plugin ends each rank cleanly (bridge/teardown.py); a GPU run gets no CPU flags
+    assert flag(step.argv, "external_plugins") == [PLUGIN]
+    assert "--use_cpu" not in step.argv and "--ddp_backend" not in step.argv
     assert step.env["MAX_PIXELS"] == "1003520"
+    (one,) = plan("sft", gpus="0,").steps
+    assert "--external_plugins" not in one.argv  # one process: sft needs nothing of swift-ext
 
 
 def test_sft_single_gpu_by_count_runs_without_torchrun():
@@ -332,3 +336,54 @@ def test_launch_rollout_and_remote_grpo_trainer_get_the_same_image_env():
 def test_local_rollout_server_shares_the_trainers_image_env():
     server, trainer = plan("grpo", gpus="0-7", sets=["env.MIN_PIXELS=3136"]).steps
     assert _media(server.env) == _media(trainer.env) == {"MAX_PIXELS": "1003520", "MIN_PIXELS": "3136"}
+
+
+# -- CPU ranks and the two-node simulation -------------------------------------------------------------
+DEVICE_ENV = ("CUDA_VISIBLE_DEVICES", "NPROC_PER_NODE")
+DEVICE_FLAGS = ("use_cpu", "ddp_backend")
+
+
+def _without_device(step):
+    argv, skip = [], False
+    for tok in step.argv:
+        if skip and not tok.startswith("--"):
+            continue
+        skip = tok[2:] in DEVICE_FLAGS if tok.startswith("--") else False
+        if not skip:
+            argv.append(tok)
+    return argv, {k: v for k, v in step.env.items() if k not in DEVICE_ENV}
+
+
+@pytest.mark.parametrize("recipe", ["sft", "dpo", "grpo", "chord"])
+@pytest.mark.parametrize("rank", [0, 1])
+def test_simulated_node_renders_the_gpu_nodes_command_but_device_settings(recipe, rank):
+    sets = ["use_vllm=false"] if recipe in ("grpo", "chord") else []
+    nodes = Nodes(nnodes=2, node_rank=rank, master_addr="127.0.0.1", master_port=29555)
+    (gpu,) = plan(recipe, sets=sets, gpus="0-7", nodes=nodes).steps
+    (cpu,) = plan(recipe, sets=sets, device="cpu", nproc=1, nodes=nodes).steps
+    assert _without_device(cpu) == _without_device(gpu)
+    assert gpu.env["CUDA_VISIBLE_DEVICES"] == "0,1,2,3,4,5,6,7" and gpu.env["NPROC_PER_NODE"] == "8"
+    assert cpu.env["CUDA_VISIBLE_DEVICES"] == "" and cpu.env["NPROC_PER_NODE"] == "1"
+    assert flag(cpu.argv, "use_cpu") == ["true"] and flag(cpu.argv, "ddp_backend") == ["gloo"]
+    assert "--use_cpu" not in gpu.argv
+    assert {k: cpu.env[k] for k in ("NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT")} == \
+        {"NNODES": "2", "NODE_RANK": str(rank), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29555"}
+    assert flag(cpu.argv, "external_plugins") == [PLUGIN]  # several ranks: every rank ends cleanly
+
+
+def test_device_choices_are_checked():
+    with pytest.raises(ConfigError, match="--device cpu runs no process on a GPU"):
+        plan("sft", device="cpu", gpus="0,1")
+    with pytest.raises(ConfigError, match="--device gpu needs GPUs"):
+        plan("sft", device="gpu")
+    with pytest.raises(ConfigError, match="unknown device"):
+        plan("sft", device="tpu")
+    (one,) = plan("sft", device="cpu").steps  # one CPU process: no process group, GPUs hidden
+    assert one.env["CUDA_VISIBLE_DEVICES"] == "" and "--use_cpu" not in one.argv
+
+
+def test_cli_log_folder_is_per_node(tmp_path):
+    res = CliRunner().invoke(cli, ["launch", "sft", "--set", "dataset=d.jsonl", "--device", "cpu", "--nnodes", "2",
+                                   "--node-rank", "1", "--master-addr", "127.0.0.1", "--dry-run", "--no-check"])
+    assert res.exit_code == 0, res.output
+    assert "LOG_DIR=swift-ext-logs/sft-" in res.output and "-node1\n" in res.output

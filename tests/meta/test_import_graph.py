@@ -137,7 +137,7 @@ LAYERS = [
     {"scoring.results", "bridge.callbacks"},      # the completion record; callbacks -> ms-swift's callbacks_map
     {"bridge.grpo"},                              # GRPO rollouts and eval scores captured as that record
     {"rewards"},                                  # reward families and their runtime (pool, deadlines)
-    {"bridge.rewards"},                           # rewards -> ms-swift's orms
+    {"bridge.rewards", "bridge.teardown"},        # rewards -> ms-swift's orms; a clean end for every rank
     {"scoring"},                                  # the one scoring path, eval metrics, explain
     {"convert", "runs"},                          # dataset conversion; the run reader
     {"chord"},                                    # CHORD plans and mu shapes

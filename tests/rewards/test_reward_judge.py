@@ -180,6 +180,39 @@ def test_cache_hits_across_processes(server, tmp_path):
     assert [c for _, c in second] == [20, 20] and [o for o, _ in second] == [o for o, _ in first]
 
 
+def test_hits_on_another_processs_verdicts_are_counted_per_process(server, tmp_path):
+    """The ranks of a run share one cache file: each process adds its hits, the hits on verdicts another
+    process wrote (shared_hits) and its misses to the file's stats table."""
+    import sqlite3
+
+    cache = tmp_path / "ranks.sqlite"
+    with sqlite3.connect(cache) as db:  # a cache file from before the writer column keeps working
+        db.execute("CREATE TABLE verdicts (key TEXT PRIMARY KEY, score REAL, rationale TEXT, model TEXT, "
+                   "created REAL)")
+    script = textwrap.dedent(f"""
+        import asyncio, json
+        from swift_ext.rewards import build
+        r = build("judge:base_url={server.url},rubric=helpfulness,cache={cache}")
+        comps = [f"REPLY[[{{i % 10}}]]END same{{i}}" for i in range(6)]
+        asyncio.run(r(comps, messages=[[{{"role": "user", "content": "q"}}]] * 6))
+        print(json.dumps([d.get("cached_by") for d in r.last_details]))
+    """)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+
+    def rank(r):
+        out = subprocess.run([sys.executable, "-c", script], env={**env, "RANK": str(r)}, capture_output=True,
+                             text=True, timeout=120, check=True).stdout
+        return json.loads(out)
+
+    assert rank(0) == [None] * 6                          # rank 0 judged all six
+    by = rank(1)                                          # rank 1 found all six, written by rank 0
+    assert len(set(by)) == 1 and by[0].startswith("rank0@")
+    with sqlite3.connect(cache) as db:
+        stats = {w.split("@")[0]: (h, sh, m) for w, h, sh, m in
+                 db.execute("SELECT writer, hits, shared_hits, misses FROM stats")}
+    assert stats == {"rank0": (0, 0, 6), "rank1": (6, 6, 0)}
+
+
 def test_without_endpoint_every_row_abstains_at_once(tmp_path):
     t0 = time.monotonic()
     assert call(build("judge"), ["x"] * 8) == [None] * 8
