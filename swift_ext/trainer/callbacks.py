@@ -448,8 +448,8 @@ class ChordMu(ExtCallback):
             return
         if self.trace:
             rank = int(os.environ.get("RANK", "0") or 0)
-            with open(f"{self.trace}.rank{rank}.jsonl", "a", encoding="utf-8") as fh:
-                fh.write(json.dumps({"step": state.global_step, "rank": rank, "mu": mu, "from_loss": used}) + "\n")
+            with JsonlAppender(f"{self.trace}.rank{rank}.jsonl") as log:
+                log.write({"step": state.global_step, "rank": rank, "mu": mu, "from_loss": used})
         self.emit({MU_KEY: mu})
 
 

@@ -133,3 +133,46 @@ def test_install_builds_each_spec_once_through_configure():
     assert callbacks_map["reward_eval:ks=1|4"] is configure("callback", "reward_eval:ks=1|4")
     with pytest.raises(ParamError, match="ks=0: must be >= 1"):
         install_callbacks(["reward_eval:ks=0"])
+
+
+def test_eval_completions_of_two_ranks_are_gathered_into_one_record(tmp_path):
+    """Two real processes joined by torch.distributed (gloo): each rank holds part of the same prompt groups (as
+    ms-swift shards the validation set); gather_results gives every rank all completions in rank order, one group
+    per key, so the summary counts a prompt split across ranks once."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent("""
+        import json, os, sys
+        import torch.distributed as dist
+        from swift_ext.bridge.grpo import gather_results
+        from swift_ext.scoring.results import Results
+        rank = int(sys.argv[1])
+        dist.init_process_group("gloo", init_method="tcp://127.0.0.1:" + sys.argv[2], rank=rank, world_size=2)
+        res = Results(path="<eval rollouts>")
+        for j, key in enumerate(["1:0", "1:1"]):                # both ranks hold one completion of each prompt
+            res.add(f"r{rank}p{j}", {"prompt_id": j}, key, scores={"acc": float(rank == j)})
+        out = gather_results(res)
+        print(json.dumps({"completions": out.completions, "groups": out.groups, "keys": out.group_keys,
+                          "acc": out.summaries(["acc"], 1.0, [2])["acc"].metrics([2])}))
+        dist.destroy_process_group()
+    """)
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(r), port], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for r in (0, 1)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err for _, err in outs]
+    got = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+    assert got[0] == got[1]                                         # every rank sees the same record
+    assert got[0]["completions"] == ["r0p0", "r0p1", "r1p0", "r1p1"]
+    assert got[0]["groups"] == [[0, 2], [1, 3]] and got[0]["keys"] == ["1:0", "1:1"]
+    # each prompt has one correct completion of two: pass@2 = 1, accuracy 1/2
+    assert got[0]["acc"]["pass@2"] == 1.0 and got[0]["acc"]["accuracy"] == 0.5
