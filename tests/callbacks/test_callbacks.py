@@ -10,7 +10,7 @@ from transformers import TrainerControl, TrainerState  # noqa: E402
 
 from swift_ext import plugins  # noqa: E402
 from swift_ext.trainer import callbacks
-from swift_ext.errors import ParamError, PluginError  # noqa: E402
+from swift_ext.errors import ParamError  # noqa: E402
 
 
 def rec(group, **scores):
