@@ -4,6 +4,8 @@ appending rows to a log that stays readable while it grows (:class:`JsonlAppende
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import json
 import os
 from pathlib import Path
@@ -189,8 +191,9 @@ def _torn_tail(fd: int, size: int) -> int:
 class JsonlAppender:
     """Rows appended to a JSON lines file that others may read while it grows (a training run's sample log, a
     resumable checkpoint). Opened with ``O_APPEND``: each :meth:`write` / :meth:`write_many` puts whole lines at
-    the end of the file in one ``write`` (retried until all bytes are out; no buffer held back), then ``fsync``
-    when ``fsync=True``. A line cut short by a kill (the file does not end in a newline) is cut off when the file
+    the end of the file in one ``write`` (retried until all bytes are out; no buffer held back), under an
+    exclusive ``flock`` of the file (so appenders in several processes never interleave or cut each other's
+    lines), then ``fsync`` when ``fsync=True``. A line cut short by a kill (the file does not end in a newline) is cut off when the file
     is opened, so the next row starts a line of its own; ``keep=OFFSET`` keeps only the file's first ``OFFSET``
     bytes instead (a reader that checked the lines knows where the last good one ends). Readers skip a torn
     final line (:func:`iter_jsonl_rows` reports it, :class:`swift_ext.runs.MetricLog` waits for its newline).
@@ -211,16 +214,27 @@ class JsonlAppender:
             os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         self.fd: Optional[int] = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
         try:
-            size = os.fstat(self.fd).st_size
-            end = min(keep, size) if keep is not None else size
-            if keep is None and size and os.pread(self.fd, 1, size - 1) != b"\n":
-                end = _torn_tail(self.fd, size)
-            if end != size:
-                os.ftruncate(self.fd, end)
+            with self._locked():          # not while another appender is half-way through its write
+                size = os.fstat(self.fd).st_size
+                end = min(keep, size) if keep is not None else size
+                if keep is None and size and os.pread(self.fd, 1, size - 1) != b"\n":
+                    end = _torn_tail(self.fd, size)
+                if end != size:
+                    os.ftruncate(self.fd, end)
         except BaseException:
             self.close()
             raise
         self.n = 0
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """An exclusive ``flock`` on the file while a write (or the torn-tail check) runs: appenders in other
+        processes never see, and cut off, a line another is still writing."""
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
 
     def write(self, row: Any) -> None:
         self.write_encoded([encode_row(row)])
@@ -236,10 +250,11 @@ class JsonlAppender:
         if self.fd is None:
             raise ValueError(f"{self.path}: the appender is closed")
         view = memoryview(b"\n".join(lines) + b"\n")
-        while view:                      # O_APPEND: every write lands at the end of the file
-            view = view[os.write(self.fd, view):]
-        if self.fsync:
-            os.fsync(self.fd)
+        with self._locked():
+            while view:                  # O_APPEND: every write lands at the end of the file
+                view = view[os.write(self.fd, view):]
+            if self.fsync:
+                os.fsync(self.fd)
         self.n += len(lines)
 
     def close(self) -> None:

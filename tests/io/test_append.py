@@ -50,15 +50,16 @@ def test_values_json_cannot_hold_are_written_as_text(tmp_path):
 
 
 def test_processes_appending_to_one_file_never_mix_their_lines(tmp_path):
-    """Four real processes append 50 rows of 100 KB each (well above PIPE_BUF) to one file at once: every line
-    parses and every row is there once."""
+    """Four real processes append 50 rows of 100 KB each (well above PIPE_BUF) to one file at once, each opening
+    the file for every row: every line parses and every row is there once (an appender that opened the file while
+    another was half-way through a line took that line for a torn one and cut it off, before the flock)."""
     path = tmp_path / "shared.jsonl"
     script = textwrap.dedent("""
         import sys
         from swift_ext.io import JsonlAppender
         who = sys.argv[1]
-        with JsonlAppender(sys.argv[2]) as log:
-            for i in range(50):
+        for i in range(50):                          # opened per write, as the sample log does
+            with JsonlAppender(sys.argv[2]) as log:
                 log.write_many([{"who": who, "i": i, "pad": who * 100_000}])
     """)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
