@@ -54,7 +54,9 @@ def run(command: str, path: Path, out: Path, src: Path = ROOT) -> tuple:
     env = {**os.environ, "PYTHONPATH": str(src)}
     t0 = time.perf_counter()
     with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
-        proc = subprocess.Popen(argv, stdout=stdout, stderr=stderr, env=env)
+        # cwd: the output folder, since `python -c` puts the current directory first on sys.path (a run from a
+        # checkout's root would import that checkout whatever PYTHONPATH says)
+        proc = subprocess.Popen(argv, stdout=stdout, stderr=stderr, env=env, cwd=out)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t0
         proc.returncode = os.waitstatus_to_exitcode(status)

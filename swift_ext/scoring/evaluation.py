@@ -155,8 +155,11 @@ class Metric(Component):
 
     def summary(self, scores: List[Optional[float]], groups: List[List[int]], completions: Sequence[str],
                 rows: Sequence[Dict[str, Any]]) -> Dict[str, float]:
-        """The summary of whole lists (``groups``: indices per prompt), computed by :meth:`accumulator`."""
+        """The summary of whole lists (``groups``: indices per prompt), computed by :meth:`accumulator`; a
+        subclass overriding this list form may call ``super().summary(...)`` for the default statistics."""
         acc = self.accumulator()
+        if isinstance(acc, Buffered):  # called from an override of this method: the default fold, not itself
+            acc = MetricAccumulator(self)
         for gi, members in enumerate(groups):
             for i in members:
                 acc.add(gi, scores[i], completions[i], rows[i])

@@ -216,6 +216,17 @@ class LongAnswers(evaluation.Metric):
                 "longest": max(len(c) for c in completions)}
 
 
+class LongAnswersExtended(evaluation.Metric):
+    """A 0.2-style metric extending the default list summary with super(), as IoU and yes_no did in 0.2."""
+
+    name = "long_answers_extended"
+    params = LongAnswers.params
+    item = LongAnswers.item
+
+    def summary(self, scores, groups, completions, rows):
+        return {**super().summary(scores, groups, completions, rows), "groups": len(groups)}
+
+
 class LongAnswersStreamed(LongAnswers):
     """The same metric with an accumulator."""
 
@@ -241,6 +252,7 @@ class LongAnswersStreamed(LongAnswers):
 def plugin_metrics(register_plugin):
     def register_metrics(register):
         register(LongAnswers)
+        register(LongAnswersExtended)
         register(LongAnswersStreamed)
 
     register_plugin(make_plugin("plugin_metrics_test", register_metrics=register_metrics))
@@ -251,6 +263,10 @@ def test_plugin_metric_with_the_list_summary_is_buffered(tmp_path, plugin_metric
     path = _write(tmp_path / "r.jsonl", rows)
     m = evaluation.evaluate(path, ["long_answers:min_chars=2"]).metrics["long_answers:min_chars=2"]
     assert m == {"share": 6 / 10, "groups": 5, "longest": 4}  # lengths 0-4 twice: 2, 3, 4 are long
+    extended = evaluation.evaluate(path, ["long_answers_extended:min_chars=2"]).metrics
+    assert extended["long_answers_extended:min_chars=2"] == {
+        "n": 10, "abstained": 0, "mean": 0.6, "accuracy": 0.6, "pass@1": 0.6, "pass@2": 0.8, "mean@2": 0.6,
+        "groups": 5}  # pairs (0,1) (2,3) (4,0) (1,2) (3,4) long: 0, 2, 1, 1, 2 of 2 -> pass@2 = (0+1+1+1+1)/5
     streamed = evaluation.evaluate(path, ["long_answers_streamed:min_chars=2"]).metrics
     assert streamed["long_answers_streamed:min_chars=2"]["longest"] == 4
     assert streamed["long_answers_streamed:min_chars=2"]["mean"] == 6 / 10
