@@ -13,7 +13,12 @@ Metrics (``plugins.registry("metric")``; a metric spec may carry parameters, ``i
 * ``mcq``       -- option-letter accuracy (the ``mcq`` reward)
 * ``iou``       -- mean IoU and accuracy at IoU >= 0.5 (the ``iou`` reward with its defaults: reference
   boxes in pixels of the original image unless ``gold_frame=`` says otherwise)
-* ``reward:SPEC`` -- any registered reward (``reward:think_format``), mean and accuracy at ``threshold``
+* ``reward:SPEC`` -- any registered reward (``reward:think_format``), mean and accuracy at ``threshold``: the
+  metric ``reward`` wrapping a reward spec, configured by :func:`swift_ext.components.configure` like any other
+
+A file is read as a stream (:class:`swift_ext.scoring.results.Stream`): each metric folds its summary with an
+accumulator (:class:`MetricAccumulator`, over :mod:`swift_ext.scoring.stats`), so memory does not grow with
+the file.
 
 Every metric except third-party ones scores through :func:`swift_ext.scoring.score.score_results`, so
 ``eval -m reward:R`` and ``rewards score -r R`` give the same per-completion scores.
