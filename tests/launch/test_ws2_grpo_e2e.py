@@ -247,9 +247,15 @@ def test_report_and_audit_read_every_ranks_completions_once(ws2):
     out = ws2["out"]
     run = load_run(next(p.parent for p in out.rglob("completions.jsonl")))
     comps = run.completions()
-    by_step = {s: [c for c in comps if c.step == s] for s in (1, 2)}
-    # 2 prompts x 2 generations per step: both ranks' completions, once each
-    assert [len(v) for v in by_step.values()] == [4, 4] and len(comps) == 8
+    # ms-swift logs the evaluation's completions in the same file under the same step: 2 validation prompts
+    # x 2 generations (one prompt per rank); the training rows all ask "2 + 3"
+    evals = {s: [c for c in comps if c.step == s and "2 + 3" not in c.prompt] for s in (1, 2)}
+    by_step = {s: [c for c in comps if c.step == s and "2 + 3" in c.prompt] for s in (1, 2)}
+    # 2 prompts x 2 generations per step: both ranks' completions, once each (ms-swift writes each step's
+    # table several times: every log() call while it is buffered)
+    assert [len(v) for v in by_step.values()] == [4, 4] and [len(v) for v in evals.values()] == [4, 4]
+    assert len(comps) == 16
+    assert all(sorted(c.gold for c in evals[s]) == ["35", "35", "39", "39"] for s in (1, 2))
     spec = ws2["spec"]
     assert sorted(c.scores[spec] for c in by_step[2]) == [1.0, 1.0, 2.0, 2.0]
     # step 1: rank 1's rows abstained (its first call hung until the deadline)
