@@ -81,16 +81,34 @@ def cli_rank(main_module: Any = None) -> bool:
         os.path.basename(os.path.dirname(os.path.dirname(path))) == "swift"
 
 
-def exit_without_finalization(code: int = 0) -> None:
-    """Leave the process as Python would, minus finalization: join the non-daemon threads, run the ``atexit``
-    handlers, flush stdout / stderr, then ``os._exit(code)``."""
+def exit_without_finalization(code: int = 0, join_timeout: float = 30.0) -> None:
+    """Leave the process as Python would, minus finalization: run the threading exit hooks (as
+    ``threading._shutdown`` does first: they tell ``concurrent.futures`` pools, such as the one HTTP client's,
+    to let their idle workers go), join the non-daemon threads, run the ``atexit`` handlers, flush stdout /
+    stderr, then ``os._exit(code)``.
+
+    Unlike Python, the join is bounded: a thread still running after ``join_timeout`` seconds in all is named
+    in a warning and left behind (``os._exit`` ends it), so a stuck thread cannot keep a finished rank, and
+    with it the whole torchrun job, alive."""
     import atexit
     import threading
+    import time
 
+    for hook in reversed(list(getattr(threading, "_threading_atexits", ()))):
+        try:
+            hook()
+        except Exception as exc:  # one library's hook must not keep the others from running
+            logger.warning("swift-ext: a threading exit hook failed: %r", exc)
     me = threading.current_thread()
+    deadline = time.monotonic() + join_timeout
     for thread in threading.enumerate():
         if thread is not me and not thread.daemon:
-            thread.join()
+            thread.join(max(0.0, deadline - time.monotonic()))
+    stuck = [t.name for t in threading.enumerate() if t is not me and not t.daemon and t.is_alive()]
+    if stuck:
+        logger.warning("swift-ext: leaving with %d thread(s) still running after %.0f s: %s", len(stuck),
+                       join_timeout, ", ".join(stuck))
+        _trace(f"left {len(stuck)} stuck thread(s)")
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:

@@ -221,6 +221,7 @@ class Reward(Component):
             self._warn(f"cannot be sent to a worker process ({exc!r}), scored in-process")
             return self._score_here(texts, rows)
         workers = pool.get_pool()
+        workers.need(self.__dict__.get("_pool_modules") or ())
         n = len(texts)
         step = max(1, -(-n // workers.size))
         shared = _picklable(rows._shared)
@@ -273,6 +274,11 @@ class Reward(Component):
             except Exception:                  # a trainer object that does not pickle: the worker goes without
                 args = None
             blob = pickle.dumps((cls, (), {"args": args, **self.config}), protocol=pickle.HIGHEST_PROTOCOL)
+            # what unpickling the blob imports is imported by each worker before it says ready: inside
+            # ms-swift ``args`` is the trainer's arguments, and importing ms-swift takes longer than a call's
+            # deadline on a loaded node; counted against the deadline, every call killed its worker mid-import
+            # and scored nothing (a world-size-2 run: 0 of 24 calls scored)
+            self._pool_modules = [cls.__module__] + ([type(args).__module__] if args is not None else [])
             got = self._pool_id = (uuid.uuid4().hex, blob)
         return got
 

@@ -258,6 +258,7 @@ class JudgeCache:
         self._pid = 0
         self.broken = False
         self.hits = self.shared_hits = self.misses = 0
+        self.last_writer = ""
         self._unflushed = [0, 0, 0]
 
     def _db(self) -> Any:
@@ -290,8 +291,9 @@ class JudgeCache:
         logger.warning("judge cache %s unusable (%s): judging without a cache", self.path, exc)
         self.broken = True
 
-    def get(self, key: str) -> Optional[Tuple[Optional[float], str, str]]:
-        """``(score, rationale, writer)`` of a cached verdict, or None (counted as a hit or a miss)."""
+    def get(self, key: str) -> Optional[Tuple[Optional[float], str]]:
+        """``(score, rationale)`` of a cached verdict, or None (counted as a hit or a miss); the process that
+        wrote a hit is in :attr:`last_writer`."""
         db = self._db()
         if db is None:
             return None
@@ -305,13 +307,13 @@ class JudgeCache:
             self.misses += 1
             self._unflushed[2] += 1
             return None
-        writer = row[2] if isinstance(row[2], str) else ""
+        writer = self.last_writer = row[2] if isinstance(row[2], str) else ""
         shared = bool(writer) and writer != self._me
         self.hits += 1
         self.shared_hits += shared
         self._unflushed[0] += 1
         self._unflushed[1] += shared
-        return float(row[0]), row[1] if isinstance(row[1], str) else "", writer
+        return float(row[0]), row[1] if isinstance(row[1], str) else ""
 
     def put(self, key: str, score: Optional[float], rationale: str, model: str) -> None:
         db = self._db()
@@ -536,7 +538,7 @@ class Judge(AsyncReward):
         if self._cache is not None:
             hit = self._cache.get(key)
             if hit is not None:
-                return hit[0], {"rationale": hit[1], "cached": True, "cached_by": hit[2]}
+                return hit[0], {"rationale": hit[1], "cached": True, "cached_by": self._cache.last_writer}
         if self._breaker().is_open():
             return None, {"error": "circuit breaker open"}
         try:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -57,8 +58,11 @@ class RankProbe(Reward):
 
     def score(self, completion, **row):             # in a worker process
         rank = int(os.environ["RANK"])
-        _append(Path(self.dir) / f"worker-{os.getpid()}.jsonl", {"pid": os.getpid(), "ppid": os.getppid(),
-                                                                   "rank": rank})
+        keeper = os.getppid()   # each worker is forked by its keeper process, which the rank started
+        with open(f"/proc/{keeper}/stat") as fh:
+            owner = int(fh.read().rsplit(")", 1)[1].split()[1])
+        _append(Path(self.dir) / f"worker-{os.getpid()}.jsonl", {"pid": os.getpid(), "ppid": keeper,
+                                                                   "owner": owner, "rank": rank})
         marker = Path(self.dir) / f"hung-rank{rank}"
         if rank == self.hang_rank and not marker.exists():
             marker.touch()
@@ -161,7 +165,7 @@ def test_each_rank_has_its_own_pool_sized_by_local_ranks_and_keeps_its_deadline(
         # per-rank pool: the CPUs this rank may use over the ranks on the node (1..8)
         assert all(c["pool_size"] == max(1, min(8, c["cpus"] // 2)) for c in recs)
         mine = {w["pid"] for w in workers if w["rank"] == rank}
-        assert mine and all(w["ppid"] == first["pid"] for w in workers if w["rank"] == rank)
+        assert mine and all(w["owner"] == first["pid"] for w in workers if w["rank"] == rank)
     assert not {w["pid"] for w in workers if w["rank"] == 0} & {w["pid"] for w in workers if w["rank"] == 1}
     hung, fast = calls[1][0], calls[0][0]
     # rank 1's first call hung in its worker: ended at its deadline, every row abstained, the worker killed
@@ -229,17 +233,28 @@ def test_callbacks_log_once_per_step_with_values_of_all_ranks(ws2):
         assert len(sanity) == 4  # n=2 rows x k=2, once (rank 0's), not once per rank
         row = [r for r in logs if "train_sanity/prompts" in r and step_of(r) == step]
         assert len(row) == 1 and row[0]["train_sanity/prompts"] == 2
-    # audit: the value logged at step 2 is the detector on the rows up to step 1 (it runs in on_log and its
-    # metrics join the next row); equal on both ranks, or ms-swift's mean over ranks would differ
+    # audit: the detectors ran inside training on every rank; rank 0 alone warned, once per detector, and
+    # what it warned of is what the detectors find offline on the logged rows
     train = _train_rows(out)
-    assert any(k.startswith("audit/") for k in train[1])
-    upto1 = Run(path=out, name="x", rows=[{k: v for k, v in train[0].items() if not k.startswith("audit/")}])
-    upto1.series = metric_series(upto1.rows)
-    for detector in audit.METRIC_DETECTORS:
-        f = detector(upto1)
-        if f.status != "skipped":
-            assert train[1][f"audit/{f.detector}"] == pytest.approx(f.value, abs=1e-6), f.detector
-            assert train[1][f"audit/{f.detector}/level"] == audit.SEVERITY[f.status]
+    clean = [{k: v for k, v in r.items() if not k.startswith("audit/")} for r in train]
+    full = Run(path=out, name="x", rows=clean)
+    full.series = metric_series(full.rows)
+    offline = {f.detector: f for f in (d(full) for d in audit.METRIC_DETECTORS)}
+    warned = re.findall(r"audit (warn|error) at step (\d+): (\w+):", ws2["log"])
+    assert warned, "no audit warning in the training log"
+    assert len(warned) == len({d for _, _, d in warned})           # once each: not once per rank
+    for status, step, detector in warned:
+        assert step == "2" and offline[detector].status == status, (detector, status, offline[detector])
+    # a value logged at step N is the detector on the rows before it (it runs in on_log; its metrics join
+    # the next row) and equal on both ranks, or ms-swift's mean over ranks would differ
+    for i in range(1, len(train)):
+        upto = Run(path=out, name="x", rows=clean[:i])
+        upto.series = metric_series(upto.rows)
+        for detector in audit.METRIC_DETECTORS:
+            f = detector(upto)
+            if f"audit/{f.detector}" in train[i]:
+                assert train[i][f"audit/{f.detector}"] == pytest.approx(f.value, abs=1e-6), f.detector
+                assert train[i][f"audit/{f.detector}/level"] == audit.SEVERITY[f.status]
 
 
 def test_report_and_audit_read_every_ranks_completions_once(ws2):
@@ -247,13 +262,19 @@ def test_report_and_audit_read_every_ranks_completions_once(ws2):
     out = ws2["out"]
     run = load_run(next(p.parent for p in out.rglob("completions.jsonl")))
     comps = run.completions()
-    by_step = {s: [c for c in comps if c.step == s] for s in (1, 2)}
-    # 2 prompts x 2 generations per step: both ranks' completions, once each
-    assert [len(v) for v in by_step.values()] == [4, 4] and len(comps) == 8
+    # ms-swift logs the evaluation's completions in the same file under the same step: 2 validation prompts
+    # x 2 generations (one prompt per rank); the training rows all ask "2 + 3"
+    evals = {s: [c for c in comps if c.step == s and "2 + 3" not in c.prompt] for s in (1, 2)}
+    by_step = {s: [c for c in comps if c.step == s and "2 + 3" in c.prompt] for s in (1, 2)}
+    # 2 prompts x 2 generations per step: both ranks' completions, once each (ms-swift writes each step's
+    # table several times: every log() call while it is buffered)
+    assert [len(v) for v in by_step.values()] == [4, 4] and [len(v) for v in evals.values()] == [4, 4]
+    assert len(comps) == 16
+    assert all(sorted(c.gold for c in evals[s]) == ["35", "35", "39", "39"] for s in (1, 2))
     spec = ws2["spec"]
     assert sorted(c.scores[spec] for c in by_step[2]) == [1.0, 1.0, 2.0, 2.0]
     # step 1: rank 1's rows abstained (its first call hung until the deadline)
-    assert sorted(c.scores[spec] for c in by_step[1] if c.scores[spec] is not None) == [1.0, 1.0]
+    assert sorted(c.scores[spec] for c in by_step[1] if c.scores.get(spec) is not None) == [1.0, 1.0]
     exe = Path(sys.executable).with_name("swift-ext")
     res = subprocess.run([str(exe), "report", str(out), "-o", str(out / "report.html"), "--json"],
                          capture_output=True, text=True, timeout=300)
