@@ -141,7 +141,7 @@ class Python(Tool):
         if got.status == "ok":
             if self.session:
                 cells.append(code)
-            text = out if not err.strip() else f"{out}{'' if out.endswith(chr(10)) or not out else chr(10)}{err}"
+            text = "\n".join(x for x in (out.rstrip("\n"), err.rstrip("\n")) if x)
             return ToolResult(cap(text, self.max_output) if text.strip() else "(no output)")
         if got.status == "timeout":
             why = f"error: timed out after {seconds:.3g} s"

@@ -82,6 +82,7 @@ def test_tool_calling_grpo_from_the_plugin_file(tiny_models, run_swift, tmp_path
     assert any("<tool_response>\n42\n</tool_response>" in p or "<tool_response>\n1024\n</tool_response>" in p
                or "<tool_response>\nerror: " in p for p in answered), answered[:4]
     assert max(turns) >= 2
+    assert not any("<|im_end|><|im_end|>" in p for p in prompts)     # one turn end between turns (see step())
     for name in REWARDS:
         assert all(name in row for row in logged), name
 
