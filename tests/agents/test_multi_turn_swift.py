@@ -188,7 +188,21 @@ def test_server_mode_loop_runs_the_same_hooks(template):
     assert out.messages[2]["content"] == "32" and out.rollout_infos["swift_ext_agent"]["ok"] == 1
 
 
-def test_plugin_file_registers_the_spec_given_on_the_command_line():
+@pytest.fixture
+def clean_registries():
+    """ms-swift's reward and scheduler registries restored after the test (install() fills both)."""
+    from swift.rewards import orms
+
+    from swift_ext.bridge.multi_turn import get_multi_turns
+
+    saved = [(reg, dict(reg)) for reg in (orms, get_multi_turns())]
+    yield
+    for reg, before in saved:
+        reg.clear()
+        reg.update(before)
+
+
+def test_plugin_file_registers_the_spec_given_on_the_command_line(clean_registries):
     from swift_ext.bridge import install
     from swift_ext.bridge.context import RunContext
     from swift_ext.bridge.multi_turn import get_multi_turns
