@@ -137,7 +137,9 @@ LAYERS = [
     {"scoring.results", "bridge.callbacks"},      # the completion record; callbacks -> ms-swift's callbacks_map
     {"bridge.grpo"},                              # GRPO rollouts and eval scores captured as that record
     {"rewards"},                                  # reward families and their runtime (pool, deadlines)
-    {"bridge.rewards", "bridge.teardown"},        # rewards -> ms-swift's orms; a clean end for every rank
+    {"tools.builtin"},                            # agent tools: the Tool base, python, calculator, zoom
+    {"agents"},                                   # the tool-calling multi-turn scheduler's logic
+    {"bridge.rewards", "bridge.multi_turn", "bridge.teardown"},  # rewards -> orms; scheduler -> multi_turns; clean rank end
     {"scoring"},                                  # the one scoring path, eval metrics, explain
     {"convert", "runs"},                          # dataset conversion; the run reader
     {"chord"},                                    # CHORD plans and mu shapes
@@ -159,6 +161,8 @@ def _unit(module: str) -> str:
     if parts[:2] in (["scoring", "results"], ["scoring", "stats"], ["rewards", "pool"]) \
             or (parts[0] == "bridge" and len(parts) > 1):
         return ".".join(parts[:2])
+    if parts[0] == "tools" and len(parts) > 1 and parts[1] not in ("parse", "match"):
+        return "tools.builtin"                    # the tools themselves; tools.parse / tools.match sit low
     return parts[0]
 
 
