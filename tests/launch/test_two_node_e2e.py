@@ -116,8 +116,10 @@ def test_sigkill_of_one_nodes_launcher_leaves_no_process_on_either_node(tiny_mod
     procs = [node("grpo", r, port, tmp_path, swift_env, [f"dataset={data}"], extra) for r in (0, 1)]
     try:
         deadline = time.monotonic() + 600
-        log1 = tmp_path / "node1" / "train.log"
-        while not (log1.exists() and "Train:" in log1.read_text(errors="replace")):  # node 1 is training
+        # both nodes are training once a step is logged: every step syncs the gradients of both ranks (only
+        # global rank 0, on node 0, prints progress and step rows)
+        log0 = tmp_path / "node0" / "train.log"
+        while not (log0.exists() and "global_step/max_steps" in log0.read_text(errors="replace")):
             assert time.monotonic() < deadline and all(p.poll() is None for p in procs), \
                 (tmp_path / "launcher1.log").read_text()[-3000:]
             time.sleep(0.5)
