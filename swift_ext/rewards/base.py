@@ -258,6 +258,14 @@ class Reward(Component):
                            "(logged once per reward instance)", self.name or type(self).__name__, lost, n, why,
                            "None (abstained)" if self.timeout_score is None else self.timeout_score)
 
+    def warm_workers(self, timeout: float = pool.START_TIMEOUT) -> bool:
+        """Start this process's worker pool and wait until its workers hold what rebuilding this reward imports
+        (else the first isolated call waits for that, outside its deadline). True when every worker is ready."""
+        self._pool_identity()
+        workers = pool.get_pool()
+        workers.need(self.__dict__.get("_pool_modules") or ())
+        return workers.wait_ready(timeout)
+
     def _pool_identity(self) -> Tuple[str, bytes]:
         """(key, blob): how a worker rebuilds this reward: its registered class (importable by module; the
         worker gets this process's ``sys.path``), the bound parameters and the trainer's arguments."""

@@ -40,3 +40,12 @@ def test_an_isolated_reward_with_slow_to_import_arguments_scores_within_its_dead
     assert first == expect                                 # scored, not abstained at the deadline
     assert reward(comps) == expect                         # and again, from the warm workers
     assert time.monotonic() - t0 < 60
+
+
+def test_warm_workers_moves_the_wait_before_the_first_call(slow_args):
+    pool.shutdown()
+    reward = build("think_format:isolate=true,timeout=1.0", args=slow_args)
+    assert reward.warm_workers() is True
+    t0 = time.monotonic()
+    assert reward(["<think>a</think> 4"]) == build("think_format")(["<think>a</think> 4"])
+    assert time.monotonic() - t0 < SLOW                    # the slow import happened before the call
