@@ -34,7 +34,7 @@ from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Tu
 
 from ..errors import ConfigError
 from ..io import iter_jsonl
-from ..tools.parse import parse_messages, parse_text
+from ..tools.parse import image_files, parse_messages, parse_text
 
 LIST_KEYS = ("completions", "responses")
 TEXT_KEYS = ("completion", "response")
@@ -137,6 +137,7 @@ def _turn(role: str, content: Any, images: Any = None) -> Dict[str, Any]:
     elif role == "tool":
         paths = [i if isinstance(i, str) else (i or {}).get("path") if isinstance(i, dict) else None
                  for i in (images or [])] if isinstance(images, list) else []
+        paths = paths or image_files(text)  # ms-swift logs a placeholder; the tool's text may name the file
         turn["images"] = (paths + [None] * count)[:max(count, len(paths))]
     return turn
 
