@@ -32,7 +32,8 @@ from .params import Param, bind, bind_given, format_spec, parse_spec
 CONFIG_ENV = "SWIFT_EXT_CONFIG"
 #: the section of the SWIFT_EXT_CONFIG file holding each kind's aliases, and the key naming the base
 ALIAS_SECTIONS = {"reward": ("rewards", "reward"), "callback": ("callbacks", "callback"),
-                  "metric": ("metrics", "metric"), "schedule": ("schedules", "schedule")}
+                  "metric": ("metrics", "metric"), "schedule": ("schedules", "schedule"),
+                  "tool": ("tools", "tool")}
 
 
 class Component:

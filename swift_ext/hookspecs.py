@@ -51,5 +51,11 @@ def register_runners(register):
 
 
 @hookspec
+def register_tools(register):
+    """Register agent tools (``swift_ext.tools.base.Tool`` subclasses) for the ``tools`` multi-turn scheduler:
+    ``register(ToolSubclass)`` (under its ``name``) or ``register(name, ToolSubclass)``."""
+
+
+@hookspec
 def register_commands(cli):
     """Add click commands to the ``swift-ext`` CLI group ``cli``."""

@@ -29,6 +29,7 @@ DEFAULT_PLUGINS = (
     "swift_ext.default_plugins.callbacks",
     "swift_ext.default_plugins.metrics",
     "swift_ext.default_plugins.runners",
+    "swift_ext.default_plugins.tools",
 )
 
 # ms-swift 4.6's own `swift.rewards.orms` keys: a swift-ext reward may not shadow them.
@@ -59,6 +60,7 @@ KINDS: Dict[str, Kind] = {
     "metric": Kind("register_metrics", ("swift_ext.scoring.evaluation:Metric",), check="swift_ext.components:check_component"),
     "runner": Kind("register_runners", ("swift_ext.sandbox.runners:Runner",), instance=True,
                    check="swift_ext.sandbox.runners:check_runner"),
+    "tool": Kind("register_tools", ("swift_ext.tools.base:Tool",), check="swift_ext.components:check_component"),
 }
 HOOK_OF_KIND = {kind: k.hook for kind, k in KINDS.items()}
 

@@ -8,6 +8,8 @@ ms-swift loads extensions only from files passed as ``--external_plugins``; the 
   ``swift.rewards.orms``;
 * :mod:`.callbacks`: every swift-ext callback and each parametrised ``--callbacks`` name into
   ``swift.callbacks.callbacks_map``;
+* :mod:`.multi_turn`: the ``tools`` multi-turn scheduler and each ``--multi_turn_scheduler tools:...`` spec into
+  ``swift.rollout.multi_turn.multi_turns``;
 * :mod:`.chord`: the ``--chord_*`` checks and the μ schedule lever (:class:`~swift_ext.bridge.chord.ChordRuntime`);
 * :mod:`.grpo`: what the evaluation callbacks read from ms-swift's GRPO trainer.
 
@@ -24,6 +26,7 @@ from .. import cpu_compat
 from .callbacks import install_callbacks
 from .chord import install_chord
 from .context import RunContext
+from .multi_turn import install_schedulers
 from .rewards import install_rewards
 
 logger = logging.getLogger("swift_ext.bridge")
@@ -57,7 +60,7 @@ def install(argv: Optional[Sequence[str]] = None, ctx: Optional[RunContext] = No
     ctx = ctx or RunContext.discover(argv)
     CURRENT = ctx
     done = {"rewards": install_rewards(ctx.reward_funcs, strict=ctx.env_rewards), "callbacks": install_callbacks(ctx.callbacks),
-            "chord": install_chord(ctx)}
+            "chord": install_chord(ctx), "multi_turns": install_schedulers(ctx.multi_turn_scheduler)}
     logger.info("swift-ext installed into ms-swift (arguments read from %s): %s", ctx.source, done)
     return done
 

@@ -21,7 +21,7 @@ CALLBACKS_ENV = "SWIFT_EXT_CALLBACKS"
 CHORD_MU_ARGS = ("chord_mu_warmup_steps", "chord_mu_decay_steps", "chord_mu_peak", "chord_mu_valley")
 #: attributes of ms-swift's arguments object this package reads
 _FIELDS = ("reward_funcs", "callbacks", "dataset", "chord_sft_dataset", "chord_sft_per_device_train_batch_size",
-           *CHORD_MU_ARGS)
+           *CHORD_MU_ARGS, "multi_turn_scheduler", "max_turns")
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,9 @@ class RunContext:
     chord_sft_dataset: Tuple[str, ...] = ()
     chord_sft_batch_size: Optional[Any] = None
     chord_mu: Dict[str, Any] = field(default_factory=dict)
+    #: ``--multi_turn_scheduler`` (a string; None when not set) and ``--max_turns``
+    multi_turn_scheduler: Optional[str] = None
+    max_turns: Optional[Any] = None
     #: the reward names that came from ``SWIFT_EXT_REWARDS`` (swift-ext's own variable: checked by name)
     env_rewards: Tuple[str, ...] = ()
     args: Any = field(default=None, compare=False, repr=False)
@@ -46,7 +49,9 @@ class RunContext:
         return cls(source="arguments", reward_funcs=_strings(get("reward_funcs")), callbacks=_strings(get("callbacks")),
                    dataset=_strings(get("dataset")), chord_sft_dataset=_strings(get("chord_sft_dataset")),
                    chord_sft_batch_size=get("chord_sft_per_device_train_batch_size"),
-                   chord_mu={a: get(a) for a in CHORD_MU_ARGS}, args=args).with_env()
+                   chord_mu={a: get(a) for a in CHORD_MU_ARGS},
+                   multi_turn_scheduler=get("multi_turn_scheduler") if isinstance(get("multi_turn_scheduler"), str)
+                   else None, max_turns=get("max_turns"), args=args).with_env()
 
     @classmethod
     def from_argv(cls, argv: Optional[Sequence[str]] = None) -> "RunContext":
@@ -57,7 +62,8 @@ class RunContext:
         return cls(source="argv", reward_funcs=tuple(values["reward_funcs"]), callbacks=tuple(values["callbacks"]),
                    dataset=tuple(values["dataset"]), chord_sft_dataset=tuple(values["chord_sft_dataset"]),
                    chord_sft_batch_size=first("chord_sft_per_device_train_batch_size"),
-                   chord_mu={a: first(a) for a in CHORD_MU_ARGS}).with_env()
+                   chord_mu={a: first(a) for a in CHORD_MU_ARGS},
+                   multi_turn_scheduler=first("multi_turn_scheduler"), max_turns=first("max_turns")).with_env()
 
     @classmethod
     def discover(cls, argv: Optional[Sequence[str]] = None) -> "RunContext":

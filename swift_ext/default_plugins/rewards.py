@@ -20,6 +20,7 @@ def register_rewards(register):
     from ..rewards.shaping import LanguageConsistency, LengthBudget, NgramRepetition, ReasoningSteps, TagCount
     from ..rewards.structured import JsonSchema, JsonValid
     from ..rewards.tool_call import ToolCallReward
+    from ..rewards.trajectory import FinalAnswer, ToolSuccess, TurnBudget
 
     for cls in (ThinkFormat, ExactMatch, MathAccuracy, RandomReward,
                 Numeric, MultipleChoice, YesNo, Counting, SetAccuracy,
@@ -27,5 +28,6 @@ def register_rewards(register):
                 ANLS, CER, WER, RelaxedAccuracy,
                 JsonValid, JsonSchema, ToolCallReward, IFEval,
                 NgramRepetition, LengthBudget, ReasoningSteps, LanguageConsistency, TagCount,
-                TeacherSimilarity, Judge, Gated, CosineScaled, CodeTests):
+                TeacherSimilarity, Judge, Gated, CosineScaled, CodeTests,
+                FinalAnswer, ToolSuccess, TurnBudget):
         register(cls)

@@ -135,7 +135,9 @@ LAYERS = [
     {"components", "sandbox"},                    # the one spec -> class mechanism; the code sandbox
     {"scoring.results", "bridge.callbacks"},      # the completion record; callbacks -> ms-swift's callbacks_map
     {"rewards"},                                  # reward families and their runtime (pool, deadlines)
-    {"bridge.rewards"},                           # rewards -> ms-swift's orms
+    {"tools.builtin"},                            # agent tools: the Tool base, python, calculator, zoom
+    {"agents"},                                   # the tool-calling multi-turn scheduler's logic
+    {"bridge.rewards", "bridge.multi_turn"},      # rewards -> ms-swift's orms; the scheduler -> multi_turns
     {"scoring"},                                  # the one scoring path, eval metrics, explain
     {"convert", "runs"},                          # dataset conversion; the run reader
     {"chord"},                                    # CHORD plans and mu shapes
@@ -156,6 +158,8 @@ def _unit(module: str) -> str:
         return "__init__"
     if parts[:2] in (["scoring", "results"], ["rewards", "pool"]) or (parts[0] == "bridge" and len(parts) > 1):
         return ".".join(parts[:2])
+    if parts[0] == "tools" and len(parts) > 1 and parts[1] not in ("parse", "match"):
+        return "tools.builtin"                    # the tools themselves; tools.parse / tools.match sit low
     return parts[0]
 
 
