@@ -374,6 +374,8 @@ def _expand(lineno: int, row: Any, completion_key: Optional[str], ref_key: str):
     if prompt and prompt[-1].get("role") == "assistant":
         prompt = prompt_turns(prompt)
     key = f"line={lineno}" if is_group else prompt_key(row)
+    if not is_group and row.get("step") is not None and "completion" in row:  # a training log: groups are per step
+        key = f"step={row['step']};{key}"
     out = []
     for c in comps:
         r = dict(columns)
