@@ -98,3 +98,30 @@ def test_tool_spam_skips_without_turns_or_accuracy():
     assert f.status == "skipped" and "accuracy-type" in f.message
     assert audit.tool_spam in audit.METRIC_DETECTORS  # the in-training audit callback runs it too
     assert json.dumps(f.as_dict())
+
+
+def _agent_run(tmp_path, calls_per_step, accuracy):
+    """A run folder in ms-swift 4.6's layout: per step, 4 trajectories with that many zoom calls each."""
+    from swift_ext import runs
+
+    tables, logs = [], []
+    for step, (n, acc) in enumerate(zip(calls_per_step, accuracy), 1):
+        prompt = U.format("q") + (A.format(CALL) + T.format("crop")) * n + GEN
+        tables.append({"step": [str(step)] * 4, "prompt": [prompt] * 4, "completion": ["A cat."] * 4,
+                       "final_answer": [acc] * 4, "advantages": [0.0] * 4, "num_turns": [n + 1] * 4})
+        logs.append({"global_step/max_steps": f"{step}/{len(calls_per_step)}", "loss": 0.0,
+                     "rewards/final_answer/mean": acc})
+    (tmp_path / "completions.jsonl").write_text("".join(json.dumps(t) + "\n" for t in tables))
+    (tmp_path / "logging.jsonl").write_text("".join(json.dumps(r) + "\n" for r in logs))
+    return runs.load_run(tmp_path)
+
+
+def test_tool_spam_counts_the_calls_in_logged_trajectories(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    spam = _agent_run(tmp_path / "a", [0, 0, 1, 1, 2, 2, 3, 3], [0.5] * 8)
+    f = {x.detector: x for x in audit.audit(spam)}["tool_spam"]
+    assert (f.status, f.value) == ("error", 3.0) and f.message.startswith("tool calls per trajectory 0.00 -> 3.00")
+    # the same rise in calls while final_answer rises 0.2 -> 0.9: the zooms pay off, no finding
+    fine = _agent_run(tmp_path / "b", [0, 0, 1, 1, 2, 2, 3, 3], [0.2, 0.2, 0.4, 0.5, 0.6, 0.7, 0.9, 0.9])
+    assert {x.detector: x for x in audit.audit(fine)}["tool_spam"].status == "ok"
