@@ -30,6 +30,7 @@ from ..errors import ConfigError
 from ..io import BadLine, iter_jsonl
 from ..io.jsonl import READ_CHUNK, parse_json_line
 from ..scoring.results import VISION as _VISION, group_indices, split_trajectory, table_rows
+from ..tools.parse import parse_text
 
 LOGGING_FILE = "logging.jsonl"
 COMPLETIONS_FILE = "completions.jsonl"
@@ -266,8 +267,6 @@ class Completion:
     @property
     def tool_calls(self) -> int:
         """Tool calls the trajectory made: those of its assistant turns and of the final completion."""
-        from ..tools.parse import parse_text
-
         return sum(len(t.get("calls") or ()) for t in self.turns if t.get("role") == "assistant") \
             + len(parse_text(self.text))
 

@@ -97,7 +97,8 @@ class Trajectory(NamedTuple):
     """A logged prompt split into what the trajectory started from and what the policy and its tools added.
 
     ``prompt`` is the prompt as a single-turn run would have logged it (so a prompt group's trajectories share
-    it), ``messages`` its turns as chat messages, ``turns`` the turns the rollout added before the final
+    it), ``messages`` its turns as chat messages (empty for a prompt that holds no trajectory: it is not parsed),
+    ``turns`` the turns the rollout added before the final
     completion: ``{"role": "assistant", "content", "calls": [{"name", "arguments"} or {"error", ...}]}``,
     ``{"role": "tool", "content", "images": [path or None per image]}`` (a ``user`` turn a scheduler injected
     reads as ``user``)."""
@@ -183,6 +184,13 @@ def _generated_start(roles: List[str], is_tool: List[bool], num_turns: Optional[
     return None
 
 
+def _may_end_with_tool(prompt: Any) -> bool:
+    """Whether a prompt without ``num_turns`` can hold a trajectory (a tool turn somewhere in it)."""
+    if isinstance(prompt, list):
+        return any(isinstance(m, dict) and m.get("role") == "tool" for m in prompt)
+    return isinstance(prompt, str) and ("<tool_response>" in prompt or "<|im_start|>tool\n" in prompt)
+
+
 def split_trajectory(prompt: Any, num_turns: Any = None) -> Trajectory:
     """Split the prompt ms-swift logs for a multi-turn rollout (its templated text of every turn before the final
     completion, or a list of chat messages) into :class:`Trajectory`. ``num_turns`` is the run's logged
@@ -198,6 +206,8 @@ def split_trajectory(prompt: Any, num_turns: Any = None) -> Trajectory:
 "arguments": {}}</tool_call>'), ('tool', '4')])
     """
     n_turns = num_turns if isinstance(num_turns, int) and not isinstance(num_turns, bool) else None
+    if n_turns is not None and n_turns <= 1 or n_turns is None and not _may_end_with_tool(prompt):
+        return Trajectory(prompt, [], [])  # a single-turn prompt (the common case: read without parsing)
     if isinstance(prompt, list):
         msgs = [m for m in prompt if isinstance(m, dict)]
         turns = [_turn(str(m.get("role")), m.get("content"), m.get("images")) for m in msgs]

@@ -18,9 +18,9 @@ CALL = '<tool_call>\n{"name": "zoom", "arguments": {"bbox_2d": [1, 2, 30, 40]}}\
 
 def test_single_turn_prompt_is_unchanged():
     prompt = U.format("q") + GEN
-    for num_turns in (1, None):
+    for num_turns in (1, None, 0):
         t = split_trajectory(prompt, num_turns)
-        assert (t.prompt, t.messages, t.turns) == (prompt, [{"role": "user", "content": "q"}], [])
+        assert (t.prompt, t.turns) == (prompt, [])
 
 
 def test_history_in_the_dataset_prompt_is_not_taken_for_the_trajectory():
