@@ -125,3 +125,18 @@ def test_tool_spam_counts_the_calls_in_logged_trajectories(tmp_path):
     # the same rise in calls while final_answer rises 0.2 -> 0.9: the zooms pay off, no finding
     fine = _agent_run(tmp_path / "b", [0, 0, 1, 1, 2, 2, 3, 3], [0.2, 0.2, 0.4, 0.5, 0.6, 0.7, 0.9, 0.9])
     assert {x.detector: x for x in audit.audit(fine)}["tool_spam"].status == "ok"
+
+
+def test_completion_file_reader_hands_rewards_the_trajectory():
+    """``rewards explain`` / ``rewards score`` on ms-swift's table: one row per completion, ``messages`` the whole
+    trajectory as training hands it to a reward, groups by step and starting prompt."""
+    traj = U.format("<image>q") + A.format(CALL) + T.format("crop") + GEN
+    table = {"step": ["3"] * 3, "prompt": [traj, traj, U.format("<image>q") + GEN], "completion": ["a", "b", "c"],
+             "solution": ["a"] * 3, "num_turns": [2, 2, 1], "acc": [1.0, 0.0, 0.0]}
+    res = from_rows([table, {**table, "step": ["4"] * 3}])
+    assert res.completions == ["a", "b", "c"] * 2 and res.groups == [[0, 1, 2], [3, 4, 5]]
+    assert res.rows[0]["messages"] == [{"role": "user", "content": "<image>q"},
+                                       {"role": "assistant", "content": CALL},
+                                       {"role": "tool", "content": "crop"}, {"role": "assistant", "content": "a"}]
+    assert "messages" not in res.rows[2]  # a single-turn prompt reads as before: the prompt text only
+    assert res.rows[0]["prompt"] == res.rows[2]["prompt"] == U.format("<image>q") + GEN
