@@ -87,7 +87,7 @@ def prompt_key(row: Dict[str, Any]) -> str:
 #: image / video placeholders of templated text (Qwen-VL's vision blocks, ms-swift's tags)
 VISION = re.compile(r"<\|vision_start\|>.*?<\|vision_end\|>|<image>|<video>|<\|image_pad\|>|<\|video_pad\|>", re.S)
 _CHATML_TURN = re.compile(r"<\|im_start\|>([A-Za-z_]+)\n(.*?)(?=<\|im_start\|>|\Z)", re.S)
-_CHATML_END = re.compile(r"<\|im_end\|>\s*\Z")
+_CHATML_END = re.compile(r"(?:<\|im_end\|>\s*)+\Z")  # ms-swift's log may hold two (a decoded turn's own + the template's)
 _TOOL_RESPONSE = re.compile(r"<tool_response>\n?(.*?)\n?</tool_response>", re.S)
 #: a templated trajectory longer than this many turns is read as a plain prompt (a bound on hostile logs)
 MAX_TURNS = 4096

@@ -140,3 +140,9 @@ def test_completion_file_reader_hands_rewards_the_trajectory():
                                        {"role": "tool", "content": "crop"}, {"role": "assistant", "content": "a"}]
     assert "messages" not in res.rows[2]  # a single-turn prompt reads as before: the prompt text only
     assert res.rows[0]["prompt"] == res.rows[2]["prompt"] == U.format("<image>q") + GEN
+
+
+def test_ms_swift_double_end_marks_are_not_content():
+    """ms-swift 4.6 logs a token-backed assistant turn with its own decoded ``<|im_end|>`` before the template's."""
+    prompt = U.format("q") + "<|im_start|>assistant\n" + CALL + "<|im_end|><|im_end|>\n" + T.format("r") + GEN
+    assert split_trajectory(prompt, 2).turns[0]["content"] == CALL
