@@ -5,7 +5,7 @@ unbuilt):
 
     <!-- swift-ext:catalogue reward family=answers level=4 -->   every registered reward of that family,
                                                                  under level-4 headings (default 3)
-    <!-- swift-ext:catalogue callback -->                  every registered callback (also metric, schedule)
+    <!-- swift-ext:catalogue callback -->                  every registered callback (also metric, schedule, tool)
     <!-- swift-ext:hooks -->                               the plugin hooks, from swift_ext.hookspecs
     <!-- swift-ext:cli -->                                 every swift-ext command with its --help
 
@@ -24,7 +24,7 @@ import os
 import re
 from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
 
-KINDS = ("reward", "callback", "metric", "schedule")
+KINDS = ("reward", "callback", "metric", "schedule", "tool")
 MARKER = re.compile(r"^<!-- swift-ext:(catalogue|hooks|cli)(?P<args>[^>]*?)\s*-->$", re.M)
 _ROLE = re.compile(r":(?:func|class|meth|mod|attr|data):`~?([^`]+)`")
 _CODE = re.compile(r"(``?)(.+?)\1", re.S)

@@ -136,4 +136,12 @@ def build_tool(spec: str) -> Tool:
     return configure("tool", spec)()
 
 
-__all__ = ["Tool", "ToolResult", "ToolContext", "build_tool", "tool_names"]
+def tool_schemas(specs) -> List[Dict[str, Any]]:
+    """The OpenAI function schemas of the tools ``specs`` (names, specs or aliases; ``"python+calculator"`` too):
+    a dataset's ``tools`` column, matching what the scheduler checks calls against."""
+    if isinstance(specs, str):
+        specs = [p.strip() for p in specs.replace("|", "+").split("+") if p.strip()]
+    return [build_tool(spec).schema() for spec in specs]
+
+
+__all__ = ["Tool", "ToolResult", "ToolContext", "build_tool", "tool_names", "tool_schemas"]

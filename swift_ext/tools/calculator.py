@@ -202,7 +202,17 @@ def calculate(expression: str, *, max_length: int = 1000, max_exponent: int = 10
 
 
 class Calculator(Tool):
-    """Exact arithmetic (integers, fractions, decimals) with an AST walker: no eval, bounded sizes."""
+    """Exact arithmetic (integers, fractions, decimals) with an AST walker: no eval, bounded sizes.
+
+    Numbers are exact fractions: ``0.1 + 0.2`` is ``0.3`` and ``1/3 + 1/6`` is ``0.5``. It knows ``+ - * / // %``,
+    ``**`` (or ``^``; whole exponents, and half ones of perfect squares), parentheses, and ``abs``, ``min``, ``max``,
+    ``round``, ``sqrt`` (of perfect squares), ``gcd``, ``lcm``, ``factorial``. Anything else (a name, an attribute,
+    a string) is refused, as are exponents, factorials and intermediate values past the size limits, so
+    ``9**9**9`` is an error at once. A result that is not a terminating decimal is written as a fraction and its
+    decimal value (``1/3 = 0.333333333333``).
+
+    Arguments: ``{"expression": "(3/4 + 0.5) * 2**10"}``.
+    """
 
     name = "calculator"
     description = ("Evaluate an arithmetic expression exactly. Supports + - * / // % ** (or ^), parentheses, "

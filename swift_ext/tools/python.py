@@ -69,7 +69,17 @@ def cap(text: str, limit: int) -> str:
 
 
 class Python(Tool):
-    """Run Python code in the code sandbox (output capped, per-call deadline, optional per-trajectory session)."""
+    """Run Python code in the code sandbox (output capped, per-call deadline, optional per-trajectory session).
+
+    Each call is a fresh process of the sandbox's ``local`` backend (bubblewrap, else namespaces, else resource
+    limits; an empty environment) that must end within ``timeout`` seconds; what it prints comes back, cut to
+    ``max_output`` characters. With ``session=true`` the trajectory's earlier successful cells are replayed
+    silently before the new one, so variables and imports carry over (replay repeats their time and side effects;
+    at most ``max_cells`` are kept). A ```` ```python ```` fence around the code is removed. An exception, a
+    timeout or too much output is an ``error`` result (``ok=False``) with the traceback's last lines.
+
+    Arguments: ``{"code": "print(2**100)"}``.
+    """
 
     name = "python"
     description = ("Run Python 3 code and return what it prints (use print() to see values). Variables and "

@@ -18,7 +18,7 @@ from swift_ext.cli import cli
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 README = (ROOT / "README.md").read_text(encoding="utf-8")
-KINDS = ["reward", "schedule", "callback", "metric"]
+KINDS = ["reward", "schedule", "callback", "metric", "tool"]
 
 
 def load_hook():
@@ -105,7 +105,8 @@ def test_every_command_is_documented_and_has_help():
 
 def test_docs_have_no_development_jargon():
     user_pages = {k: v for k, v in SOURCES.items() if k != "development.md"}
-    words = re.compile(r"\b(agents?|the lead|seed recipe|cpu-recipe|this task|lent to)\b", re.I)
+    # (a link to agents.md, the page on tool-using GRPO, is not the jargon)
+    words = re.compile(r"\b(agents?(?!\.md)|the lead|seed recipe|cpu-recipe|this task|lent to)\b", re.I)
     found = {page: sorted(set(m.group(0) for m in words.finditer(text))) for page, text in user_pages.items()}
     assert not {p: w for p, w in found.items() if w}
 
