@@ -67,11 +67,12 @@ class ConvertOptions:
     def tool_schemas(self) -> Optional[list]:
         """The OpenAI function schemas of ``--tools`` (``python,calculator,zoom``, ``+`` works too; a spec's
         parameters after ``:`` may hold commas: ``zoom:frame=qwen2_vl,min_size=8,python``), built by the agent
-        scheduler's tool set (:class:`swift_ext.agents.scheduler.ToolAgent`); None without ``--tools``."""
+        scheduler's tool set (:func:`swift_ext.tools.base.tool_schemas`); None without ``--tools``."""
         if self.tools is None:
             return None
-        from ..agents.scheduler import ToolAgent, split_tools
+        from ..agents.scheduler import split_tools
         from ..errors import SwiftExtError
+        from ..tools.base import tool_schemas
 
         specs: list = []
         for piece in self.tools.split(","):
@@ -86,10 +87,11 @@ class ConvertOptions:
         if not names:
             raise ConfigError("--tools names no tool (e.g. --tools python,calculator,zoom)")
         try:
-            schemas = ToolAgent(names).tool_schemas()
+            schemas = tool_schemas(names)
         except SwiftExtError as exc:
             raise ConfigError(f"--tools {self.tools!r}: {exc}") from None
-        if len(schemas) != len(names):
+        seen = [s["function"]["name"] for s in schemas]
+        if len(set(seen)) != len(seen):
             raise ConfigError(f"--tools {self.tools!r}: a tool is named twice")
         return schemas
 
