@@ -100,3 +100,16 @@ def test_browser_shows_turns_and_crops_escaped(tmp_path):
     assert not re.search(r'<a\s[^>]*href="' + url, dom) and not re.search(r'<img\s[^>]*src="' + url, dom)
     assert not re.search(r"<script>fetch", dom) and "&lt;script&gt;fetch" in dom
     assert [r["n"] for r in page.rows] == [0, 1, 2]
+
+
+def test_serve_sends_the_crops_with_the_step(tmp_path):
+    """``--serve``: a step's completions come from the API with the thumbnails its turns show."""
+    from swift_ext.report import live as report_live
+
+    crop = tmp_path / "zoom-1.png"
+    Image.new("RGB", (56, 56), (255, 0, 0)).save(crop)
+    write_agent_run(tmp_path / "out" / "v0", str(crop), "x")
+    chunk = report_live.LiveReport([tmp_path / "out"]).chunk(0, 1)
+    first = chunk["groups"][0]["items"][0]
+    (crop_id,) = first["turns"][1]["img"]
+    assert chunk["images"][crop_id].startswith("data:image/png;base64,")
