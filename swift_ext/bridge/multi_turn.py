@@ -13,7 +13,9 @@ The class is a thin shell over :class:`swift_ext.agents.ToolAgent`, on the hooks
   concurrently) and returns ``done`` (the trajectory's end: final answer, ``max_calls``, ``max_turns``, a turn cut
   at the token limit) with ``rollout_infos["swift_ext_agent"]`` (the summary the trajectory rewards read) and, when
   a tool returned images, ``rollout_infos["images"]`` (ms-swift then trains on the trajectory's images);
-* ``step`` appends the ``tool`` messages (and the images) for the next turn.
+* ``step`` appends the ``tool`` messages (and the images) for the next turn, and returns the turn's sampled ids
+  without a final end-of-turn token that the template writes again (ms-swift 4.6 would otherwise put
+  ``<|im_end|><|im_end|>`` between turns, in the next prompt and in the trained sequence).
 
 Loss masking: each assistant turn's sampled tokens come back as one ``response_token_ids`` segment with mask 1
 (ms-swift's default); the tool results are separate ``tool`` messages, which the template encodes on the prompt
@@ -110,7 +112,46 @@ def _base() -> type:
                         infer_request.images = list(outcome.images)
                     else:
                         images.extend(outcome.images)
-            return {"infer_request": infer_request}
+            return {"infer_request": infer_request, **self._without_turn_end(infer_request, response_choice)}
+
+        def _without_turn_end(self, infer_request, response_choice) -> Dict[str, Any]:
+            """The turn's sampled ids without their last token when it is the end-of-turn token the template
+            writes again after every assistant turn but the last (``<|im_end|>`` for Qwen): ms-swift 4.6 keeps the
+            sampled one *and* adds the template's, so the next prompt and the trained sequence read
+            ``<|im_end|><|im_end|>``. With it cut, both read as one turn end, trained once (the template's)."""
+            ids = list(response_choice.token_ids or [])
+            if not ids or ids[-1] not in self._turn_end_ids():
+                return {}
+            ids = ids[:-1]
+            token_ids, mask = self.get_response_token_data(infer_request, response_choice, is_continuation=False,
+                                                           response_token_ids=ids, response_loss_mask=[1] * len(ids))
+            out: Dict[str, Any] = {"response_token_ids": token_ids, "response_loss_mask": mask}
+            logprobs = self._extract_logprobs_from_choice(response_choice)
+            if logprobs:
+                out["rollout_logprobs"] = logprobs[:len(ids)]
+            return out
+
+        def _turn_end_ids(self) -> set:
+            got = getattr(self, "_turn_end_cache", None)
+            if got is None:
+                got = set()
+                tok = self.tokenizer
+                template = self._template or getattr(self.infer_engine, "template", None)
+                suffix = getattr(getattr(template, "template_meta", None), "suffix", None) or []
+                if tok is not None:
+                    special = set(getattr(tok, "all_special_ids", None) or [])
+                    eos = getattr(tok, "eos_token_id", None)
+                    for part in suffix:
+                        if isinstance(part, str):
+                            got |= {i for i in tok.encode(part, add_special_tokens=False) if i in special or i == eos}
+                        elif isinstance(part, (list, tuple)):
+                            for item in part:
+                                if item == "eos_token_id" and eos is not None:
+                                    got.add(eos)
+                                elif isinstance(item, int):
+                                    got.add(item)
+                self._turn_end_cache = got
+            return got
 
         def check_finished(self, infer_request, response_choice, current_turn: int) -> bool:
             # on_turn_end's 'done' decides; this is ms-swift's default for a caller that skips the hook

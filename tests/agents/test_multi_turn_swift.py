@@ -40,7 +40,7 @@ def _response(tok, text, finish="stop"):
     from swift.infer_engine.protocol import (ChatCompletionResponse, ChatCompletionResponseChoice, ChatMessage,
                                              UsageInfo)
 
-    ids = tok.encode(text, add_special_tokens=False)
+    ids = tok.encode(text, add_special_tokens=False) + [tok.convert_tokens_to_ids("<|im_end|>")]  # as generated
     return ChatCompletionResponse(model="tiny", usage=UsageInfo(0, len(ids), len(ids)), choices=[
         ChatCompletionResponseChoice(index=0, message=ChatMessage(role="assistant", content=text),
                                      finish_reason=finish, token_ids=ids)])
@@ -106,8 +106,10 @@ def test_colocate_loop_runs_tools_and_masks_tool_outputs_out_of_the_loss(templat
     sample, full, trained, completion_mask, labels = _trained(template, out)
     # the tool's output is in the sequence the model reads ...
     assert "<tool_response>\n123456789000\n</tool_response>" in full
-    # ... and not in what it is trained on: exactly the two assistant turns (the turn end token the template adds)
-    assert trained == first + "<|im_end|>\n" + answer
+    # ... and not in what it is trained on: exactly the two assistant turns, each ended once by <|im_end|>
+    # (the sampled end of the first turn is cut: the template writes it again)
+    assert trained == first + "<|im_end|>\n" + answer + "<|im_end|>"
+    assert "<|im_end|><|im_end|>" not in full
     assert int(completion_mask.sum()) == sum(1 for lab in labels if lab != -100)
     assert "<tool_response>" not in trained and sample.response_loss_mask[0].count(1) > 0
 
