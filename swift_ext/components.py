@@ -47,6 +47,17 @@ class Component:
     _bound_params: ClassVar[Dict[str, Any]] = {}
     #: (kind, spec, alias) of a configured class, so instances pickle by spec
     _spec: ClassVar[Optional[Tuple[str, str, Optional[str]]]] = None
+    #: the kind of component a *wrapping* component holds: its spec is ``NAME:INNER``, where ``INNER`` is an
+    #: ordinary spec of that kind (the metric ``reward:length_budget:max_tokens=64`` wraps the reward spec
+    #: ``length_budget:max_tokens=64``). :func:`configure` parses ``INNER`` once, with that kind's aliases, and
+    #: binds its parameters against :meth:`wrap`'s class (the inner component's parameters and the wrapper's own).
+    wraps: ClassVar[str] = ""
+
+    @classmethod
+    def wrap(cls, name: str) -> type:
+        """The class of this wrapping component around the ``wraps`` component called ``name`` (one class
+        per name; only for classes that set ``wraps``)."""
+        raise NotImplementedError(f"{cls.__name__} wraps no other component")
 
     @classmethod
     def declared_params(cls) -> Dict[str, Param]:
@@ -192,16 +203,53 @@ def resolve_spec(kind: str, spec: str) -> Tuple[str, Dict[str, str]]:
     return name, raw
 
 
+def _wrapper(kind: str, spec: str) -> Optional[Tuple[str, type, str]]:
+    """``(wrapper name, wrapper class, inner spec)`` when ``spec`` is ``NAME:INNER`` and the registered ``NAME``
+    is a wrapping component (:attr:`Component.wraps`), else None."""
+    if not isinstance(spec, str):
+        return None
+    head, sep, inner = spec.strip().partition(":")
+    head = head.strip()
+    registry = plugins.registry(kind)
+    if not sep or head not in registry:
+        return None
+    obj = registry.get(head)
+    if isinstance(obj, type) and issubclass(obj, Component) and obj.wraps:
+        return head, obj, inner
+    return None
+
+
+def _find(kind: str, spec: str, expand_alias: bool = True) -> Tuple[str, Any, Any, Dict[str, str], str]:
+    """``(registered name, registered object, class to configure, raw parameters, label)`` of a spec: the one
+    place a spec is parsed (:func:`swift_ext.params.parse_spec`, once; the inner spec of a wrapping component
+    once, by its own kind's rules)."""
+    wrapped = _wrapper(kind, spec)
+    if wrapped is not None:
+        head, wrapper, inner = wrapped
+        inner_name, raw = resolve_spec(wrapper.wraps, inner)
+        return head, wrapper, wrapper.wrap(inner_name), raw, f"{head}:{inner_name}"
+    name, raw = parse_spec(spec)
+    known = aliases(kind) if expand_alias else {}
+    if name in known and name not in plugins.registry(kind):  # an alias: its spec, the given parameters over it
+        base_name, registered, obj, base_raw, label = _find(kind, known[name], expand_alias=False)
+        return base_name, registered, obj, {**base_raw, **raw}, label
+    obj = plugins.registry(kind).get(name)
+    return name, obj, obj, raw, name
+
+
+def _declared(obj: Any) -> Dict[str, Param]:
+    return obj.declared_params() if isinstance(obj, type) and issubclass(obj, Component) \
+        else getattr(obj, "params", {})
+
+
 def lookup(kind: str, spec: str, given: Optional[Dict[str, Any]] = None) \
         -> Tuple[str, Any, Dict[str, Any], Dict[str, str]]:
     """``(name, registered object, parameters, raw)`` for a spec: every declared parameter bound, the spec's
     own (``raw``) over ``given`` (defaults from the caller, e.g. a run's ``--chord_mu_*`` values) over the
-    declared defaults. A bad value raises ParamError naming the component and the parameter."""
-    name, raw = resolve_spec(kind, spec)
-    obj = plugins.registry(kind).get(name)
-    declared = obj.declared_params() if isinstance(obj, type) and issubclass(obj, Component) \
-        else getattr(obj, "params", {})
-    return name, obj, bind(declared, {**(given or {}), **raw}, owner=f"{kind} {name}"), raw
+    declared defaults. A bad value raises ParamError naming the component and the parameter. For a wrapping
+    component (``reward:think_format``) the object is :meth:`Component.wrap`'s class."""
+    name, _, obj, raw, label = _find(kind, spec)
+    return name, obj, bind(_declared(obj), {**(given or {}), **raw}, owner=f"{kind} {label}"), raw
 
 
 #: (kind, spec, alias, extra bases) -> (registered object, aliases of the kind, configured class)
@@ -225,18 +273,19 @@ def configure(kind: str, spec: str, *, alias: Optional[str] = None, bases: Tuple
         name = cls.__dict__.get("_registered_name") if isinstance(cls, type) else None
         if cached_aliases == known and name is not None and plugins.registry(kind).get(name) is registered:
             return cls
-    name, registered, params, raw = lookup(kind, spec)
-    if not (isinstance(registered, type) and issubclass(registered, Component)):
+    name, registered, obj, raw, label_ = _find(kind, spec)
+    if not (isinstance(obj, type) and issubclass(obj, Component)):
         if raw:
             raise ParamError(f"{kind} {name!r} takes no parameters (it is not a swift_ext component)")
-        return registered
+        return obj
+    params = bind(_declared(obj), raw, owner=f"{kind} {label_}")
     bound = {k: v for k, v in params.items() if k in raw}
     label = alias or spec
-    extra = tuple(b for b in bases if not issubclass(registered, b))
-    meta = _configured_meta(type(registered))
-    cls = meta(label, (registered, *extra), {
+    extra = tuple(b for b in bases if not issubclass(obj, b))
+    meta = _configured_meta(type(obj))
+    cls = meta(label, (obj, *extra), {
         "_bound_params": bound, "_config": params, "_spec": (kind, spec, alias), "_registered_name": name,
-        "__module__": registered.__module__, "__qualname__": label, "__doc__": registered.__doc__})
+        "__module__": obj.__module__, "__qualname__": label, "__doc__": obj.__doc__})
     cls._swift_ext_key = key
     _CONFIGURED[key] = (registered, known, cls)
     return cls

@@ -3,6 +3,8 @@ references) with task metrics and registered rewards; compare two files side by 
 
 from __future__ import annotations
 
+import contextlib
+
 import click
 from rich.markup import escape
 
@@ -41,26 +43,34 @@ def eval_cmd(files, metrics, ref_key, plugin_files, completion_key, output, per_
         swift-ext eval pope_sft.jsonl pope_chord.jsonl -m yes_no --label sft --label chord --plot cmp.png
 
     Several completions of one prompt (a `completions` list, or rows repeating the prompt) give pass@k.
+    The file is read as a stream (bounded memory at any size); a prompt's rows should stay together.
     JSON goes to stdout, tables to stderr.
     """
     from rich.table import Table
 
     from ..scoring import evaluation
     from ..errors import ConfigError
-    from ..io import atomic_write
+    from ..io import JsonlWriter, atomic_write
 
     if len(files) > 2:
         raise ConfigError("give one result file, or two to compare")
+    if per_item and len(files) > 1:
+        raise ConfigError("--per-item works with one file")
     metrics = list(metrics) or ["accuracy"]
     labels = list(labels) or [str(f) for f in files]
     if len(labels) != len(files):
         raise ConfigError(f"{len(labels)} --label for {len(files)} files")
     reports = []
-    with progress() as bar:
+    # streamed: each file is read in batches, per-completion scores go to --per-item as they are computed and
+    # every metric folds its summary as prompt groups close, so memory stays bounded whatever the file's size
+    with contextlib.ExitStack() as stack:
+        writer = stack.enter_context(JsonlWriter(per_item)) if per_item else None
+        bar = stack.enter_context(progress())
         for f in files:
-            task = bar.add_task(f"scoring {f}", total=len(metrics))
+            task = bar.add_task(f"scoring {f}", total=None)
             reports.append(evaluation.evaluate(f, metrics, ref_key, progress=lambda n: bar.advance(task, n),
-                                               completion_key=completion_key, plugin_files=plugin_files))
+                                               completion_key=completion_key, plugin_files=plugin_files,
+                                               per_item=writer.write if writer else None))
     for rep, lab in zip(reports, labels):
         console.print(f"[bold]{lab}[/bold]: {rep.rows_in} rows, {rep.completions} completions in {rep.groups} "
                       f"prompt groups, reference column '{rep.ref_key}', {len(rep.rejected)} rows rejected")
@@ -84,11 +94,6 @@ def eval_cmd(files, metrics, ref_key, plugin_files, completion_key, output, per_
                           f"[{color}]{delta}[/{color}]" if color else delta)
         console.print(table)
         result = {"files": [r.as_dict() for r in reports], "labels": labels, "comparison": rows}
-    if per_item:
-        if len(reports) == 1:
-            evaluation.write_per_item(reports[0], per_item)
-        else:
-            raise ConfigError("--per-item works with one file")
     if plot_path:
         evaluation.plot_reports(reports, plot_path, labels)
         console.print(f"plot: {plot_path}")

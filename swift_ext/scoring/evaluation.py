@@ -13,7 +13,12 @@ Metrics (``plugins.registry("metric")``; a metric spec may carry parameters, ``i
 * ``mcq``       -- option-letter accuracy (the ``mcq`` reward)
 * ``iou``       -- mean IoU and accuracy at IoU >= 0.5 (the ``iou`` reward with its defaults: reference
   boxes in pixels of the original image unless ``gold_frame=`` says otherwise)
-* ``reward:SPEC`` -- any registered reward (``reward:think_format``), mean and accuracy at ``threshold``
+* ``reward:SPEC`` -- any registered reward (``reward:think_format``), mean and accuracy at ``threshold``: the
+  metric ``reward`` wrapping a reward spec, configured by :func:`swift_ext.components.configure` like any other
+
+A file is read as a stream (:class:`swift_ext.scoring.results.Stream`): each metric folds its summary with an
+accumulator (:class:`MetricAccumulator`, over :mod:`swift_ext.scoring.stats`), so memory does not grow with
+the file.
 
 Every metric except third-party ones scores through :func:`swift_ext.scoring.score.score_results`, so
 ``eval -m reward:R`` and ``rewards score -r R`` give the same per-completion scores.
@@ -34,15 +39,15 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import results
-from ..errors import ConfigError
-from ..components import Component, configure
+from .. import plugins
+from ..errors import ConfigError, ParamError
+from ..components import Component, Configured, configure
 from ..io import JsonlWriter, save_png
-from ..params import Param, format_spec, parse_spec
+from ..params import Param, format_spec
 from .results import Results
-from ..rewards import get_reward
 from ..rewards.answers import YesNo
-from .score import resolve, score_results
-from .stats import default_ks, pass_at_k, summarise_groups  # noqa: F401  (pass_at_k, default_ks: re-exported)
+from .score import BATCH_SIZE, resolve, score_results
+from .stats import GroupedAccumulators, default_ks, pass_at_k, summarise_groups  # noqa: F401  (re-exported)
 
 
 # -- group statistics (shared with the training callbacks) ----------------------------------------
@@ -62,13 +67,76 @@ def group_stats(groups: Sequence[Sequence[Optional[float]]], threshold: float = 
 
 
 # -- metrics --------------------------------------------------------------------------------------
+#: completions a metric that only has the list form of :meth:`Metric.summary` may hold (see :class:`Buffered`)
+BUFFER_LIMIT = 200_000
+
+
+class MetricAccumulator:
+    """Folds one metric's per-completion scores into its summary as a streamed read hands them out: prompt
+    groups go through :class:`swift_ext.scoring.stats.GroupedAccumulators` (mean, accuracy at the metric's
+    ``threshold``, pass@k, mean@k), so memory holds the open groups' scores only. A metric with more statistics
+    subclasses this (override :meth:`add` and :meth:`result`, call ``super()``) and returns it from
+    :meth:`Metric.accumulator`."""
+
+    def __init__(self, metric: "Metric"):
+        self.metric = metric
+        self._groups = GroupedAccumulators(["score"], metric.threshold, open_groups=results.OPEN_GROUPS)
+
+    def add(self, group: int, score: Optional[float], completion: str, row: Dict[str, Any]) -> None:
+        """One completion: its prompt group id (ids in order of first appearance), score, text and columns."""
+        self._groups.add(group, {"score": score})
+
+    def result(self) -> Dict[str, float]:
+        return self._groups.summaries()["score"].metrics()
+
+
+class Buffered(MetricAccumulator):
+    """For a plugin metric that defines only the list form ``summary(scores, groups, completions, rows)``: its
+    completions are kept (at most ``metric.buffer_limit``, default :data:`BUFFER_LIMIT`; more is a ConfigError
+    naming the metric, not a swap storm) and handed to that method at the end."""
+
+    def __init__(self, metric: "Metric"):
+        self.metric = metric
+        self.limit = int(getattr(metric, "buffer_limit", BUFFER_LIMIT))
+        self.scores: List[Optional[float]] = []
+        self.group_of: List[int] = []
+        self.completions: List[str] = []
+        self.rows: List[Dict[str, Any]] = []
+
+    def add(self, group, score, completion, row):
+        if len(self.scores) >= self.limit:
+            raise ConfigError(
+                f"metric {metric_label(self.metric)} summarises whole lists (it defines summary(scores, groups, "
+                f"completions, rows) and no accumulator()), so eval holds its completions: more than "
+                f"{self.limit:,} is too many. Give the metric an accumulator() (docs: Evaluation, 'Metrics that "
+                "stream') or raise its buffer_limit")
+        self.scores.append(score)
+        self.group_of.append(group)
+        self.completions.append(completion)
+        self.rows.append(row)
+
+    def result(self):
+        groups = results.group_indices(self.group_of)
+        return self.metric.summary(self.scores, groups, self.completions, self.rows)
+
+
+def metric_label(metric: "Metric") -> str:
+    return type(metric).__name__ if isinstance(type(metric), Configured) else (metric.name or type(metric).__name__)
+
+
 class Metric(Component):
     """A per-completion score plus a summary. Subclasses set ``name``, ``params``, ``threshold`` and
     implement :meth:`item` (one completion -> a score in [0, 1], or None to abstain). The reference answer
-    is the row's ``solution`` (:mod:`swift_ext.scoring.results` puts the file's reference column there)."""
+    is the row's ``solution`` (:mod:`swift_ext.scoring.results` puts the file's reference column there).
+
+    ``swift-ext eval`` reads its input as a stream: a metric's summary is folded by :meth:`accumulator`
+    (:class:`MetricAccumulator`: mean, accuracy at ``threshold``, pass@k, mean@k; subclass it for more). A
+    metric that overrides only the list form :meth:`summary` still works: eval keeps its completions, at most
+    ``buffer_limit`` (:class:`Buffered`)."""
 
     kind = "metric"
     threshold = 1.0
+    buffer_limit = BUFFER_LIMIT
 
     def __init__(self, **params: Any):
         self.bind_params(params)
@@ -81,38 +149,75 @@ class Metric(Component):
         return [self.item(c, r) for c, r in zip(completions, rows)]
 
     def score(self, res: Results) -> List[Optional[float]]:
-        """Per-completion scores of a loaded completion file."""
+        """Per-completion scores of loaded completions (a whole file, or one batch of a stream)."""
         return self.items(res.completions, res.rows)
+
+    def accumulator(self) -> MetricAccumulator:
+        """A fresh fold of this metric's summary (:class:`Buffered` for a metric with only the list form)."""
+        if type(self).summary is not Metric.summary:
+            return Buffered(self)
+        return MetricAccumulator(self)
 
     def summary(self, scores: List[Optional[float]], groups: List[List[int]], completions: Sequence[str],
                 rows: Sequence[Dict[str, Any]]) -> Dict[str, float]:
-        return group_stats([[scores[i] for i in g] for g in groups], threshold=self.threshold)
+        """The summary of whole lists (``groups``: indices per prompt), computed by :meth:`accumulator`; a
+        subclass overriding this list form may call ``super().summary(...)`` for the default statistics."""
+        acc = self.accumulator()
+        if isinstance(acc, Buffered):  # called from an override of this method: the default fold, not itself
+            acc = MetricAccumulator(self)
+        for gi, members in enumerate(groups):
+            for i in members:
+                acc.add(gi, scores[i], completions[i], rows[i])
+        return acc.result()
 
 
 class RewardMetric(Metric):
-    """A metric backed by a registered reward (``reward:SPEC``, or a named metric's ``reward_spec``): its
-    per-completion scores are the reward's, computed by :func:`swift_ext.scoring.score.score_results` exactly as
-    ``swift-ext rewards score`` computes them. Parameters other than ``threshold`` go to the reward."""
+    """Any registered reward as a metric: ``reward:SPEC`` (``reward:think_format``,
+    ``reward:length_budget:max_length=64,threshold=0``), an ms-swift reward name (``reward:accuracy``) or one
+    from an ms-swift plugin file (``--plugin``). Its per-completion scores are the reward's, computed by
+    :func:`swift_ext.scoring.score.score_results` exactly as ``swift-ext rewards score`` computes them; its
+    summary is the mean, accuracy at ``threshold`` and pass@k. Parameters other than ``threshold`` go to the
+    reward.
+
+    Example:
+        swift-ext eval res.jsonl -m reward:think_format -m reward:length_budget:max_length=64,threshold=0
+    """
 
     name = "reward"
-    reward_spec = ""
+    wraps = "reward"  # reward:SPEC is this metric around the reward spec SPEC (swift_ext.components.configure)
+    reward_name = ""  # the reward scored: set by wrap() for reward:SPEC, by a named metric (accuracy: exact_match)
     params = {"threshold": Param(1.0, "score counted as a success (accuracy, pass@k)", type=float)}
 
     @classmethod
+    def wrap(cls, name: str) -> type:
+        """The metric class around the reward ``name`` (one per name)."""
+        made = cls.__dict__.get("_wrapped")
+        if made is None:
+            made = cls._wrapped = {}
+        if name not in made:
+            made[name] = type(f"{cls.__name__}[{name}]", (cls,), {
+                "reward_name": name, "__module__": cls.__module__, "__doc__": cls.__doc__})
+        return made[name]
+
+    @classmethod
     def declared_params(cls) -> Dict[str, Param]:
-        """The metric's own parameters plus its reward's (``iou:gold_frame=same``)."""
-        if not cls.reward_spec:
+        """The metric's own parameters plus its reward's (``iou:gold_frame=same``); a reward that is not a
+        swift-ext component (ms-swift's, a plugin file's) takes none."""
+        if not cls.reward_name:
             return cls.params
-        reward = get_reward(parse_spec(cls.reward_spec)[0])
-        declared = reward.declared_params() if hasattr(reward, "declared_params") else getattr(reward, "params", {})
+        registry = plugins.registry("reward")
+        reward = registry.get(cls.reward_name) if cls.reward_name in registry else None
+        declared = reward.declared_params() if isinstance(reward, type) and issubclass(reward, Component) \
+            else getattr(reward, "params", {})
         return {**declared, **cls.params}
 
-    def __init__(self, spec: Optional[str] = None, plugin_files: Sequence[str] = (), **params: Any):
-        own = {k: params.pop(k) for k in list(params) if k in type(self).params}
-        super().__init__(**own)
-        name, raw = parse_spec(spec or self.reward_spec)  # reward:SPEC, or the named metric's reward
-        raw.update({k: v for k, v in {**self._bound_params, **params}.items() if k not in type(self).params})
-        self.spec = format_spec(name, raw) if raw else name
+    def __init__(self, plugin_files: Sequence[str] = (), **params: Any):
+        super().__init__(**params)
+        if not self.reward_name:
+            raise ParamError("metric 'reward' names a reward: reward:NAME or reward:NAME:key=value,...")
+        given = {**type(self)._bound_params, **self._given}  # what the spec (or caller) set, coerced once
+        own = type(self).params
+        self.spec = format_spec(self.reward_name, {k: v for k, v in given.items() if k not in own})
         self.reward = resolve(self.spec, plugin_files)
 
     def score(self, res: Results) -> List[Optional[float]]:
@@ -133,14 +238,25 @@ class Accuracy(RewardMetric):
     """Normalised answer match against the reference (reward ``exact_match``)."""
 
     name = "accuracy"
-    reward_spec = "exact_match"
+    wraps = ""
+    reward_name = "exact_match"
 
 
 class MCQ(RewardMetric):
     """Option-letter accuracy (reward ``mcq``)."""
 
     name = "mcq"
-    reward_spec = "mcq"
+    wraps = ""
+    reward_name = "mcq"
+
+
+class _IoUSummary(MetricAccumulator):
+    def result(self):
+        out = super().result()
+        if "accuracy" in out:
+            out[f"acc@{self.metric.threshold:g}"] = out.pop("accuracy")
+            out["mean_iou"] = out.pop("mean")
+        return out
 
 
 class IoUMetric(RewardMetric):
@@ -148,14 +264,48 @@ class IoUMetric(RewardMetric):
     read in ``gold_frame=pixels`` unless the spec says otherwise: ``iou:gold_frame=same``)."""
 
     name = "iou"
-    reward_spec = "iou"
+    wraps = ""
+    reward_name = "iou"
     params = {"threshold": Param(0.5, "IoU counted as a hit", type=float, min=0.0, max=1.0)}
 
-    def summary(self, scores, groups, completions, rows):
-        out = super().summary(scores, groups, completions, rows)
-        if "accuracy" in out:
-            out[f"acc@{self.threshold:g}"] = out.pop("accuracy")
-            out["mean_iou"] = out.pop("mean")
+    def accumulator(self):
+        return _IoUSummary(self)
+
+
+class _YesNoSummary(MetricAccumulator):
+    """Confusion counts of the "yes" class beside the group statistics (O(1) state)."""
+
+    def __init__(self, metric):
+        super().__init__(metric)
+        self.gold_key = getattr(metric.reward, "gold_key", "solution")
+        self.tp = self.fp = self.fn = self.tn = self.unparsed = self.yes = self.answered = 0
+
+    def add(self, group, score, completion, row):
+        super().add(group, score, completion, row)
+        gold = YesNo.gold_label(row.get(self.gold_key))
+        if gold is None:
+            return
+        pred = YesNo.answer_label(completion)
+        if pred is None:
+            self.unparsed += 1
+        else:
+            self.answered += 1
+            self.yes += pred == "yes"
+        if pred == "yes":
+            self.tp += gold == "yes"
+            self.fp += gold == "no"
+        else:  # "no" or no answer: not a positive prediction
+            self.fn += gold == "yes"
+            self.tn += gold == "no"
+
+    def result(self):
+        out = super().result()
+        tp, fp, fn = self.tp, self.fp, self.fn
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        recall = tp / (tp + fn) if tp + fn else 0.0
+        out.update({"precision": precision, "recall": recall,
+                    "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
+                    "yes_ratio": self.yes / self.answered if self.answered else 0.0, "unparsed": self.unparsed})
         return out
 
 
@@ -164,45 +314,25 @@ class YesNoMetric(RewardMetric):
     recall and F1 of the "yes" class, yes-ratio of the answers, and how many answers said neither."""
 
     name = "yes_no"
-    reward_spec = "yes_no"
+    wraps = ""
+    reward_name = "yes_no"
 
-    def summary(self, scores, groups, completions, rows):
-        out = super().summary(scores, groups, completions, rows)
-        gold_key = getattr(self.reward, "gold_key", "solution")
-        tp = fp = fn = tn = unparsed = yes = answered = 0
-        for c, r in zip(completions, rows):
-            gold = YesNo.gold_label(r.get(gold_key))
-            if gold is None:
-                continue
-            pred = YesNo.answer_label(c)
-            if pred is None:
-                unparsed += 1
-            else:
-                answered += 1
-                yes += pred == "yes"
-            if pred == "yes":
-                tp += gold == "yes"
-                fp += gold == "no"
-            else:  # "no" or no answer: not a positive prediction
-                fn += gold == "yes"
-                tn += gold == "no"
-        precision = tp / (tp + fp) if tp + fp else 0.0
-        recall = tp / (tp + fn) if tp + fn else 0.0
-        out.update({"precision": precision, "recall": recall,
-                    "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
-                    "yes_ratio": yes / answered if answered else 0.0, "unparsed": unparsed})
-        return out
+    def accumulator(self):
+        return _YesNoSummary(self)
 
 
-BUILTIN_METRICS = {"accuracy": Accuracy, "yes_no": YesNoMetric, "mcq": MCQ, "iou": IoUMetric}
+BUILTIN_METRICS = {"accuracy": Accuracy, "yes_no": YesNoMetric, "mcq": MCQ, "iou": IoUMetric,
+                   "reward": RewardMetric}
 
 
 def build_metric(spec: str, plugin_files: Sequence[str] = ()) -> Metric:
-    """``accuracy``, ``iou:threshold=0.75``, ``reward:think_format`` or ``reward:length_budget:max_tokens=64``;
-    ``reward:NAME`` may also name an ms-swift reward (``reward:accuracy``) or one from ``plugin_files``."""
-    if spec.startswith("reward:"):
-        return RewardMetric(spec=spec[len("reward:"):], plugin_files=plugin_files)
-    return configure("metric", spec)()
+    """The metric of a spec, built through :func:`swift_ext.components.configure` (one grammar): ``accuracy``,
+    ``iou:threshold=0.75``, ``reward:think_format`` or ``reward:length_budget:max_length=64``; ``reward:NAME``
+    may also name an ms-swift reward (``reward:accuracy``) or one from ``plugin_files``."""
+    cls = configure("metric", spec)
+    if isinstance(cls, type) and issubclass(cls, RewardMetric):
+        return cls(plugin_files=plugin_files)
+    return cls()
 
 
 # -- evaluating result files ----------------------------------------------------------------------
@@ -215,7 +345,7 @@ class EvalReport:
     ref_key: str
     metrics: Dict[str, Dict[str, float]]
     rejected: List[Tuple[int, str]]
-    per_item: List[Dict[str, Any]] = field(default_factory=list)
+    per_item: List[Dict[str, Any]] = field(default_factory=list)  # only with evaluate(keep_items=True)
 
     def as_dict(self) -> Dict[str, Any]:
         return {"path": self.path, "rows_in": self.rows_in, "completions": self.completions,
@@ -225,23 +355,37 @@ class EvalReport:
 
 def evaluate(path: str, metrics: Sequence[str], ref_key: Optional[str] = None,
              progress: Optional[Callable[[int], None]] = None, completion_key: Optional[str] = None,
-             plugin_files: Sequence[str] = ()) -> EvalReport:
-    """Score the completion file ``path`` (read by :func:`swift_ext.scoring.results.load`) with every metric spec."""
+             plugin_files: Sequence[str] = (), per_item: Optional[Callable[[Dict[str, Any]], None]] = None,
+             keep_items: bool = False, batch_size: int = BATCH_SIZE) -> EvalReport:
+    """Score the completion file ``path`` with every metric spec, reading it as a stream
+    (:class:`swift_ext.scoring.results.Stream`, prompt groups formed as rows arrive): memory holds one batch and
+    the open groups, whatever the file's size. Each completion's ``{"line", "group", spec: score, ...}`` goes to
+    ``per_item`` as it is scored (and to ``report.per_item`` with ``keep_items``); ``progress`` gets the number
+    of completions of each batch."""
     if not metrics:
         raise ConfigError("no metric given: pass --metric accuracy (or yes_no, mcq, iou, reward:NAME)")
-    data = results.load(path, completion_key=completion_key, ref_key=ref_key)
-    out: Dict[str, Dict[str, float]] = {}
-    per_item = [{"line": ln, "group": gi} for ln, gi in zip(data.lines, data.group_of)]
-    for spec in metrics:
-        metric = build_metric(spec, plugin_files)
-        scores = metric.score(data)
-        out[spec] = metric.summary(scores, data.groups, data.completions, data.rows)
-        for entry, s in zip(per_item, scores):
-            entry[spec] = s
+    built = {spec: build_metric(spec, plugin_files) for spec in metrics}  # every spec checked before reading
+    folds = {spec: m.accumulator() for spec, m in built.items()}
+    stream = results.Stream(path, completion_key=completion_key, ref_key=ref_key, batch_size=batch_size)
+    kept: List[Dict[str, Any]] = []
+    for batch in stream.batches():
+        scores = {spec: m.score(batch) for spec, m in built.items()}
+        for spec, values in scores.items():
+            fold = folds[spec]
+            for i, (group, value) in enumerate(zip(batch.group_of, values)):
+                fold.add(group, value, batch.completions[i], batch.rows[i])
+        if per_item is not None or keep_items:
+            for i, (line, group) in enumerate(zip(batch.lines, batch.group_of)):
+                entry = {"line": line, "group": group, **{spec: scores[spec][i] for spec in built}}
+                if per_item is not None:
+                    per_item(entry)
+                if keep_items:
+                    kept.append(entry)
         if progress:
-            progress(1)
-    return EvalReport(path, data.rows_in, len(data.completions), len(data.groups), data.ref_key, out,
-                      data.rejected, per_item)
+            progress(len(batch.completions))
+    out = {spec: fold.result() for spec, fold in folds.items()}
+    return EvalReport(path, stream.rows_in, stream.completions, stream.groups, stream.ref_key, out,
+                      sorted(stream.rejected), kept)
 
 
 def compare(a: EvalReport, b: EvalReport) -> List[Dict[str, Any]]:
@@ -289,11 +433,14 @@ def plot_reports(reports: Sequence[EvalReport], path: str, labels: Optional[Sequ
 
 
 def write_per_item(report: EvalReport, path: str) -> str:
+    """The per-completion scores of a report made with ``keep_items=True`` as JSONL (``swift-ext eval
+    --per-item`` writes the same lines while it streams, through ``evaluate(per_item=writer.write)``)."""
     with JsonlWriter(path) as w:
         for entry in report.per_item:
             w.write(entry)
     return path
 
 
-__all__ = ["pass_at_k", "group_stats", "default_ks", "Metric", "RewardMetric", "build_metric", "evaluate",
-           "compare", "EvalReport", "plot_reports", "BUILTIN_METRICS"]
+__all__ = ["pass_at_k", "group_stats", "default_ks", "Metric", "MetricAccumulator", "Buffered", "RewardMetric",
+           "build_metric", "evaluate", "compare", "EvalReport", "plot_reports", "write_per_item", "BUILTIN_METRICS",
+           "BUFFER_LIMIT"]

@@ -478,6 +478,12 @@ class Stream:
         self._group_sizes: Dict[int, int] = {}
         self._groups_seen = 0
 
+    @property
+    def groups(self) -> int:
+        """Prompt groups seen so far (``len(load(path).groups)`` once the batches are consumed, for files that
+        keep a prompt's rows together)."""
+        return self._groups_seen
+
     def _group(self, key: str, lineno: int, n: int) -> int:
         gid = self._group_ids.pop(key, None)
         if gid is None:
