@@ -54,6 +54,7 @@ class Page:
     points: Dict[str, List[int]] = field(default_factory=dict)  # chart id -> markers per trace
     rows: List[Dict[str, object]] = field(default_factory=list)  # completion rows: n, text, scores
     groups: List[Dict[str, object]] = field(default_factory=list)  # prompt, gold, thumbnails
+    turns: List[Dict[str, object]] = field(default_factory=list)  # multi-turn rows: n, role, text, calls, crops
     status: str = ""
     selfcheck: dict = field(default_factory=dict)
     ready: bool = False
@@ -90,6 +91,17 @@ class _Reader(HTMLParser):
             self.text_target = (self.page.groups[-1], "prompt")
         if tag == "span" and "gold-text" in classes and self.page.groups:
             self.text_target = (self.page.groups[-1], "gold")
+        if tag == "div" and "turn" in classes:
+            row = self._inside(lambda t, a: t == "tr" and "turns" in a.get("class", "").split())
+            self.page.turns.append({"n": int(row["data-n"]) if row else None, "role": attrs.get("data-role"),
+                                    "text": "", "calls": [], "crops": []})
+        if tag == "div" and "turn-text" in classes and self.page.turns:
+            self.text_target = (self.page.turns[-1], "text")
+        if tag == "div" and "call" in classes and self.page.turns:
+            self.page.turns[-1]["calls"].append("")
+            self.text_target = (self.page.turns[-1]["calls"], len(self.page.turns[-1]["calls"]) - 1)
+        if tag == "img" and "crop" in classes and self.page.turns:
+            self.page.turns[-1]["crops"].append(attrs.get("src", ""))
         if tag == "tr" and "completion" in classes:
             self.page.rows.append({"n": int(attrs["data-n"]), "text": "", "scores": {}, "step": None})
             group = self._inside(lambda t, a: "group" in a.get("class", "").split())
@@ -116,7 +128,10 @@ class _Reader(HTMLParser):
     def handle_data(self, data):
         if self.text_target is not None:
             holder, key = self.text_target
-            holder[key] = holder.get(key, "") + data
+            if isinstance(holder, list):
+                holder[key] += data
+            else:
+                holder[key] = holder.get(key, "") + data
 
 
 def read(dom: str) -> Page:

@@ -69,10 +69,13 @@ def register(cli):
                   help="Do not check media paths (existence, and --root confinement).")
     @click.option("--split", default=None, help="Split of a saved DatasetDict (default: train).")
     @click.option("--num-proc", default=None, type=int, help="Convert in N processes with datasets.Dataset.map.")
+    @click.option("--tools", default=None, metavar="TOOL,...",
+                  help="grpo/sft: write each row's 'tools' column (the tools' JSON schemas, as ms-swift's agent "
+                       "templates read them) for these agent tools, e.g. python,calculator,zoom.")
     @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
     def convert_cmd(input, to, output, src, extract, negatives, completions, reward, seed, n_choices,
                     allow_no_solution, reject_file, strict, media_dir, root, allow_outside_root, media_paths,
-                    no_check_media, split, num_proc, as_json):
+                    no_check_media, split, num_proc, tools, as_json):
         """Convert INPUT (JSONL, JSON array, Parquet, or a datasets folder) to an ms-swift / TRL training format.
 
         \b
@@ -81,6 +84,7 @@ def register(cli):
           swift-ext convert sharegpt.json --to dpo --negatives auto --seed 1 -o dpo.jsonl
           swift-ext convert sft.jsonl --to dpo --completions sampled.jsonl --reward exact_match -o dpo.jsonl
           swift-ext convert rlaif.parquet --to dpo --media-dir images/ -o dpo.jsonl
+          swift-ext convert vqa.jsonl --to grpo --tools zoom -o zoom-agent.jsonl
 
         Bad rows go to the reject file with file, line and reason; the summary shows
         rows in = converted + rejected. Every row written passes `swift-ext validate --task TARGET`
@@ -94,7 +98,7 @@ def register(cli):
                                  reward=reward, seed=seed, require_solution=not allow_no_solution, n_choices=n_choices,
                                  media_dir=media_dir, check_media=not no_check_media, root=root,
                                  allow_outside_root=allow_outside_root, media_paths=media_paths, split=split,
-                                 num_proc=num_proc, strict=strict, reject_path=reject_file)
+                                 num_proc=num_proc, strict=strict, reject_path=reject_file, tools=tools)
         with _stops("convert"):
             report = convert_file(input, output, options, show_progress=True)
         print_summary(report, console)

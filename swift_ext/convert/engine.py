@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import os
 import tempfile
 import time
@@ -104,6 +105,39 @@ def _options(to: Union[str, ConvertOptions, None], src: Optional[str], settings:
     return ConvertOptions(to=to, src=src, **settings)
 
 
+class ToolColumn:
+    """``--tools``: each output row's ``tools`` column, the chosen tools' OpenAI function schemas as JSON text (what
+    ms-swift's agent templates read, as the ``function_calling`` format writes it). A row with tools of its own
+    keeps them, the chosen ones are added after; a chosen tool whose name the row's tools already use is an error
+    of the row (two different schemas under one name)."""
+
+    def __init__(self, schemas: List[Dict[str, Any]]):
+        self.schemas = schemas
+        self.names = [s["function"]["name"] for s in schemas]
+        self.text = json.dumps(schemas, ensure_ascii=False)
+
+    def add(self, rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+        from ..tools.parse import parse_tools
+
+        out = []
+        for row in rows:
+            own = row.get("tools")
+            if own in (None, "", []):
+                out.append({**row, "tools": self.text})
+                continue
+            names = parse_tools(own)
+            if names is None:
+                raise RowError("the row's 'tools' column is not a list of function tools, and --tools would add "
+                               "to it", "tools")
+            clash = [n for n in self.names if n in names]
+            if clash:
+                raise RowError(f"the row's own tools already define {clash}: --tools would add a second schema "
+                               f"under that name", "tools")
+            listed = json.loads(own) if isinstance(own, str) else list(own)
+            out.append({**row, "tools": json.dumps(list(listed) + self.schemas, ensure_ascii=False)})
+        return out
+
+
 class RowConverter:
     """Picklable per-row converter: read (detect) -> media -> tag check -> target -> the target's rules.
     Raises RowError. The target's fast path for the input format (if it declares one) runs first, once."""
@@ -123,6 +157,8 @@ class RowConverter:
         task = self.target.task
         self._read_output = get_format(self.target.output).read if task else None
         self._ignore = () if options.require_solution else ("solution",)
+        schemas = options.tool_schemas()
+        self.tools = ToolColumn(schemas) if schemas else None
         self.fast = True
 
     def _warn(self, msg: str) -> None:
@@ -249,8 +285,9 @@ class RowConverter:
         if fastpath is not None and type(obj) is dict:
             out = fastpath(obj, self)
             if out is not None:
-                return out
-        return self.generic(obj, index)
+                return self.tools.add(out) if self.tools is not None else out
+        out = self.generic(obj, index)
+        return self.tools.add(out) if self.tools is not None else out
 
     def collect_pool(self, rows: Iterable[Any]) -> AnswerPool:
         """The distinct reference answers of ``rows`` (first pass of mcq / judge); unreadable rows are skipped."""
@@ -271,6 +308,7 @@ def _outcomes(conv: RowConverter, items: Iterable[sources.Item], encode: Optiona
     JSONL line numbers), so serial, ``--num-proc`` and in-memory runs give the same rows."""
     fastpath = conv._fastpath
     generic = conv.generic
+    tools = conv.tools
     for num, obj, raw, err in items:
         rows = None
         if err is None:
@@ -281,8 +319,10 @@ def _outcomes(conv: RowConverter, items: Iterable[sources.Item], encode: Optiona
                     rows = fastpath(obj, conv)
                 if rows is None:
                     rows = generic(obj, num - first)
+                if tools is not None:
+                    rows = tools.add(rows)
             except RowError as exc:
-                err = exc.reason
+                rows, err = None, exc.reason
             else:
                 if encode is not None:
                     try:

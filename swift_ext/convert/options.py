@@ -20,6 +20,9 @@ from ..extract import MODES
 from .negatives import CompletionPicker, Corruptor
 from .targets import Options
 
+#: targets whose rows may carry a ``tools`` column (``--tools``)
+TOOL_TARGETS = ("grpo", "sft")
+
 
 @dataclass(frozen=True)
 class ConvertOptions:
@@ -43,6 +46,7 @@ class ConvertOptions:
     num_proc: Optional[int] = None           # convert in N processes
     strict: bool = False                     # stop at the first bad row
     reject_path: Optional[str] = None        # reject file (default: OUTPUT.rejected.jsonl)
+    tools: Optional[str] = None              # grpo/sft: write the 'tools' column for these agent tools
 
     def __post_init__(self):
         if self.extract is not None and self.extract not in MODES:
@@ -51,11 +55,45 @@ class ConvertOptions:
             raise ConfigError("--completions and --reward go together (sampled completions ranked by a reward)")
         if self.n_choices < 2 or self.n_choices > 10:
             raise ConfigError("--choices must be between 2 and 10")
+        if self.tools is not None and self.to not in TOOL_TARGETS:
+            raise ConfigError(f"--tools writes the 'tools' column of {' and '.join(TOOL_TARGETS)} rows, not of "
+                              f"--to {self.to}")
         if self.media_paths not in ("keep", "absolute", "relative"):
             raise ConfigError(f"--media-paths {self.media_paths!r}: choose one of keep, absolute, relative")
 
     def replace(self, **changes) -> "ConvertOptions":
         return dataclasses.replace(self, **changes)
+
+    def tool_schemas(self) -> Optional[list]:
+        """The OpenAI function schemas of ``--tools`` (``python,calculator,zoom``, ``+`` works too; a spec's
+        parameters after ``:`` may hold commas: ``zoom:frame=qwen2_vl,min_size=8,python``), built by the agent
+        scheduler's tool set (:func:`swift_ext.tools.base.tool_schemas`); None without ``--tools``."""
+        if self.tools is None:
+            return None
+        from ..agents.scheduler import split_tools
+        from ..errors import SwiftExtError
+        from ..tools.base import tool_schemas
+
+        specs: list = []
+        for piece in self.tools.split(","):
+            piece = piece.strip()
+            if not piece:
+                continue
+            if specs and "=" in piece and ":" not in piece.split("=", 1)[0]:
+                specs[-1] += "," + piece  # a parameter of the spec before it
+            else:
+                specs.append(piece)
+        names = split_tools(specs)
+        if not names:
+            raise ConfigError("--tools names no tool (e.g. --tools python,calculator,zoom)")
+        try:
+            schemas = tool_schemas(names)
+        except SwiftExtError as exc:
+            raise ConfigError(f"--tools {self.tools!r}: {exc}") from None
+        seen = [s["function"]["name"] for s in schemas]
+        if len(set(seen)) != len(seen):
+            raise ConfigError(f"--tools {self.tools!r}: a tool is named twice")
+        return schemas
 
     def target_context(self) -> Options:
         """The per-conversion state the targets get (negatives sources built here, the answer pool later)."""

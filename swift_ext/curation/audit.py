@@ -19,6 +19,9 @@ detector               measures                                                 
 ``zero_std``           ``frac_reward_zero_std``, last-quarter mean                            0.5 / 0.9
 ``std_collapse``       ``reward_std``, last quarter / first quarter                           0.25 / 0.05
 ``identical_groups``   prompt groups whose completions are all identical, last quarter       0.2 / 0.5
+``tool_spam``          tool calls per trajectory rising while every accuracy-type reward    rise 0.5 / 1.5
+                       is flat (calls counted in the logged multi-turn completions, else    calls, accuracy
+                       ``num_turns`` - 1 from the metrics)                                  flat
 =====================  ====================================================================  ===============
 
 Example::
@@ -44,6 +47,8 @@ ACCURACY_FAMILIES = {"accuracy", "answers", "grounding", "distill"}
 SWIFT_FORMAT = {"format", "react_format", "repetition", "soft_overlong",  # names, and the class names it logs
                 "Format", "ReActFormat", "RepetitionPenalty", "SoftOverlong"}
 SWIFT_ACCURACY = {"accuracy", "cosine", "math", "toolbench", "MathAccuracy", "CosineReward", "MathORM", "ReactORM"}
+#: trajectory rewards that score the task (the final answer), not the tool use
+TRAJECTORY_ACCURACY = {"final_answer"}
 MIN_STEPS = 4
 SEVERITY = {"ok": 0, "skipped": 0, "warn": 1, "error": 2}
 
@@ -148,6 +153,8 @@ def _kind(name: str) -> Optional[str]:
     from .. import plugins
 
     base = name.split(":", 1)[0]
+    if base in TRAJECTORY_ACCURACY:
+        return "accuracy"
     if base in SWIFT_FORMAT:
         return "format"
     if base in SWIFT_ACCURACY:
@@ -159,7 +166,8 @@ def _kind(name: str) -> Optional[str]:
     return "format" if family in FORMAT_FAMILIES else "accuracy" if family in ACCURACY_FAMILIES else None
 
 
-def format_vs_accuracy(run: Run) -> Finding:
+def _rises(run: Run) -> Dict[str, Dict[str, float]]:
+    """Last- minus first-quarter mean of each format-type and accuracy-type reward logged on enough steps."""
     rises: Dict[str, Dict[str, float]] = {"format": {}, "accuracy": {}}
     for name in run.reward_names:
         kind = _kind(name)
@@ -167,6 +175,11 @@ def format_vs_accuracy(run: Run) -> Finding:
         if kind and len(s) >= MIN_STEPS:
             first, last = trend(s)
             rises[kind][name] = last - first
+    return rises
+
+
+def format_vs_accuracy(run: Run) -> Finding:
+    rises = _rises(run)
     if not rises["format"] or not rises["accuracy"]:
         return Finding("format_vs_accuracy", "skipped",
                        message="needs a format-type and an accuracy-type reward logged on enough steps")
@@ -181,6 +194,36 @@ def format_vs_accuracy(run: Run) -> Finding:
                    f"is being learned, the task is not")
     if found.status == "ok":
         found.message = f"no format-type reward outpaces the accuracy-type ones ({fmt} {rise:+.3f}; {accuracy})"
+    return found
+
+
+def tool_spam(run: Run, fold: Optional["CompletionFold"] = None) -> Finding:
+    """Tool calls per trajectory rising while the task's accuracy stays flat: the policy learned to call tools,
+    not to answer better (counted in the multi-turn completions of ``fold``, else from ms-swift's ``num_turns``
+    metric: a tool turn follows every model turn but the last)."""
+    series = fold.calls_series() if fold is not None else []
+    source = "tool calls per trajectory"
+    if len(series) < MIN_STEPS:
+        turns = run.series.get("num_turns", [])
+        if len(turns) < MIN_STEPS:
+            return Finding("tool_spam", "skipped", message=f"needs multi-turn completions or the num_turns metric "
+                                                           f"over {MIN_STEPS}+ steps")
+        series, source = [(step, value - 1) for step, value in turns], "model turns - 1 per trajectory (num_turns)"
+    first, last = trend(series)
+    rise = last - first
+    accuracy = _rises(run)["accuracy"]
+    if not accuracy:
+        return Finding("tool_spam", "skipped", message=f"{source} {first:.2f} -> {last:.2f}; needs an accuracy-type "
+                                                       f"reward (final_answer, accuracy...) logged on enough steps")
+    said = ", ".join(f"{n} {r:+.3f}" for n, r in accuracy.items())
+    if max(accuracy.values()) >= 0.02:
+        return Finding("tool_spam", "ok", round(rise, 6), f"{source} {first:.2f} -> {last:.2f}, and accuracy-type "
+                                                          f"rewards rise too ({said})", 0.5, 1.5)
+    found = _grade("tool_spam", rise, 0.5, 1.5, f"{source} {first:.2f} -> {last:.2f} (first -> last quarter) while "
+                   f"every accuracy-type reward stayed flat ({said}): the policy learned to call tools, not to "
+                   f"answer better (cap them: max_calls, turn_budget)")
+    if found.status == "ok":
+        found.message = f"{source} {first:.2f} -> {last:.2f} (first -> last quarter); accuracy {said}"
     return found
 
 
@@ -272,9 +315,15 @@ class CompletionFold:
         self.batch, self.pending = batch, []  # (step, text) waiting to be scored together
         self.repeat: Dict[int, List[float]] = {}  # step -> [sum of scores, count]
         self.groups: Dict[int, Dict[bytes, List[Any]]] = {}  # step -> prompt hash -> [first text hash, all same, n]
+        self.calls: Dict[int, List[int]] = {}  # step -> [tool calls, trajectories]
+        self.multi_turn = False  # a completion with turns before it (or a num_turns column) was seen
 
     def add(self, rec: Completion) -> None:
         self.repeat.setdefault(rec.step, [0.0, 0])
+        self.multi_turn = self.multi_turn or bool(rec.turns) or rec.num_turns is not None
+        calls = self.calls.setdefault(rec.step, [0, 0])
+        calls[0] += rec.tool_calls
+        calls[1] += 1
         prompt = _digest(rec.prompt)
         group = self.groups.setdefault(rec.step, {}).get(prompt)
         digest = _digest(rec.text)
@@ -302,6 +351,12 @@ class CompletionFold:
         self.flush()
         return [(step, -(acc[0] / acc[1]) if acc[1] else 0.0) for step, acc in sorted(self.repeat.items())]
 
+    def calls_series(self) -> List[Tuple[int, float]]:
+        """Mean tool calls per trajectory per step ([] when no completion was multi-turn)."""
+        if not self.multi_turn:
+            return []
+        return [(step, c[0] / c[1]) for step, c in sorted(self.calls.items()) if c[1]]
+
     def identical_series(self) -> List[Tuple[int, float]]:
         out = []
         for step in sorted(self.groups):
@@ -320,14 +375,14 @@ def fold_completions(run: Run) -> CompletionFold:
 
 
 METRIC_DETECTORS: Tuple[Callable[[Run], Finding], ...] = (length_drift, clipped, dominant_reward,
-                                                          format_vs_accuracy, zero_std, std_collapse)
+                                                          format_vs_accuracy, zero_std, std_collapse, tool_spam)
 
 
 def audit(run: Run) -> List[Finding]:
     """Every detector on a run (the completion detectors stream ``completions.jsonl`` once)."""
-    findings = [d(run) for d in METRIC_DETECTORS]
+    findings = [d(run) for d in METRIC_DETECTORS if d is not tool_spam]
     fold = fold_completions(run)
-    findings += [repetition(run, fold=fold), identical_groups(run, fold=fold)]
+    findings += [tool_spam(run, fold=fold), repetition(run, fold=fold), identical_groups(run, fold=fold)]
     return findings
 
 

@@ -1,4 +1,4 @@
-"""The built-in agent tools (``python``, ``calculator``), registered through the same hook as a plugin's."""
+"""The built-in agent tools (``python``, ``calculator``, ``zoom``), registered through the same hook as a plugin's."""
 
 from ..hookspecs import hookimpl
 
@@ -7,6 +7,7 @@ from ..hookspecs import hookimpl
 def register_tools(register):
     from ..tools.calculator import Calculator
     from ..tools.python import Python
+    from ..tools.zoom import Zoom
 
-    for cls in (Python, Calculator):
+    for cls in (Python, Calculator, Zoom):
         register(cls)

@@ -88,6 +88,8 @@ class LiveReport:
             if ri == run and s == step:
                 chunk = chunk.data() if hasattr(chunk, "data") else chunk
                 ids = {i for g in chunk["groups"] for c in g["images"] for i in c if i}
+                ids |= {i for g in chunk["groups"] for it in g["items"] for t in it.get("turns") or ()
+                        for i in t["img"] if i}
                 return {**chunk, "images": {i: data.images[i] for i in ids if i in data.images}}
         return {"groups": [], "images": {}}
 

@@ -163,6 +163,21 @@ class Thumbnails:
         return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def turn_view(turn: Dict[str, Any], thumbs: Thumbnails) -> Dict[str, Any]:
+    """One turn of a multi-turn completion as the browser shows it: ``role``, ``text``, the tool calls read from
+    it (``calls``: ``name(arguments)`` or the parse error) and its images (``img``: thumbnail ids, None where the
+    image is not in the log or not readable; ``paths``)."""
+    calls = []
+    for call in turn.get("calls") or ():
+        if call.get("error"):
+            calls.append(f"unreadable call: {call['error']}")
+        else:
+            calls.append(f"{call.get('name')}({json.dumps(call.get('arguments'), ensure_ascii=False)})")
+    paths = [p if isinstance(p, str) else "" for p in turn.get("images") or ()]
+    return {"role": str(turn.get("role")), "text": turn.get("content") or "", "calls": calls,
+            "img": [thumbs.id_of(p) if p else None for p in paths], "paths": paths}
+
+
 def completion_rewards(items: Iterable[Completion], run: Run) -> List[str]:
     """The reward columns of a run's completions: the run's reward order first (those among the first 1000
     completions' scores), then any others in order of appearance."""
@@ -243,8 +258,10 @@ def step_chunks(run: Run, thumbs: Thumbnails) -> Tuple[List[str], Dict[int, Spoo
         if len(group["items"]) >= MAX_GROUP:
             raise ConfigError(f"{path}:{c.line}: the prompt group {c.prompt[:80]!r} of step {c.step} has more than "
                               f"{MAX_GROUP} completions (too many to show; is the prompt column constant?)")
-        group["items"].append({"n": i, "text": c.text, "s": [c.scores.get(r) for r in rewards],
-                               "adv": c.advantage})
+        item = {"n": i, "text": c.text, "s": [c.scores.get(r) for r in rewards], "adv": c.advantage}
+        if c.turns:
+            item["turns"] = [turn_view(t, thumbs) for t in c.turns]
+        group["items"].append(item)
     flush()
     return rewards, chunks, count
 

@@ -29,7 +29,8 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tupl
 from ..errors import ConfigError
 from ..io import BadLine, iter_jsonl
 from ..io.jsonl import READ_CHUNK, parse_json_line
-from ..scoring.results import Results, group_indices
+from ..scoring.results import VISION as _VISION, Results, group_indices, split_trajectory, table_rows
+from ..tools.parse import parse_text
 
 LOGGING_FILE = "logging.jsonl"
 COMPLETIONS_FILE = "completions.jsonl"
@@ -38,7 +39,6 @@ ARGS_FILE = "args.json"
 NOT_REWARDS = frozenset({"step", "prompt", "completion", "advantages", "solution", "num_turns", "entropy", "image",
                          "images"})
 _REWARD_MEAN = re.compile(r"^rewards/(.+)/mean$")
-_VISION = re.compile(r"<\|vision_start\|>.*?<\|vision_end\|>|<image>|<video>|<\|image_pad\|>|<\|video_pad\|>", re.S)
 _USER_TURN = re.compile(r"<\|im_start\|>user\n(.*?)<\|im_end\|>", re.S)
 #: a step beyond this is not a step (a 400-digit "global_step"): the row reads as a summary row
 MAX_STEP = 1 << 53
@@ -257,7 +257,11 @@ class Completion:
     ``text`` is ``completions[i]``; ``prompt``, ``gold`` (``solution``), ``step`` and ``advantage``
     (``advantages``) are its columns ``rows[i]``; ``scores[name]`` is ``scores[name][i]``; its prompt group is
     (step, prompt). :func:`as_results` turns completions into that record (and :mod:`swift_ext.scoring.stats`
-    summarises it as ``rewards score``, ``eval`` and the callbacks do)."""
+    summarises it as ``rewards score``, ``eval`` and the callbacks do).
+
+    A multi-turn rollout's ``prompt`` is the prompt it started from (as a single-turn
+    run logs it, so a group's trajectories share it) and ``turns`` the assistant and tool turns before the
+    final completion ``text`` (:class:`swift_ext.scoring.results.Trajectory`); ``num_turns`` as logged."""
 
     step: int
     prompt: str
@@ -266,6 +270,14 @@ class Completion:
     advantage: Optional[float] = None
     gold: Any = None
     line: int = 0
+    turns: List[Dict[str, Any]] = field(default_factory=list)
+    num_turns: Optional[int] = None
+
+    @property
+    def tool_calls(self) -> int:
+        """Tool calls the trajectory made: those of its assistant turns and of the final completion."""
+        return sum(len(t.get("calls") or ()) for t in self.turns if t.get("role") == "assistant") \
+            + len(parse_text(self.text))
 
 
 def iter_completions(path: Path) -> Iterable[Completion]:
@@ -279,15 +291,10 @@ def iter_completions(path: Path) -> Iterable[Completion]:
         if obj == previous:
             continue
         previous = obj
-        lists = {k: v for k, v in obj.items() if isinstance(v, list)}
-        if "completion" in lists:  # ms-swift's column table: every column one value per completion
-            n = len(lists["completion"])
-            bad = [k for k, v in lists.items() if len(v) != n]
-            if bad:
-                raise BadLine(str(path), lineno, f"columns {bad} do not have {n} values like 'completion'")
-            rows = [{k: (v[i] if isinstance(v, list) else v) for k, v in obj.items()} for i in range(n)]
-        else:
-            rows = [obj]
+        try:  # ms-swift's column table: every column one value per completion
+            rows = table_rows(obj, require_step=False) or [obj]
+        except ValueError as exc:
+            raise BadLine(str(path), lineno, str(exc)) from None
         for row in rows:
             if "completion" not in row:
                 raise BadLine(str(path), lineno, "no 'completion' column")
@@ -298,9 +305,15 @@ def iter_completions(path: Path) -> Iterable[Completion]:
                 raise BadLine(str(path), lineno, f"'step' is {step!r}, not a step number") from None
             scores = {k: number(v) for k, v in row.items()
                       if k not in NOT_REWARDS and (number(v) is not None or v is None)}
-            yield Completion(step=step, prompt=_text(row.get("prompt")), text=_text(row.get("completion")),
+            num_turns = row.get("num_turns")
+            num_turns = num_turns if isinstance(num_turns, int) and not isinstance(num_turns, bool) else None
+            prompt, turns = row.get("prompt"), []
+            if isinstance(prompt, (str, list)):
+                traj = split_trajectory(prompt, num_turns)
+                prompt, turns = traj.prompt, traj.turns
+            yield Completion(step=step, prompt=_text(prompt), text=_text(row.get("completion")),
                              scores=scores, advantage=number(row.get("advantages")), gold=row.get("solution"),
-                             line=lineno)
+                             line=lineno, turns=turns, num_turns=num_turns)
 
 
 def _text(value: Any) -> str:

@@ -28,11 +28,13 @@ Example::
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 from ..errors import ConfigError
 from ..io import iter_jsonl
+from ..tools.parse import image_files, parse_messages, parse_text
 from .stats import Summary, summarise_groups
 
 LIST_KEYS = ("completions", "responses")
@@ -80,6 +82,175 @@ def prompt_key(row: Dict[str, Any]) -> str:
     if isinstance(row.get("messages"), list):
         return messages_key(row["messages"], row.get("images"))
     return json.dumps({k: v for k, v in row.items() if k not in NOT_COLUMNS}, sort_keys=True, default=str)
+
+
+# -- multi-turn trajectories --------------------------------------------------------------------------
+#: image / video placeholders of templated text (Qwen-VL's vision blocks, ms-swift's tags)
+VISION = re.compile(r"<\|vision_start\|>.*?<\|vision_end\|>|<image>|<video>|<\|image_pad\|>|<\|video_pad\|>", re.S)
+_CHATML_TURN = re.compile(r"<\|im_start\|>([A-Za-z_]+)\n(.*?)(?=<\|im_start\|>|\Z)", re.S)
+_CHATML_END = re.compile(r"(?:<\|im_end\|>\s*)+\Z")  # ms-swift's log may hold two (a decoded turn's own + the template's)
+_TOOL_RESPONSE = re.compile(r"<tool_response>\n?(.*?)\n?</tool_response>", re.S)
+#: a templated trajectory longer than this many turns is read as a plain prompt (a bound on hostile logs)
+MAX_TURNS = 4096
+
+
+class Trajectory(NamedTuple):
+    """A logged prompt split into what the trajectory started from and what the policy and its tools added.
+
+    ``prompt`` is the prompt as a single-turn run would have logged it (so a prompt group's trajectories share
+    it), ``messages`` its turns as chat messages (empty for a prompt that holds no trajectory: it is not parsed),
+    ``turns`` the turns the rollout added before the final
+    completion: ``{"role": "assistant", "content", "calls": [{"name", "arguments"} or {"error", ...}]}``,
+    ``{"role": "tool", "content", "images": [path or None per image]}`` (a ``user`` turn a scheduler injected
+    reads as ``user``)."""
+
+    prompt: Any
+    messages: List[Dict[str, Any]]
+    turns: List[Dict[str, Any]]
+
+
+def _image_marks(text: str) -> Tuple[str, int]:
+    """Text with each vision block as ``<image>`` and the number of images in it."""
+    n = 0
+
+    def mark(m: "re.Match") -> str:
+        nonlocal n
+        if m.group(0) in ("<|image_pad|>", "<|video_pad|>"):
+            return ""
+        n += 1
+        return "<image>"
+
+    return VISION.sub(mark, text), n
+
+
+def _turn(role: str, content: Any, images: Any = None) -> Dict[str, Any]:
+    """One turn of a trajectory as the record holds it (see :class:`Trajectory`)."""
+    if isinstance(content, list):  # multimodal content blocks
+        blocks = content
+        content = "".join(b.get("text", "") if b.get("type", "text") == "text" else "<image>"
+                          for b in blocks if isinstance(b, dict))
+    text = content if isinstance(content, str) else "" if content is None else json.dumps(content, default=str)
+    text, count = _image_marks(text)
+    if role == "user" and text.strip() and not _TOOL_RESPONSE.sub("", text).strip():
+        role, text = "tool", "\n".join(_TOOL_RESPONSE.findall(text))  # Qwen/Hermes render a tool turn as user
+    turn: Dict[str, Any] = {"role": role, "content": text}
+    if role == "assistant":
+        turn["calls"] = [c.to_dict() for c in parse_text(text, strip_reasoning=True)]
+    elif role == "tool":
+        paths = [i if isinstance(i, str) else (i or {}).get("path") if isinstance(i, dict) else None
+                 for i in (images or [])] if isinstance(images, list) else []
+        paths = paths or image_files(text)  # ms-swift logs a placeholder; the tool's text may name the file
+        turn["images"] = (paths + [None] * count)[:max(count, len(paths))]
+    return turn
+
+
+def chatml_messages(text: str) -> Optional[List[Tuple[int, str, str]]]:
+    """``(offset of the turn's start, role, content)`` of each turn of ChatML text (Qwen's template), the last one
+    possibly open (the generation prompt); None when the text is not ChatML.
+
+    >>> chatml_messages("<|im_start|>user\\nhi<|im_end|>\\n<|im_start|>assistant\\n")
+    [(0, 'user', 'hi'), (30, 'assistant', '')]
+    """
+    if not isinstance(text, str) or "<|im_start|>" not in text:
+        return None
+    out = []
+    for m in _CHATML_TURN.finditer(text):
+        out.append((m.start(), m.group(1), _CHATML_END.sub("", m.group(2))))
+        if len(out) > MAX_TURNS:
+            return None
+    return out or None
+
+
+def _generated_start(roles: List[str], is_tool: List[bool], num_turns: Optional[int]) -> Optional[int]:
+    """Index of the first turn the rollout added (None: the prompt holds none): the ``num_turns - 1`` last
+    assistant turns with what follows them, else (no ``num_turns``) the turns after the last user turn when the
+    prompt ends with a tool result."""
+    n = len(roles)
+    if num_turns is not None:
+        want = num_turns - 1
+        if want <= 0:
+            return None
+        start = None
+        for i in range(n - 1, -1, -1):
+            if roles[i] == "assistant":
+                want, start = want - 1, i
+                if want == 0:
+                    break
+        return start
+    if not n or not is_tool[-1]:
+        return None
+    for i in range(n - 1, -1, -1):
+        if roles[i] in ("user", "system") and not is_tool[i]:
+            return i + 1 if i + 1 < n and roles[i + 1] == "assistant" else None
+    return None
+
+
+def _may_end_with_tool(prompt: Any) -> bool:
+    """Whether a prompt without ``num_turns`` can hold a trajectory (a tool turn somewhere in it)."""
+    if isinstance(prompt, list):
+        return any(isinstance(m, dict) and m.get("role") == "tool" for m in prompt)
+    return isinstance(prompt, str) and ("<tool_response>" in prompt or "<|im_start|>tool\n" in prompt)
+
+
+def split_trajectory(prompt: Any, num_turns: Any = None) -> Trajectory:
+    """Split the prompt ms-swift logs for a multi-turn rollout (its templated text of every turn before the final
+    completion, or a list of chat messages) into :class:`Trajectory`. ``num_turns`` is the run's logged
+    ``num_turns`` (model turns of the trajectory, the final one included); without it, a prompt that ends with a
+    tool result is read as a trajectory back to its last user turn. A single-turn prompt comes back unchanged with
+    no turns.
+
+    >>> t = split_trajectory("<|im_start|>user\\nq<|im_end|>\\n<|im_start|>assistant\\n<tool_call>"
+    ...     '{"name": "f", "arguments": {}}</tool_call><|im_end|>\\n<|im_start|>user\\n<tool_response>\\n4\\n'
+    ...     "</tool_response><|im_end|>\\n<|im_start|>assistant\\n", 2)
+    >>> t.prompt, [(x["role"], x["content"]) for x in t.turns]
+    ('<|im_start|>user\\nq<|im_end|>\\n<|im_start|>assistant\\n', [('assistant', '<tool_call>{"name": "f", \
+"arguments": {}}</tool_call>'), ('tool', '4')])
+    """
+    n_turns = num_turns if isinstance(num_turns, int) and not isinstance(num_turns, bool) else None
+    if n_turns is not None and n_turns <= 1 or n_turns is None and not _may_end_with_tool(prompt):
+        return Trajectory(prompt, [], [])  # a single-turn prompt (the common case: read without parsing)
+    if isinstance(prompt, list):
+        msgs = [m for m in prompt if isinstance(m, dict)]
+        turns = [_turn(str(m.get("role")), m.get("content"), m.get("images")) for m in msgs]
+        for t, m in zip(turns, msgs):
+            if t["role"] == "assistant" and m.get("tool_calls"):
+                t["calls"] = [c.to_dict() for c in parse_messages([m])]
+        start = _generated_start([t["role"] for t in turns], [t["role"] == "tool" for t in turns], n_turns)
+        if start is None:
+            return Trajectory(prompt, turns, [])
+        return Trajectory(msgs[:start], turns[:start], turns[start:])
+    parsed = chatml_messages(prompt)
+    if not parsed:
+        return Trajectory(prompt, [], [])
+    tail = ""
+    if parsed[-1][1] == "assistant" and "<|im_end|>" not in prompt[parsed[-1][0]:]:
+        tail = prompt[parsed[-1][0]:]  # the generation prompt the final completion follows
+        parsed = parsed[:-1]
+    turns = [_turn(role, content) for _, role, content in parsed]
+    start = _generated_start([t["role"] for t in turns], [t["role"] == "tool" for t in turns], n_turns)
+    if start is None:
+        return Trajectory(prompt, turns, [])
+    return Trajectory(prompt[:parsed[start][0]] + (tail or "<|im_start|>assistant\n"), turns[:start], turns[start:])
+
+
+def table_rows(obj: Dict[str, Any], require_step: bool = True) -> Optional[List[Dict[str, Any]]]:
+    """The rows of one line of ms-swift's ``completions.jsonl`` (a column table: ``{"step": [...], "prompt":
+    [...], "completion": [...], ...}``, every list as long as ``completion``), one dict per completion; None when
+    the object is not such a table (``require_step=False``: a ``completion`` list is enough); ``ValueError``
+    naming the columns whose length differs.
+
+    >>> table_rows({"step": ["1", "1"], "prompt": ["p", "p"], "completion": ["a", "b"], "r": [1.0, 0.0]})[1]
+    {'step': '1', 'prompt': 'p', 'completion': 'b', 'r': 0.0}
+    """
+    comps = obj.get("completion")
+    if not isinstance(comps, list) or (require_step and not isinstance(obj.get("step"), list)):
+        return None
+    n = len(comps)
+    lists = {k: v for k, v in obj.items() if isinstance(v, list)}
+    bad = [k for k, v in lists.items() if len(v) != n]
+    if bad:
+        raise ValueError(f"columns {bad} do not have {n} values like 'completion'")
+    return [{k: (v[i] if isinstance(v, list) else v) for k, v in obj.items()} for i in range(n)]
 
 
 def group_indices(keys: Iterable[Any]) -> List[List[int]]:
@@ -251,19 +422,39 @@ def _completions_of(row: Dict[str, Any], completion_key: Optional[str]) -> Tuple
     return None, False, f"no completion column (looked for {', '.join(keys)}) and no final assistant turn"
 
 
+def trajectory_messages(traj: Trajectory) -> List[Dict[str, Any]]:
+    """The chat messages of a split trajectory before its final completion (what ms-swift hands a reward as
+    ``messages``, less the final assistant turn)."""
+    return [{"role": t["role"], "content": t["content"]} for t in traj.messages + traj.turns]
+
+
 def _expand(lineno: int, row: Any, completion_key: Optional[str], ref_key: str):
     """One row -> ``(key, [(completion, columns), ...])``, or ``(None, reason)`` for a rejected row. ``key`` is
-    the prompt group of the row's completions (a ``completions`` list is a group of its own)."""
+    the prompt group of the row's completions (a ``completions`` list is a group of its own). A multi-turn
+    row's templated ``prompt`` is split (:func:`split_trajectory`): the group is its starting prompt and
+    ``messages`` holds the whole trajectory, as in training."""
+    if isinstance(row, _Bad):
+        return None, str(row)
     if not isinstance(row, dict):
         return None, f"expected a JSON object, got {type(row).__name__}"
     comps, is_group, why = _completions_of(row, completion_key)
     if comps is None:
         return None, why
+    if "prompt" in row and "messages" not in row:
+        traj = split_trajectory(row["prompt"], row.get("num_turns"))
+        if traj.turns:
+            row = {**row, "prompt": traj.prompt if isinstance(traj.prompt, str) else messages_key(traj.prompt),
+                   "messages": trajectory_messages(traj)}
     columns = {k: v for k, v in row.items() if k not in NOT_COLUMNS and k != completion_key}
     if ref_key != "solution" and ref_key in row:
         columns["solution"] = row[ref_key]
-    prompt = prompt_turns(columns.get("messages"))
+    prompt = columns.get("messages") if isinstance(columns.get("messages"), list) else []
+    prompt = [m for m in prompt if isinstance(m, dict)]
+    if prompt and prompt[-1].get("role") == "assistant":
+        prompt = prompt_turns(prompt)
     key = f"line={lineno}" if is_group else prompt_key(row)
+    if not is_group and row.get("step") is not None and "completion" in row:  # a training log: groups are per step
+        key = f"step={row['step']};{key}"
     out = []
     for c in comps:
         r = dict(columns)
@@ -273,11 +464,38 @@ def _expand(lineno: int, row: Any, completion_key: Optional[str], ref_key: str):
     return key, out
 
 
+def _table_items(items: Iterable[Tuple[int, Any]]) -> Iterator[Tuple[int, Any]]:
+    """``(line, row)`` pairs with ms-swift's column tables (``completions.jsonl``) expanded to a row per
+    completion; a table equal to the one before it is read once (ms-swift writes the last step's table again
+    when training ends), a table whose columns differ in length is a rejected row."""
+    previous = None
+    for lineno, row in items:
+        table = None
+        if isinstance(row, dict):
+            try:
+                table = table_rows(row)
+            except ValueError as exc:
+                yield lineno, _Bad(str(exc))
+                continue
+        if table is None:
+            yield lineno, row
+            continue
+        if row == previous:
+            continue
+        previous = row
+        for r in table:
+            yield lineno, r
+
+
+class _Bad(str):
+    """A row that cannot be read, and why (rejected by :func:`_expand`)."""
+
+
 def from_rows(rows: Iterable[Any], *, path: str = "<rows>", completion_key: Optional[str] = None,
               ref_key: Optional[str] = None) -> Results:
     """Build :class:`Results` from rows (dicts, or ``(line, dict)`` pairs); unusable rows are rejected with
     their line and reason."""
-    items = [item if isinstance(item, tuple) else (i, item) for i, item in enumerate(rows, 1)]
+    items = list(_table_items(item if isinstance(item, tuple) else (i, item) for i, item in enumerate(rows, 1)))
     out = Results(path=path, rows_in=len(items))
     out.ref_key = ref_key or detect_ref_key(r for _, r in items if isinstance(r, dict)) or "solution"
     keys: List[str] = []
@@ -354,7 +572,7 @@ class Stream:
     def batches(self) -> Iterator[Results]:
         batch = Results(path=self.path, ref_key=self.ref_key)
         try:
-            rows = iter_jsonl(self.path)
+            rows = _table_items(iter_jsonl(self.path))
             for lineno, row in rows:
                 self.rows_in += 1
                 key, got = _expand(lineno, row, self.completion_key, self.ref_key)
@@ -430,5 +648,6 @@ def load(path: str, *, completion_key: Optional[str] = None, ref_key: Optional[s
     return res
 
 
-__all__ = ["Results", "Stream", "head", "load", "from_rows", "prompt_key", "messages_key", "prompt_turns", "group_indices", "detect_ref_key",
+__all__ = ["Results", "Stream", "Trajectory", "split_trajectory", "chatml_messages", "table_rows",
+           "trajectory_messages", "VISION", "head", "load", "from_rows", "prompt_key", "messages_key", "prompt_turns", "group_indices", "detect_ref_key",
            "as_text", "COMPLETION_KEYS", "REF_KEYS", "PROMPT_KEYS"]

@@ -434,5 +434,20 @@ def parse_tools(value: Any) -> Optional[Dict[str, Any]]:
     return out or None
 
 
-__all__ = ["ToolCall", "parse_text", "parse_messages", "parse_calls", "parse_gold", "parse_tools", "parse_block",
+#: how a tool result names an image file it returns (the zoom crop), so a run's completion log links the image
+#: ms-swift logs only as a placeholder to its file: ``[image file: /runs/x/zoom-1.png]``
+IMAGE_FILE_NOTE = "[image file: {}]"
+_IMAGE_FILE = re.compile(r"\[image file: ([^\]\n]{1,4096})\]")
+
+
+def image_files(text: Any) -> List[str]:
+    """The image files a tool result's text names (:data:`IMAGE_FILE_NOTE`), in order.
+
+    >>> image_files("Zoomed in. [image file: /tmp/t1/zoom-1.png]")
+    ['/tmp/t1/zoom-1.png']
+    """
+    return _IMAGE_FILE.findall(text) if isinstance(text, str) and "[image file: " in text else []
+
+
+__all__ = ["ToolCall", "IMAGE_FILE_NOTE", "image_files", "parse_text", "parse_messages", "parse_calls", "parse_gold", "parse_tools", "parse_block",
            "tool_call_blocks", "call_from_obj", "OPEN", "CLOSE"]

@@ -171,8 +171,9 @@
     }
     if (state.q) {
       var q = state.q.toLowerCase();
+      var turns = (item.turns || []).map(function (t) { return t.text + "\n" + t.calls.join("\n"); }).join("\n");
       if (item.text.toLowerCase().indexOf(q) < 0 && group.prompt.toLowerCase().indexOf(q) < 0 &&
-          String(group.gold).toLowerCase().indexOf(q) < 0) return false;
+          String(group.gold).toLowerCase().indexOf(q) < 0 && turns.toLowerCase().indexOf(q) < 0) return false;
     }
     return true;
   }
@@ -244,6 +245,7 @@
       }), [h("th", {text: "advantage", cls: "sortable", onclick: function () { toggleSort("adv"); }})]));
     var body = h("tbody");
     items.forEach(function (it) {
+      if (it.turns && it.turns.length) body.appendChild(renderTurns(it, rewards.length + 3));
       body.appendChild(h("tr", {cls: "completion", "data-n": String(it.n)}, [
         h("td", {cls: "n", text: String(it.n)}), h("td", {cls: "text", text: it.text})].concat(
         rewards.map(function (r, i) {
@@ -253,6 +255,22 @@
     });
     return h("div", {cls: "group", "data-group": String(gi), "data-step": String(state.step)},
              [head, h("table", {}, [h("thead", {}, [headRow]), body])]);
+  }
+  // a multi-turn completion: the turns before its final answer (tool calls, tool results, zoom crops), as text
+  function renderTurns(it, span) {
+    var turns = it.turns.map(function (t, ti) {
+      var label = t.role + (t.calls.length ? " · " + t.calls.length + " call" + (t.calls.length > 1 ? "s" : "") : "");
+      var parts = [h("span", {cls: "role", text: label}), h("div", {cls: "turn-text", text: t.text})];
+      t.calls.forEach(function (c) { parts.push(h("div", {cls: "call", text: c})); });
+      t.img.forEach(function (id, ii) {
+        var path = t.paths[ii] || "";
+        if (id && IMAGES[id]) parts.push(h("img", {cls: "crop", src: IMAGES[id], title: path, alt: path}));
+        else parts.push(h("span", {cls: "note", text: path ? "image not readable: " + path : "image (not in the log)"}));
+      });
+      return h("div", {cls: "turn turn-" + (t.role === "tool" ? "tool" : t.role === "assistant" ? "assistant" : "other"),
+                       "data-role": t.role, "data-turn": String(ti)}, parts);
+    });
+    return h("tr", {cls: "turns", "data-n": String(it.n)}, [h("td", {colspan: String(span)}, turns)]);
   }
   function toggleSort(key) {
     if (state.sort === key) state.dir = state.dir === "desc" ? "asc" : "desc";
