@@ -180,7 +180,7 @@ class TurnBudget(Reward):
     """0 within ``max_turns`` assistant turns, minus ``per_turn`` for each turn past it (down to ``floor``).
 
     Turns are ms-swift's ``rollout_infos["num_turns"]``, else the ``tools`` scheduler's count, else the assistant
-    messages of ``messages``. Add it to an answer reward to prefer short trajectories.
+    messages of ``messages``, else one (a single-turn completion). Add it to an answer reward to prefer short trajectories.
 
     On the command line: ``--reward_funcs turn_budget:max_turns=3,per_turn=0.2``.
 
@@ -195,9 +195,8 @@ class TurnBudget(Reward):
         Example("full", "<answer>4</answer>", 0.0, params="max_turns=2", rollout_infos={"num_turns": 2}),
         Example("zero", "<answer>4</answer>", -1.0, params="max_turns=2,per_turn=0.5",
                 rollout_infos={"num_turns": 5}),
-        Example("malformed", "<answer>4</answer>", None),
+        Example("malformed", "<answer>4</answer>", 0.0, params="max_turns=1", rollout_infos={"num_turns": "many"}),
     )
-    abstains = "when the row says nothing about its turns (no rollout_infos, no messages)"
     columns = _INFO_COLUMNS
     params = {
         "max_turns": Param(3, "assistant turns without penalty", type=int, min=1),
@@ -206,9 +205,9 @@ class TurnBudget(Reward):
     }
 
     def score(self, completion: str, **row: Any) -> Score:
-        turns = num_turns(row)
-        if turns is None:
-            return None
+        # a row that says nothing of its turns is a single-turn completion: one turn, whatever the shape of the
+        # file it came from (with or without ``messages``)
+        turns = num_turns(row) or 1
         penalty = self.per_turn * max(0, turns - self.max_turns)
         return max(self.floor, -penalty) if penalty else 0.0
 
