@@ -38,7 +38,6 @@ import statistics
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from ..scoring.results import group_indices
 from ..runs import Completion, Run, iter_completions
 
 #: reward families (swift-ext) and ms-swift names read as "format-type" and "accuracy-type"
@@ -246,28 +245,9 @@ def std_collapse(run: Run) -> Finding:
 
 
 # -- detectors over completions.jsonl ---------------------------------------------------------------
-def _per_step_completions(run: Run) -> Dict[int, List[Completion]]:
-    out: Dict[int, List[Completion]] = {}
-    for rec in run.completions():
-        out.setdefault(rec.step, []).append(rec)
-    return out
-
-
-def repetition(run: Run, by_step: Optional[Dict[int, List[Completion]]] = None,
-               fold: Optional["CompletionFold"] = None) -> Finding:
-    """Repeated 3-grams rising; from completions held in memory (``by_step``) or streamed (``fold``)."""
-    from ..rewards import build
-
-    if fold is not None:
-        series = fold.repetition_series()
-    else:
-        by_step = _per_step_completions(run) if by_step is None else by_step
-        reward = build("ngram_repetition:n=3,max_penalty=-1")  # the catalogue's own measure: 1 - distinct/total
-        series = []
-        for step in sorted(by_step):
-            texts = [r.text for r in by_step[step]]
-            scores = [s for s in reward(texts) if s is not None]
-            series.append((step, -mean(scores) if scores else 0.0))
+def repetition(run: Run, fold: Optional["CompletionFold"] = None) -> Finding:
+    """Repeated 3-grams rising, from the completions folded as they stream (``fold``, else read from ``run``)."""
+    series = (fold or fold_completions(run)).repetition_series()
     if len(series) < MIN_STEPS:
         return Finding("repetition", "skipped", message="needs completions.jsonl (--log_completions true) over "
                                                        f"{MIN_STEPS}+ steps")
@@ -276,19 +256,9 @@ def repetition(run: Run, by_step: Optional[Dict[int, List[Completion]]] = None,
                   f"repeated 3-gram share {first:.3f} -> {last:.3f} (first -> last quarter)")
 
 
-def identical_groups(run: Run, by_step: Optional[Dict[int, List[Completion]]] = None,
-                     fold: Optional["CompletionFold"] = None) -> Finding:
-    """Prompt groups whose completions are all identical; from completions in memory or streamed."""
-    if fold is not None:
-        series = fold.identical_series()
-    else:
-        by_step = _per_step_completions(run) if by_step is None else by_step
-        series = []
-        for step in sorted(by_step):
-            recs = by_step[step]
-            groups = [g for g in group_indices(r.prompt for r in recs) if len(g) > 1]
-            same = sum(len({recs[i].text for i in g}) == 1 for g in groups)
-            series.append((step, same / len(groups) if groups else 0.0))
+def identical_groups(run: Run, fold: Optional["CompletionFold"] = None) -> Finding:
+    """Prompt groups whose completions are all identical, from the completions folded as they stream."""
+    series = (fold or fold_completions(run)).identical_series()
     if len(series) < MIN_STEPS:
         return Finding("identical_groups", "skipped", message="needs completions.jsonl (--log_completions true) "
                                                              f"over {MIN_STEPS}+ steps")
@@ -305,8 +275,8 @@ def _digest(text: str) -> bytes:
 class CompletionFold:
     """What the completion detectors need from ``completions.jsonl``, folded as the completions stream by
     (bounded memory: per step a sum and a count of repetition scores, and per prompt group one text hash and
-    whether every completion so far matched it, never the texts). Gives the same series as the detectors
-    computed over every completion held in memory."""
+    whether every completion so far matched it, never the texts). Gives the same series as computing them over
+    every completion held in memory (tests/report/test_report_stream.py)."""
 
     def __init__(self, batch: int = 1024):
         from ..rewards import build

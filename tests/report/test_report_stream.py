@@ -4,6 +4,7 @@ reading them whole, and a ``--serve`` poll reads only what was appended (counted
 
 import json
 import random
+import statistics
 import sys
 from pathlib import Path
 
@@ -12,6 +13,8 @@ import pytest
 from swift_ext import runs
 from swift_ext.curation import audit
 from swift_ext.report import live as report_live
+from swift_ext.rewards import build
+from swift_ext.scoring.results import group_indices
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_report import write_run  # noqa: E402
@@ -54,11 +57,24 @@ def test_audit_streamed_equals_audit_of_completions_in_memory(tmp_path):
     run = runs.load_run(run_dir)
     streamed = audit.audit(run)
     by_step = {}
-    for rec in run.completions():  # the in-memory path the detectors had before streaming
+    for rec in run.completions():  # the series computed with every completion in memory, as before streaming
         by_step.setdefault(rec.step, []).append(rec)
-    in_memory = [audit.repetition(run, by_step), audit.identical_groups(run, by_step)]
-    assert [f.as_dict() for f in streamed[-2:]] == [f.as_dict() for f in in_memory]
-    assert streamed[-1].status != "skipped" and streamed[-1].value > 0
+    reward = build("ngram_repetition:n=3,max_penalty=-1")
+    repeated, identical = [], []
+    for step in sorted(by_step):
+        recs = by_step[step]
+        scores = [s for s in reward([r.text for r in recs]) if s is not None]
+        repeated.append((step, -statistics.fmean(scores) if scores else 0.0))
+        groups = [g for g in group_indices(r.prompt for r in recs) if len(g) > 1]
+        identical.append((step, sum(len({recs[i].text for i in g}) == 1 for g in groups) / len(groups)
+                          if groups else 0.0))
+    fold = audit.fold_completions(run)
+    got = fold.repetition_series()
+    assert [st for st, _ in got] == [st for st, _ in repeated]
+    assert [v for _, v in got] == pytest.approx([v for _, v in repeated], rel=1e-12)
+    assert fold.identical_series() == identical
+    assert [f.detector for f in streamed[-2:]] == ["repetition", "identical_groups"]
+    assert streamed[-2].status != "skipped" and streamed[-1].status != "skipped" and streamed[-1].value > 0
 
 
 @pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="needs Linux's /proc/self/io (bytes read)")
