@@ -27,7 +27,7 @@ import re
 from typing import Any, Dict, List, Optional
 
 from ..tools.parse import parse_gold
-from .rows import RowError, canonical, norm_message
+from .rows import RowError, canonical, norm_messages
 
 #: the columns the format reads (the others pass through)
 USED = {"query", "question", "prompt", "instruction", "messages", "system", "tools", "answers"}
@@ -133,10 +133,7 @@ def read_answers(value: Any) -> List[Dict[str, Any]]:
 
 def _prompt(row: Dict[str, Any]) -> List[Dict[str, Any]]:
     if row.get("messages") is not None:
-        raw = row["messages"]
-        if not isinstance(raw, list) or not raw:
-            raise RowError("'messages' must be a non-empty list")
-        msgs = [norm_message(m, f"messages[{i}]") for i, m in enumerate(raw)]
+        msgs = norm_messages(row["messages"])
     else:
         key = next((k for k in ("query", "question", "prompt", "instruction") if row.get(k) is not None), None)
         if key is None:

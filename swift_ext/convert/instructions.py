@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any, Dict
 
-from .rows import GRADING_COLUMNS, RowError, canonical, norm_message
+from .rows import GRADING_COLUMNS, RowError, canonical, norm_messages
 
 
 def detect(row: Dict[str, Any]) -> bool:
@@ -49,10 +49,7 @@ def check_instructions(ids: Any, kwargs: Any) -> None:
 def read_ifeval(row: Dict[str, Any]) -> Dict[str, Any]:
     check_instructions(row.get("instruction_id_list"), row.get("kwargs"))
     if row.get("messages") is not None:
-        raw = row["messages"]
-        if not isinstance(raw, list) or not raw:
-            raise RowError("'messages' must be a non-empty list")
-        msgs = [norm_message(m, f"messages[{i}]") for i, m in enumerate(raw)]
+        msgs = norm_messages(row["messages"])
     else:
         prompt = row.get("prompt")
         if not isinstance(prompt, str):

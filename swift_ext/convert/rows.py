@@ -154,6 +154,13 @@ def norm_message(msg: Any, where: str, role_key: str = "role", content_key: str 
     return out
 
 
+
+def norm_messages(raw: Any, where: str = "messages") -> List[Dict[str, Any]]:
+    """A row's non-empty ``messages`` list, each message through :func:`norm_message`."""
+    if not isinstance(raw, list) or not raw:
+        raise RowError(f"'{where}' must be a non-empty list")
+    return [norm_message(m, f"{where}[{i}]") for i, m in enumerate(raw)]
+
 def media_list(value: Any, where: str) -> List[Any]:
     """``images`` / ``image`` value as a list (a string or dict becomes a one-item list; None -> [])."""
     if value is None:
