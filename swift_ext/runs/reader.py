@@ -203,17 +203,12 @@ class MetricLog:
             return
         if self.max_steps is None:
             self.max_steps = max_steps_of([row])
-        step = step_of(row)
-        if step is None:
-            return
-        for key, value in row.items():
-            v = number(value)
-            if v is not None and key != "step":
-                points = self.series.get(key)
-                if points is None:
-                    points = self.series[key] = Points()
-                points.steps.append(step)
-                points.values.append(v)
+        for key, step, v in row_points(row):
+            points = self.series.get(key)
+            if points is None:
+                points = self.series[key] = Points()
+            points.steps.append(step)
+            points.values.append(v)
 
 
 def metric_series(rows: Iterable[Dict[str, Any]]) -> Dict[str, List[List[float]]]:
@@ -221,14 +216,20 @@ def metric_series(rows: Iterable[Dict[str, Any]]) -> Dict[str, List[List[float]]
     left out; rows without a step, like the final summary, skipped)."""
     out: Dict[str, List[List[float]]] = {}
     for row in rows:
-        step = step_of(row)
-        if step is None:
-            continue
-        for key, value in row.items():
-            v = number(value)
-            if v is not None and key != "step":
-                out.setdefault(key, []).append([step, v])
+        for key, step, v in row_points(row):
+            out.setdefault(key, []).append([step, v])
     return out
+
+
+def row_points(row: Dict[str, Any]) -> Iterator[Tuple[str, int, float]]:
+    """``(key, step, value)`` for every finite numeric metric of a step row (none for a row without a step)."""
+    step = step_of(row)
+    if step is None:
+        return
+    for key, value in row.items():
+        v = number(value)
+        if v is not None and key != "step":
+            yield key, step, v
 
 
 def read_logging(path: Path) -> List[Dict[str, Any]]:
