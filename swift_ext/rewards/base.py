@@ -216,12 +216,10 @@ class Reward(Component):
         """Scores computed in the worker pool: the batch in one chunk per worker, the whole call within
         :meth:`budget`; a chunk not back in time scores ``timeout_score``."""
         try:
-            key, blob = self._pool_identity()
+            key, blob, workers = self._pool_for_me()
         except Exception as exc:  # not picklable: it cannot leave this process
             self._warn(f"cannot be sent to a worker process ({exc!r}), scored in-process")
             return self._score_here(texts, rows)
-        workers = pool.get_pool()
-        workers.need(self.__dict__.get("_pool_modules") or ())
         n = len(texts)
         step = max(1, -(-n // workers.size))
         shared = _picklable(rows._shared)
@@ -261,10 +259,15 @@ class Reward(Component):
     def warm_workers(self, timeout: float = pool.START_TIMEOUT) -> bool:
         """Start this process's worker pool and wait until its workers hold what rebuilding this reward imports
         (else the first isolated call waits for that, outside its deadline). True when every worker is ready."""
-        self._pool_identity()
+        return self._pool_for_me()[2].wait_ready(timeout)
+
+    def _pool_for_me(self) -> Tuple[str, bytes, "pool.Pool"]:
+        """This reward's :meth:`_pool_identity` and the process's pool, told which modules its workers import
+        before they say ready."""
+        key, blob = self._pool_identity()
         workers = pool.get_pool()
-        workers.need(self.__dict__.get("_pool_modules") or ())
-        return workers.wait_ready(timeout)
+        workers.need(self._pool_modules)
+        return key, blob, workers
 
     def _pool_identity(self) -> Tuple[str, bytes]:
         """(key, blob): how a worker rebuilds this reward: its registered class (importable by module; the
