@@ -32,6 +32,10 @@ orms["even_length"] = EvenLength
 '''
 
 
+#: prompts of the in-process run: enough that the kill points (4 lines, then two more) sit well before the end
+N_PROMPTS = 16
+
+
 def setup_files(tmp_path, n):
     (tmp_path / "even.py").write_text(PLUGIN)
     return tiny.write_jsonl(tmp_path / "data.jsonl", tiny.grpo_rows(n))
@@ -53,12 +57,19 @@ def ckpt_lines(workdir):
 
 
 def kill_after(argv, env, workdir, lines, sig, timeout=300):
-    """Start a run, send ``sig`` once its checkpoint holds ``lines`` lines; returns the exit code."""
+    """Start a run, send ``sig`` once its checkpoint holds ``lines`` lines; returns the exit code.
+
+    The run is stopped (SIGSTOP) the moment the count is seen, so a fast engine cannot finish the remaining
+    prompts between the check and the signal; a stopped process still receives SIGKILL, and SIGTERM arrives
+    when it is continued."""
     proc = subprocess.Popen(argv, cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + timeout
     while ckpt_lines(workdir) < lines and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.1)
+        time.sleep(0.01)
+    assert proc.poll() is None, f"the run ended before its checkpoint held {lines} lines"
+    proc.send_signal(signal.SIGSTOP)
     proc.send_signal(sig)
+    proc.send_signal(signal.SIGCONT)
     return proc.wait(timeout=120)
 
 
@@ -84,27 +95,27 @@ def check_samples(workdir, n):
 
 def test_in_process_engine_resumes_after_sigterm_and_sigkill_to_the_same_output(tiny_models, swift_env, tmp_path):
     model = tiny_models["text"]
-    data = setup_files(tmp_path, 10)
+    data = setup_files(tmp_path, N_PROMPTS)
     engine = ["--model", model.path, "--model-type", model.model_type, "--template", model.template,
               "--torch-dtype", "float32"]
     whole, broken = tmp_path / "whole", tmp_path / "broken"
     whole.mkdir(), broken.mkdir()
     report, _ = finish(filter_argv(whole, data, *engine), swift_env, whole)
-    assert report["sampled_now"] == 10 and report["rows_in"] == report["rows_kept"] + report["rows_dropped"]
-    samples = check_samples(whole, 10)
+    assert report["sampled_now"] == N_PROMPTS and report["rows_in"] == report["rows_kept"] + report["rows_dropped"]
+    samples = check_samples(whole, N_PROMPTS)
     assert len({s["pass_rate"] for s in samples}) > 1  # a filter with something to filter
 
     argv = filter_argv(broken, data, *engine)
     assert kill_after(argv, swift_env, broken, 4, signal.SIGTERM) == 143   # header + 3 prompts
     after_term = ckpt_lines(broken)
-    assert 4 <= after_term < 11 and not (broken / "out.jsonl").exists()
+    assert 4 <= after_term < N_PROMPTS + 1 and not (broken / "out.jsonl").exists()
     kill_after(argv, swift_env, broken, after_term + 2, signal.SIGKILL)
     after_kill = ckpt_lines(broken)
-    assert after_kill < 11
+    assert after_term + 2 <= after_kill < N_PROMPTS + 1
     report, err = finish(argv, swift_env, broken)
     assert "resuming" in err
-    assert report["resumed"] == after_kill - 1 and report["resumed"] + report["sampled_now"] == 10
-    check_samples(broken, 10)
+    assert report["resumed"] == after_kill - 1 and report["resumed"] + report["sampled_now"] == N_PROMPTS
+    check_samples(broken, N_PROMPTS)
     for name in ("out.jsonl", "out.samples.jsonl", "out.rejected.jsonl"):
         assert (broken / name).read_text() == (whole / name).read_text(), name
 
