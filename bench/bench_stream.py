@@ -77,6 +77,37 @@ def measure(src: Path, args, workdir: Path):
     return int(code), int(rss_kb) / 1024, float(seconds), proc.stderr.strip().splitlines()[-1:] if int(code) else []
 
 
+POLL = """
+import json, sys, threading, time, urllib.request
+from swift_ext.report.live import make_server
+run, out = sys.argv[1], sys.argv[2]
+server = make_server([out], port=0)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+url = f"http://127.0.0.1:{server.server_port}/api/model"
+def poll():
+    t = time.perf_counter()
+    urllib.request.urlopen(url, timeout=600).read()
+    return time.perf_counter() - t
+first = poll()
+with open(run + "/logging.jsonl", "a") as fh:
+    fh.write(json.dumps({"loss": 9.0, "global_step/max_steps": "99999999/100000000"}) + "\\n")
+after = [poll() for _ in range(3)]
+print(round(first, 3), round(after[0], 3), round(min(after[1:]), 3))
+server.shutdown()
+"""
+
+
+def measure_poll(src: Path, run: Path, workdir: Path):
+    """``report --serve``: seconds of the first ``/api/model`` request (reads the whole run), of the poll after
+    one appended line, and of a poll with nothing new, in a fresh process importing ``src``."""
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    proc = subprocess.run([sys.executable, "-c", POLL, str(run), str(run.parent)], capture_output=True, text=True,
+                          env=env, cwd=workdir)
+    if proc.returncode:
+        return None, proc.stderr.strip().splitlines()[-1:]
+    return [float(x) for x in proc.stdout.split()], []
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mb", type=float, default=300, help="size of logging.jsonl in MB")
@@ -97,6 +128,12 @@ def main() -> None:
             code, rss, seconds, err = measure(src, args, work)
             print(f"| `{label}` | {name} | {code} | {rss:,.0f} | {seconds:.1f} |" + (f" {err}" if err else ""),
                   flush=True)
+    print("\n| `report --serve` | checkout | first request (s) | poll after one appended line (s) | "
+          "poll, nothing new (s) |\n|---|---|---:|---:|---:|")
+    for name, src in sources:
+        times, err = measure_poll(src, run, work)
+        cells = " | ".join(f"{t:.3f}" for t in times) if times else f"failed | | {err}"
+        print(f"| poll | {name} | {cells} |", flush=True)
     print(f"\ncpu count: {os.cpu_count()}; load average at the end: {os.getloadavg()[0]:.1f}; "
           f"python {sys.version.split()[0]}")
 

@@ -3,7 +3,8 @@
 a completions.jsonl again when it changed, and picks up new run folders under the given paths. Requests
 whose ``Host`` header is not 127.0.0.1, localhost or [::1] with the server's port are refused (403).
 
-Endpoints: ``/`` (the page, no completions inlined), ``/api/model`` (runs, charts, series),
+Endpoints: ``/`` (the page, no completions inlined), ``/api/model`` (runs, charts, series; with
+``?since=VERSION`` a 204 when the page already shows that version),
 ``/api/completions?run=I&step=S`` (one step's completion groups and their thumbnails).
 """
 
@@ -20,7 +21,30 @@ from urllib.parse import parse_qs, urlparse
 
 from .page import PageData, Thumbnails, collect, model_json, render
 from ..errors import ConfigError
-from ..runs import COMPLETIONS_FILE, LOGGING_FILE, MetricLog, Run, find_run_dirs, load_runs
+from ..runs import COMPLETIONS_FILE, LOGGING_FILE, MetricLog, Points, Run, find_run_dirs, load_runs
+
+
+class SeriesText:
+    """Each metric's JSON text, kept between polls and extended by the points appended since the last one
+    (a metric's :class:`~swift_ext.runs.Points` only grows; a run read anew has new ones), so a poll writes
+    what is new instead of every point of the run again."""
+
+    def __init__(self) -> None:
+        self._text: Dict[int, Tuple[Points, int, str]] = {}
+
+    def __call__(self, points: Points) -> str:
+        held = self._text.get(id(points))
+        n, text = (held[1], held[2]) if held is not None and held[0] is points else (0, "")
+        if len(points) > n:
+            new = json.dumps(points[n:], allow_nan=False, separators=(",", ":"))[1:-1]
+            text = text + "," + new if text else new
+            self._text[id(points)] = (points, len(points), text)
+        return "[" + text + "]"
+
+    def keep_only(self, series: Sequence[Dict[str, Any]]) -> None:
+        """Forget the metrics no longer in ``series`` (a run read anew)."""
+        alive = {id(p) for s in series for p in s.values()}
+        self._text = {k: v for k, v in self._text.items() if k in alive}
 
 
 class LiveReport:
@@ -36,6 +60,10 @@ class LiveReport:
         self._completions: List[Optional[Tuple[int, int]]] = []
         self._thumbs = Thumbnails()
         self._data: Optional[PageData] = None
+        self._series_text = SeriesText()
+        self._body: Optional[Tuple[int, bytes]] = None
+        #: bumped each time the page's data is recomputed; the page polls ``/api/model?since=VERSION``
+        self.version = 0
         #: bytes of logging.jsonl read by the last poll, and completions.jsonl reads so far (for tests)
         self.logging_bytes_read = 0
         self.completion_reads = 0
@@ -76,7 +104,22 @@ class LiveReport:
                     changed = True
             if changed:
                 self._data = collect(self._runs, self.title, live=True, reuse=reuse, thumbs=self._thumbs)
+                self.version += 1
+                self._data.model["version"] = self.version
             return self._data
+
+    def model_body(self, since: Optional[int] = None) -> Optional[bytes]:
+        """``/api/model``'s JSON, written again only when the data changed (and then only the points appended
+        since the last poll are new text); ``None`` when the page already has version ``since``."""
+        data = self.data()
+        with self._lock:
+            version = data.model["version"]
+            if since == version:
+                return None
+            if self._body is None or self._body[0] != version:
+                self._series_text.keep_only(data.model["series"])
+                self._body = (version, model_json(data.model, self._series_text).encode("utf-8"))
+            return self._body[1]
 
     def page(self) -> str:
         data = self.data()
@@ -136,7 +179,14 @@ def make_handler(live: LiveReport) -> Callable[..., BaseHTTPRequestHandler]:
                 if url.path in ("/", "/index.html"):
                     self._send(200, live.page().encode("utf-8"), "text/html; charset=utf-8")
                 elif url.path == "/api/model":
-                    self._send(200, model_json(live.data().model).encode("utf-8"), "application/json")
+                    since = parse_qs(url.query).get("since", [""])[0]
+                    body = live.model_body(int(since) if since else None)
+                    if body is None:  # the page is up to date
+                        self.send_response(204)
+                        self.send_header("Cache-Control", "no-store")
+                        self.end_headers()
+                    else:
+                        self._send(200, body, "application/json")
                 elif url.path == "/api/completions":
                     query = parse_qs(url.query)
                     chunk = live.chunk(int(query["run"][0]), int(query["step"][0]))

@@ -20,7 +20,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, TextIO, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, TextIO, Tuple
 
 from ..errors import ConfigError
 from ..io.media import read_media
@@ -398,9 +398,21 @@ def render_to(fh: TextIO, data: PageData) -> None:
     fh.write("</body></html>\n")
 
 
-def model_json(model: Dict[str, Any]) -> str:
-    """The page model as JSON (``--serve``'s ``/api/model``)."""
-    return json.dumps(model, allow_nan=False, default=lambda o: list(o) if isinstance(o, Points) else str(o))
+def model_json(model: Dict[str, Any], points_json: Optional[Callable[[Points], str]] = None) -> str:
+    """The page model as JSON (``--serve``'s ``/api/model``). The series are written one metric at a time, each
+    by ``points_json`` (default :meth:`Points.json`; ``--serve`` passes a cache that extends each metric's text
+    by the points appended since the last poll instead of writing all of them again)."""
+    points_json = points_json or Points.json
+    rest = json.dumps({k: v for k, v in model.items() if k != "series"}, allow_nan=False, default=str)
+    runs = []
+    for series in model.get("series", ()):
+        items = (json.dumps(key) + ":" + (points_json(points) if isinstance(points, Points) else
+                                          json.dumps(_clean(points), allow_nan=False, separators=(",", ":")))
+                 for key, points in series.items())
+        runs.append("{" + ",".join(items) + "}")
+    if "series" not in model:
+        return rest
+    return rest[:-1] + (", " if len(rest) > 2 else "") + '"series": [' + ",".join(runs) + "]}"
 
 
 @dataclass

@@ -225,6 +225,40 @@ needs_chromium = pytest.mark.skipif(report_browser.chromium() is None, reason="c
 
 
 @needs_chromium
+def test_a_served_page_polls_and_redraws_what_training_appended_in_a_browser(tmp_path):
+    """The live page in Chromium: its polls ask for ``/api/model?since=VERSION``; a poll after training
+    appended a step gets the new model and the loss chart redraws with the new point; the other polls get a
+    204 (nothing sent again)."""
+    run = write_run(tmp_path / "out" / "v0", steps=2)
+    server = report_live.make_server([tmp_path / "out"], port=0)
+    asked = []
+    handler = server.RequestHandlerClass
+
+    class Recording(handler):
+        def do_GET(self):  # noqa: N802
+            asked.append(self.path)
+            if self.path.startswith("/api/model") and len([a for a in asked if a.startswith("/api/model")]) == 1:
+                with open(run / "logging.jsonl", "a") as fh:  # training logs step 3 before the first poll
+                    fh.write(json.dumps({"loss": 9.0, "global_step/max_steps": "3/3"}) + "\n")
+            super().do_GET()
+
+    server.RequestHandlerClass = Recording
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    try:
+        dom, stderr = report_browser.load(f"http://127.0.0.1:{server.server_port}/")
+    finally:
+        server.shutdown()
+        server.server_close()
+    page = report_browser.read(dom)
+    assert page.ready and page.selfcheck["errors"] == [] and not report_browser.console_errors(stderr)
+    polls = [a for a in asked if a.startswith("/api/model")]
+    assert len(polls) >= 2 and all(p.startswith("/api/model?since=") for p in polls), asked
+    assert polls[0] == "/api/model?since=1" and polls[1] == "/api/model?since=2", polls  # the page took version 2
+    assert page.points["loss"] == [3], page.points  # step 3, appended after the page loaded, is drawn
+
+
+@needs_chromium
 def test_two_runs_side_by_side_in_a_browser(tmp_path):
     a = write_run(tmp_path / "runs" / "grpo", steps=4)
     b = write_run(tmp_path / "runs" / "chord", steps=3, mu=True)

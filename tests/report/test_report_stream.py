@@ -103,6 +103,42 @@ def test_a_serve_poll_reads_only_what_was_appended(tmp_path):
     assert live.logging_bytes_read == len(line) and live.completion_reads == 1  # completions not re-read
 
 
+def test_a_serve_poll_writes_the_model_again_only_when_it_changed_and_equal_to_writing_it_whole(tmp_path):
+    """``/api/model``: the cached series text, extended poll by poll, gives the JSON that writing every point
+    again gives (the oracle: ``json.dumps`` of the points as plain lists); a poll from a page that already has
+    the current version is answered with nothing (204)."""
+    from swift_ext.report.page import model_json
+
+    def oracle(model):
+        plain = {k: v for k, v in model.items() if k != "series"}
+        plain["series"] = [{k: [list(p) for p in pts] for k, pts in s.items()} for s in model["series"]]
+        return json.loads(json.dumps(plain, default=str))
+
+    run = write_run(tmp_path / "out" / "v0", steps=30)
+    log = run / "logging.jsonl"
+    rows = log.read_text().splitlines()
+    log.write_text("\n".join(rows[:10]) + "\n")
+    live = report_live.LiveReport([tmp_path / "out"])
+    body = live.model_body()
+    version = json.loads(body)["version"]
+    assert json.loads(body) == oracle(live.data().model)
+    assert live.model_body(since=version) is None                 # nothing new: 204
+    assert live.model_body() is body                              # and nothing written again
+    for cut in (11, 17, 30):                                      # training goes on: lines appended
+        with open(log, "a") as fh:
+            fh.write("\n".join(rows[len(log.read_text().splitlines()):cut]) + "\n")
+        grown = live.model_body(since=version)
+        model = live.data().model
+        assert json.loads(grown) == oracle(model) and json.loads(grown)["version"] > version
+        assert json.loads(grown) == json.loads(model_json(model))  # the plain writer agrees too
+        version = json.loads(grown)["version"]
+    steps = [p[0] for p in json.loads(grown)["series"][0]["loss"]]
+    assert steps == sorted(set(steps)) and len(steps) == 30
+    log.write_text("\n".join(rows[:5]) + "\n")                  # the file replaced: read over, text anew
+    again = json.loads(live.model_body(since=version))
+    assert len(again["series"][0]["loss"]) == 5 and again == oracle(live.data().model)
+
+
 def test_report_completion_blocks_equal_grouping_the_whole_file(tmp_path, monkeypatch):
     import re
 

@@ -336,8 +336,10 @@
     document.body.setAttribute("data-ready", "1");
   }
   function poll() {
-    fetch("api/model").then(function (r) { return r.json(); }).then(function (model) {
-      if (model.generated === MODEL.generated) return;
+    fetch("api/model?since=" + encodeURIComponent(MODEL.version || "")).then(function (r) {
+      return r.status === 204 ? null : r.json();
+    }).then(function (model) {
+      if (!model || model.version === MODEL.version) return;
       var stepsBefore = JSON.stringify(MODEL.runs.map(function (r) { return r.completion_steps; }));
       MODEL = model;
       header();
