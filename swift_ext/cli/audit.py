@@ -12,7 +12,7 @@ from ._common import console, echo_json
 @click.option("--fail-on", type=click.Choice(["warn", "error", "never"]), default="never", show_default=True,
               help="exit 1 when a detector reports this level or worse (for CI and schedulers)")
 @click.option("--json", "as_json", is_flag=True, help="the findings as JSON on stdout")
-def audit_cmd(run_dir, fail_on, as_json):
+def audit_cmd(as_json, **flags):
     """Check a GRPO run for health problems and reward hacking: completion-length drift, clipped completions,
     one reward dominating the weighted sum, a format reward rising while accuracy stays flat, repetition
     rising, zero-std groups, reward std collapse, identical completions within groups.
@@ -25,15 +25,13 @@ def audit_cmd(run_dir, fail_on, as_json):
     from rich.markup import escape
     from rich.table import Table
 
-    from .. import runs
     from ..curation import audit
 
-    run = runs.latest_run(run_dir)
-    findings = audit.audit(run)
-    level = audit.worst(findings)
+    opts = audit.AuditOptions(**flags)            # every flag but --json is an AuditOptions field
+    result = audit.run_audit(opts)
+    run, findings, level = result.run, result.findings, result.level
     if as_json:
-        echo_json({"run": str(run.path), "steps": len(run.steps), "status": level,
-                   "findings": [f.as_dict() for f in findings]})
+        echo_json(result.as_dict())
     else:
         colour = {"ok": "green", "warn": "yellow", "error": "red", "skipped": "dim"}
         table = Table("detector", "status", "value", "warn / error", "what it means",
@@ -43,8 +41,8 @@ def audit_cmd(run_dir, fail_on, as_json):
             table.add_row(f.detector, f"[{colour[f.status]}]{f.status}[/]",
                           "-" if f.value is None else f"{f.value:.4g}", limits, escape(f.message))
         console.print(table)
-    if fail_on != "never" and audit.SEVERITY[level] >= audit.SEVERITY[fail_on]:
-        console.print(f"[red]audit: {level}[/] (--fail-on {fail_on})")
+    if result.failed:
+        console.print(f"[red]audit: {level}[/] (--fail-on {opts.fail_on})")
         raise SystemExit(1)
 
 

@@ -16,7 +16,7 @@ from ._common import console, echo_json
 @click.option("--serve", is_flag=True, help="serve a live report on 127.0.0.1 instead (re-reads the files; Ctrl-C stops)")
 @click.option("--port", default=8765, show_default=True, type=int, help="port for --serve (0: any free port)")
 @click.option("--json", "as_json", is_flag=True, help="what was written, as JSON on stdout")
-def report_cmd(run_dirs, output, title, png, serve, port, as_json):
+def report_cmd(as_json, **flags):
     """Write one self-contained HTML report (works offline) for the runs in RUN_DIR...
 
     \b
@@ -31,21 +31,20 @@ def report_cmd(run_dirs, output, title, png, serve, port, as_json):
         swift-ext report output/grpo output/chord -o compare.html --png curves.png
         swift-ext report output --serve           # watch a run while it trains
     """
-    from ..report import load_runs, save_curves_png, serve as serve_report, write_report
+    from ..report import ReportOptions, run_report
 
-    if serve:
+    opts = ReportOptions(**flags)                 # every flag but --json is a ReportOptions field
+    if opts.serve:
         console.print("[bold]swift-ext report[/] live report (Ctrl-C stops):")
-        serve_report(run_dirs, port=port, title=title, ready=lambda url: console.print(url))
+        run_report(opts, ready=lambda url: console.print(url))
         return
-    info = write_report(run_dirs, output, title=title)
-    if png:
-        save_curves_png(load_runs(run_dirs), png)
+    info = run_report(opts)
     console.print(f"report: {info.path} ({info.bytes / 1e6:.1f} MB, {info.charts} charts, "
                   f"{info.completions} completions, {len(info.runs)} run(s), {info.seconds:.1f} s)")
-    if png:
-        console.print(f"curves: {png}")
+    if opts.png:
+        console.print(f"curves: {opts.png}")
     if as_json:
-        echo_json({**info.to_json(), "png": png})
+        echo_json({**info.to_json(), "png": opts.png})
     else:
         click.echo(info.path)  # stdout: the path alone, for scripts
 

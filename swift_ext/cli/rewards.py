@@ -103,7 +103,7 @@ def score_cmd(as_json, **flags):
 @click.option("--ref-key", default=None, help="column with the reference answer, handed to rewards as `solution`")
 @click.option("-n", "--limit", type=int, default=20, show_default=True, help="explain the first N completions "
               "of the file (0: all)")
-def explain_cmd(input_path, specs, completion, row_json, columns, plugin_files, completion_key, ref_key, limit):
+def explain_cmd(**flags):
     """Show per completion and per reward how the score came about: the extracted answer and the rule that
     found it, the gold and its normalisation, parsed boxes with their frame and conversion (image size,
     resize policy), the matched box pairs, the JSON / schema error, and why a score is 0 or None.
@@ -118,35 +118,15 @@ def explain_cmd(input_path, specs, completion, row_json, columns, plugin_files, 
     """
     from rich.table import Table
 
-    from ..scoring import explain, results
-    from ..errors import ConfigError
+    from ..scoring import explain
 
-    if (input_path is None) == (completion is None):
-        raise ConfigError("give a completion file INPUT.jsonl or one --completion TEXT (not both)")
-    if input_path is not None:
-        # --limit N reads only as far as the first N completions (in batches), never the whole file
-        res = results.head(input_path, limit or None, completion_key=completion_key, ref_key=ref_key)
-        for line, why in res.rejected[:10]:
-            console.print(f"[yellow]rejected[/yellow] {input_path}:{line}: {escape(why)}")
-    else:
-        row = {}
-        if row_json:
-            try:
-                row = json.loads(row_json)
-            except ValueError as exc:
-                raise ConfigError(f"--row: not valid JSON: {exc}") from None
-            if not isinstance(row, dict):
-                raise ConfigError("--row: expected a JSON object of dataset columns")
-        for item in columns:
-            key, eq, value = item.partition("=")
-            if not eq or not key:
-                raise ConfigError(f"--column {item!r}: expected KEY=VALUE")
-            try:
-                row[key] = json.loads(value)
-            except ValueError:
-                row[key] = value
-        res = results.from_rows([{**row, "completion": completion}], path="<command line>", ref_key=ref_key)
-    got = explain.explain_results(res, specs, plugin_files, limit=limit or None)
+    def show_rejected(res):  # a file's rejected rows, before any reward is built
+        for line, why in res.rejected[:10] if opts.input_path is not None else ():
+            console.print(f"[yellow]rejected[/yellow] {opts.input_path}:{line}: {escape(why)}")
+
+    opts = explain.ExplainOptions(**flags)        # every flag is an ExplainOptions field
+    # --limit N reads only as far as the first N completions (in batches), never the whole file
+    got = explain.run(opts, on_read=show_rejected)
     table = Table("line", "reward", "score", "reason", "details", title="why each score", show_lines=True)
     for item in got:
         for spec, ex in item["explanations"].items():

@@ -38,7 +38,7 @@ import statistics
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from ..runs import Completion, Run, iter_completions
+from ..runs import Completion, Run, iter_completions, latest_run
 
 #: reward families (swift-ext) and ms-swift names read as "format-type" and "accuracy-type"
 FORMAT_FAMILIES = {"format", "shaping", "structured"}
@@ -362,4 +362,36 @@ def worst(findings: Sequence[Finding]) -> str:
     return "ok" if status == "skipped" else status
 
 
-__all__ = ["Finding", "audit", "worst", "trend", "METRIC_DETECTORS"]
+@dataclass
+class AuditOptions:
+    """What ``swift-ext audit`` takes, one field per flag (tests/meta/test_options.py checks they agree)."""
+
+    run_dir: str                                # an ms-swift output_dir or a folder above it: its newest run
+    fail_on: str = "never"                      # warn | error | never: the level that makes the audit fail
+
+
+@dataclass
+class AuditResult:
+    """The audited run, every detector's finding, the worst level and whether it reaches ``fail_on``."""
+
+    run: Run
+    findings: List[Finding]
+    level: str                                  # worst(findings)
+    failed: bool                                # level is fail_on or worse (never with fail_on "never")
+
+    def as_dict(self) -> Dict[str, Any]:
+        """``swift-ext audit --json``."""
+        return {"run": str(self.run.path), "steps": len(self.run.steps), "status": self.level,
+                "findings": [f.as_dict() for f in self.findings]}
+
+
+def run_audit(opts: AuditOptions) -> AuditResult:
+    """``swift-ext audit``: :func:`audit` the newest run at or under ``opts.run_dir``."""
+    run = latest_run(opts.run_dir)
+    findings = audit(run)
+    level = worst(findings)
+    return AuditResult(run, findings, level,
+                       failed=opts.fail_on != "never" and SEVERITY[level] >= SEVERITY[opts.fail_on])
+
+
+__all__ = ["Finding", "audit", "worst", "trend", "METRIC_DETECTORS", "AuditOptions", "AuditResult", "run_audit"]

@@ -14,6 +14,8 @@ completion browser. It reads ms-swift's own files (``logging.jsonl``, ``completi
 from .page import ReportInfo, chart_specs, collect, render, save_curves_png, write_report
 from ..runs import Completion, Run, find_run_dirs, iter_completions, load_run, load_runs
 from .live import serve
+from .options import ReportOptions, run_report
 
 __all__ = ["write_report", "save_curves_png", "serve", "load_run", "load_runs", "find_run_dirs",
-           "iter_completions", "chart_specs", "collect", "render", "ReportInfo", "Run", "Completion"]
+           "iter_completions", "chart_specs", "collect", "render", "ReportInfo", "ReportOptions", "run_report", "Run",
+           "Completion"]

@@ -35,6 +35,7 @@ Example::
 from __future__ import annotations
 
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -432,6 +433,76 @@ def plot_reports(reports: Sequence[EvalReport], path: str, labels: Optional[Sequ
     return save_png(fig, path)
 
 
+@dataclass
+class EvalOptions:
+    """What ``swift-ext eval`` takes, one field per flag (tests/meta/test_options.py checks they agree)."""
+
+    files: Tuple[str, ...]                      # one result file, or two to compare side by side
+    metrics: Tuple[str, ...] = ()               # metric specs (-m); none: accuracy
+    ref_key: Optional[str] = None               # reference column (default: solution, labels, answer, ...)
+    plugin_files: Tuple[str, ...] = ()          # ms-swift ORM plugin files whose rewards ``reward:NAME`` may use
+    completion_key: Optional[str] = None        # completion column (default: completions, responses, ...)
+    output: Optional[str] = None                # the JSON report goes to this file
+    per_item: Optional[str] = None              # per-completion scores as JSONL (one file only)
+    plot_path: Optional[str] = None             # bar chart PNG of the [0, 1] metrics
+    labels: Tuple[str, ...] = ()                # names of the files in tables and plots (default: the paths)
+    batch_size: int = BATCH_SIZE                # library only: completions scored per batch
+
+    def __post_init__(self):  # checked on construction: the CLI fails before its progress bar starts
+        if len(self.files) > 2:
+            raise ConfigError("give one result file, or two to compare")
+        if self.per_item and len(self.files) > 1:
+            raise ConfigError("--per-item works with one file")
+        if self.labels and len(self.labels) != len(self.files):
+            raise ConfigError(f"{len(self.labels)} --label for {len(self.files)} files")
+
+
+@dataclass
+class EvalResult:
+    """What :func:`run` found: one report per file, the files' labels and, for two files, the comparison."""
+
+    reports: List[EvalReport]
+    labels: List[str]
+    comparison: Optional[List[Dict[str, Any]]] = None  # compare(reports[0], reports[1]) for two files
+
+    def as_dict(self) -> Dict[str, Any]:
+        """``swift-ext eval``'s JSON: the one report, or both with their labels and the comparison."""
+        if len(self.reports) == 1:
+            return self.reports[0].as_dict()
+        return {"files": [r.as_dict() for r in self.reports], "labels": self.labels, "comparison": self.comparison}
+
+
+def run(opts: EvalOptions, progress: Optional[Callable[[str], Optional[Callable[[int], None]]]] = None,
+        on_scored: Optional[Callable[[EvalResult], None]] = None) -> EvalResult:
+    """``swift-ext eval``: :func:`evaluate` each of ``opts.files`` (streamed; per-completion scores written to
+    ``opts.per_item`` as they are computed), compare two files, then draw ``opts.plot_path`` and write the JSON
+    report to ``opts.output``. ``progress(path)`` is called before each file is read and returns the callback
+    that gets each batch's completion count; ``on_scored(result)`` is called once every file is scored, before
+    the plot and the report are written."""
+    import json
+
+    from ..io import atomic_write
+
+    files = list(opts.files)
+    metrics = list(opts.metrics) or ["accuracy"]
+    labels = list(opts.labels) or [str(f) for f in files]
+    reports = []
+    with JsonlWriter(opts.per_item) if opts.per_item else contextlib.nullcontext() as writer:
+        for f in files:
+            reports.append(evaluate(f, metrics, opts.ref_key, progress=progress(f) if progress else None,
+                                    completion_key=opts.completion_key, plugin_files=opts.plugin_files,
+                                    per_item=writer.write if writer else None, batch_size=opts.batch_size))
+    result = EvalResult(reports, labels, compare(reports[0], reports[1]) if len(reports) > 1 else None)
+    if on_scored:
+        on_scored(result)
+    if opts.plot_path:
+        plot_reports(reports, opts.plot_path, labels)
+    if opts.output:
+        with atomic_write(opts.output) as fh:
+            fh.write(json.dumps(result.as_dict(), ensure_ascii=False, indent=2, default=str) + "\n")
+    return result
+
+
 def write_per_item(report: EvalReport, path: str) -> str:
     """The per-completion scores of a report made with ``keep_items=True`` as JSONL (``swift-ext eval
     --per-item`` writes the same lines while it streams, through ``evaluate(per_item=writer.write)``)."""
@@ -442,5 +513,5 @@ def write_per_item(report: EvalReport, path: str) -> str:
 
 
 __all__ = ["pass_at_k", "group_stats", "default_ks", "Metric", "MetricAccumulator", "Buffered", "RewardMetric",
-           "build_metric", "evaluate", "compare", "EvalReport", "plot_reports", "write_per_item", "BUILTIN_METRICS",
-           "BUFFER_LIMIT"]
+           "build_metric", "evaluate", "compare", "EvalReport", "EvalOptions", "EvalResult", "run", "plot_reports",
+           "write_per_item", "BUILTIN_METRICS", "BUFFER_LIMIT"]

@@ -13,10 +13,13 @@ Rows are read by :mod:`swift_ext.scoring.results` (a completion file), so a row 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable, Dict, List, Optional, Sequence
+import json
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import results as results_mod
 from . import score as scoring
+from ..errors import ConfigError
 from ..rewards.base import as_text
 
 #: keys shown in the table's detail column, when an explanation has them
@@ -56,4 +59,58 @@ def explain_results(res: "results_mod.Results", specs: Sequence[str], plugin_fil
     return out
 
 
-__all__ = ["explain_one", "explain_results", "DETAIL_KEYS"]
+@dataclass
+class ExplainOptions:
+    """What ``swift-ext rewards explain`` takes, one field per flag (tests/meta/test_options.py checks they
+    agree): a completion file, or one completion with its dataset columns."""
+
+    input_path: Optional[str] = None            # completion file (as for rewards score); or give ``completion``
+    specs: Tuple[str, ...] = ()                 # reward specs to explain (-r)
+    completion: Optional[str] = None            # one completion to explain instead of a file
+    row_json: Optional[str] = None              # that completion's dataset columns as a JSON object
+    columns: Tuple[str, ...] = ()               # its dataset columns as KEY=VALUE (VALUE read as JSON if it parses)
+    plugin_files: Tuple[str, ...] = ()          # ms-swift ORM plugin files whose rewards to use
+    completion_key: Optional[str] = None        # completion column of the file
+    ref_key: Optional[str] = None               # reference column, handed to rewards as ``solution``
+    limit: int = 20                             # explain the file's first N completions (0: all)
+
+
+def read(opts: ExplainOptions) -> "results_mod.Results":
+    """The rows ``opts`` asks to explain: the first ``opts.limit`` completions of ``opts.input_path`` (read only
+    that far, in batches), or ``opts.completion`` with the columns of ``opts.row_json`` and ``opts.columns``."""
+    if (opts.input_path is None) == (opts.completion is None):
+        raise ConfigError("give a completion file INPUT.jsonl or one --completion TEXT (not both)")
+    if opts.input_path is not None:
+        return results_mod.head(opts.input_path, opts.limit or None, completion_key=opts.completion_key,
+                                ref_key=opts.ref_key)
+    row = {}
+    if opts.row_json:
+        try:
+            row = json.loads(opts.row_json)
+        except ValueError as exc:
+            raise ConfigError(f"--row: not valid JSON: {exc}") from None
+        if not isinstance(row, dict):
+            raise ConfigError("--row: expected a JSON object of dataset columns")
+    for item in opts.columns:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise ConfigError(f"--column {item!r}: expected KEY=VALUE")
+        try:
+            row[key] = json.loads(value)
+        except ValueError:
+            row[key] = value
+    return results_mod.from_rows([{**row, "completion": opts.completion}], path="<command line>",
+                                 ref_key=opts.ref_key)
+
+
+def run(opts: ExplainOptions,
+        on_read: Optional[Callable[["results_mod.Results"], None]] = None) -> List[Dict[str, Any]]:
+    """``swift-ext rewards explain``: :func:`explain_results` over the rows :func:`read` gives;
+    ``on_read(results)`` is called once they are read, before any reward is built."""
+    res = read(opts)
+    if on_read:
+        on_read(res)
+    return explain_results(res, opts.specs, opts.plugin_files, limit=opts.limit or None)
+
+
+__all__ = ["explain_one", "explain_results", "DETAIL_KEYS", "ExplainOptions", "read", "run"]

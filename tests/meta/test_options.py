@@ -10,9 +10,13 @@ from swift_ext.cli.data import CONVERT_CLI_ONLY, CONVERT_RENAMED
 from swift_ext.cli.filter import SAMPLER_FLAGS
 from swift_ext.cli.launch import MEMORY_CLI_ONLY, MEMORY_RENAMED
 from swift_ext.convert.options import ConvertOptions
+from swift_ext.curation.audit import AuditOptions
 from swift_ext.curation.filter import FilterOptions, Sampling
 from swift_ext.launch.memory import MemoryInput
 from swift_ext.launch.options import LaunchOptions
+from swift_ext.report import ReportOptions
+from swift_ext.scoring.evaluation import EvalOptions
+from swift_ext.scoring.explain import ExplainOptions
 from swift_ext.scoring.score import ScoreOptions
 
 
@@ -48,3 +52,21 @@ def test_rewards_score_flags_are_score_options_fields():
 
 def test_launch_flags_are_launch_options_fields():
     assert _flags("launch") == {f.name for f in dataclasses.fields(LaunchOptions)}
+
+
+def test_eval_flags_are_eval_options_fields():
+    fields = {f.name for f in dataclasses.fields(EvalOptions)} - {"batch_size"}   # batch_size: library only
+    assert _flags("eval") == fields
+
+
+def test_rewards_explain_flags_are_explain_options_fields():
+    fields = {f.name for f in dataclasses.fields(ExplainOptions)}
+    assert {p.name for p in cli.commands["rewards"].commands["explain"].params} == fields
+
+
+def test_report_flags_are_report_options_fields():
+    assert _flags("report") == {f.name for f in dataclasses.fields(ReportOptions)} | {"as_json"}
+
+
+def test_audit_flags_are_audit_options_fields():
+    assert _flags("audit") == {f.name for f in dataclasses.fields(AuditOptions)} | {"as_json"}
