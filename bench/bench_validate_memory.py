@@ -57,10 +57,10 @@ def structure_bytes(kind: str, n: int) -> float:
 
 
 def child(path: str, duplicates: bool) -> None:
-    from swift_ext.convert.validate import validate_file
+    from swift_ext.convert.validate import ValidateOptions, validate_file
 
     tracemalloc.start()
-    report = validate_file(path, "sft", check_media=False, duplicates=duplicates)
+    report = validate_file(path, ValidateOptions(task="sft", check_media=False, duplicates=duplicates))
     peak = tracemalloc.get_traced_memory()[1]
     assert report.rows > 0
     print(peak, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)  # ru_maxrss: KiB on Linux

@@ -14,6 +14,12 @@ from ._common import console, echo_json
 CONVERT_RENAMED = {"check_media": "no_check_media", "require_solution": "allow_no_solution",
                    "reject_path": "reject_file"}
 CONVERT_CLI_ONLY = ("input", "output", "as_json")
+#: ``validate``'s flags are :class:`~swift_ext.convert.ValidateOptions` fields by name, except these negated ones
+#: (field: flag) and the CLI-only ones (a test checks the three agree)
+VALIDATE_NEGATED = {"check_media": "no_check_media", "duplicates": "no_duplicates"}
+VALIDATE_CLI_ONLY = ("input", "as_json")
+#: ``mix``'s flags are :class:`~swift_ext.convert.MixOptions` fields by name, and these (a test checks)
+MIX_CLI_ONLY = ("sources", "output", "as_json")
 
 
 @contextlib.contextmanager
@@ -124,8 +130,7 @@ def register(cli):
     @click.option("--split", default=None, help="Split of a saved DatasetDict.")
     @click.option("--max-examples", default=5, show_default=True, type=int, help="Examples kept per check.")
     @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON on stdout.")
-    def validate_cmd(input, task, src, root, allow_outside_root, decode_images, no_check_media, no_duplicates, split,
-                     max_examples, as_json):
+    def validate_cmd(input, as_json, **flags):
         """Check a dataset for the mistakes ms-swift handles silently; exit code 1 when any row has an error.
 
         \b
@@ -133,13 +138,12 @@ def register(cli):
           swift-ext validate grpo.jsonl --task grpo --root /data/images
           swift-ext validate dpo.jsonl --json > report.json
         """
-        from ..convert.validate import print_report, validate_file
+        from ..convert.validate import ValidateOptions, print_report, validate_file
 
+        flags.update({name: not flags.pop(flag) for name, flag in VALIDATE_NEGATED.items()})
+        options = ValidateOptions(**flags)
         with _stops("validate"):
-            report = validate_file(input, task, src, root=root, check_media=not no_check_media,
-                                   decode_images=decode_images, split=split, max_examples=max_examples,
-                                   duplicates=not no_duplicates, show_progress=True,
-                                   allow_outside_root=allow_outside_root)
+            report = validate_file(input, options, show_progress=True)
         print_report(report, console)
         if as_json:
             echo_json(report.to_dict())
@@ -155,20 +159,20 @@ def register(cli):
     @click.option("--total", default=None, type=int, help="Rows in the mixture (default: the limiting source "
                                                           "is used whole).")
     @click.option("--upsample", is_flag=True, help="Allow repeating rows of a source that is too small.")
-    @click.option("--reject-file", default=None, type=click.Path())
+    @click.option("--reject-file", "reject_path", default=None, type=click.Path())
     @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
-    def mix_cmd(sources, output, seed, val_ratio, val_output, total, upsample, reject_file, as_json):
+    def mix_cmd(sources, output, as_json, **flags):
         """Mix SOURCES given as PATH:RATIO (e.g. domain.jsonl:10 general.jsonl:1), deterministically.
 
         \b
         Example:
           swift-ext mix domain.jsonl:10 general.jsonl:1 -o mix.jsonl --val-ratio 0.05 --seed 0
         """
-        from ..convert.mix import mix_files, print_mix
+        from ..convert.mix import MixOptions, mix_files, print_mix
 
+        options = MixOptions(**flags)
         with _stops("mix"):
-            report = mix_files(list(sources), output, seed=seed, val_ratio=val_ratio, val_output=val_output,
-                               total=total, upsample=upsample, reject_path=reject_file, show_progress=True)
+            report = mix_files(list(sources), output, options, show_progress=True)
         print_mix(report, console)
         if as_json:
             echo_json(report.to_dict())

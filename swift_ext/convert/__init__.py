@@ -15,10 +15,12 @@ progress come from :mod:`swift_ext.io`.
 from . import registry as _registry  # noqa: F401  (installs the plugin validators)
 from .engine import ConvertError, Report, RowConverter, convert_file, convert_rows, print_summary
 from .formats import InputFormat, detect, formats, get_format
+from .mix import MixOptions, mix_files
 from .options import ConvertOptions
 from .rows import RowError
 from .targets import Options, Target, get_target, targets
+from .validate import ValidateOptions, validate_file
 
 __all__ = ["convert_file", "convert_rows", "ConvertOptions", "Report", "ConvertError", "RowError", "RowConverter",
            "InputFormat", "Target", "Options", "detect", "formats", "get_format", "get_target", "targets",
-           "print_summary"]
+           "print_summary", "validate_file", "ValidateOptions", "mix_files", "MixOptions"]

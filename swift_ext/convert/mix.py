@@ -1,6 +1,6 @@
 """``swift-ext mix``: mix datasets by ratio, deterministically, with a train/val split.
 
-``mix_files(["domain.jsonl:10", "general.jsonl:1"], "mix.jsonl", seed=0, val_ratio=0.05)``
+``mix_files(["domain.jsonl:10", "general.jsonl:1"], "mix.jsonl", MixOptions(seed=0, val_ratio=0.05))``
 
 How many rows are taken: with ``total`` each source gives ``total * ratio / sum(ratios)`` rows
 (largest remainders round); without it the source that runs out first is used whole and the others
@@ -84,21 +84,45 @@ def _valid_rows(path: str, show_progress: bool = False, what: str = ""):
             yield num, obj, raw, err
 
 
-def mix_files(specs: List[str], output: str, *, seed: int = 0, val_ratio: float = 0.0,
-              val_output: Optional[str] = None, total: Optional[int] = None, upsample: bool = False,
-              reject_path: Optional[str] = None, show_progress: bool = False) -> MixReport:
+@dataclass(frozen=True)
+class MixOptions:
+    """Every setting of ``swift-ext mix``, one field per flag by the same name (tests/meta/test_options_data.py
+    checks they agree); the sources and the output are the arguments of :func:`mix_files`.
+
+    >>> MixOptions(val_ratio=1.0)
+    Traceback (most recent call last):
+    ...
+    swift_ext.errors.ConfigError: --val-ratio must be in [0, 1)
+    """
+
+    seed: int = 0                            # seed of the row picks and the shuffle
+    val_ratio: float = 0.0                   # fraction of the mixture held out for validation
+    val_output: Optional[str] = None         # validation file (default: OUTPUT-stem.val.jsonl)
+    total: Optional[int] = None              # rows in the mixture (default: the limiting source is used whole)
+    upsample: bool = False                   # a source too small for its share repeats rows
+    reject_path: Optional[str] = None        # reject file (--reject-file; default: OUTPUT-stem.rejected.jsonl)
+
+    def __post_init__(self):
+        if not 0.0 <= self.val_ratio < 1.0:
+            raise ConfigError("--val-ratio must be in [0, 1)")
+
+
+def mix_files(specs: List[str], output: str, options: Optional[MixOptions] = None, *,
+              show_progress: bool = False) -> MixReport:
+    """Mix the sources ``specs`` (``path:ratio``) into ``output`` with the settings in ``options`` (default: seed 0,
+    no validation split, the limiting source used whole); see the module doc."""
+    o = options or MixOptions()
+    seed, val_ratio, val_output, total, upsample = o.seed, o.val_ratio, o.val_output, o.total, o.upsample
     t0 = time.perf_counter()
     if not specs:
         raise ConfigError("mix needs at least one source (path:ratio)")
-    if not 0.0 <= val_ratio < 1.0:
-        raise ConfigError("--val-ratio must be in [0, 1)")
     parsed = [parse_source(s) for s in specs]
     for path, _ in parsed:
         sources.input_kind(path)  # raises for a missing file
     if val_ratio > 0 and val_output is None:
         stem = output[:-6] if output.endswith(".jsonl") else output
         val_output = f"{stem}.val.jsonl"
-    reject_path = reject_path or default_reject_path(output)
+    reject_path = o.reject_path or default_reject_path(output)
     report = MixReport(output=output, val_output=val_output if val_ratio > 0 else None, seed=seed)
     rej = RejectFile(reject_path)
     try:

@@ -124,22 +124,44 @@ class ValidationReport:
                 "checks": self.checks, "seconds": round(self.seconds, 3)}
 
 
-def validate_file(path: str, task: Optional[str] = None, src: Optional[str] = None, *, root: Optional[str] = None,
-                  check_media: bool = True, decode_images: bool = False, split: Optional[str] = None,
-                  max_examples: int = 5, duplicates: bool = True, show_progress: bool = False,
-                  allow_outside_root: bool = False) -> ValidationReport:
-    """Run every check on every row of ``path`` (streamed; duplicate detection keeps 11-22 bytes per row).
-    With ``root``, media paths must resolve inside it (``media_outside``) unless ``allow_outside_root``."""
-    if task is not None and task not in TASKS:
-        raise ConfigError(f"--task {task!r}: choose one of {', '.join(TASKS)}")
+@dataclass(frozen=True)
+class ValidateOptions:
+    """Every setting of ``swift-ext validate``, one field per flag by the same name (tests/meta/test_options_data.py
+    checks they agree; ``check_media`` and ``duplicates`` are the negated ``--no-check-media`` / ``--no-duplicates``).
+
+    >>> ValidateOptions(task="sft").duplicates
+    True
+    """
+
+    task: Optional[str] = None               # the training task the file is for (a TASKS name); None: per row
+    src: Optional[str] = None                # input format (--from); None: detected
+    root: Optional[str] = None               # base of relative media paths; media must stay inside it
+    allow_outside_root: bool = False         # root only as the base: media paths may leave it
+    decode_images: bool = False              # open every image with PIL (slow)
+    check_media: bool = True                 # check media paths (existence, root confinement)
+    duplicates: bool = True                  # warn about rows repeating an earlier row (11-22 bytes per row)
+    split: Optional[str] = None              # split of a saved DatasetDict
+    max_examples: int = 5                    # examples kept per check
+
+    def __post_init__(self):
+        if self.task is not None and self.task not in TASKS:
+            raise ConfigError(f"--task {self.task!r}: choose one of {', '.join(TASKS)}")
+
+
+def validate_file(path: str, options: Optional[ValidateOptions] = None, *,
+                  show_progress: bool = False) -> ValidationReport:
+    """Run every check on every row of ``path`` with the settings in ``options`` (default: all checks, the task
+    inferred per row; streamed, duplicate detection keeps 11-22 bytes per row). With ``options.root``, media paths
+    must resolve inside it (``media_outside``) unless ``options.allow_outside_root``."""
+    o = options or ValidateOptions()
     t0 = time.perf_counter()
-    fmt = get_format(src) if src else None
-    report = ValidationReport(file=str(path), task=task)
+    fmt = get_format(o.src) if o.src else None
+    report = ValidationReport(file=str(path), task=o.task)
     kind = sources.where_kind(path)
-    total, unit = sources.progress_total(path, split)
+    total, unit = sources.progress_total(path, o.split)
     with Progress(show_progress, total, unit, "validate") as bar:
-        _validate_rows(path, kind, fmt, task, report, split, bar, root, check_media, decode_images, duplicates,
-                       max_examples, bool(root) and not allow_outside_root)
+        _validate_rows(path, kind, fmt, o.task, report, o.split, bar, o.root, o.check_media, o.decode_images,
+                       o.duplicates, o.max_examples, bool(o.root) and not o.allow_outside_root)
     report.seconds = time.perf_counter() - t0
     return report
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from swift_ext.convert import convert_file
-from swift_ext.convert.validate import validate_file
+from swift_ext.convert.validate import ValidateOptions, validate_file
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "convert"
 RED = str(DATA / "images" / "red.png")
@@ -96,7 +96,7 @@ def test_fuzz_validate_never_crashes(tmp_path):
     with open(src, "wb") as fh:
         for line in lines:
             fh.write((line if isinstance(line, bytes) else line.encode()) + b"\n")
-    report = validate_file(str(src), src="swift")
+    report = validate_file(str(src), ValidateOptions(src="swift"))
     assert report.rows == 1500
     assert report.rows_with_errors >= 1500 - valid
     assert not report.ok

@@ -13,7 +13,7 @@ import pytest
 
 from swift_ext.convert import ConvertOptions, convert_file
 from swift_ext.convert.media import absolutize_media_file
-from swift_ext.convert.validate import validate_file
+from swift_ext.convert.validate import ValidateOptions, validate_file
 from swift_ext.errors import ConfigError
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "convert"
@@ -135,7 +135,7 @@ def test_root_confines_media_paths_and_the_reason_does_not_tell_existence(tree, 
         for i, p in enumerate(OUTSIDE_EXISTING + OUTSIDE_MISSING, start=len(INSIDE) + 1):
             assert reasons[i] == f"images[0]: {p!r} is outside --root (resolved, symlinks followed)"
     # validate says the same, by path only
-    v = validate_file(src, "sft", root=str(tree), max_examples=100)
+    v = validate_file(src, ValidateOptions(task="sft", root=str(tree), max_examples=100))
     outside = v.checks["media_outside"]
     assert outside["severity"] == "error" and outside["count"] == len(OUTSIDE_EXISTING + OUTSIDE_MISSING)
     assert "media_missing" not in v.checks
@@ -229,8 +229,8 @@ def test_absolutize_media_file(tmp_path, monkeypatch):
     assert [p.name for p in run_dir.iterdir()] == ["rows.jsonl"]  # written atomically: no temp file left
     # the copy validates from inside the run folder, where relative paths would not resolve
     monkeypatch.chdir(run_dir)
-    assert validate_file(copy, "sft").ok
-    assert not validate_file(ds, "sft").ok
+    assert validate_file(copy, ValidateOptions(task="sft")).ok
+    assert not validate_file(ds, ValidateOptions(task="sft")).ok
     # a JSON array too; a path found nowhere names the line
     arr = data / "rows.json"
     arr.write_text(json.dumps(rows[:1]))
@@ -269,7 +269,7 @@ def test_validate_duplicate_detection_memory_per_row(tmp_path):
     peaks = {}
     for dup in (False, True):
         tracemalloc.start()
-        report = validate_file(src, "sft", check_media=False, duplicates=dup)
+        report = validate_file(src, ValidateOptions(task="sft", check_media=False, duplicates=dup))
         peaks[dup] = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
         assert report.rows == n

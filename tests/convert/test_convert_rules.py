@@ -10,7 +10,7 @@ import pytest
 
 from swift_ext.convert import ConvertOptions, RowConverter, RowError, convert_file, convert_rows, targets
 from swift_ext.convert.rules import first_error
-from swift_ext.convert.validate import check_row, validate_file
+from swift_ext.convert.validate import ValidateOptions, check_row, validate_file
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "convert"
 RED = str(DATA / "images" / "red.png")
@@ -118,7 +118,7 @@ def test_convert_output_passes_validate_and_rejects_carry_its_reason(to, edge_fi
     assert report.rows_converted >= 6, report.reasons  # the good rows make it through every target
 
     # the library validator: zero errors on what convert wrote
-    v = validate_file(str(out), task=to)
+    v = validate_file(str(out), ValidateOptions(task=to))
     assert v.rows == report.rows_out and v.rows_with_errors == 0 and v.ok, v.checks
 
     # each reject carries the reason the validator gives for the row convert would have written

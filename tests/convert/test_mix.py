@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from swift_ext.convert.mix import allocate, mix_files, parse_source
+from swift_ext.convert.mix import MixOptions, allocate, mix_files, parse_source
 from swift_ext.errors import ConfigError
 
 
@@ -51,7 +51,7 @@ def test_parse_source():
 def test_mix_counts_split_and_report(tmp_path, sources):
     dom, gen = sources
     out = tmp_path / "mix.jsonl"
-    report = mix_files([f"{dom}:10", f"{gen}:1"], str(out), seed=1, val_ratio=0.1)
+    report = mix_files([f"{dom}:10", f"{gen}:1"], str(out), MixOptions(seed=1, val_ratio=0.1))
     rows = [json.loads(x) for x in lines(out)] + [json.loads(x) for x in lines(tmp_path / "mix.val.jsonl")]
     # 200 domain + 20 general = 220; val = round(220 * 0.1) = 22
     assert len(rows) == 220 and report.rows_val == 22 and report.rows_train == 198
@@ -68,7 +68,7 @@ def test_mix_counts_split_and_report(tmp_path, sources):
 def test_mix_is_deterministic(tmp_path, sources):
     dom, gen = sources
     for name, seed in (("a", 3), ("b", 3), ("c", 4)):
-        mix_files([f"{dom}:5", f"{gen}:1"], str(tmp_path / f"{name}.jsonl"), seed=seed, total=60)
+        mix_files([f"{dom}:5", f"{gen}:1"], str(tmp_path / f"{name}.jsonl"), MixOptions(seed=seed, total=60))
     a, b, c = ((tmp_path / f"{n}.jsonl").read_bytes() for n in "abc")
     assert a == b and a != c
     rows = [json.loads(x) for x in lines(tmp_path / "a.jsonl")]
@@ -78,9 +78,9 @@ def test_mix_is_deterministic(tmp_path, sources):
 def test_too_few_rows_needs_upsample(tmp_path, sources):
     dom, gen = sources
     with pytest.raises(ConfigError, match="only 200 usable rows"):
-        mix_files([f"{dom}:1", f"{gen}:1"], str(tmp_path / "m.jsonl"), total=1000)
+        mix_files([f"{dom}:1", f"{gen}:1"], str(tmp_path / "m.jsonl"), MixOptions(total=1000))
     assert not (tmp_path / "m.jsonl").exists()
-    report = mix_files([f"{dom}:1", f"{gen}:1"], str(tmp_path / "m.jsonl"), total=1000, upsample=True)
+    report = mix_files([f"{dom}:1", f"{gen}:1"], str(tmp_path / "m.jsonl"), MixOptions(total=1000, upsample=True))
     rows = [json.loads(x) for x in lines(tmp_path / "m.jsonl")]
     # 500 from domain = 2 full copies (400) + 100 sampled; every domain row appears 2 or 3 times
     dom_counts = {}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from swift_ext.convert.validate import check_row, validate_file
+from swift_ext.convert.validate import ValidateOptions, check_row, validate_file
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "convert"
 RED = str(DATA / "images" / "red.png")
@@ -73,7 +73,7 @@ def test_file_report_duplicates_and_counts(tmp_path):
     rows = [{"messages": msgs(("user", "q"), ("assistant", "a"))}] * 3 + [{"messages": msgs(("user", "q2"))}]
     p = tmp_path / "d.jsonl"
     p.write_text("\n".join(json.dumps(r) for r in rows) + "\n{bad\n")
-    report = validate_file(str(p), task="sft")
+    report = validate_file(str(p), ValidateOptions(task="sft"))
     # rows 2 and 3 duplicate row 1 (warnings); row 4 has no response, row 5 does not parse (errors)
     assert report.rows == 5 and report.rows_with_errors == 2 and report.rows_with_warnings == 2
     assert report.checks["duplicate"]["count"] == 2 and report.checks["response"]["count"] == 1
@@ -87,7 +87,7 @@ def test_converted_samples_validate_clean(tmp_path):
     for to, task in (("sft", "sft"), ("grpo", "grpo"), ("dpo", "dpo"), ("kto", "kto")):
         out = tmp_path / f"{to}.jsonl"
         convert_file(str(DATA / "rlaif_v.jsonl"), str(out), to, root=str(DATA))
-        report = validate_file(str(out), task=task, root=str(DATA))
+        report = validate_file(str(out), ValidateOptions(task=task, root=str(DATA)))
         assert report.ok, (to, report.checks)
 
 
