@@ -131,9 +131,7 @@ def _quarters(values):
 @click.option("--timeout", default=None, type=float, help="kill swift after this many seconds")
 @click.option("--json", "as_json", is_flag=True, help="print the per-step metrics as JSON on stdout")
 @click.argument("swift_args", nargs=-1, type=click.UNPROCESSED)
-def demo_cmd(workdir, quick, model, model_type, template, tiny_kind, dataset, rewards, max_steps, num_generations,
-             batch_size, max_completion_length, learning_rate, use_vllm, tuner_type, report, timeout, as_json,
-             swift_args):
+def demo_cmd(as_json, rewards, swift_args, **flags):
     """Run a short real GRPO training with swift-ext rewards and watch a reward being learned.
 
     \b
@@ -152,12 +150,8 @@ def demo_cmd(workdir, quick, model, model_type, template, tiny_kind, dataset, re
     """
     from ..demo import DemoConfig, DemoError, run_demo
 
-    config = DemoConfig(workdir=workdir, quick=quick, model=model, model_type=model_type, template=template,
-                        dataset=dataset, tiny_kind=tiny_kind, rewards=tuple(rewards) or None, max_steps=max_steps,
-                        num_generations=num_generations, batch_size=batch_size,
-                        max_completion_length=max_completion_length, learning_rate=learning_rate,
-                        use_vllm=use_vllm, tuner_type=tuner_type, report=report, swift_args=tuple(swift_args),
-                        timeout=timeout)
+    # every flag but --json is a DemoConfig field (tests/meta/test_options.py); swift= is library only
+    config = DemoConfig(rewards=tuple(rewards) or None, swift_args=tuple(swift_args), **flags)
     console.print(f"[bold]swift-ext demo[/] work folder: {config.resolved_workdir()}")
     try:
         with _progress() as progress:

@@ -11,6 +11,7 @@ from swift_ext.cli.filter import SAMPLER_FLAGS
 from swift_ext.cli.launch import MEMORY_CLI_ONLY, MEMORY_RENAMED
 from swift_ext.convert.options import ConvertOptions
 from swift_ext.curation.audit import AuditOptions
+from swift_ext.demo import DemoConfig
 from swift_ext.curation.filter import FilterOptions, Sampling
 from swift_ext.launch.memory import MemoryInput
 from swift_ext.launch.options import LaunchOptions
@@ -70,3 +71,8 @@ def test_report_flags_are_report_options_fields():
 
 def test_audit_flags_are_audit_options_fields():
     assert _flags("audit") == {f.name for f in dataclasses.fields(AuditOptions)} | {"as_json"}
+
+
+def test_demo_flags_are_demo_config_fields():
+    fields = {f.name for f in dataclasses.fields(DemoConfig)} - {"swift"}   # swift: the executable, library only
+    assert _flags("demo") == fields | {"as_json"}
