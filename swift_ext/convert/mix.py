@@ -86,7 +86,7 @@ def _valid_rows(path: str, show_progress: bool = False, what: str = ""):
 
 @dataclass(frozen=True)
 class MixOptions:
-    """Every setting of ``swift-ext mix``, one field per flag by the same name (tests/meta/test_options_data.py
+    """Every setting of ``swift-ext mix``, one field per flag by the same name (tests/meta/test_options.py
     checks they agree); the sources and the output are the arguments of :func:`mix_files`.
 
     >>> MixOptions(val_ratio=1.0)

@@ -126,7 +126,7 @@ class ValidationReport:
 
 @dataclass(frozen=True)
 class ValidateOptions:
-    """Every setting of ``swift-ext validate``, one field per flag by the same name (tests/meta/test_options_data.py
+    """Every setting of ``swift-ext validate``, one field per flag by the same name (tests/meta/test_options.py
     checks they agree; ``check_media`` and ``duplicates`` are the negated ``--no-check-media`` / ``--no-duplicates``).
 
     >>> ValidateOptions(task="sft").duplicates

@@ -6,9 +6,10 @@ import dataclasses
 from swift_ext.cli import cli
 from swift_ext.chord import PlanOptions
 from swift_ext.cli.chord import PLAN_CLI_ONLY
-from swift_ext.cli.data import CONVERT_CLI_ONLY, CONVERT_RENAMED
+from swift_ext.cli.data import CONVERT_CLI_ONLY, CONVERT_RENAMED, MIX_CLI_ONLY, VALIDATE_CLI_ONLY, VALIDATE_NEGATED
 from swift_ext.cli.filter import SAMPLER_FLAGS
 from swift_ext.cli.launch import MEMORY_CLI_ONLY, MEMORY_RENAMED
+from swift_ext.convert import MixOptions, ValidateOptions
 from swift_ext.convert.options import ConvertOptions
 from swift_ext.curation.audit import AuditOptions
 from swift_ext.demo import DemoConfig
@@ -76,3 +77,12 @@ def test_audit_flags_are_audit_options_fields():
 def test_demo_flags_are_demo_config_fields():
     fields = {f.name for f in dataclasses.fields(DemoConfig)} - {"swift"}   # swift: the executable, library only
     assert _flags("demo") == fields | {"as_json"}
+
+
+def test_validate_flags_are_validate_options_fields():
+    fields = {VALIDATE_NEGATED.get(f.name, f.name) for f in dataclasses.fields(ValidateOptions)}
+    assert _flags("validate") == fields | set(VALIDATE_CLI_ONLY)
+
+
+def test_mix_flags_are_mix_options_fields():
+    assert _flags("mix") == {f.name for f in dataclasses.fields(MixOptions)} | set(MIX_CLI_ONLY)
