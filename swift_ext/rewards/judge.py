@@ -14,9 +14,10 @@ import hashlib
 import json
 import logging
 import os
+import random
 import re
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import ParamError
 from ..io.media import MediaError
@@ -240,6 +241,12 @@ def process_id() -> str:
     return (f"rank{rank}@" if rank is not None else "") + f"{socket.gethostname()}:{os.getpid()}"
 
 
+def _locked(exc: Exception) -> bool:
+    """True for sqlite's "database is locked" / "database table is locked" / busy errors (worth a retry)."""
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
 class JudgeCache:
     """Verdicts in a sqlite file (WAL, a busy timeout): safe with every rank of a node reading and writing.
 
@@ -251,6 +258,9 @@ class JudgeCache:
     (``hits``, ``shared_hits``: verdicts another process wrote, ``misses``) and adds them, once per judged
     call (:meth:`flush`), to the file's ``stats`` table, one row per process: how much the ranks of a run
     saved each other is ``SELECT * FROM stats``."""
+
+    OPEN_TIMEOUT = 30.0
+    """Seconds a process waits for the file to be free: the busy timeout, and the limit on retrying set-up."""
 
     def __init__(self, path: str):
         self.path = os.path.abspath(os.path.expanduser(path))
@@ -267,25 +277,51 @@ class JudgeCache:
         if self._conn is None or self._pid != os.getpid():
             import sqlite3
 
-            try:
-                os.makedirs(os.path.dirname(self.path), exist_ok=True)
-                conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
-                conn.execute("CREATE TABLE IF NOT EXISTS verdicts (key TEXT PRIMARY KEY, score REAL, "
-                             "rationale TEXT, model TEXT, created REAL, writer TEXT)")
-                if "writer" not in {row[1] for row in conn.execute("PRAGMA table_info(verdicts)")}:
-                    try:  # a cache file from before the writer column
-                        conn.execute("ALTER TABLE verdicts ADD COLUMN writer TEXT")
-                    except sqlite3.OperationalError:  # another rank added it first
-                        pass
-                conn.execute("CREATE TABLE IF NOT EXISTS stats (writer TEXT PRIMARY KEY, hits INTEGER, "
-                             "shared_hits INTEGER, misses INTEGER, updated REAL)")
-            except sqlite3.Error as exc:
-                self._fail(exc)
-                return None
+            deadline = time.monotonic() + self.OPEN_TIMEOUT
+            delay = 0.005
+            while True:
+                conn = None
+                try:
+                    os.makedirs(os.path.dirname(self.path), exist_ok=True)
+                    conn = sqlite3.connect(self.path, timeout=self.OPEN_TIMEOUT, isolation_level=None,
+                                           check_same_thread=False)
+                    self._set_up(conn)
+                    break
+                except sqlite3.OperationalError as exc:
+                    if conn is not None:
+                        conn.close()
+                    # Switching a file to WAL while another process writes it fails at once with "database is
+                    # locked": sqlite does not call the busy handler there (it would deadlock). Every rank that
+                    # opens a new cache at the same time races for that switch, so a lock here is waited out.
+                    if not _locked(exc) or time.monotonic() + delay > deadline:
+                        self._fail(exc)
+                        return None
+                    time.sleep(delay * (1 + random.random()))
+                    delay = min(delay * 2, 0.25)
+                except sqlite3.Error as exc:
+                    if conn is not None:
+                        conn.close()
+                    self._fail(exc)
+                    return None
             self._conn, self._pid, self._me = conn, os.getpid(), process_id()
         return self._conn
+
+    @staticmethod
+    def _set_up(conn: Any) -> None:
+        import sqlite3
+
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("CREATE TABLE IF NOT EXISTS verdicts (key TEXT PRIMARY KEY, score REAL, "
+                     "rationale TEXT, model TEXT, created REAL, writer TEXT)")
+        if "writer" not in {row[1] for row in conn.execute("PRAGMA table_info(verdicts)")}:
+            try:  # a cache file from before the writer column
+                conn.execute("ALTER TABLE verdicts ADD COLUMN writer TEXT")
+            except sqlite3.OperationalError as exc:  # another rank added it first
+                if _locked(exc):
+                    raise
+        conn.execute("CREATE TABLE IF NOT EXISTS stats (writer TEXT PRIMARY KEY, hits INTEGER, "
+                     "shared_hits INTEGER, misses INTEGER, updated REAL)")
 
     def _fail(self, exc: Exception) -> None:
         logger.warning("judge cache %s unusable (%s): judging without a cache", self.path, exc)

@@ -348,6 +348,71 @@ def test_the_cache_caps_the_rationale(tmp_path):
     assert score == 0.5 and len(rationale) == MAX_RATIONALE
 
 
+def test_a_cache_opened_while_another_process_writes_it_waits_instead_of_going_uncached(tmp_path):
+    """Another rank holds a write lock on a new cache file (not WAL yet). sqlite answers the switch to WAL with
+    "database is locked" at once, without its busy handler: before the fix the cache was marked unusable for
+    the whole run (CI stop 25: two processes opening one new file, one judged everything twice). The other
+    writer here is a real second process; it lets go after 0.5 s and the cache then works."""
+    import sqlite3
+
+    path = tmp_path / "new.sqlite"
+    hold = textwrap.dedent(f"""
+        import sqlite3, sys, time
+        db = sqlite3.connect({str(path)!r}, isolation_level=None)
+        db.execute("CREATE TABLE other (x)")
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("INSERT INTO other VALUES (1)")
+        print("held", flush=True)
+        time.sleep(0.5)
+        db.execute("COMMIT")
+    """)
+    writer = subprocess.Popen([sys.executable, "-c", hold], stdout=subprocess.PIPE, text=True)
+    assert writer.stdout.readline().strip() == "held"
+    probe = sqlite3.connect(path, timeout=5, isolation_level=None)    # the attack: the switch fails at once
+    t0 = time.monotonic()
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        probe.execute("PRAGMA journal_mode=WAL")
+    assert time.monotonic() - t0 < 1
+    probe.close()
+    cache = JudgeCache(str(path))
+    t0 = time.monotonic()
+    assert cache.get("k") is None and not cache.broken                # a miss, not "unusable"
+    assert 0 < time.monotonic() - t0 < cache.OPEN_TIMEOUT
+    cache.put("k", 0.7, "ok", "m")
+    assert cache.get("k") == (0.7, "ok") and not cache.broken
+    assert writer.wait(timeout=30) == 0
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.execute("SELECT x FROM other").fetchall() == [(1,)]   # the other process's write survived
+
+
+def test_many_processes_opening_one_new_cache_at_once_all_use_it(tmp_path):
+    """Eight processes open one new cache file at the same instant (the ranks of a node at step 0) and each
+    writes and reads its own verdicts; none may fall back to judging without a cache."""
+    import sqlite3
+
+    for round_ in range(3):
+        path = tmp_path / f"race{round_}.sqlite"
+        script = textwrap.dedent(f"""
+            import sys, time
+            from swift_ext.rewards.judge import JudgeCache
+            start = float(sys.argv[1])
+            time.sleep(max(0.0, start - time.time()))
+            c = JudgeCache({str(path)!r})
+            for i in range(5):
+                c.put(sys.argv[2] + str(i), 0.5, "r", "m")
+            print(int(not c.broken and all(c.get(sys.argv[2] + str(i)) == (0.5, "r") for i in range(5))))
+        """)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        start = str(time.time() + 2.0)
+        procs = [subprocess.Popen([sys.executable, "-c", script, start, f"p{k}-"], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, env=env) for k in range(8)]
+        outs = [p.communicate(timeout=120) for p in procs]
+        assert [o.strip() for o, _ in outs] == ["1"] * 8, [e for _, e in outs]
+        with sqlite3.connect(path) as db:
+            assert db.execute("SELECT count(*) FROM verdicts").fetchone()[0] == 40
+
+
 def test_rows_naming_system_files_never_reach_the_judge(tmp_path, monkeypatch):
     """images: /proc/self/environ (the API key and every secret), /etc/passwd, /dev/zero, a FIFO: the row abstains
     with the reason and nothing is sent; a real image still goes (issue 17 finding 7; a real local server
