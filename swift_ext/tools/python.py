@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 import threading
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 from ..params import Param
 from .base import Tool, ToolContext, ToolResult

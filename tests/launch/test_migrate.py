@@ -3,10 +3,7 @@ real ms-swift 4.6 argument dataclasses."""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import textwrap
 
 import pytest

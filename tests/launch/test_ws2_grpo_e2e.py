@@ -15,7 +15,6 @@ rank 1, so the deadline must end it. Callbacks: ``reward_eval``, ``train_sanity`
 from __future__ import annotations
 
 import json
-import os
 import re
 import sqlite3
 import subprocess

@@ -7,7 +7,6 @@ import os
 import sys
 import textwrap
 import time
-import types
 from pathlib import Path
 
 import pytest

@@ -22,12 +22,6 @@ def example_site(tmp_path_factory):
     return target
 
 
-def with_path(env, *paths):
-    env = dict(env)
-    env["PYTHONPATH"] = os.pathsep.join([*map(str, paths), *filter(None, [env.get("PYTHONPATH")])])
-    return env
-
-
 def test_installed_plugin_appears_in_rewards_list(example_site):
     res = cli(["rewards", "list", "--json"], with_path(os.environ, example_site))
     assert res.returncode == 0, res.stderr

@@ -11,7 +11,6 @@ with Python ``==``, any parse failure scoring the minimum. It is called with ``m
 """
 
 import json
-import os
 import random
 from collections import Counter
 
@@ -119,7 +118,7 @@ def rlla_cases(n=3000, seed=7):
     out = []
     for _ in range(n):
         gold = [_call(rng) for _ in range(rng.randint(1, 3))]
-        answer = f"<think>plan</think>\n<tool_call>\n" + "\n".join(json.dumps(c) for c in gold) + "\n</tool_call>"
+        answer = "<think>plan</think>\n<tool_call>\n" + "\n".join(json.dumps(c) for c in gold) + "\n</tool_call>"
         pick = rng.random()
         if pick < 0.05:
             response = rng.choice(["No tool needed.", "<tool_call>\n", "<response>hi</response>"])
