@@ -242,9 +242,9 @@ def process_id() -> str:
 
 
 def _locked(exc: Exception) -> bool:
-    """True for sqlite's "database is locked" / "database table is locked" / busy errors (worth a retry)."""
-    text = str(exc).lower()
-    return "locked" in text or "busy" in text
+    """True for sqlite's SQLITE_BUSY and SQLITE_LOCKED errors ("database is locked", "database table is locked"):
+    worth a retry. The text, since ``sqlite_errorcode`` needs Python 3.11."""
+    return "is locked" in str(exc)
 
 
 class JudgeCache:
@@ -287,7 +287,7 @@ class JudgeCache:
                                            check_same_thread=False)
                     self._set_up(conn)
                     break
-                except sqlite3.OperationalError as exc:
+                except sqlite3.Error as exc:
                     if conn is not None:
                         conn.close()
                     # Switching a file to WAL while another process writes it fails at once with "database is
@@ -298,11 +298,6 @@ class JudgeCache:
                         return None
                     time.sleep(delay * (1 + random.random()))
                     delay = min(delay * 2, 0.25)
-                except sqlite3.Error as exc:
-                    if conn is not None:
-                        conn.close()
-                    self._fail(exc)
-                    return None
             self._conn, self._pid, self._me = conn, os.getpid(), process_id()
         return self._conn
 
